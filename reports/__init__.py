@@ -1,0 +1,1 @@
+"""The result schema, report rendering, run comparison and leaderboards."""

@@ -1,0 +1,1 @@
+"""Chunking, embedding, FAISS indexes, the retriever and RAG prompt assembly."""

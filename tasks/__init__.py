@@ -1,0 +1,1 @@
+"""Task types, metrics, suite loading and the builtin suites."""

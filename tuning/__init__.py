@@ -1,0 +1,1 @@
+"""Training data, the training loop and the tuning strategies (full, PEFT adapters, distillation)."""
