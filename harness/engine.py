@@ -1,0 +1,408 @@
+"""The engine: batched log-likelihood, rolling log-likelihood and greedy generation.
+
+The only place that knows about devices, dtypes, padding and batching. Three request types, as in
+lm-evaluation-harness; results come back in request order whatever the internal batching.
+
+How scoring stays fast and batch-independent:
+- every scored sequence is left-padded, so all rows of a batch end at the same position and the
+  scored tokens of every row sit in the last K positions;
+- explicit position ids (counted from the first real token) make a padded row compute exactly
+  what the unpadded row would;
+- the output projection over the vocabulary is applied only to the scored positions, in chunks,
+  so [batch, length, vocab] logits are never materialised;
+- batches are sized by tokens (rows x longest row), longest first, so memory stays flat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from harness.models import LoadedModel, default_device
+from harness.progress import progress_bar
+
+DEFAULT_MAX_LENGTH = 2048
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    context: str
+    continuation: str
+
+
+@dataclass(frozen=True)
+class RollingRequest:
+    text: str
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    stop: tuple[str, ...] = ()
+    max_new_tokens: int = 64
+
+
+@dataclass(frozen=True)
+class Loglikelihood:
+    """Sum of natural-log probabilities of the scored tokens, whether greedy decoding yields them."""
+
+    logprob: float
+    is_greedy: bool
+    n_tokens: int
+
+
+@dataclass(frozen=True)
+class _ScoringRow:
+    """Token ids [prefix, …, scored tokens]; the last `n_scored` ids are the targets."""
+
+    tokens: tuple[int, ...]
+    n_scored: int
+
+
+class Engine:
+    """Runs the three request types on one model and tokenizer."""
+
+    def __init__(self, model, tokenizer, *, device: str | None = None, max_length: int | None = None,
+                 max_batch_tokens: int | None = None, max_generation_batch: int | None = None,
+                 static_cache: bool = False, progress: bool = True):
+        self.device = torch.device(device or _model_device(model) or default_device())
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length or _model_max_length(model)
+        on_gpu = self.device.type == "cuda"
+        self.max_batch_tokens = max(max_batch_tokens or (65536 if on_gpu else 4096), self.max_length + 1)
+        self.max_generation_batch = max_generation_batch or (64 if on_gpu else 16)
+        self.static_cache = static_cache
+        self.progress = progress
+        self.prefix_token_id = _prefix_token_id(tokenizer)
+        self._head_only_scoring: bool | None = None
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel, **kwargs) -> "Engine":
+        return cls(loaded.model, loaded.tokenizer, **kwargs)
+
+    # ----- request API -------------------------------------------------------------------------
+
+    def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[Loglikelihood]:
+        """Log-probability of each continuation given its context."""
+        rows = [self._continuation_row(ctx, cont) for ctx, cont in
+                zip(*self._encode_pairs(requests))] if requests else []
+        return self._score(rows, description="loglikelihood")
+
+    def loglikelihood_rolling(self, requests: list[RollingRequest], *, stride: int | None = None) -> list[Loglikelihood]:
+        """Log-probability of each whole text, every token scored exactly once.
+
+        `is_greedy` is not computed for rolling requests (always False): perplexity never needs
+        it, and the argmax over the vocabulary at every position costs a third of the scoring.
+
+        Texts longer than the context are cut into windows of `max_length` tokens that advance by
+        `stride` (default: `max_length`, lm-evaluation-harness's disjoint windows); each window
+        scores only the tokens no earlier window scored, with the rest as context.
+        """
+        stride = stride or self.max_length
+        if not 0 < stride <= self.max_length:
+            raise ValueError(f"stride must be in 1..{self.max_length}, got {stride}")
+        token_lists = self._encode([r.text for r in requests])
+        rows, owners = [], []
+        for owner, tokens in enumerate(token_lists):
+            for row in rolling_windows(tokens, self.prefix_token_id, self.max_length, stride):
+                rows.append(row)
+                owners.append(owner)
+        window_scores = self._score(rows, description="perplexity", greedy=False)
+        totals = [[0.0, True, 0] for _ in requests]
+        for owner, score in zip(owners, window_scores):
+            totals[owner][0] += score.logprob
+            totals[owner][1] &= score.is_greedy
+            totals[owner][2] += score.n_tokens
+        return [Loglikelihood(logprob, greedy, n) for logprob, greedy, n in totals]
+
+    def generate(self, requests: list[GenerationRequest]) -> list[str]:
+        """Greedy continuations, each cut at its first stop string (not included)."""
+        results: list[str | None] = [None] * len(requests)
+        prompts = self._encode([r.prompt for r in requests])
+        prompts = [self._with_prefix(p) for p in prompts]
+        order = sorted(range(len(requests)), key=lambda i: (requests[i].stop, requests[i].max_new_tokens,
+                                                           -len(prompts[i])))
+        batches = self._generation_batches(order, requests, prompts)
+        with self._bar("generate", len(requests)) as advance:
+            for batch in batches:
+                texts = self._generate_batch([prompts[i] for i in batch], requests[batch[0]])
+                for index, text in zip(batch, texts):
+                    results[index] = text
+                advance(len(batch))
+        return results
+
+    def chat_prompt(self, user_text: str) -> str:
+        """`user_text` as one user turn in the model's chat template, or unchanged if it has none."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            return user_text
+        return self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True)
+
+    # ----- tokenization ------------------------------------------------------------------------
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+    def _encode_pairs(self, requests: list[LoglikelihoodRequest]) -> tuple[list, list]:
+        """Context and continuation ids, split the way lm-evaluation-harness splits them.
+
+        Trailing spaces of the context move to the continuation, and the pair is encoded whole and
+        then split, so the continuation's first token is the one the model would really see.
+        """
+        contexts, wholes = [], []
+        for request in requests:
+            context, continuation = request.context, request.continuation
+            n_spaces = len(context) - len(context.rstrip())
+            if n_spaces:
+                continuation = context[-n_spaces:] + continuation
+                context = context[:-n_spaces]
+            contexts.append(context)
+            wholes.append(context + continuation)
+        context_ids = self._encode(contexts)
+        whole_ids = self._encode(wholes)
+        continuation_ids = [whole[len(ctx):] for ctx, whole in zip(context_ids, whole_ids)]
+        return context_ids, continuation_ids
+
+    def _continuation_row(self, context: list[int], continuation: list[int]) -> _ScoringRow:
+        tokens = [self.prefix_token_id, *context, *continuation]
+        # Keep the last max_length + 1 ids: the input is everything but the final id.
+        tokens = tokens[-(self.max_length + 1):]
+        return _ScoringRow(tuple(tokens), min(len(continuation), self.max_length))
+
+    def _with_prefix(self, ids: list[int]) -> list[int]:
+        # A chat template may already open with the prefix token; don't double it.
+        if ids and ids[0] == self.prefix_token_id:
+            return ids
+        return [self.prefix_token_id, *ids]
+
+    # ----- scoring -----------------------------------------------------------------------------
+
+    def _score(self, rows: list[_ScoringRow], *, description: str, greedy: bool = True) -> list[Loglikelihood]:
+        results: list[Loglikelihood | None] = [None] * len(rows)
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i].tokens))
+        with self._bar(description, len(rows)) as advance:
+            for batch in self._token_batches(order, [len(r.tokens) - 1 for r in rows]):
+                for index, result in zip(batch, self._score_batch([rows[i] for i in batch], greedy)):
+                    results[index] = result
+                advance(len(batch))
+        return results
+
+    def _token_batches(self, order: list[int], lengths: list[int], *, max_rows: int | None = None):
+        """Consecutive runs of `order` whose padded size (rows x longest) fits the token budget."""
+        batch: list[int] = []
+        longest = 0
+        for index in order:
+            candidate = max(longest, lengths[index])
+            full = max_rows is not None and len(batch) >= max_rows
+            if batch and (candidate * (len(batch) + 1) > self.max_batch_tokens or full):
+                yield batch
+                batch, candidate = [], lengths[index]
+            batch.append(index)
+            longest = candidate
+        if batch:
+            yield batch
+
+    @torch.inference_mode()
+    def _score_batch(self, rows: list[_ScoringRow], greedy: bool) -> list[Loglikelihood]:
+        inputs = [list(r.tokens[:-1]) for r in rows]
+        input_ids, attention_mask, position_ids = self._left_padded(inputs)
+        n_keep = max(r.n_scored for r in rows)
+        # targets[i, j] is the id predicted at the j-th of the last n_keep positions of row i.
+        targets = torch.full((len(rows), n_keep), -1, dtype=torch.long)
+        for i, row in enumerate(rows):
+            if row.n_scored:
+                targets[i, n_keep - row.n_scored:] = torch.tensor(row.tokens[-row.n_scored:])
+        targets = targets.to(self.device)
+        scored = targets >= 0
+        token_logprobs, token_greedy = self._target_logprobs(input_ids, attention_mask, position_ids,
+                                                             n_keep, scored, targets[scored], greedy)
+        row_of_token = scored.nonzero()[:, 0]
+        logprob = torch.zeros(len(rows), dtype=torch.float64, device=self.device)
+        logprob.index_add_(0, row_of_token, token_logprobs.double())
+        misses = torch.zeros(len(rows), dtype=torch.long, device=self.device)
+        misses.index_add_(0, row_of_token, (~token_greedy).long())
+        return [Loglikelihood(float(lp), bool(m == 0), r.n_scored)
+                for lp, m, r in zip(logprob.tolist(), misses.tolist(), rows)]
+
+    def _target_logprobs(self, input_ids, attention_mask, position_ids, n_keep, scored, targets, greedy):
+        """Log-prob and greedy flag of each target id at the scored positions (flattened)."""
+        if n_keep == 0:
+            empty = torch.empty(0, device=self.device)
+            return empty, empty.bool()
+        if self._uses_head_only_scoring():
+            hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask,
+                                              position_ids=position_ids).last_hidden_state
+            hidden = hidden[:, -n_keep:][scored]
+            return self._chunked_head_logprobs(hidden, targets, greedy)
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                            logits_to_keep=n_keep).logits
+        return _logprobs_from_logits(logits[scored].float(), targets, greedy)
+
+    def _chunked_head_logprobs(self, hidden, targets, greedy):
+        head = self.model.get_output_embeddings()
+        vocab = head.weight.shape[0]
+        # Bound each chunk's fp32 logits: ~8 MB on CPU stays in cache, ~512 MB on GPU keeps the
+        # matmuls large (measured on this 2-core CPU: 128 MB chunks scored ~2x slower than 8 MB).
+        budget = (1 << 27) if self.device.type == "cuda" else (1 << 21)
+        chunk = max(1, budget // vocab)
+        logprobs, is_argmax = [], []
+        for start in range(0, hidden.shape[0], chunk):
+            logits = head(hidden[start:start + chunk]).float()
+            chunk_logprobs, chunk_argmax = _logprobs_from_logits(logits, targets[start:start + chunk], greedy)
+            logprobs.append(chunk_logprobs)
+            is_argmax.append(chunk_argmax)
+        return torch.cat(logprobs), torch.cat(is_argmax)
+
+    def _uses_head_only_scoring(self) -> bool:
+        """Whether decoder + output projection reproduce the model's own logits.
+
+        True for plain causal LMs and LoRA-wrapped ones. False when the full forward does more
+        than project hidden states (prefix tuning injects past key values; some models soft-cap
+        or scale logits); those fall back to `logits_to_keep`, which is exact but projects a
+        few padded positions too. Checked once on a short input.
+        """
+        if self._head_only_scoring is None:
+            self._head_only_scoring = self._head_matches_forward()
+        return self._head_only_scoring
+
+    @torch.inference_mode()
+    def _head_matches_forward(self) -> bool:
+        try:
+            decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
+        except (AttributeError, NotImplementedError, ValueError):
+            return False
+        if decoder is None or head is None or decoder is self.model:
+            return False
+        probe = torch.tensor([[self.prefix_token_id, *self._encode(["The engine checks this."])[0]]],
+                             device=self.device)
+        try:
+            direct = head(decoder(input_ids=probe).last_hidden_state).float()
+        except (TypeError, RuntimeError):
+            return False
+        full = self.model(input_ids=probe).logits.float()
+        return direct.shape == full.shape and torch.allclose(direct, full, atol=1e-3, rtol=1e-3)
+
+    def _left_padded(self, sequences: list[list[int]]):
+        width = max(len(s) for s in sequences)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.prefix_token_id
+        input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for i, seq in enumerate(sequences):
+            input_ids[i, width - len(seq):] = torch.tensor(seq)
+            attention_mask[i, width - len(seq):] = 1
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        return input_ids.to(self.device), attention_mask.to(self.device), position_ids.to(self.device)
+
+    # ----- generation --------------------------------------------------------------------------
+
+    def _generation_batches(self, order, requests, prompts):
+        """Batches of requests sharing stop strings and budget, sized by tokens and rows."""
+        groups: dict[tuple, list[int]] = {}
+        for index in order:
+            groups.setdefault((requests[index].stop, requests[index].max_new_tokens), []).append(index)
+        batches = []
+        for (_, max_new), members in groups.items():
+            lengths = [0] * len(prompts)
+            for index in members:
+                lengths[index] = len(prompts[index]) + max_new
+            batches.extend(self._token_batches(members, lengths, max_rows=self.max_generation_batch))
+        return batches
+
+    @torch.inference_mode()
+    def _generate_batch(self, prompts: list[list[int]], request: GenerationRequest) -> list[str]:
+        budget = self.max_length - request.max_new_tokens
+        prompts = [p[-budget:] if budget > 0 else p[-1:] for p in prompts]
+        input_ids, attention_mask, _ = self._left_padded(prompts)
+        options = dict(max_new_tokens=request.max_new_tokens, do_sample=False, num_beams=1,
+                       pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
+        if request.stop:
+            options.update(stop_strings=list(request.stop), tokenizer=self.tokenizer)
+        if self.static_cache:
+            options["cache_implementation"] = "static"
+        output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
+        new_tokens = output[:, input_ids.shape[1]:]
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [cut_at_stop(text, request.stop) for text in texts]
+
+    def _bar(self, description: str, total: int):
+        return _ProgressCounter(description, total, enabled=self.progress and total > 0)
+
+
+def rolling_windows(tokens: list[int], prefix_token_id: int, max_length: int, stride: int):
+    """Scoring rows covering `tokens` so that each token is scored exactly once.
+
+    In the sequence [prefix, t0, …, tn-1], window k ends at the k-th target boundary and reaches
+    back at most max_length tokens; it scores only targets after the previous window's end.
+    """
+    sequence = [prefix_token_id, *tokens]
+    n_targets = len(tokens)
+    scored_until = 0
+    while scored_until < n_targets:
+        end = min(n_targets, max_length if scored_until == 0 else scored_until + stride)
+        start = max(0, end - max_length)
+        yield _ScoringRow(tuple(sequence[start:end + 1]), end - scored_until)
+        scored_until = end
+
+
+def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
+    """`text` up to (not including) the earliest stop string."""
+    cut = len(text)
+    for stop in stops:
+        found = text.find(stop)
+        if found != -1:
+            cut = min(cut, found)
+    return text[:cut]
+
+
+def _logprobs_from_logits(logits, targets, greedy: bool):
+    """Target log-probs, and whether each target is the argmax (all False when not asked)."""
+    # target logit minus logsumexp: avoids writing a second vocabulary-sized log_softmax tensor.
+    target_logits = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    is_argmax = logits.argmax(-1) == targets if greedy else torch.zeros_like(targets, dtype=torch.bool)
+    return target_logits - logits.logsumexp(-1), is_argmax
+
+
+def _prefix_token_id(tokenizer) -> int:
+    # lm-evaluation-harness conditions the first token on BOS, falling back to EOS.
+    if tokenizer.bos_token_id is not None:
+        return tokenizer.bos_token_id
+    if tokenizer.eos_token_id is not None:
+        return tokenizer.eos_token_id
+    raise ValueError("tokenizer has neither a BOS nor an EOS token to condition the first token on")
+
+
+def _model_device(model) -> str | None:
+    try:
+        return str(next(model.parameters()).device)
+    except (StopIteration, AttributeError):
+        return None
+
+
+def _model_max_length(model) -> int:
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return min(positions or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
+
+
+class _ProgressCounter:
+    """A rich bar for one engine call, as a context manager yielding `advance(n)`."""
+
+    def __init__(self, description: str, total: int, *, enabled: bool):
+        self.description, self.total, self.enabled = description, total, enabled
+        self._progress = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        self._progress = progress_bar(transient=True)
+        self._progress.__enter__()
+        task = self._progress.add_task(self.description, total=self.total, info="")
+        return lambda n: self._progress.advance(task, n)
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+        return False

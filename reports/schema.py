@@ -1,0 +1,94 @@
+"""The result file: one JSON per (configuration, task), versioned, written atomically.
+
+`runs/<run>/results/<configuration>/<task>.json` holds everything a report needs and everything
+a reader needs to trace a number back to examples: metrics with intervals, settings, fingerprints
+of model and data, cost, and every example's prediction, reference and scores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from harness.errors import DomainbenchError
+
+SCHEMA_VERSION = 1
+RESULTS_DIR = "results"
+
+
+@dataclass
+class ResultFile:
+    run: str
+    configuration: str
+    task: str
+    task_type: str
+    suite: dict[str, Any]        # {name, fingerprint, task_fingerprint}
+    model: dict[str, Any]        # {spec, fingerprint, adapter}
+    settings: dict[str, Any]
+    metrics: dict[str, dict]     # {name: {value, ci_low, ci_high, n}}
+    cost: dict[str, Any]
+    examples: list[dict]         # [{id, prediction, reference, scores, retrieved?}]
+    versions: dict[str, str] = field(default_factory=lambda: software_versions())
+    schema_version: int = SCHEMA_VERSION
+
+    def as_dict(self) -> dict[str, Any]:
+        record = asdict(self)
+        return {"schema_version": record.pop("schema_version"), **record}
+
+
+def result_path(output_dir: Path, configuration: str, task: str) -> Path:
+    return Path(output_dir) / RESULTS_DIR / configuration / f"{task}.json"
+
+
+def write_result(path: Path, result: ResultFile) -> Path:
+    """Write atomically (temp file + rename): a reader never sees half a result."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(result.as_dict(), handle, indent=1, ensure_ascii=False, allow_nan=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_result(path: Path) -> ResultFile:
+    """Read a result file; one from another schema version is refused with what to do about it."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DomainbenchError(f"{path}: no such result file") from None
+    except json.JSONDecodeError as exc:
+        raise DomainbenchError(f"{path}:{exc.lineno}: json: not a result file ({exc.msg})") from None
+    version = record.get("schema_version") if isinstance(record, dict) else None
+    if version != SCHEMA_VERSION:
+        raise DomainbenchError(
+            f"{path}:1: schema_version: {version!r} is not the supported version {SCHEMA_VERSION}; "
+            f"{'rerun the evaluation' if isinstance(version, int) and version < SCHEMA_VERSION else 'upgrade domainbench'}"
+            " to read it")
+    names = {f.name for f in fields(ResultFile)}
+    missing = sorted(names - record.keys())
+    if missing:
+        raise DomainbenchError(f"{path}:1: {missing[0]}: missing from the result file")
+    return ResultFile(**{name: record[name] for name in names})
+
+
+def software_versions() -> dict[str, str]:
+    """Versions that can change a number: domainbench, torch, transformers, Python."""
+    import torch
+    import transformers
+
+    from harness import __version__
+
+    return {"domainbench": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}

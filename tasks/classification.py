@@ -1,0 +1,110 @@
+"""Classification by log-likelihood: the label whose verbaliser the model finds most likely wins.
+
+This is lm-evaluation-harness's multiple-choice scoring: `accuracy` takes the argmax of the summed
+log-probabilities, `accuracy_norm` of the log-probabilities divided by the verbaliser's length in
+characters (which removes the bias towards short verbalisers). Macro-F1 is over the argmax
+predictions, averaging over the labels present in the gold or predicted labels (scikit-learn's
+`f1_score(average="macro")`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from harness.engine import LoglikelihoodRequest
+from tasks.metrics import precision_recall_f1
+from tasks.prompts import build_prompt, render
+from tasks.records import ExampleRecord
+from tasks.stats import Metric, bootstrap_metrics, mean_statistic
+
+if TYPE_CHECKING:
+    from tasks.suite import TaskSpec
+
+REQUIRED_FIELDS = ("text", "label")
+DEFAULT_TEMPLATE = "{text}\nLabel:"
+DEFAULT_GENERATION = None
+TAKES_FEWSHOT = True
+METRICS = ("accuracy", "accuracy_norm", "macro_f1")
+
+_GOLD, _PREDICTED, _CORRECT, _CORRECT_NORM = range(4)
+
+
+def check_example(task: "TaskSpec", example: dict) -> list[tuple[str, str]]:
+    if not isinstance(example.get("text"), str):
+        return [("text", "expected a string")]
+    if str(example.get("label")) not in task.labels:
+        return [("label", f"{example.get('label')!r} is not in the label set ({', '.join(task.labels)})")]
+    return []
+
+
+def rag_query(example: dict) -> str:
+    return example["text"]
+
+
+def target(task: "TaskSpec", example: dict) -> str:
+    return task.labels[str(example["label"])]
+
+
+def training_pair(task: "TaskSpec", example: dict) -> tuple[str, str]:
+    return render(task.template, example), target(task, example)
+
+
+def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[LoglikelihoodRequest]:
+    """One request per label, in the label set's order."""
+    return [LoglikelihoodRequest(prompt, verbaliser) for verbaliser in task.labels.values()]
+
+
+def build_requests(task: "TaskSpec", example: dict, fewshot: list[dict], *,
+                   engine_chat=None) -> list[LoglikelihoodRequest]:
+    prompt, _ = build_prompt(task, example, fewshot, target, engine_chat=engine_chat)
+    return requests_for_prompt(task, example, prompt)
+
+
+def score(task: "TaskSpec", example: dict, responses) -> ExampleRecord:
+    logprobs = {label: response.logprob for label, response in zip(task.labels, responses)}
+    return score_prediction(task, example["id"], logprobs, str(example["label"]))
+
+
+def score_prediction(task: "TaskSpec", example_id: str, logprobs: dict[str, float], label: str) -> ExampleRecord:
+    labels = list(task.labels)
+    values = np.array([logprobs[key] for key in labels])
+    lengths = np.array([len(verbaliser) for verbaliser in task.labels.values()], dtype=float)
+    predicted = labels[int(np.argmax(values))]
+    predicted_norm = labels[int(np.argmax(values / lengths))]
+    scores = {"logprobs": logprobs, "correct": float(predicted == label),
+              "predicted_norm": predicted_norm, "correct_norm": float(predicted_norm == label)}
+    return ExampleRecord(example_id, predicted, label, scores)
+
+
+def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
+    labels = list(task.labels)
+    rows = np.array([[labels.index(r.reference), labels.index(r.prediction), r.scores["correct"],
+                      r.scores["correct_norm"]] for r in records], dtype=float)
+    statistics = {"accuracy": mean_statistic(_CORRECT), "accuracy_norm": mean_statistic(_CORRECT_NORM),
+                  "macro_f1": _macro_f1}
+    return bootstrap_metrics(rows, {name: statistics[name] for name in task.metrics})
+
+
+def _macro_f1(rows: np.ndarray) -> float:
+    gold, predicted = rows[:, _GOLD].astype(int), rows[:, _PREDICTED].astype(int)
+    present = np.union1d(gold, predicted)
+    scores = []
+    for label in present:
+        tp = np.count_nonzero((gold == label) & (predicted == label))
+        fp = np.count_nonzero((gold != label) & (predicted == label))
+        fn = np.count_nonzero((gold == label) & (predicted != label))
+        scores.append(precision_recall_f1(tp, fp, fn)[2])
+    return float(np.mean(scores))
+
+
+def rescore_record(task: "TaskSpec", record: ExampleRecord) -> ExampleRecord:
+    """Predictions recomputed from the stored per-label log-likelihoods."""
+    return score_prediction(task, record.id, record.scores["logprobs"], record.reference)
+
+
+def scoring_settings(task: "TaskSpec") -> dict:
+    return {"scoring": "log-likelihood of each label's verbaliser", "labels": dict(task.labels),
+            "accuracy_norm": "log-likelihood per character of the verbaliser",
+            "macro_f1": "over labels present in gold or predictions"}

@@ -1,0 +1,145 @@
+"""The evaluation loop: examples -> prompts -> engine requests -> per-example records -> metrics.
+
+One task at a time: every request of the task goes to the engine in one call (the engine sorts
+and batches them), so the scores do not depend on how the loop is chunked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from harness.engine import GenerationRequest, LoglikelihoodRequest, RollingRequest
+from harness.errors import DomainbenchError
+from harness.progress import status
+from reports.schema import ResultFile
+from tasks.prompts import build_prompt, fewshot_exemplars
+from tasks.records import ExampleRecord
+from tasks.registry import task_module
+from tasks.stats import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES, Metric
+from tasks.suite import Suite, TaskSpec
+
+DEFAULT_FEWSHOT_SEED = 1234
+
+# Which engine method serves which request type.
+_ENGINE_METHODS = {LoglikelihoodRequest: "loglikelihood", RollingRequest: "loglikelihood_rolling",
+                   GenerationRequest: "generate"}
+
+
+@dataclass
+class TaskResult:
+    task: TaskSpec
+    records: list[ExampleRecord]
+    metrics: dict[str, Metric]
+    settings: dict[str, Any]
+    cost: dict[str, float]
+
+
+def evaluate_task(task: TaskSpec, engine, *, split: str = "test", limit: int | None = None,
+                  num_fewshot: int | None = None, seed: int = DEFAULT_FEWSHOT_SEED, rag=None,
+                  progress: bool = True) -> TaskResult:
+    """Evaluate one task on one split through `engine`, optionally retrieval-augmented.
+
+    `rag.augment(query, prompt) -> (prompt, chunks)` adds retrieved context; the query is the
+    example's question, document or text (perplexity ignores rag). `num_fewshot` overrides the
+    task's; exemplars come from the train split, seeded per example.
+    """
+    module = task_module(task.type)
+    examples = _examples(task, split, limit)
+    k = _fewshot_count(task, module, num_fewshot)
+    started = time.perf_counter()
+    prompts, retrieved = [], []
+    for example in examples:
+        shots = fewshot_exemplars(task, example, k, seed)
+        prompt, chunks = build_prompt(task, example, shots, module.target, engine_chat=engine.chat_prompt,
+                                      rag=rag, query=module.rag_query(example))
+        prompts.append(prompt)
+        retrieved.append(chunks)
+    requests = [module.requests_for_prompt(task, ex, prompt) for ex, prompt in zip(examples, prompts)]
+    with status(f"{task.name}: {len(examples)} {split} examples") if progress else contextlib.nullcontext():
+        responses = _per_example(run_requests(engine, [r for rs in requests for r in rs]), requests)
+    records = [module.score(task, example, answer) for example, answer in zip(examples, responses)]
+    for record, chunks in zip(records, retrieved):
+        record.retrieved = chunks
+    metrics = module.aggregate(task, records)
+    seconds = time.perf_counter() - started
+    settings = _settings(task, module, engine, split=split, limit=limit, num_fewshot=k, seed=seed, rag=rag)
+    cost = {"eval_seconds": seconds, "examples_per_second": len(examples) / seconds if seconds else 0.0,
+            "seconds_per_example": seconds / len(examples)}
+    return TaskResult(task, records, metrics, settings, cost)
+
+
+def run_requests(engine, requests: list) -> list:
+    """Responses in request order, one engine call per request type."""
+    responses: list = [None] * len(requests)
+    for request_type, method in _ENGINE_METHODS.items():
+        positions = [i for i, request in enumerate(requests) if isinstance(request, request_type)]
+        if positions:
+            for position, response in zip(positions, getattr(engine, method)([requests[i] for i in positions])):
+                responses[position] = response
+    return responses
+
+
+def rescore(task: TaskSpec, records: list[ExampleRecord | dict]) -> tuple[list[ExampleRecord], dict[str, Metric]]:
+    """Scores and metrics recomputed from stored examples (a result file's `examples`), no model."""
+    module = task_module(task.type)
+    rescored = []
+    for stored in records:
+        record = stored if isinstance(stored, ExampleRecord) else ExampleRecord.from_dict(stored)
+        fresh = module.rescore_record(task, record)
+        fresh.retrieved = record.retrieved
+        rescored.append(fresh)
+    return rescored, module.aggregate(task, rescored)
+
+
+def result_file(result: TaskResult, *, run: str, configuration: str, suite: Suite, model_spec: str,
+                model_fingerprint: str, adapter: str | None = None) -> ResultFile:
+    """The result file of one evaluated task (reports/schema.py owns the layout)."""
+    return ResultFile(
+        run=run, configuration=configuration, task=result.task.name, task_type=result.task.type,
+        suite={"name": suite.name, "fingerprint": suite.fingerprint, "task_fingerprint": result.task.fingerprint},
+        model={"spec": model_spec, "fingerprint": model_fingerprint, "adapter": adapter},
+        settings=result.settings,
+        metrics={name: metric.as_dict() for name, metric in result.metrics.items()},
+        cost=result.cost,
+        examples=[record.as_dict() for record in result.records],
+    )
+
+
+def _examples(task: TaskSpec, split: str, limit: int | None) -> list[dict]:
+    if split not in task.examples:
+        raise DomainbenchError(f"task {task.name}: no {split!r} split (has {', '.join(task.examples)})")
+    if limit is not None and limit < 1:
+        raise DomainbenchError(f"--limit {limit}: expected a positive number of examples")
+    return task.examples[split][:limit]
+
+
+def _fewshot_count(task: TaskSpec, module, requested: int | None) -> int:
+    if not module.TAKES_FEWSHOT:
+        return 0
+    k = task.num_fewshot if requested is None else requested
+    if k < 0:
+        raise DomainbenchError(f"--num-fewshot {k}: expected a non-negative number")
+    return k
+
+
+def _per_example(responses: list, requests: list[list]) -> list[list]:
+    grouped, start = [], 0
+    for example_requests in requests:
+        grouped.append(responses[start:start + len(example_requests)])
+        start += len(example_requests)
+    return grouped
+
+
+def _settings(task: TaskSpec, module, engine, *, split, limit, num_fewshot, seed, rag) -> dict[str, Any]:
+    return {
+        "split": split, "limit": limit, "num_fewshot": num_fewshot, "fewshot_seed": seed,
+        "template": task.template, "fewshot_separator": task.fewshot_separator, "chat": task.chat,
+        "generation": task.generation, "labels": task.settings()["labels"], "metrics": list(task.metrics),
+        "batch_tokens": engine.max_batch_tokens, "max_length": engine.max_length, "rag": rag is not None,
+        "bootstrap": {"resamples": DEFAULT_RESAMPLES, "seed": DEFAULT_BOOTSTRAP_SEED, "confidence": 0.95},
+        "scoring": module.scoring_settings(task),
+    }
+

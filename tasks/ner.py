@@ -1,0 +1,187 @@
+"""Named-entity recognition as generation: the model writes `TYPE: span` lines.
+
+Each emitted span is located in the example text to get character offsets, then matched strictly
+(same type, same start and end) against the gold entities — the entity-level precision, recall and
+F1 that seqeval computes on BIO tags, micro-averaged and per type.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from harness.engine import GenerationRequest
+from tasks.metrics import entity_counts, precision_recall_f1
+from tasks.prompts import build_prompt, render
+from tasks.records import ExampleRecord
+from tasks.stats import Metric, bootstrap_metrics
+
+if TYPE_CHECKING:
+    from tasks.suite import TaskSpec
+
+REQUIRED_FIELDS = ("text", "entities")
+DEFAULT_TEMPLATE = "Text: {text}\nEntities:"
+DEFAULT_GENERATION = {"max_new_tokens": 64, "stop": ["\n\n"]}
+TAKES_FEWSHOT = True
+METRICS = ("precision", "recall", "f1", "f1_per_type")
+NO_ENTITIES = "none"
+
+# "TYPE: span", tolerating list bullets ("- ", "* ", "1. ") and "=" or "-" for the colon.
+_ENTITY_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])?\s*([A-Za-z][\w .-]*?)\s*(?::|=|\s-\s)\s*(.*?)\s*$")
+_QUOTES = "\"'`\u201c\u201d\u2018\u2019"
+
+
+def check_example(task: "TaskSpec", example: dict) -> list[tuple[str, str]]:
+    text, entities = example.get("text"), example.get("entities")
+    if not isinstance(text, str):
+        return [("text", "expected a string")]
+    if not isinstance(entities, list):
+        return [("entities", "expected a list of {type, start, end} objects")]
+    problems = []
+    for index, entity in enumerate(entities):
+        problems.extend((f"entities[{index}].{field}", message)
+                        for field, message in _entity_problems(task, text, entity))
+    return problems
+
+
+def _entity_problems(task: "TaskSpec", text: str, entity) -> list[tuple[str, str]]:
+    if not isinstance(entity, dict) or not {"type", "start", "end"} <= entity.keys():
+        return [("", "expected an object with type, start and end")]
+    problems = []
+    if entity["type"] not in task.labels:
+        problems.append(("type", f"{entity['type']!r} is not in the label set ({', '.join(task.labels)})"))
+    start, end = entity["start"], entity["end"]
+    if not (isinstance(start, int) and isinstance(end, int) and 0 <= start < end <= len(text)):
+        problems.append(("start", f"offsets {start!r}..{end!r} are not a non-empty span of the "
+                                  f"{len(text)}-character text"))
+    elif "text" in entity and entity["text"] != text[start:end]:
+        problems.append(("text", f"{entity['text']!r} does not match text[{start}:{end}] = {text[start:end]!r}"))
+    return problems
+
+
+def rag_query(example: dict) -> str:
+    return example["text"]
+
+
+def target(task: "TaskSpec", example: dict) -> str:
+    lines = [f"{e['type']}: {example['text'][e['start']:e['end']]}" for e in _in_order(example["entities"])]
+    return "\n" + "\n".join(lines) if lines else " " + NO_ENTITIES
+
+
+def training_pair(task: "TaskSpec", example: dict) -> tuple[str, str]:
+    return render(task.template, example), target(task, example)
+
+
+def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[GenerationRequest]:
+    return [GenerationRequest(prompt, stop=tuple(task.generation["stop"]),
+                              max_new_tokens=task.generation["max_new_tokens"])]
+
+
+def build_requests(task: "TaskSpec", example: dict, fewshot: list[dict], *, engine_chat=None) -> list[GenerationRequest]:
+    prompt, _ = build_prompt(task, example, fewshot, target, engine_chat=engine_chat)
+    return requests_for_prompt(task, example, prompt)
+
+
+def parse_entities(output: str, text: str, labels) -> list[dict]:
+    """Entities named in a model's output, each located in `text` (start/end None if absent).
+
+    The k-th mention of the same (type, span) claims the k-th occurrence of the span in the text;
+    a type is matched to the label set case-insensitively. A span not found whole is tried as a
+    comma/semicolon-separated list, then without trailing punctuation.
+    """
+    canonical = {label.lower(): label for label in labels}
+    claimed: dict[tuple[str, str], int] = {}
+    entities = []
+    for line in output.splitlines():
+        match = _ENTITY_LINE.match(line)
+        if not match:
+            continue
+        raw_type, raw_span = match.groups()
+        entity_type = canonical.get(raw_type.strip().lower(), raw_type.strip())
+        for span in _candidate_spans(raw_span.strip(_QUOTES + " "), text):
+            entities.append(_locate(entity_type, span, text, claimed))
+    return entities
+
+
+def _candidate_spans(span: str, text: str) -> list[str]:
+    if not span or span.lower() == NO_ENTITIES:
+        return []
+    if span in text:
+        return [span]
+    parts = [part.strip(_QUOTES + " ") for part in re.split(r"[,;]", span)]
+    if len(parts) > 1 and all(part in text for part in parts if part):
+        return [part for part in parts if part]
+    trimmed = span.rstrip(".,;:")
+    return [trimmed if trimmed in text else span]
+
+
+def _locate(entity_type: str, span: str, text: str, claimed: dict) -> dict:
+    nth = claimed.get((entity_type, span), 0)
+    claimed[(entity_type, span)] = nth + 1
+    start = -1
+    for _ in range(nth + 1):
+        start = text.find(span, start + 1)
+        if start == -1:
+            return {"type": entity_type, "text": span, "start": None, "end": None}
+    return {"type": entity_type, "text": span, "start": start, "end": start + len(span)}
+
+
+def score(task: "TaskSpec", example: dict, responses: list[str]) -> ExampleRecord:
+    predicted = parse_entities(responses[0], example["text"], task.labels)
+    reference = [{"type": e["type"], "text": example["text"][e["start"]:e["end"]], "start": e["start"],
+                  "end": e["end"]} for e in _in_order(example["entities"])]
+    return score_prediction(example["id"], predicted, reference)
+
+
+def score_prediction(example_id: str, predicted: list[dict], reference: list[dict]) -> ExampleRecord:
+    """Per-type [tp, fp, fn]; a predicted span not found in the text is a false positive."""
+    located = [(e["type"], e["start"], e["end"]) for e in predicted if e["start"] is not None]
+    counts = entity_counts([(e["type"], e["start"], e["end"]) for e in reference], located)
+    for entity in predicted:
+        if entity["start"] is None:
+            counts.setdefault(entity["type"], [0, 0, 0])[1] += 1
+    return ExampleRecord(example_id, predicted, reference, {"counts": counts})
+
+
+def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
+    """Micro P/R/F1 over all entities (undeclared predicted types count as false positives),
+    and F1 per declared type, recomputed from summed counts inside the bootstrap."""
+    types = sorted(set(task.labels).union(*(r.scores["counts"] for r in records)))
+    rows = np.array([[count for t in types for count in r.scores["counts"].get(t, [0, 0, 0])] for r in records],
+                    dtype=float).reshape(len(records), len(types), 3)
+    statistics = {}
+    for position, name in enumerate(("precision", "recall", "f1")):
+        if name in task.metrics:
+            statistics[name] = _micro(position)
+    if "f1_per_type" in task.metrics:
+        for label in task.labels:
+            statistics[f"f1_{label}"] = _per_type_f1(types.index(label))
+    return bootstrap_metrics(rows, statistics)
+
+
+def _micro(position: int):
+    def statistic(rows: np.ndarray) -> float:
+        return precision_recall_f1(*rows.sum(axis=(0, 1)))[position]
+    return statistic
+
+
+def _per_type_f1(type_index: int):
+    def statistic(rows: np.ndarray) -> float:
+        return precision_recall_f1(*rows[:, type_index].sum(axis=0))[2]
+    return statistic
+
+
+def rescore_record(task: "TaskSpec", record: ExampleRecord) -> ExampleRecord:
+    """Scores recomputed from stored located predictions and gold entities."""
+    return score_prediction(record.id, record.prediction, record.reference)
+
+
+def scoring_settings(task: "TaskSpec") -> dict:
+    return {"output_format": "TYPE: span lines", "match": "strict span and type (seqeval entity level)",
+            "average": "micro, and per type"}
+
+
+def _in_order(entities: list[dict]) -> list[dict]:
+    return sorted(entities, key=lambda e: (e["start"], e["end"]))

@@ -1,0 +1,101 @@
+"""Perplexity on held-out domain text through rolling log-likelihood.
+
+Every token of a text is scored once, the first conditioned on the BOS (else EOS) token, as
+lm-evaluation-harness does. Figures are corpus-weighted — total log-likelihood over total tokens,
+words or UTF-8 bytes — not means of per-document figures. Word perplexity and bits per byte do not
+depend on the tokenizer, so they compare models with different vocabularies.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from harness.engine import RollingRequest
+from tasks.prompts import render
+from tasks.records import ExampleRecord
+from tasks.stats import Metric, bootstrap_metrics
+
+if TYPE_CHECKING:
+    from tasks.suite import TaskSpec
+
+REQUIRED_FIELDS = ("text",)
+DEFAULT_TEMPLATE = "{text}"
+DEFAULT_GENERATION = None
+TAKES_FEWSHOT = False  # the text is scored as it is, with nothing before it
+METRICS = ("token_perplexity", "word_perplexity", "bits_per_byte")
+STATISTICS = ("logprob", "n_tokens", "n_words", "n_bytes")
+
+_LOGPROB, _TOKENS, _WORDS, _BYTES = range(4)
+
+
+def check_example(task: "TaskSpec", example: dict) -> list[tuple[str, str]]:
+    if not isinstance(example.get("text"), str) or not example["text"].strip():
+        return [("text", "expected a non-empty string")]
+    return []
+
+
+def rag_query(example: dict) -> None:
+    """Perplexity scores the text itself: retrieval does not apply."""
+    return None
+
+
+def target(task: "TaskSpec", example: dict) -> str:
+    """The whole rendered text is what the model is scored (and trained) on."""
+    return render(task.template, example)
+
+
+def training_pair(task: "TaskSpec", example: dict) -> tuple[str, str]:
+    return "", target(task, example)
+
+
+def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[RollingRequest]:
+    return [RollingRequest(prompt)]
+
+
+def build_requests(task: "TaskSpec", example: dict, fewshot: list[dict], *, engine_chat=None) -> list[RollingRequest]:
+    return requests_for_prompt(task, example, render(task.template, example))
+
+
+def count_words(text: str) -> int:
+    # lm-evaluation-harness's word count (wikitext): re.split on whitespace, empty ends included.
+    return len(re.split(r"\s+", text))
+
+
+def score(task: "TaskSpec", example: dict, responses) -> ExampleRecord:
+    text = render(task.template, example)
+    scores = {"logprob": responses[0].logprob, "n_tokens": responses[0].n_tokens,
+              "n_words": count_words(text), "n_bytes": len(text.encode("utf-8"))}
+    return ExampleRecord(example["id"], None, None, scores)
+
+
+def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
+    """Corpus-weighted figures; the bootstrap resamples documents and recomputes the ratio."""
+    rows = np.array([[r.scores[name] for name in STATISTICS] for r in records], dtype=float)
+    statistics = {"token_perplexity": _perplexity_per(_TOKENS), "word_perplexity": _perplexity_per(_WORDS),
+                  "bits_per_byte": _bits_per_byte}
+    return bootstrap_metrics(rows, {name: statistics[name] for name in task.metrics})
+
+
+def _perplexity_per(unit: int):
+    def perplexity(rows: np.ndarray) -> float:
+        return math.exp(-rows[:, _LOGPROB].sum() / rows[:, unit].sum())
+    return perplexity
+
+
+def _bits_per_byte(rows: np.ndarray) -> float:
+    return float(-rows[:, _LOGPROB].sum() / rows[:, _BYTES].sum() / math.log(2))
+
+
+def rescore_record(task: "TaskSpec", record: ExampleRecord) -> ExampleRecord:
+    """The stored log-likelihood and counts are the whole outcome: nothing to recompute."""
+    return ExampleRecord(record.id, None, None, {name: record.scores[name] for name in STATISTICS})
+
+
+def scoring_settings(task: "TaskSpec") -> dict:
+    return {"loglikelihood": "rolling, every token once, first token conditioned on BOS (else EOS)",
+            "weighting": "corpus: total log-likelihood / total tokens, words or UTF-8 bytes",
+            "words": r"len(re.split(r'\s+', text))"}

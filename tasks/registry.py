@@ -1,0 +1,27 @@
+"""Task type name -> the module implementing it.
+
+Every task type module provides the same module-level functions, so an evaluation and a rescore
+read the same way whatever the type: `check_example`, `rag_query`, `target`, `training_pair`,
+`requests_for_prompt`, `build_requests`, `score`, `aggregate`, `rescore_record`,
+`scoring_settings`, and the constants `REQUIRED_FIELDS`, `DEFAULT_TEMPLATE`, `DEFAULT_GENERATION`
+(None for log-likelihood types), `TAKES_FEWSHOT`, `METRICS`.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from tasks import classification, ner, perplexity, qa, summarization
+
+TASK_TYPES: dict[str, ModuleType] = {
+    "qa": qa,
+    "ner": ner,
+    "classification": classification,
+    "summarization": summarization,
+    "perplexity": perplexity,
+}
+
+
+def task_module(type_name: str) -> ModuleType:
+    """The module of a task type; suite validation guarantees the name is known."""
+    return TASK_TYPES[type_name]

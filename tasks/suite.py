@@ -1,0 +1,450 @@
+"""Suites: a directory with `suite.yaml` and data files, loaded and validated in one pass.
+
+Validation collects every problem — in suite.yaml and in every data row — and raises one
+DomainbenchError listing them all as `file:line: field: problem`, so a domain team fixes a
+hand-written suite in one round. A suite is either a builtin name (`tasks/suites/<name>/`) or a
+path to a suite directory or its suite.yaml.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from harness.errors import DomainbenchError
+from tasks.datafiles import DATA_SUFFIXES, Problem, Row, read_rows
+from tasks.prompts import template_fields
+from tasks.registry import TASK_TYPES, task_module
+
+SUITES_DIR = Path(__file__).parent / "suites"
+SUITE_FILE = "suite.yaml"
+SPLITS = ("train", "dev", "test")
+SUITE_FIELDS = ("name", "description", "version", "tasks")
+TASK_FIELDS = ("name", "type", "description", "data", "template", "num_fewshot", "metrics", "generation",
+               "labels", "chat", "fewshot_separator")
+DEFAULT_FEWSHOT_SEPARATOR = "\n\n"
+
+
+@dataclass
+class TaskSpec:
+    """One task of a suite with every setting resolved (defaults filled in) and its examples."""
+
+    name: str
+    type: str
+    template: str
+    data: dict[str, Path]
+    examples: dict[str, list[dict]] = field(repr=False)
+    num_fewshot: int = 0
+    metrics: tuple[str, ...] = ()
+    generation: dict | None = None
+    labels: dict[str, str] | tuple[str, ...] | None = None
+    chat: bool = False
+    fewshot_separator: str = DEFAULT_FEWSHOT_SEPARATOR
+    description: str = ""
+    fingerprint: str = ""
+
+    def settings(self) -> dict:
+        """The effective settings, as `suite show` prints them and result files record them."""
+        labels = dict(self.labels) if isinstance(self.labels, dict) else self.labels and list(self.labels)
+        return {"type": self.type, "template": self.template, "num_fewshot": self.num_fewshot,
+                "fewshot_separator": self.fewshot_separator, "metrics": list(self.metrics),
+                "generation": self.generation, "labels": labels, "chat": self.chat,
+                "splits": {split: len(rows) for split, rows in self.examples.items()}}
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    version: int
+    path: Path
+    tasks: list[TaskSpec]
+    fingerprint: str
+
+    def select(self, names: list[str] | None) -> list[TaskSpec]:
+        """The named tasks in the order given (all when None)."""
+        if not names:
+            return list(self.tasks)
+        by_name = {task.name: task for task in self.tasks}
+        unknown = [name for name in names if name not in by_name]
+        if unknown:
+            raise DomainbenchError(f"suite {self.name}: no task {', '.join(map(repr, unknown))}; "
+                                   f"tasks: {', '.join(by_name)}")
+        return [by_name[name] for name in names]
+
+
+def builtin_suites() -> list[str]:
+    return sorted(p.name for p in SUITES_DIR.iterdir() if (p / SUITE_FILE).is_file())
+
+
+def suite_file(name_or_path: str | Path) -> Path:
+    """The suite.yaml of a builtin name, a suite directory, or a suite.yaml path."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        if not (path / SUITE_FILE).is_file():
+            raise DomainbenchError(f"suite {name_or_path}: directory has no {SUITE_FILE}")
+        return path / SUITE_FILE
+    if (SUITES_DIR / str(name_or_path) / SUITE_FILE).is_file():
+        return SUITES_DIR / str(name_or_path) / SUITE_FILE
+    raise DomainbenchError(f"suite {name_or_path}: not a builtin suite ({', '.join(builtin_suites())}) "
+                           "nor a suite directory or suite.yaml file")
+
+
+def read_header(name_or_path: str | Path) -> dict:
+    """name, description, version and task names from suite.yaml, without reading data files."""
+    path = suite_file(name_or_path)
+    document = _parse_yaml(path)
+    tasks = document.get("tasks") if isinstance(document, dict) else None
+    return {"name": document.get("name") if isinstance(document, dict) else None,
+            "description": (document.get("description") or "") if isinstance(document, dict) else "",
+            "version": document.get("version") if isinstance(document, dict) else None,
+            "tasks": [t.get("name") for t in tasks if isinstance(t, dict)] if isinstance(tasks, list) else [],
+            "path": path.parent}
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    """Load and validate a suite; raises one DomainbenchError listing every problem."""
+    path = suite_file(name_or_path)
+    document = _parse_yaml(path)
+    problems: list[Problem] = []
+    report = _reporter(path, problems)
+    if not isinstance(document, _LinedDict):
+        raise DomainbenchError(str(Problem(path, 1, "suite", "expected a mapping with name and tasks")))
+    for key in document:
+        if key not in SUITE_FIELDS:
+            report(document, key, str(key), f"unknown field; expected one of {', '.join(SUITE_FIELDS)}")
+    name = document.get("name")
+    if not isinstance(name, str) or not name:
+        report(document, "name", "name", "expected a non-empty string")
+    version = document.get("version", 1)
+    if not isinstance(version, int):
+        report(document, "version", "version", "expected an integer")
+    raw_tasks = document.get("tasks")
+    tasks: list[TaskSpec] = []
+    if not isinstance(raw_tasks, list) or not raw_tasks:
+        report(document, "tasks", "tasks", "expected a non-empty list of tasks")
+    else:
+        seen: set[str] = set()
+        for index, raw in enumerate(raw_tasks):
+            task = _TaskLoader(path, raw, index, raw_tasks.item_lines[index], problems).load()
+            if task is not None and task.name in seen:
+                report(raw, "name", f"{task.name}.name", "duplicate task name")
+            elif task is not None:
+                seen.add(task.name)
+                tasks.append(task)
+    if problems:
+        lines = "\n".join(str(problem) for problem in problems)
+        raise DomainbenchError(f"{len(problems)} problem(s) in suite {path}:\n{lines}")
+    return Suite(name=name, description=document.get("description") or "", version=version, path=path.parent,
+                 tasks=tasks, fingerprint=_suite_fingerprint(path, tasks))
+
+
+class _TaskLoader:
+    """Validates one task entry and its data files, appending every problem found."""
+
+    def __init__(self, path: Path, raw, index: int, line: int, problems: list[Problem]):
+        self.path, self.raw, self.problems = path, raw, problems
+        self.line = line
+        name = raw.get("name") if isinstance(raw, dict) else None
+        self.label = name if isinstance(name, str) and name else f"tasks[{index}]"
+        self.report = _reporter(path, problems)
+
+    def problem(self, key: str | None, field_name: str, message: str) -> None:
+        self.report(self.raw, key, f"{self.label}.{field_name}" if field_name else self.label, message)
+
+    def load(self) -> TaskSpec | None:
+        if not isinstance(self.raw, _LinedDict):
+            self.problems.append(Problem(self.path, self.line, self.label, "expected a mapping"))
+            return None
+        n_before = len(self.problems)
+        for key in self.raw:
+            if key not in TASK_FIELDS:
+                self.problem(key, str(key), f"unknown field; expected one of {', '.join(TASK_FIELDS)}")
+        if not isinstance(self.raw.get("name"), str) or not self.raw.get("name"):
+            self.problem("name", "name", "expected a non-empty string")
+        type_name = self.raw.get("type")
+        if type_name not in TASK_TYPES:
+            self.problem("type", "type", f"unknown task type {type_name!r}; expected one of {', '.join(TASK_TYPES)}")
+            self._read_data()  # malformed rows are worth reporting even without a type to check fields by
+            return None
+        module = task_module(type_name)
+        spec = TaskSpec(
+            name=self.label, type=type_name,
+            template=self._template(module),
+            data={}, examples={},
+            num_fewshot=self._num_fewshot(module),
+            metrics=self._metrics(module),
+            generation=self._generation(module),
+            labels=self._labels(type_name),
+            chat=self._chat(type_name),
+            fewshot_separator=self._string("fewshot_separator", DEFAULT_FEWSHOT_SEPARATOR),
+            description=self._string("description", ""),
+        )
+        rows = self._read_data()
+        spec.data = {split: self.path.parent / self.raw["data"][split] for split in rows}
+        if len(self.problems) == n_before:
+            spec.examples = self._check_examples(spec, module, rows)
+        self._check_fewshot_pool(spec)
+        if len(self.problems) > n_before:
+            return None
+        spec.fingerprint = _task_fingerprint(self.raw, spec.data.values())
+        return spec
+
+    # ----- settings ------------------------------------------------------------------------------
+
+    def _string(self, key: str, default: str) -> str:
+        value = self.raw.get(key, default)
+        if not isinstance(value, str):
+            self.problem(key, key, "expected a string")
+            return default
+        return value
+
+    def _template(self, module) -> str:
+        template = self._string("template", module.DEFAULT_TEMPLATE)
+        try:
+            template_fields(template)
+            template.format_map(_AnyFields())
+        except (ValueError, IndexError, KeyError, AttributeError) as exc:
+            self.problem("template", "template", f"not a valid str.format template ({exc}); "
+                                                 "write literal braces as {{ and }}")
+        return template
+
+    def _num_fewshot(self, module) -> int:
+        value = self.raw.get("num_fewshot", 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            self.problem("num_fewshot", "num_fewshot", "expected a non-negative integer")
+            return 0
+        if value and not module.TAKES_FEWSHOT:
+            self.problem("num_fewshot", "num_fewshot", f"a {self.raw['type']} task takes no few-shot exemplars")
+        return value
+
+    def _metrics(self, module) -> tuple[str, ...]:
+        value = self.raw.get("metrics", list(module.METRICS))
+        if not isinstance(value, list) or not value:
+            self.problem("metrics", "metrics", f"expected a non-empty list from {', '.join(module.METRICS)}")
+            return tuple(module.METRICS)
+        for name in value:
+            if name not in module.METRICS:
+                self.problem("metrics", "metrics", f"{name!r} is not a {self.raw['type']} metric; "
+                                                   f"expected some of {', '.join(module.METRICS)}")
+        return tuple(name for name in value if name in module.METRICS)
+
+    def _generation(self, module) -> dict | None:
+        value = self.raw.get("generation")
+        if module.DEFAULT_GENERATION is None:
+            if value is not None:
+                self.problem("generation", "generation",
+                             f"a {self.raw['type']} task is scored by log-likelihood and generates nothing")
+            return None
+        if value is None:
+            return dict(module.DEFAULT_GENERATION)
+        if not isinstance(value, dict):
+            self.problem("generation", "generation", "expected a mapping with max_new_tokens and stop")
+            return dict(module.DEFAULT_GENERATION)
+        for key in value:
+            if key not in module.DEFAULT_GENERATION:
+                self.problem("generation", f"generation.{key}", "unknown field; expected max_new_tokens, stop")
+        generation = {**module.DEFAULT_GENERATION, **value}
+        tokens, stop = generation["max_new_tokens"], generation["stop"]
+        if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
+            self.problem("generation", "generation.max_new_tokens", "expected a positive integer")
+        if not isinstance(stop, list) or not all(isinstance(s, str) and s for s in stop):
+            self.problem("generation", "generation.stop", "expected a list of non-empty strings")
+        return generation
+
+    def _labels(self, type_name: str):
+        value = self.raw.get("labels")
+        if type_name == "classification":
+            if not isinstance(value, dict) or not value or not all(isinstance(v, str) and v for v in value.values()):
+                self.problem("labels", "labels", "expected a mapping label -> verbaliser (non-empty strings), "
+                                                 "e.g. {\"2\": \" system call\"}")
+                return {}
+            return {str(key): verbaliser for key, verbaliser in value.items()}
+        if type_name == "ner":
+            if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+                self.problem("labels", "labels", "expected a non-empty list of entity types")
+                return ()
+            return tuple(value)
+        if value is not None:
+            self.problem("labels", "labels", f"a {type_name} task has no label set")
+        return None
+
+    def _chat(self, type_name: str) -> bool:
+        value = self.raw.get("chat", False)
+        if not isinstance(value, bool):
+            self.problem("chat", "chat", "expected true or false")
+            return False
+        if value and type_name == "perplexity":
+            self.problem("chat", "chat", "perplexity scores the text as it is; a chat template does not apply")
+        return value
+
+    # ----- data ----------------------------------------------------------------------------------
+
+    def _read_data(self) -> dict[str, list[Row]]:
+        data = self.raw.get("data")
+        if not isinstance(data, dict) or not data:
+            self.problem("data", "data", f"expected a mapping of splits ({', '.join(SPLITS)}) to data files")
+            return {}
+        if "test" not in data:
+            self.problem("data", "data.test", "missing: every task needs a test split")
+        rows = {}
+        for split, relative in data.items():
+            where = f"data.{split}"
+            if split not in SPLITS:
+                self._data_problem(data, split, where, f"unknown split; expected one of {', '.join(SPLITS)}")
+                continue
+            if not isinstance(relative, str) or not relative.endswith(DATA_SUFFIXES):
+                self._data_problem(data, split, where, f"expected a path ending in {', '.join(DATA_SUFFIXES)}")
+                continue
+            file = self.path.parent / relative
+            if not file.is_file():
+                self._data_problem(data, split, where, f"no such file {file}")
+                continue
+            split_rows, problems = read_rows(file)
+            self.problems.extend(problems)
+            if not split_rows and not problems:
+                self._data_problem(data, split, where, f"empty split: {relative} has no examples")
+            rows[split] = split_rows
+        return rows
+
+    def _data_problem(self, data, split: str, where: str, message: str) -> None:
+        self.problems.append(Problem(self.path, data.key_lines.get(split, data.line), f"{self.label}.{where}", message))
+
+    def _check_examples(self, spec: TaskSpec, module, rows: dict[str, list[Row]]) -> dict[str, list[dict]]:
+        used = template_fields(spec.template)
+        everywhere = set().union(*(row.fields.keys() for split_rows in rows.values() for row in split_rows))
+        for name in sorted(used - everywhere):
+            self.problem("template", "template", f"names field {name!r}, which no example has "
+                                                 f"(fields: {', '.join(sorted(everywhere))})")
+        examples = {}
+        for split, split_rows in rows.items():
+            seen: set[str] = set()
+            for row in split_rows:
+                self._check_row(spec, module, row, (used & everywhere), seen)
+            examples[split] = [{**row.fields, "id": str(row.fields.get("id"))} for row in split_rows]
+        return examples
+
+    def _check_row(self, spec: TaskSpec, module, row: Row, template_needs: set[str], seen: set[str]) -> None:
+        fields = row.fields
+        problems = []
+        example_id = fields.get("id")
+        if not isinstance(example_id, str) or not example_id:
+            problems.append(("id", "expected a non-empty string"))
+        elif example_id in seen:
+            problems.append(("id", f"duplicate id {example_id!r} in this split"))
+        else:
+            seen.add(example_id)
+        missing = [name for name in module.REQUIRED_FIELDS if name not in fields]
+        problems.extend((name, "missing field") for name in missing)
+        problems.extend((name, "missing field (the template uses it)")
+                        for name in sorted(template_needs - fields.keys() - set(module.REQUIRED_FIELDS)))
+        if not missing:
+            problems.extend(module.check_example(spec, fields))
+        self.problems.extend(Problem(row.file, row.line, name, message) for name, message in problems)
+
+    def _check_fewshot_pool(self, spec: TaskSpec) -> None:
+        if spec.num_fewshot == 0:
+            return
+        pool = len(spec.examples.get("train", []))
+        if "train" not in self.raw.get("data", {}):
+            self.problem("num_fewshot", "num_fewshot", "few-shot exemplars come from the train split; "
+                                                       "add data.train or set num_fewshot: 0")
+        elif spec.examples and pool < spec.num_fewshot:
+            self.problem("num_fewshot", "num_fewshot", f"{spec.num_fewshot} exemplars requested but the train "
+                                                       f"split has {pool} examples")
+
+
+class _AnyFields(dict):
+    """Answers any field lookup, to check a template's syntax without an example."""
+
+    def __missing__(self, key):
+        return _AnyValue()
+
+
+class _AnyValue:
+    def __getitem__(self, key):
+        return self
+
+    def __getattr__(self, name):
+        return self
+
+    def __format__(self, spec):
+        return ""
+
+
+# ----- YAML with line numbers ---------------------------------------------------------------------
+
+class _LinedDict(dict):
+    line: int = 1
+    key_lines: dict
+
+
+class _LinedList(list):
+    line: int = 1
+    item_lines: list
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings and lists remember the line of every key and item."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LinedDict:
+    mapping = _LinedDict(loader.construct_mapping(node, deep=True))
+    mapping.line = node.start_mark.line + 1
+    mapping.key_lines = {loader.construct_object(key, deep=True): key.start_mark.line + 1 for key, _ in node.value}
+    return mapping
+
+
+def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> _LinedList:
+    items = _LinedList(loader.construct_sequence(node, deep=True))
+    items.line = node.start_mark.line + 1
+    items.item_lines = [item.start_mark.line + 1 for item in node.value]
+    return items
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def _parse_yaml(path: Path):
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        raise DomainbenchError(str(Problem(path, (mark.line + 1) if mark else 1, "yaml", exc.problem or str(exc))))
+    except yaml.YAMLError as exc:
+        raise DomainbenchError(str(Problem(path, 1, "yaml", str(exc))))
+
+
+def _reporter(path: Path, problems: list[Problem]):
+    def report(mapping, key, field_name: str, message: str) -> None:
+        line = getattr(mapping, "key_lines", {}).get(key, getattr(mapping, "line", 1))
+        problems.append(Problem(path, line, field_name, message))
+    return report
+
+
+# ----- fingerprints -------------------------------------------------------------------------------
+
+def _suite_fingerprint(path: Path, tasks: list[TaskSpec]) -> str:
+    """sha256 over suite.yaml and every data file (by path relative to the suite, then content)."""
+    digest = hashlib.sha256(path.read_bytes())
+    files = sorted({file for task in tasks for file in task.data.values()})
+    for file in files:
+        digest.update(str(file.relative_to(path.parent)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def _task_fingerprint(raw: dict, files) -> str:
+    """sha256 over one task's entry and its data files: changes only when this task changes."""
+    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode())
+    for file in sorted(set(files)):
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,161 @@
+"""The engine's contract: exact scores, independent of batching, in request order."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.engine import (Engine, GenerationRequest, LoglikelihoodRequest, RollingRequest, cut_at_stop,
+                            rolling_windows)
+
+SENTENCES = [
+    "The open() system call opens the file specified by pathname.",
+    "On error, -1 is returned",
+    "Paris is the capital of France.",
+    "EEXIST",
+    "The quick brown fox jumps over the lazy dog, and the rename() function renames a file.",
+]
+PAIRS = [
+    LoglikelihoodRequest("Question: Which header declares openat()? Answer:", " <fcntl.h>"),
+    LoglikelihoodRequest("The rename() function", " renames a file"),
+    LoglikelihoodRequest("", "The quick brown fox"),
+    LoglikelihoodRequest("On error, ", "-1 is returned and errno is set."),
+    LoglikelihoodRequest("Classify the text: ", "positive"),
+    LoglikelihoodRequest("A long context " * 12, " EINVAL"),
+]
+
+
+def direct_loglikelihood(model, tokenizer, context: str, continuation: str) -> float:
+    """Reference: one unpadded forward over [BOS, context, continuation], full logits."""
+    context_ids = tokenizer(context.rstrip(), add_special_tokens=False)["input_ids"] if context.rstrip() else []
+    spaces = context[len(context.rstrip()):]
+    whole = tokenizer(context.rstrip() + spaces + continuation, add_special_tokens=False)["input_ids"]
+    continuation_ids = whole[len(context_ids):]
+    ids = torch.tensor([[tokenizer.bos_token_id, *whole]])
+    with torch.no_grad():
+        logprobs = model(input_ids=ids).logits.log_softmax(-1)[0]
+    n = len(continuation_ids)
+    positions = torch.arange(ids.shape[1] - 1 - n, ids.shape[1] - 1)
+    return float(logprobs[positions, ids[0, positions + 1]].sum())
+
+
+@pytest.fixture()
+def engine(tiny_model, tiny_tokenizer):
+    return Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+
+
+def test_loglikelihood_equals_direct_forward(engine, tiny_model, tiny_tokenizer):
+    results = engine.loglikelihood(PAIRS)
+    for request, result in zip(PAIRS, results):
+        expected = direct_loglikelihood(tiny_model, tiny_tokenizer, request.context, request.continuation)
+        assert result.logprob == pytest.approx(expected, abs=1e-4)
+
+
+def test_batched_scores_equal_unbatched(tiny_model, tiny_tokenizer):
+    one_by_one = Engine(tiny_model, tiny_tokenizer, device="cpu", max_batch_tokens=1, progress=False)
+    batched = Engine(tiny_model, tiny_tokenizer, device="cpu", max_batch_tokens=10_000, progress=False)
+    for a, b in zip(one_by_one.loglikelihood(PAIRS), batched.loglikelihood(PAIRS)):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+        assert (a.is_greedy, a.n_tokens) == (b.is_greedy, b.n_tokens)
+    rolling = [RollingRequest(s) for s in SENTENCES]
+    for a, b in zip(one_by_one.loglikelihood_rolling(rolling), batched.loglikelihood_rolling(rolling)):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+
+
+def test_results_come_back_in_request_order(engine):
+    forward = engine.loglikelihood(PAIRS)
+    backward = engine.loglikelihood(PAIRS[::-1])
+    assert [r.logprob for r in forward] == pytest.approx([r.logprob for r in backward[::-1]], abs=1e-5)
+
+
+def test_head_only_scoring_equals_full_logits_path(tiny_model, tiny_tokenizer):
+    fast = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    assert fast._uses_head_only_scoring()
+    exact = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    exact._head_only_scoring = False
+    for a, b in zip(fast.loglikelihood(PAIRS), exact.loglikelihood(PAIRS)):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+        assert a.is_greedy == b.is_greedy
+
+
+def test_greedy_flag_marks_the_argmax_continuation(engine, tiny_model, tiny_tokenizer):
+    context = "The open() system call"
+    ids = torch.tensor([[tiny_tokenizer.bos_token_id, *tiny_tokenizer(context, add_special_tokens=False)["input_ids"]]])
+    with torch.no_grad():
+        argmax = int(tiny_model(input_ids=ids).logits[0, -1].argmax())
+    greedy_text = tiny_tokenizer.decode([argmax])
+    wrong_id = (argmax + 1) % len(tiny_tokenizer)
+    results = engine.loglikelihood([LoglikelihoodRequest(context, greedy_text),
+                                    LoglikelihoodRequest(context, tiny_tokenizer.decode([wrong_id]))])
+    assert results[0].is_greedy
+    assert not results[1].is_greedy
+
+
+def test_rolling_equals_full_forward_when_text_fits(engine, tiny_model, tiny_tokenizer):
+    for text, result in zip(SENTENCES, engine.loglikelihood_rolling([RollingRequest(s) for s in SENTENCES])):
+        assert result.logprob == pytest.approx(direct_loglikelihood(tiny_model, tiny_tokenizer, "", text), abs=1e-4)
+        assert result.n_tokens == len(tiny_tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+@pytest.mark.parametrize("stride", [4, 7, 16])
+def test_rolling_with_stride_scores_each_token_once_with_its_window_context(tiny_model, tiny_tokenizer, stride):
+    max_length = 16
+    engine = Engine(tiny_model, tiny_tokenizer, device="cpu", max_length=max_length, progress=False)
+    text = " ".join(SENTENCES)
+    tokens = tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
+    expected = 0.0
+    for row in rolling_windows(tokens, tiny_tokenizer.bos_token_id, max_length, stride):
+        ids = torch.tensor([row.tokens])
+        with torch.no_grad():
+            logprobs = tiny_model(input_ids=ids[:, :-1]).logits.log_softmax(-1)[0]
+        targets = ids[0, 1:]
+        expected += float(logprobs[-row.n_scored:].gather(-1, targets[-row.n_scored:, None]).sum())
+    result = engine.loglikelihood_rolling([RollingRequest(text)], stride=stride)[0]
+    assert result.n_tokens == len(tokens)
+    assert result.logprob == pytest.approx(expected, abs=1e-3)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n_tokens=st.integers(0, 80), max_length=st.integers(1, 20), data=st.data())
+def test_rolling_windows_cover_every_token_exactly_once(n_tokens, max_length, data):
+    stride = data.draw(st.integers(1, max_length))
+    tokens = list(range(100, 100 + n_tokens))
+    covered = []
+    for row in rolling_windows(tokens, 0, max_length, stride):
+        assert 1 <= len(row.tokens) - 1 <= max_length
+        assert 1 <= row.n_scored <= len(row.tokens) - 1
+        covered.extend(row.tokens[-row.n_scored:])
+    assert covered == tokens
+
+
+def test_generation_is_greedy_batch_independent_and_stops(tiny_model, tiny_tokenizer):
+    requests = [GenerationRequest(s, stop=("\n",), max_new_tokens=12) for s in SENTENCES]
+    requests.append(GenerationRequest("Summary:", stop=(), max_new_tokens=5))
+    single = Engine(tiny_model, tiny_tokenizer, device="cpu", max_generation_batch=1, progress=False)
+    batched = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    outputs = batched.generate(requests)
+    assert single.generate(requests) == outputs
+    assert all("\n" not in text for text in outputs[:-1])
+
+
+def test_generation_matches_hf_generate_unpadded(tiny_model, tiny_tokenizer):
+    engine = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    prompt = "The rename() function"
+    ids = torch.tensor([[tiny_tokenizer.bos_token_id, *tiny_tokenizer(prompt, add_special_tokens=False)["input_ids"]]])
+    with torch.no_grad():
+        out = tiny_model.generate(input_ids=ids, max_new_tokens=8, do_sample=False,
+                                  pad_token_id=tiny_tokenizer.pad_token_id)
+    expected = tiny_tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    assert engine.generate([GenerationRequest(prompt, max_new_tokens=8)]) == [expected]
+
+
+def test_cut_at_stop_uses_the_earliest_stop():
+    assert cut_at_stop("abc\ndef. ghi", ("\n", ".")) == "abc"
+    assert cut_at_stop("abc", ("\n",)) == "abc"
+    assert cut_at_stop("abc", ()) == "abc"
+
+
+def test_chat_prompt_uses_the_template(engine):
+    assert engine.chat_prompt("hi") == "<|user|>\nhi\n<|assistant|>\n"
