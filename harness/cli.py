@@ -22,9 +22,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _register_commands() -> None:
     # Each area owns one module of commands; importing here keeps `domainbench --help` complete.
-    from harness.commands import models
+    from harness.commands import eval as eval_commands
+    from harness.commands import models, suite
 
-    for module in (models,):
+    for module in (models, suite, eval_commands):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from harness.distributed import gather_indexed, rank_and_world
 from harness.models import LoadedModel, default_device
 from harness.progress import progress_bar
 
@@ -76,6 +77,7 @@ class Engine:
         self.static_cache = static_cache
         self.progress = progress
         self.prefix_token_id = _prefix_token_id(tokenizer)
+        self.rank, self.world = rank_and_world()
         self._head_only_scoring: bool | None = None
 
     @classmethod
@@ -124,13 +126,15 @@ class Engine:
         prompts = [self._with_prefix(p) for p in prompts]
         order = sorted(range(len(requests)), key=lambda i: (requests[i].stop, requests[i].max_new_tokens,
                                                            -len(prompts[i])))
-        batches = self._generation_batches(order, requests, prompts)
+        batches = self._generation_batches(self._my_share(order), requests, prompts)
+        done = []
         with self._bar("generate", len(requests)) as advance:
             for batch in batches:
                 texts = self._generate_batch([prompts[i] for i in batch], requests[batch[0]])
-                for index, text in zip(batch, texts):
-                    results[index] = text
-                advance(len(batch))
+                done.extend(zip(batch, texts))
+                advance(len(batch) * self.world)
+        for index, text in gather_indexed(done, self.world):
+            results[index] = text
         return results
 
     def chat_prompt(self, user_text: str) -> str:
@@ -184,12 +188,18 @@ class Engine:
     def _score(self, rows: list[_ScoringRow], *, description: str, greedy: bool = True) -> list[Loglikelihood]:
         results: list[Loglikelihood | None] = [None] * len(rows)
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i].tokens))
+        done = []
         with self._bar(description, len(rows)) as advance:
-            for batch in self._token_batches(order, [len(r.tokens) - 1 for r in rows]):
-                for index, result in zip(batch, self._score_batch([rows[i] for i in batch], greedy)):
-                    results[index] = result
-                advance(len(batch))
+            for batch in self._token_batches(self._my_share(order), [len(r.tokens) - 1 for r in rows]):
+                done.extend(zip(batch, self._score_batch([rows[i] for i in batch], greedy)))
+                advance(len(batch) * self.world)
+        for index, result in gather_indexed(done, self.world):
+            results[index] = result
         return results
+
+    def _my_share(self, order: list[int]) -> list[int]:
+        """This rank's requests under torchrun: every world-th one of the length-sorted order."""
+        return order[self.rank::self.world]
 
     def _token_batches(self, order: list[int], lengths: list[int], *, max_rows: int | None = None):
         """Consecutive runs of `order` whose padded size (rows x longest) fits the token budget."""
@@ -329,7 +339,7 @@ class Engine:
         return [cut_at_stop(text, request.stop) for text in texts]
 
     def _bar(self, description: str, total: int):
-        return _ProgressCounter(description, total, enabled=self.progress and total > 0)
+        return _ProgressCounter(description, total, enabled=self.progress and total > 0 and self.rank == 0)
 
 
 def rolling_windows(tokens: list[int], prefix_token_id: int, max_length: int, stride: int):

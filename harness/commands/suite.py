@@ -1,0 +1,71 @@
+"""`domainbench suite …`: list builtin suites, show a suite's effective settings, validate one.
+
+Other areas attach more subcommands (`suite build`, `suite check-leakage`) to `suite_group`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from tasks.suite import builtin_suites, load_suite, read_header
+
+
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+@click.group("suite")
+def suite_group() -> None:
+    """Task suites: builtin ones, or a directory with suite.yaml and data files."""
+
+
+@suite_group.command("list")
+def list_suites() -> None:
+    """Builtin suites (any suite directory works too: pass its path)."""
+    table = Table(title="builtin suites")
+    for column in ("name", "version", "tasks", "description", "path"):
+        table.add_column(column)
+    for name in builtin_suites():
+        header = read_header(name)
+        table.add_row(name, str(header["version"]), ", ".join(map(str, header["tasks"])), header["description"],
+                      str(header["path"]))
+    _console().print(table)
+
+
+@suite_group.command("show")
+@click.argument("suite")
+@click.option("--json", "as_json", is_flag=True, help="Print the effective settings as JSON.")
+def show_suite(suite: str, as_json: bool) -> None:
+    """Every task of SUITE (name or path) with its effective settings, defaults filled in."""
+    loaded = load_suite(suite)
+    settings = {task.name: {**task.settings(), "description": task.description,
+                            "data": {split: str(path) for split, path in task.data.items()}}
+                for task in loaded.tasks}
+    if as_json:
+        click.echo(json.dumps({"name": loaded.name, "version": loaded.version, "path": str(loaded.path),
+                               "fingerprint": loaded.fingerprint, "tasks": settings}, indent=2))
+        return
+    click.echo(f"suite {loaded.name} v{loaded.version} ({loaded.path})  fingerprint {loaded.fingerprint[:16]}")
+    if loaded.description:
+        click.echo(loaded.description)
+    for name, task_settings in settings.items():
+        click.echo(f"\n{name}")
+        for key, value in task_settings.items():
+            click.echo(f"  {key}: {json.dumps(value, ensure_ascii=False)}")
+
+
+@suite_group.command("validate")
+@click.argument("path")
+def validate_suite(path: str) -> None:
+    """Check PATH (a suite dir, its suite.yaml, or a builtin name); list every problem, exit 2 if any."""
+    loaded = load_suite(path)
+    counts = ", ".join(f"{task.name} ({sum(task.settings()['splits'].values())} examples)" for task in loaded.tasks)
+    click.echo(f"ok: suite {loaded.name}: {len(loaded.tasks)} tasks: {counts}")
+
+
+COMMANDS = [suite_group]

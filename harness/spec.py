@@ -1,0 +1,166 @@
+"""Run specs: what `domainbench run` compares, as plain data validated once at start-up.
+
+A spec is a YAML file and/or CLI flags (flags win). Every field has a default, so
+`domainbench run` alone compares the default configurations of the builtin model on the builtin
+suite. Configurations compose: `adapter+rag` is the base weights with the LoRA adapter and
+retrieval; see `parse_configuration`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import DomainbenchError
+
+DEFAULT_CONFIGURATIONS = ("base", "rag", "adapter", "finetuned", "distilled", "adapter+rag")
+GPU_EXTRA_CONFIGURATIONS = ("prefix",)
+
+# Which weights a configuration starts from, and which tuning strategy produces them.
+WEIGHTS = {"base": None, "finetuned": "full", "distilled": "distill"}
+# Adapter names accepted in a configuration, and the PEFT strategy each one trains.
+ADAPTERS = {"adapter": "lora", "lora": "lora", "prefix": "prefix"}
+PROFILES = ("auto", "quick", "full")
+
+# Per-task example limits by profile: `quick` fits a 2-core CPU, `full` is every test example.
+PROFILE_LIMITS = {"quick": 40, "full": None}
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One way to run the model: which weights, which adapter, with or without retrieval."""
+
+    name: str
+    weights: str = "base"
+    adapter: str | None = None
+    rag: bool = False
+
+    @property
+    def strategies(self) -> list[str]:
+        """Tuning strategies this configuration needs trained first."""
+        needed = [WEIGHTS[self.weights]] if WEIGHTS[self.weights] else []
+        return needed + ([self.adapter] if self.adapter else [])
+
+
+def parse_configuration(name: str) -> Configuration:
+    """`base`, `rag`, `adapter`, `prefix`, `finetuned`, `distilled`, or parts joined by `+`."""
+    weights, adapter, rag = None, None, False
+    for part in name.strip().split("+"):
+        if part in WEIGHTS:
+            if weights is not None:
+                raise DomainbenchError(f"configuration {name!r}: names two sets of weights ({weights}, {part})")
+            weights = part
+        elif part in ADAPTERS:
+            if adapter is not None:
+                raise DomainbenchError(f"configuration {name!r}: names two adapters")
+            adapter = ADAPTERS[part]
+        elif part == "rag":
+            if rag:
+                raise DomainbenchError(f"configuration {name!r}: names rag twice")
+            rag = True
+        else:
+            known = ", ".join([*WEIGHTS, *ADAPTERS, "rag"])
+            raise DomainbenchError(f"configuration {name!r}: unknown part {part!r} (known: {known}, joined by +)")
+    return Configuration(name=name, weights=weights or "base", adapter=adapter, rag=rag)
+
+
+@dataclass
+class RagSettings:
+    encoder: str = "minilm-l6"
+    k: int = 4
+    kind: str = "flat"
+
+
+@dataclass
+class RunSpec:
+    name: str = "demo"
+    suite: str = "manpages"
+    model: str = "smollm2-135m-instruct"
+    configurations: list[str] = field(default_factory=lambda: list(DEFAULT_CONFIGURATIONS))
+    profile: str = "auto"
+    tasks: list[str] | None = None
+    limit: int | None = None
+    num_fewshot: int | None = None
+    seed: int = 1234
+    device: str | None = None
+    dtype: str | None = None
+    output: str = "runs"
+    trust_remote_code: bool = False
+    rag: RagSettings = field(default_factory=RagSettings)
+    # Optional recipe YAML per strategy (full, lora, prefix, distill); defaults otherwise.
+    recipes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output) / self.name
+
+    def parsed_configurations(self) -> list[Configuration]:
+        return [parse_configuration(name) for name in self.configurations]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def load_spec(path: str | Path | None, overrides: dict[str, Any]) -> RunSpec:
+    """The spec from `path` (if any) with non-None `overrides` applied, validated."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = _read_spec_file(Path(path))
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    source = str(path) if path else "command line"
+    known = {f.name for f in fields(RunSpec)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise DomainbenchError(f"{source}: {unknown[0]}: unknown run spec field (known: {', '.join(sorted(known))})")
+    rag = values.pop("rag", None) or {}
+    if isinstance(rag, dict):
+        try:
+            rag = RagSettings(**rag)
+        except TypeError as exc:
+            raise DomainbenchError(f"{source}: rag: {exc}") from None
+    spec = RunSpec(**values, rag=rag)
+    _validate(spec, source)
+    return spec
+
+
+def resolve_profile(spec: RunSpec, device: str) -> str:
+    """`auto` means `full` on a GPU and `quick` on a CPU."""
+    if spec.profile != "auto":
+        return spec.profile
+    return "full" if device.startswith("cuda") else "quick"
+
+
+def _read_spec_file(path: Path) -> dict[str, Any]:
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise DomainbenchError(f"{path}: no such run spec file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise DomainbenchError(f"{path}:{line}: yaml: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(values, dict):
+        raise DomainbenchError(f"{path}:1: spec: expected a mapping of fields")
+    return values
+
+
+def _validate(spec: RunSpec, source: str) -> None:
+    if not spec.configurations:
+        raise DomainbenchError(f"{source}: configurations: at least one is needed")
+    names = [c.name for c in spec.parsed_configurations()]  # raises on an unknown configuration
+    if len(set(names)) != len(names):
+        raise DomainbenchError(f"{source}: configurations: listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+    if spec.profile not in PROFILES:
+        raise DomainbenchError(f"{source}: profile: {spec.profile!r} is not one of {', '.join(PROFILES)}")
+    if spec.limit is not None and spec.limit < 1:
+        raise DomainbenchError(f"{source}: limit: expected a positive number, got {spec.limit}")
+    if spec.rag.k < 1:
+        raise DomainbenchError(f"{source}: rag.k: expected a positive number, got {spec.rag.k}")
+    unknown = sorted(set(spec.recipes) - {"full", "lora", "prefix", "distill"})
+    if unknown:
+        raise DomainbenchError(f"{source}: recipes: {unknown[0]}: not a tuning strategy (full, lora, prefix, distill)")
+    if "/" in spec.name or not spec.name:
+        raise DomainbenchError(f"{source}: name: {spec.name!r} must be a plain directory name")

@@ -1,0 +1,36 @@
+"""Evaluation under torchrun: two CPU processes on gloo give what one process gives."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+WORKER = Path(__file__).with_name("distributed_engine_worker.py")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_worker(out: Path, nproc: int) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    if nproc == 1:
+        command = [sys.executable, str(WORKER), str(out)]
+    else:
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
+                   "--master-port", "29533", str(WORKER), str(out)]
+    subprocess.run(command, check=True, env=env, cwd=ROOT, timeout=300, capture_output=True)
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_equal_one(tmp_path):
+    single = run_worker(tmp_path / "one.json", 1)
+    sharded = run_worker(tmp_path / "two.json", 2)
+    assert (single["world"], sharded["world"]) == (1, 2)
+    assert sharded["generate"] == single["generate"]
+    assert [g for _, g in sharded["loglikelihood"]] == [g for _, g in single["loglikelihood"]]
+    assert [lp for lp, _ in sharded["loglikelihood"]] == pytest.approx([lp for lp, _ in single["loglikelihood"]], abs=1e-4)
+    assert sharded["rolling"] == pytest.approx(single["rolling"], abs=1e-4)
