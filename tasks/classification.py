@@ -17,7 +17,7 @@ from harness.engine import LoglikelihoodRequest
 from tasks.metrics import precision_recall_f1
 from tasks.prompts import build_prompt, render
 from tasks.records import ExampleRecord
-from tasks.stats import Metric, bootstrap_metrics, mean_statistic
+from tasks.stats import Metric, Statistic, bootstrap_metrics, mean_statistic
 
 if TYPE_CHECKING:
     from tasks.suite import TaskSpec
@@ -78,13 +78,19 @@ def score_prediction(task: "TaskSpec", example_id: str, logprobs: dict[str, floa
     return ExampleRecord(example_id, predicted, label, scores)
 
 
-def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
+def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
+    """Rows [gold, predicted, correct, correct_norm] per example (labels as indices)."""
     labels = list(task.labels)
     rows = np.array([[labels.index(r.reference), labels.index(r.prediction), r.scores["correct"],
                       r.scores["correct_norm"]] for r in records], dtype=float)
     statistics = {"accuracy": mean_statistic(_CORRECT), "accuracy_norm": mean_statistic(_CORRECT_NORM),
                   "macro_f1": _macro_f1}
-    return bootstrap_metrics(rows, {name: statistics[name] for name in task.metrics})
+    return rows, {name: statistics[name] for name in task.metrics}
+
+
+def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
+    """Each of the task's metrics with its bootstrap interval."""
+    return bootstrap_metrics(*metric_statistics(task, records))
 
 
 def _macro_f1(rows: np.ndarray) -> float:

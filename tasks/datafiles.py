@@ -1,4 +1,4 @@
-"""Reading suite data files (JSONL, gzipped JSONL, CSV) with the line number of every example.
+"""Reading suite files with line numbers: suite.yaml, and data files (JSONL, gzipped JSONL, CSV).
 
 Nothing here raises on bad rows: each problem is collected as a `Problem` so that validation can
 report all of them at once.
@@ -13,6 +13,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from harness.errors import DomainbenchError
+
 DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".csv")
 
 
@@ -26,7 +30,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.field}: {self.message}"
+        return f"{_shown(self.file)}:{self.line}: {self.field}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,14 @@ class Row:
     file: Path
     line: int
     fields: dict
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it: relative to the working directory when under it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def read_rows(path: Path) -> tuple[list[Row], list[Problem]]:
@@ -93,3 +105,52 @@ def _decode_cell(value: str):
         except json.JSONDecodeError:
             return value
     return value
+
+
+# ----- suite.yaml with line numbers ---------------------------------------------------------------
+
+class LinedDict(dict):
+    """A YAML mapping that knows its line and the line of each key."""
+
+    line: int = 1
+    key_lines: dict
+
+
+class LinedList(list):
+    """A YAML list that knows its line and the line of each item."""
+
+    line: int = 1
+    item_lines: list
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings and lists remember the line of every key and item."""
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LinedDict:
+    mapping = LinedDict(loader.construct_mapping(node, deep=True))
+    mapping.line = node.start_mark.line + 1
+    mapping.key_lines = {loader.construct_object(key, deep=True): key.start_mark.line + 1 for key, _ in node.value}
+    return mapping
+
+
+def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> LinedList:
+    items = LinedList(loader.construct_sequence(node, deep=True))
+    items.line = node.start_mark.line + 1
+    items.item_lines = [item.start_mark.line + 1 for item in node.value]
+    return items
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+
+
+def parse_yaml(path: Path):
+    """suite.yaml as LinedDict/LinedList; a syntax error is a DomainbenchError at its line."""
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        raise DomainbenchError(str(Problem(path, (mark.line + 1) if mark else 1, "yaml", exc.problem or str(exc))))
+    except yaml.YAMLError as exc:
+        raise DomainbenchError(str(Problem(path, 1, "yaml", str(exc))))

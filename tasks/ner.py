@@ -16,7 +16,7 @@ from harness.engine import GenerationRequest
 from tasks.metrics import entity_counts, precision_recall_f1
 from tasks.prompts import build_prompt, render
 from tasks.records import ExampleRecord
-from tasks.stats import Metric, bootstrap_metrics
+from tasks.stats import Metric, Statistic, bootstrap_metrics
 
 if TYPE_CHECKING:
     from tasks.suite import TaskSpec
@@ -129,25 +129,30 @@ def _locate(entity_type: str, span: str, text: str, claimed: dict) -> dict:
 
 
 def score(task: "TaskSpec", example: dict, responses: list[str]) -> ExampleRecord:
-    predicted = parse_entities(responses[0], example["text"], task.labels)
+    prediction = {"output": responses[0],
+                  "entities": parse_entities(responses[0], example["text"], task.labels)}
     reference = [{"type": e["type"], "text": example["text"][e["start"]:e["end"]], "start": e["start"],
                   "end": e["end"]} for e in _in_order(example["entities"])]
-    return score_prediction(example["id"], predicted, reference)
+    return score_prediction(example["id"], prediction, reference)
 
 
-def score_prediction(example_id: str, predicted: list[dict], reference: list[dict]) -> ExampleRecord:
-    """Per-type [tp, fp, fn]; a predicted span not found in the text is a false positive."""
+def score_prediction(example_id: str, prediction: dict, reference: list[dict]) -> ExampleRecord:
+    """Per-type [tp, fp, fn]; a predicted span not found in the text is a false positive.
+
+    `prediction` is {"output": the model's text, "entities": located entities}.
+    """
+    predicted = prediction["entities"]
     located = [(e["type"], e["start"], e["end"]) for e in predicted if e["start"] is not None]
     counts = entity_counts([(e["type"], e["start"], e["end"]) for e in reference], located)
     for entity in predicted:
         if entity["start"] is None:
             counts.setdefault(entity["type"], [0, 0, 0])[1] += 1
-    return ExampleRecord(example_id, predicted, reference, {"counts": counts})
+    return ExampleRecord(example_id, prediction, reference, {"counts": counts})
 
 
-def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
-    """Micro P/R/F1 over all entities (undeclared predicted types count as false positives),
-    and F1 per declared type, recomputed from summed counts inside the bootstrap."""
+def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
+    """Rows [type][tp, fp, fn] per example; micro P/R/F1 over all entities (undeclared predicted
+    types count as false positives) and F1 per declared type, from summed counts."""
     types = sorted(set(task.labels).union(*(r.scores["counts"] for r in records)))
     rows = np.array([[count for t in types for count in r.scores["counts"].get(t, [0, 0, 0])] for r in records],
                     dtype=float).reshape(len(records), len(types), 3)
@@ -158,7 +163,12 @@ def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metri
     if "f1_per_type" in task.metrics:
         for label in task.labels:
             statistics[f"f1_{label}"] = _per_type_f1(types.index(label))
-    return bootstrap_metrics(rows, statistics)
+    return rows, statistics
+
+
+def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
+    """Each of the task's metrics with its bootstrap interval."""
+    return bootstrap_metrics(*metric_statistics(task, records))
 
 
 def _micro(position: int):

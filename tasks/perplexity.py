@@ -17,7 +17,7 @@ import numpy as np
 from harness.engine import RollingRequest
 from tasks.prompts import render
 from tasks.records import ExampleRecord
-from tasks.stats import Metric, bootstrap_metrics
+from tasks.stats import Metric, Statistic, bootstrap_metrics
 
 if TYPE_CHECKING:
     from tasks.suite import TaskSpec
@@ -72,12 +72,18 @@ def score(task: "TaskSpec", example: dict, responses) -> ExampleRecord:
     return ExampleRecord(example["id"], None, None, scores)
 
 
-def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
-    """Corpus-weighted figures; the bootstrap resamples documents and recomputes the ratio."""
+def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
+    """Rows [logprob, n_tokens, n_words, n_bytes] per document; figures are corpus-weighted ratios,
+    so the bootstrap resamples documents and recomputes the ratio."""
     rows = np.array([[r.scores[name] for name in STATISTICS] for r in records], dtype=float)
     statistics = {"token_perplexity": _perplexity_per(_TOKENS), "word_perplexity": _perplexity_per(_WORDS),
                   "bits_per_byte": _bits_per_byte}
-    return bootstrap_metrics(rows, {name: statistics[name] for name in task.metrics})
+    return rows, {name: statistics[name] for name in task.metrics}
+
+
+def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
+    """Each of the task's metrics with its bootstrap interval."""
+    return bootstrap_metrics(*metric_statistics(task, records))
 
 
 def _perplexity_per(unit: int):

@@ -14,7 +14,7 @@ from harness.engine import GenerationRequest
 from tasks.metrics import exact_match, token_f1
 from tasks.prompts import build_prompt, render
 from tasks.records import ExampleRecord
-from tasks.stats import Metric, bootstrap_metrics, mean_statistic
+from tasks.stats import Metric, Statistic, bootstrap_metrics, mean_statistic
 
 if TYPE_CHECKING:
     from tasks.suite import TaskSpec
@@ -68,11 +68,16 @@ def score_prediction(example_id: str, prediction: str, answers: list[str]) -> Ex
     return ExampleRecord(example_id, prediction, answers, scores)
 
 
-def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
-    """Mean exact match and F1 (0-1) over examples, with bootstrap intervals."""
+def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
+    """Rows [exact_match, f1] per example; each metric is a column mean (0-1)."""
     rows = np.array([[r.scores["exact_match"], r.scores["f1"]] for r in records], dtype=float)
     statistics = {"exact_match": mean_statistic(0), "f1": mean_statistic(1)}
-    return bootstrap_metrics(rows, {name: statistics[name] for name in task.metrics})
+    return rows, {name: statistics[name] for name in task.metrics}
+
+
+def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
+    """Each of the task's metrics with its bootstrap interval."""
+    return bootstrap_metrics(*metric_statistics(task, records))
 
 
 def rescore_record(task: "TaskSpec", record: ExampleRecord) -> ExampleRecord:

@@ -86,6 +86,15 @@ def paired_bootstrap(stats_a: Sequence | np.ndarray, stats_b: Sequence | np.ndar
     return PairedDifference(difference=observed, ci_low=low, ci_high=high, p_value=float(p_value), n=n)
 
 
+def bootstrap_metrics(per_example_stats: Sequence | np.ndarray, statistics: dict[str, Statistic], *,
+                      n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_BOOTSTRAP_SEED,
+                      confidence: float = 0.95) -> dict[str, Metric]:
+    """`bootstrap_ci` for several statistics of the same rows (same resamples for each)."""
+    return {name: bootstrap_ci(per_example_stats, statistic, n_resamples=n_resamples, seed=seed,
+                               confidence=confidence)
+            for name, statistic in statistics.items()}
+
+
 def mean_statistic(column: int = 0) -> Statistic:
     """The mean of one column of a 2-D stats array (or of a 1-D array)."""
     def mean(stats: np.ndarray) -> float:
@@ -125,11 +134,3 @@ def _percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[flo
     low, high = np.quantile(replicates, [tail, 1 - tail])
     return float(low), float(high)
 
-
-def bootstrap_metrics(per_example_stats: Sequence | np.ndarray, statistics: dict[str, Statistic], *,
-                      n_resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_BOOTSTRAP_SEED,
-                      confidence: float = 0.95) -> dict[str, Metric]:
-    """`bootstrap_ci` for several statistics of the same rows (same resamples for each)."""
-    return {name: bootstrap_ci(per_example_stats, statistic, n_resamples=n_resamples, seed=seed,
-                               confidence=confidence)
-            for name, statistic in statistics.items()}

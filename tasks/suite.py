@@ -13,10 +13,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from harness.errors import DomainbenchError
-from tasks.datafiles import DATA_SUFFIXES, Problem, Row, read_rows
+from tasks.datafiles import DATA_SUFFIXES, LinedDict, Problem, Row, parse_yaml, read_rows
 from tasks.prompts import template_fields
 from tasks.registry import TASK_TYPES, task_module
 
@@ -99,22 +97,21 @@ def suite_file(name_or_path: str | Path) -> Path:
 def read_header(name_or_path: str | Path) -> dict:
     """name, description, version and task names from suite.yaml, without reading data files."""
     path = suite_file(name_or_path)
-    document = _parse_yaml(path)
-    tasks = document.get("tasks") if isinstance(document, dict) else None
-    return {"name": document.get("name") if isinstance(document, dict) else None,
-            "description": (document.get("description") or "") if isinstance(document, dict) else "",
-            "version": document.get("version") if isinstance(document, dict) else None,
-            "tasks": [t.get("name") for t in tasks if isinstance(t, dict)] if isinstance(tasks, list) else [],
-            "path": path.parent}
+    document = parse_yaml(path)
+    document = document if isinstance(document, dict) else {}
+    tasks = document.get("tasks") if isinstance(document.get("tasks"), list) else []
+    return {"name": document.get("name"), "description": document.get("description") or "",
+            "version": document.get("version"), "path": path.parent,
+            "tasks": [task.get("name") for task in tasks if isinstance(task, dict)]}
 
 
 def load_suite(name_or_path: str | Path) -> Suite:
     """Load and validate a suite; raises one DomainbenchError listing every problem."""
     path = suite_file(name_or_path)
-    document = _parse_yaml(path)
+    document = parse_yaml(path)
     problems: list[Problem] = []
     report = _reporter(path, problems)
-    if not isinstance(document, _LinedDict):
+    if not isinstance(document, LinedDict):
         raise DomainbenchError(str(Problem(path, 1, "suite", "expected a mapping with name and tasks")))
     for key in document:
         if key not in SUITE_FIELDS:
@@ -139,8 +136,9 @@ def load_suite(name_or_path: str | Path) -> Suite:
                 seen.add(task.name)
                 tasks.append(task)
     if problems:
-        lines = "\n".join(str(problem) for problem in problems)
-        raise DomainbenchError(f"{len(problems)} problem(s) in suite {path}:\n{lines}")
+        # dict.fromkeys: a data file shared by two tasks reports its malformed lines once.
+        lines = "\n".join(dict.fromkeys(str(problem) for problem in problems))
+        raise DomainbenchError(f"{lines.count(chr(10)) + 1} problem(s) in suite {path}:\n{lines}")
     return Suite(name=name, description=document.get("description") or "", version=version, path=path.parent,
                  tasks=tasks, fingerprint=_suite_fingerprint(path, tasks))
 
@@ -159,7 +157,7 @@ class _TaskLoader:
         self.report(self.raw, key, f"{self.label}.{field_name}" if field_name else self.label, message)
 
     def load(self) -> TaskSpec | None:
-        if not isinstance(self.raw, _LinedDict):
+        if not isinstance(self.raw, LinedDict):
             self.problems.append(Problem(self.path, self.line, self.label, "expected a mapping"))
             return None
         n_before = len(self.problems)
@@ -186,9 +184,10 @@ class _TaskLoader:
             fewshot_separator=self._string("fewshot_separator", DEFAULT_FEWSHOT_SEPARATOR),
             description=self._string("description", ""),
         )
+        settings_valid = len(self.problems) == n_before  # example checks read the labels and template
         rows = self._read_data()
         spec.data = {split: self.path.parent / self.raw["data"][split] for split in rows}
-        if len(self.problems) == n_before:
+        if settings_valid:
             spec.examples = self._check_examples(spec, module, rows)
         self._check_fewshot_pool(spec)
         if len(self.problems) > n_before:
@@ -319,7 +318,7 @@ class _TaskLoader:
     def _check_examples(self, spec: TaskSpec, module, rows: dict[str, list[Row]]) -> dict[str, list[dict]]:
         used = template_fields(spec.template)
         everywhere = set().union(*(row.fields.keys() for split_rows in rows.values() for row in split_rows))
-        for name in sorted(used - everywhere):
+        for name in sorted(used - everywhere) if everywhere else ():
             self.problem("template", "template", f"names field {name!r}, which no example has "
                                                  f"(fields: {', '.join(sorted(everywhere))})")
         examples = {}
@@ -376,50 +375,6 @@ class _AnyValue:
 
     def __format__(self, spec):
         return ""
-
-
-# ----- YAML with line numbers ---------------------------------------------------------------------
-
-class _LinedDict(dict):
-    line: int = 1
-    key_lines: dict
-
-
-class _LinedList(list):
-    line: int = 1
-    item_lines: list
-
-
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader whose mappings and lists remember the line of every key and item."""
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _LinedDict:
-    mapping = _LinedDict(loader.construct_mapping(node, deep=True))
-    mapping.line = node.start_mark.line + 1
-    mapping.key_lines = {loader.construct_object(key, deep=True): key.start_mark.line + 1 for key, _ in node.value}
-    return mapping
-
-
-def _construct_sequence(loader: _LineLoader, node: yaml.SequenceNode) -> _LinedList:
-    items = _LinedList(loader.construct_sequence(node, deep=True))
-    items.line = node.start_mark.line + 1
-    items.item_lines = [item.start_mark.line + 1 for item in node.value]
-    return items
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
-
-
-def _parse_yaml(path: Path):
-    try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        raise DomainbenchError(str(Problem(path, (mark.line + 1) if mark else 1, "yaml", exc.problem or str(exc))))
-    except yaml.YAMLError as exc:
-        raise DomainbenchError(str(Problem(path, 1, "yaml", str(exc))))
 
 
 def _reporter(path: Path, problems: list[Problem]):

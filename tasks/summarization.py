@@ -11,7 +11,7 @@ from harness.engine import GenerationRequest
 from tasks.metrics import ROUGE_TYPES, bleu_signature, bleu_statistics, corpus_bleu_from_statistics, rouge_f1
 from tasks.prompts import build_prompt, render
 from tasks.records import ExampleRecord
-from tasks.stats import Metric, bootstrap_metrics, mean_statistic
+from tasks.stats import Metric, Statistic, bootstrap_metrics, mean_statistic
 
 if TYPE_CHECKING:
     from tasks.suite import TaskSpec
@@ -59,13 +59,19 @@ def score_prediction(example_id: str, prediction: str, reference: str) -> Exampl
     return ExampleRecord(example_id, prediction, reference, scores)
 
 
-def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
-    """Mean ROUGE F-measures (0-1) and corpus BLEU (0-100, sacrebleu's scale)."""
+def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
+    """Rows [ROUGE F-measures, BLEU statistics] per example; ROUGE is a column mean (0-1), BLEU
+    is corpus BLEU (0-100, sacrebleu's scale) from the summed statistics."""
     rows = np.array([[r.scores[name] for name in ROUGE_TYPES] + list(r.scores["bleu_statistics"])
                      for r in records], dtype=float)
     statistics = {name: mean_statistic(column) for column, name in enumerate(ROUGE_TYPES)}
     statistics["bleu"] = _corpus_bleu
-    return bootstrap_metrics(rows, {name: statistics[name] for name in task.metrics})
+    return rows, {name: statistics[name] for name in task.metrics}
+
+
+def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
+    """Each of the task's metrics with its bootstrap interval."""
+    return bootstrap_metrics(*metric_statistics(task, records))
 
 
 def _corpus_bleu(rows: np.ndarray) -> float:

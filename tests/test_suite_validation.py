@@ -85,7 +85,7 @@ EXPECTED_PROBLEMS = [
     "suite.yaml:12: what.type: unknown task type 'translation'",
     "ner.jsonl:1: entities[0].type: 'FUNC' is not in the label set",
     "ner.jsonl:2: entities[0].start: offsets 2..40",
-    "suite.yaml:19: ppl.data.test: empty split",
+    "suite.yaml:20: ppl.data.test: empty split",
 ]
 
 
@@ -176,3 +176,14 @@ def test_show_prints_effective_settings(capsys):
     shown = json.loads(capsys.readouterr().out)
     assert shown["tasks"]["manpage-perplexity"]["template"] == "{text}"
     assert shown["tasks"]["errno-qa"]["splits"] == {"train": 3, "test": 4}
+
+
+def test_gzipped_jsonl_loads_and_its_bad_lines_are_located(tmp_path):
+    import gzip
+
+    with gzip.open(tmp_path / "t.jsonl.gz", "wt") as handle:
+        handle.write('{"id": "1", "text": "some held-out text"}\n\n{"id": "2", "text": ""}\n')
+    (tmp_path / "suite.yaml").write_text("name: g\ntasks:\n  - {name: p, type: perplexity, data: {test: t.jsonl.gz}}\n")
+    with pytest.raises(DomainbenchError) as caught:
+        load_suite(tmp_path)
+    assert "t.jsonl.gz:3: text: expected a non-empty string" in str(caught.value)

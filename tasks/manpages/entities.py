@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from tasks.manpages.roff import ROMAN, Paragraph
+from tasks.manpages.roff import BOLD, Paragraph
 
 ENTITY_TYPES = ("FUNCTION", "ERRNO", "CONSTANT", "HEADER", "PATH", "TYPE")
 
@@ -53,7 +53,7 @@ def entity_type(span: str, font: str, following: str) -> str | None:
         return "PATH"
     if _TYPE.fullmatch(span):
         return "TYPE"
-    if font == ROMAN or font == "I":
+    if font != BOLD:
         return None
     if span in ERRNO_NAMES:
         return "ERRNO"

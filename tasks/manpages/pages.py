@@ -32,7 +32,7 @@ class Page:
 
     @property
     def title(self) -> str:
-        return f"{self.names[0] if self.names else self.id}({self.id.split('.', 1)[1]})"
+        return f"{self.names[0] if self.names else self.id}({self.id.rsplit('.', 1)[1]})"
 
 
 def page_split(page_id: str) -> str:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from tasks.manpages.entities import ERRNO_NAMES
-from tasks.manpages.roff import macro_name, paragraphs, plain
+from tasks.manpages.roff import macro_args, macro_name, paragraphs, plain
 
 _INCLUDE = re.compile(r"^\s*#\s*include\s*(<[^>]+>)\s*(.*)$")
 # The declared name is the last identifier before the parameter list's "(" (for function
@@ -103,8 +103,6 @@ def synopsis_headers(lines: list[str]) -> dict[str, list[str]]:
 
 def _line_words(line: str) -> list[str]:
     # Font macros in the SYNOPSIS alternate quoted pieces with no space between them.
-    from tasks.manpages.roff import macro_args
-
     if macro_name(line) in ("B", "I", "SM", "SB"):
         return [" ".join(macro_args(line))]
     if macro_name(line) in ("BR", "RB", "BI", "IB", "IR", "RI"):

@@ -1,0 +1,68 @@
+"""`domainbench report | rescore | compare | leaderboard`: everything after the model has run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from reports.compare import compare_runs, parse_max_drop, render_comparison
+from reports.leaderboard import LEADERBOARD_MD, build_leaderboard
+from reports.formatting import format_value
+from reports.run_report import REPORT_HTML, REPORT_MD, rescore_run, write_report
+
+_RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+@click.command("report")
+@click.argument("run_dir", type=_RUN_DIR)
+def report_command(run_dir: Path) -> None:
+    """Re-render RUN_DIR's report.md, report.html, summary.json and summary.csv from its result files."""
+    summary = write_report(run_dir)
+    click.echo(f"wrote {run_dir / REPORT_MD} and {run_dir / REPORT_HTML} "
+               f"({len(summary.configurations)} configurations, {len(summary.tables)} tasks)")
+    for recommendation in summary.recommendations:
+        click.echo(f"  {recommendation.sentence()}")
+
+
+@click.command("rescore")
+@click.argument("run_dir", type=_RUN_DIR)
+def rescore_command(run_dir: Path) -> None:
+    """Recompute every metric and interval of RUN_DIR from the stored predictions (no model), then re-render."""
+    for configuration, task, metrics in rescore_run(run_dir):
+        changes = ", ".join(f"{name} {format_value(old)} -> {format_value(new)}" if old != new else f"{name} {format_value(new)}"
+                            for name, (old, new) in metrics.items())
+        click.echo(f"{configuration}/{task}: {changes}")
+    write_report(run_dir)
+    click.echo(f"re-rendered {run_dir / REPORT_MD} and {run_dir / REPORT_HTML}")
+
+
+@click.command("compare")
+@click.argument("base_run", type=_RUN_DIR)
+@click.argument("new_run", type=_RUN_DIR)
+@click.option("--max-drop", multiple=True, metavar="METRIC=TOL",
+              help="Tolerated drop of a metric (repeatable), e.g. --max-drop f1=0.01; default 0.")
+@click.option("--resamples", default=1000, show_default=True, help="Bootstrap resamples per test.")
+def compare_command(base_run: Path, new_run: Path, max_drop: tuple[str, ...], resamples: int) -> None:
+    """Gate NEW_RUN against BASE_RUN: a Markdown table; exit 1 on a significant drop beyond tolerance.
+
+    Exit codes: 0 no regression, 1 regression, 2 unusable input (e.g. different suites).
+    """
+    comparison = compare_runs(base_run, new_run, parse_max_drop(max_drop), n_resamples=resamples)
+    click.echo(render_comparison(comparison), nl=False)
+    if comparison.regressions:
+        sys.exit(1)
+
+
+@click.command("leaderboard")
+@click.argument("run_dirs", nargs=-1, required=True, type=_RUN_DIR)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory of the static site (created).")
+def leaderboard_command(run_dirs: tuple[Path, ...], out_dir: Path) -> None:
+    """Build a static leaderboard site (index.html, a page per run) and LEADERBOARD.md from RUN_DIRS."""
+    index = build_leaderboard(list(run_dirs), out_dir)
+    click.echo(f"wrote {index} and {out_dir / LEADERBOARD_MD} ({len(run_dirs)} runs)")
+
+
+COMMANDS = [report_command, rescore_command, compare_command, leaderboard_command]

@@ -1,0 +1,111 @@
+"""report.html: one self-contained page — inline CSS, plots as base64 PNG, no external assets.
+
+Every piece of text goes through `html.escape` (model output is untrusted and must stay text);
+the page carries no script at all.
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+
+from reports.formatting import COST_COLUMNS, cost_cells, format_interval, format_value
+from reports.summary import RunSummary, TaskTable
+
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: .8em 0; }
+th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.best { background: #e3f5e1; font-weight: bold; }
+.ci { color: #666; font-weight: normal; font-size: .9em; }
+pre.output { margin: 0; white-space: pre-wrap; word-break: break-word; max-width: 28em; font-size: .85em; }
+img { max-width: 100%; display: block; margin: .5em 0; }
+.note { color: #555; }
+"""
+
+
+def page(title: str, body: str, *, style: str = STYLE, script: str = "") -> str:
+    """A complete HTML document; `title` is escaped here, `body` must already be safe markup."""
+    script_tag = f"<script>{script}</script>" if script else ""
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{escape(title)}</title><style>{style}</style></head>\n"
+            f"<body>\n{body}\n{script_tag}</body></html>\n")
+
+
+def html_table(header: list[str], rows: list[list[str]], *, table_id: str = "") -> str:
+    """A table from already-safe cell markup (`<td …>` included) and escaped-here header text."""
+    id_attribute = f' id="{escape(table_id)}"' if table_id else ""
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "\n".join("<tr>" + "".join(row) + "</tr>" for row in rows)
+    return f"<table{id_attribute}><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
+
+
+def text_cell(text: str) -> str:
+    return f"<td>{escape(str(text))}</td>"
+
+
+def output_cell(text: str) -> str:
+    """Model output, verbatim and inert."""
+    return f'<td><pre class="output">{escape(str(text))}</pre></td>'
+
+
+def metric_td(cell) -> str:
+    css = "num best" if cell.best else "num"
+    mark = " ★" if cell.best else ""
+    return (f'<td class="{css}">{escape(format_value(cell.value))}{mark} '
+            f'<span class="ci">{escape(format_interval(cell.ci_low, cell.ci_high))}</span></td>')
+
+
+def png_image(png: bytes, alt: str) -> str:
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+
+
+def task_section(table: TaskTable, plots: list[tuple[str, bytes]]) -> str:
+    rows = [[text_cell(config), *(metric_td(cells[m]) if m in cells else text_cell("—") for m in table.metrics),
+             f'<td class="num">{table.n_examples[config]}</td>']
+            for config, cells in table.cells.items()]
+    images = "".join(png_image(png, title) for title, png in plots)
+    return (f"<h3>{escape(table.task)} <span class='note'>({escape(table.task_type)})</span></h3>\n"
+            f"{html_table(['configuration', *table.metrics, 'n'], rows)}\n{images}")
+
+
+def cost_section(summary: RunSummary) -> str:
+    rows = [[text_cell(config), *(f'<td class="num">{escape(v)}</td>' for v in cost_cells(cost))]
+            for config, cost in summary.costs.items()]
+    return ("<h2>Cost per configuration</h2>\n"
+            + html_table(["configuration", *(heading for heading, _, _ in COST_COLUMNS)], rows))
+
+
+def examples_section(summary: RunSummary) -> str:
+    parts = ["<h2>Example predictions</h2>",
+             "<p class='note'>Model output is shown verbatim as text.</p>"]
+    for task, rows in summary.examples.items():
+        if not rows:
+            continue
+        configurations = list(rows[0].predictions)
+        body = [[text_cell(row.id), output_cell(row.reference), *(output_cell(row.predictions[c]) for c in configurations)]
+                for row in rows]
+        parts += [f"<h3>{escape(task)}</h3>", html_table(["example", "reference", *configurations], body)]
+    return "\n".join(parts)
+
+
+def render_html(summary: RunSummary, plots: dict[str, list[tuple[str, bytes]]]) -> str:
+    """The whole report; `plots` maps a task to (title, PNG bytes) pairs."""
+    suite = summary.suite
+    intro = (f"<p>Suite <b>{escape(str(suite.get('name') or '?'))}</b> (fingerprint "
+             f"<code>{escape(str(suite.get('fingerprint') or '?')[:12])}</code>), "
+             f"{len(summary.configurations)} configurations, {len(summary.tables)} tasks. Figures are value "
+             "[95% bootstrap interval]; ★ marks a configuration significantly better than every other on that "
+             "metric (paired bootstrap, p &lt; 0.05).</p>")
+    recommendations = "".join(f"<li>{escape(rec.sentence())}</li>" for rec in summary.recommendations)
+    body = "\n".join([
+        f"<h1>domainbench report: {escape(summary.run)}</h1>", intro,
+        "<h2>Recommendation</h2>", f"<ul>{recommendations}</ul>",
+        "<p class='note'>Cheapest means least compute: training time plus evaluation time on the task.</p>",
+        "<h2>Results per task</h2>",
+        *(task_section(table, plots.get(table.task, [])) for table in summary.tables),
+        cost_section(summary), examples_section(summary)])
+    return page(f"domainbench report: {summary.run}", body)

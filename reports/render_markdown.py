@@ -1,0 +1,101 @@
+"""report.md: the run summary as GitHub-flavoured Markdown.
+
+Model output is untrusted text: it only ever appears inside a code span (`markdown_code`), where
+Markdown and HTML are not interpreted; names from specs go through `markdown_text`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from reports.formatting import COST_COLUMNS, cost_cells, format_interval, format_value
+from reports.summary import RunSummary, TaskTable
+
+MAX_PREDICTION_CHARS = 300
+# Characters that can start emphasis, code, links, HTML, entities or cell breaks anywhere in a line.
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]<>&|~])")
+
+
+def markdown_text(text: str) -> str:
+    """Plain text with every Markdown/HTML-significant character backslash-escaped, on one line."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def markdown_code(text: str, limit: int = MAX_PREDICTION_CHARS) -> str:
+    """Text as an inline code span that is safe inside a table cell.
+
+    The fence is one backtick longer than the longest backtick run inside, newlines become a
+    visible ⏎ (a table row is one line), and `|` is escaped because GFM splits cells before it
+    parses code spans (inside a code span other backslashes are literal and stay single).
+    """
+    text = str(text)
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    if not text.strip():
+        return "*(empty)*"
+    text = re.sub(r"\r\n|\r|\n", " ⏎ ", text)
+    # Backslashes right before a pipe are doubled too, so that none of them can un-escape it.
+    text = re.sub(r"(\\*)\|", lambda m: m.group(1) * 2 + "\\|", text)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    return f"{fence} {text} {fence}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def metric_cell(cell) -> str:
+    text = f"{format_value(cell.value)} {format_interval(cell.ci_low, cell.ci_high)}"
+    return f"**{text}** ★" if cell.best else text
+
+
+def task_section(task_table: TaskTable, plots: list[tuple[str, str]]) -> str:
+    header = ["configuration", *map(markdown_text, task_table.metrics), "n"]
+    rows = [[markdown_text(config), *(metric_cell(cells[m]) if m in cells else "—" for m in task_table.metrics),
+             str(task_table.n_examples[config])]
+            for config, cells in task_table.cells.items()]
+    parts = [f"### {markdown_text(task_table.task)} ({markdown_text(task_table.task_type)})", "",
+             table(header, rows)]
+    parts += [f"\n![{markdown_text(title)}]({path})" for title, path in plots]
+    return "\n".join(parts)
+
+
+def cost_section(summary: RunSummary) -> str:
+    header = ["configuration", *(heading for heading, _, _ in COST_COLUMNS)]
+    rows = [[markdown_text(config), *cost_cells(cost)] for config, cost in summary.costs.items()]
+    return "## Cost per configuration\n\n" + table(header, rows)
+
+
+def examples_section(summary: RunSummary) -> str:
+    parts = ["## Example predictions", "",
+             "Model output is shown verbatim in code spans; ⏎ marks a line break."]
+    for task, rows in summary.examples.items():
+        if not rows:
+            continue
+        configurations = list(rows[0].predictions)
+        header = ["example", "reference", *map(markdown_text, configurations)]
+        body = [[markdown_code(row.id, 80), markdown_code(row.reference),
+                 *(markdown_code(row.predictions[c]) for c in configurations)] for row in rows]
+        parts += ["", f"### {markdown_text(task)}", "", table(header, body)]
+    return "\n".join(parts)
+
+
+def render_markdown(summary: RunSummary, plots: dict[str, list[tuple[str, str]]]) -> str:
+    """The whole report; `plots` maps a task to (title, relative PNG path) pairs."""
+    suite = summary.suite
+    lines = [f"# domainbench report: {markdown_text(summary.run)}", "",
+             f"Suite **{markdown_text(suite.get('name') or '?')}** (fingerprint "
+             f"{markdown_code(str(suite.get('fingerprint') or '?')[:12])}), "
+             f"{len(summary.configurations)} configurations, {len(summary.tables)} tasks. "
+             "Figures are value [95% bootstrap interval]; ★ marks a configuration significantly better than "
+             "every other on that metric (paired bootstrap, p < 0.05).", "",
+             "## Recommendation", ""]
+    lines += [f"- {markdown_text(rec.sentence())}" for rec in summary.recommendations]
+    lines += ["", "Cheapest means least compute: training time plus evaluation time on the task.", "",
+              "## Results per task", ""]
+    lines += [task_section(t, plots.get(t.task, [])) + "\n" for t in summary.tables]
+    lines += [cost_section(summary), "", examples_section(summary), ""]
+    return "\n".join(lines)

@@ -1,0 +1,245 @@
+"""One run's result files gathered into the table model every report is rendered from.
+
+Per task: configurations x metrics, each with its 95% interval; the best configuration of a metric
+is marked only when a paired bootstrap finds it significantly better than every other one. Per
+configuration: what it cost. Per task: a recommendation (the best, and the cheapest configuration
+whose figure lies inside the best one's interval) and a few example predictions.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from harness.errors import DomainbenchError
+from reports.costs import ConfigurationCost, configuration_cost
+from reports.schema import RESULTS_DIR, ResultFile, load_result
+from reports.significance import higher_is_better, is_significant, paired_differences
+
+SUMMARY_JSON = "summary.json"
+SUMMARY_CSV = "summary.csv"
+EXAMPLES_PER_TASK = 3
+
+# The figure a recommendation is made on: the first of these a task reports, else its first metric.
+HEADLINE_METRICS = ("f1", "accuracy", "rougeL", "exact_match", "bleu", "word_perplexity", "token_perplexity",
+                    "bits_per_byte")
+
+
+@dataclass
+class MetricCell:
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    best: bool = False  # significantly better than every other configuration (paired bootstrap)
+
+
+@dataclass
+class TaskTable:
+    task: str
+    task_type: str
+    metrics: list[str]
+    cells: dict[str, dict[str, MetricCell]]  # configuration -> metric -> cell
+    n_examples: dict[str, int]               # configuration -> examples scored
+
+    @property
+    def configurations(self) -> list[str]:
+        return list(self.cells)
+
+    @property
+    def headline(self) -> str:
+        return next((m for m in HEADLINE_METRICS if m in self.metrics), self.metrics[0])
+
+
+@dataclass
+class Recommendation:
+    task: str
+    metric: str
+    best: str
+    best_is_significant: bool
+    cheapest: str | None  # cheapest configuration whose figure is inside the best one's interval
+
+    def sentence(self) -> str:
+        verdict = ("significantly better than every other configuration" if self.best_is_significant
+                   else "not significantly better than every other configuration")
+        line = f"{self.task}: best {self.metric} is {self.best} ({verdict})"
+        if self.cheapest and self.cheapest != self.best:
+            return f"{line}; {self.cheapest} is the cheapest configuration within the best one's 95% interval."
+        if self.cheapest:
+            return f"{line}; it is also the cheapest configuration within its 95% interval."
+        return f"{line}; cost figures are missing, so no cheaper alternative can be named."
+
+
+@dataclass
+class ExampleRow:
+    id: str
+    reference: str
+    predictions: dict[str, str]  # configuration -> prediction as text (untrusted: escape when rendering)
+
+
+@dataclass
+class RunSummary:
+    run: str
+    suite: dict
+    configurations: list[str]
+    tables: list[TaskTable]
+    costs: dict[str, ConfigurationCost]
+    recommendations: list[Recommendation]
+    examples: dict[str, list[ExampleRow]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        record = asdict(self)
+        for table in record["tables"]:
+            table["headline"] = next(t.headline for t in self.tables if t.task == table["task"])
+        return record
+
+
+def result_paths(run_dir: Path) -> list[Path]:
+    """The result files of a run, in (configuration, task) order."""
+    results_dir = Path(run_dir) / RESULTS_DIR
+    if not results_dir.is_dir():
+        raise DomainbenchError(f"{run_dir}: not a run directory (no {RESULTS_DIR}/ inside)")
+    paths = sorted(results_dir.glob("*/*.json"))
+    if not paths:
+        raise DomainbenchError(f"{results_dir}: no result files (expected {RESULTS_DIR}/<configuration>/<task>.json)")
+    return paths
+
+
+def load_run_results(run_dir: Path) -> list[ResultFile]:
+    """Every result file of a run; the schema version check is load_result's."""
+    return [load_result(path) for path in result_paths(run_dir)]
+
+
+def run_name(run_dir: Path, results: list[ResultFile]) -> str:
+    spec_path = Path(run_dir) / "run.yaml"
+    if spec_path.exists():
+        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
+            return spec["name"]
+    return results[0].run or Path(run_dir).name
+
+
+def build_summary(run_dir: Path, *, n_resamples: int = 1000, seed: int = 0) -> RunSummary:
+    """The table model of a run, from its result files and artifact manifests alone."""
+    results = load_run_results(run_dir)
+    _check_one_suite(results)
+    configurations = list(dict.fromkeys(r.configuration for r in results))
+    by_task: dict[str, dict[str, ResultFile]] = {}
+    for result in results:
+        by_task.setdefault(result.task, {})[result.configuration] = result
+    costs = {c: configuration_cost(run_dir, c, [r for r in results if r.configuration == c]) for c in configurations}
+    tables = [_task_table(task, by_config, n_resamples=n_resamples, seed=seed) for task, by_config in by_task.items()]
+    return RunSummary(
+        run=run_name(run_dir, results), suite={"name": results[0].suite.get("name"),
+                                               "fingerprint": results[0].suite.get("fingerprint")},
+        configurations=configurations, tables=tables, costs=costs,
+        recommendations=[recommend(table, costs) for table in tables],
+        examples={task: example_rows(by_config) for task, by_config in by_task.items()})
+
+
+def _check_one_suite(results: list[ResultFile]) -> None:
+    names = {r.suite.get("name") for r in results}
+    if len(names) > 1:
+        raise DomainbenchError(f"run {results[0].run}: result files come from several suites "
+                               f"({', '.join(sorted(map(str, names)))}); a run evaluates one suite")
+
+
+def _task_table(task: str, by_config: dict[str, ResultFile], *, n_resamples: int, seed: int) -> TaskTable:
+    first = next(iter(by_config.values()))
+    metrics = list(dict.fromkeys(m for r in by_config.values() for m in r.metrics))
+    cells = {config: {m: MetricCell(**{k: r.metrics[m][k] for k in ("value", "ci_low", "ci_high", "n")})
+                      for m in metrics if m in r.metrics}
+             for config, r in by_config.items()}
+    table = TaskTable(task, first.task_type, metrics, cells, {c: len(r.examples) for c, r in by_config.items()})
+    for metric in metrics:
+        best = significant_best(table, by_config, metric, n_resamples=n_resamples, seed=seed)
+        if best:
+            cells[best][metric].best = True
+    return table
+
+
+def best_configuration(table: TaskTable, metric: str) -> str:
+    reported = [c for c in table.configurations if metric in table.cells[c]]
+    sign = 1 if higher_is_better(metric) else -1
+    return max(reported, key=lambda c: sign * table.cells[c][metric].value)
+
+
+def significant_best(table: TaskTable, by_config: dict[str, ResultFile], metric: str, *, n_resamples: int,
+                     seed: int) -> str | None:
+    """The best configuration if the paired bootstrap separates it from every other one, else None."""
+    best = best_configuration(table, metric)
+    others = [c for c in table.configurations if c != best and metric in table.cells[c]]
+    if not others:
+        return None
+    for other in others:
+        compared = paired_differences(by_config[other], by_config[best], [metric], n_resamples=n_resamples,
+                                      seed=seed).get(metric)
+        if compared is None or compared.difference.difference == 0 or not is_significant(compared.difference):
+            return None
+    return best
+
+
+def recommend(table: TaskTable, costs: dict[str, ConfigurationCost]) -> Recommendation:
+    """Best configuration on the task's headline metric, and the cheapest one inside its interval."""
+    metric = table.headline
+    best = best_configuration(table, metric)
+    best_cell = table.cells[best][metric]
+    within = [c for c in table.configurations
+              if metric in table.cells[c] and best_cell.ci_low <= table.cells[c][metric].value <= best_cell.ci_high]
+    priced = [(costs[c].compute_seconds(table.n_examples[c]), c) for c in within]
+    priced = [(seconds, c) for seconds, c in priced if seconds is not None]
+    cheapest = min(priced)[1] if priced else None
+    return Recommendation(table.task, metric, best, best_cell.best, cheapest)
+
+
+def example_rows(by_config: dict[str, ResultFile], limit: int = EXAMPLES_PER_TASK) -> list[ExampleRow]:
+    """The first `limit` examples every configuration scored, with each configuration's prediction."""
+    results = list(by_config.values())
+    shared = set.intersection(*({e["id"] for e in r.examples} for r in results))
+    ids = [e["id"] for e in results[0].examples if e["id"] in shared][:limit]
+    by_id = {c: {e["id"]: e for e in r.examples} for c, r in by_config.items()}
+    rows = []
+    for example_id in ids:
+        first = by_id[results[0].configuration][example_id]
+        if first.get("prediction") is None:
+            continue  # log-likelihood tasks (perplexity) have no text to show
+        rows.append(ExampleRow(example_id, as_text(first.get("reference")),
+                               {c: as_text(examples[example_id].get("prediction")) for c, examples in by_id.items()}))
+    return rows
+
+
+def as_text(value) -> str:
+    """A prediction or reference as plain text (structured ones, like NER entities, as compact JSON)."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def summary_json(summary: RunSummary) -> str:
+    return json.dumps(summary.as_dict(), indent=1, ensure_ascii=False) + "\n"
+
+
+CSV_COLUMNS = ("task", "task_type", "configuration", "metric", "value", "ci_low", "ci_high", "n", "best",
+               "training_seconds", "tokens_per_second", "peak_memory_mb", "trainable_params", "total_params",
+               "artifact_mb", "eval_seconds_per_example")
+
+
+def summary_csv(summary: RunSummary) -> str:
+    """One row per (task, configuration, metric), the configuration's cost repeated on each row."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for table in summary.tables:
+        for config, cells in table.cells.items():
+            cost = summary.costs[config].as_dict()
+            for metric, cell in cells.items():
+                writer.writerow([table.task, table.task_type, config, metric, cell.value, cell.ci_low, cell.ci_high,
+                                 cell.n, int(cell.best), *("" if cost[k] is None else cost[k] for k in CSV_COLUMNS[9:])])
+    return buffer.getvalue()

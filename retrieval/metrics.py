@@ -1,0 +1,64 @@
+"""Retrieval metrics against an example's gold source document: recall@k, MRR, nDCG@k.
+
+They are judged at the document level: the retrieved chunks, best first, become a ranking of
+distinct documents (each at the rank of its best chunk), and a document is relevant when it is
+the example's `source.doc_id` (or one of `source.doc_ids`). Relevance is binary, so
+
+- recall@k  = relevant documents among the top k chunks / relevant documents;
+- MRR       = 1 / rank of the first relevant document (0 when none was retrieved);
+- nDCG@k    = sum over relevant documents at rank r of 1/log2(r + 1), divided by the same sum for
+              the ideal ranking (all relevant documents first).
+
+Ranks count documents, not chunks, so three chunks of one wrong page push the right page down by
+one place only. Per-example scores go in the result file beside the task's own scores; a bad
+answer with recall 1 is a reading failure, one with recall 0 a retrieval failure.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tasks.stats import Metric, bootstrap_ci
+
+
+def gold_documents(source: dict | None) -> set[str]:
+    """The relevant document ids of an example's `source` (empty when it names none)."""
+    if not isinstance(source, dict):
+        return set()
+    ids = source.get("doc_ids") or ([source["doc_id"]] if source.get("doc_id") else [])
+    return {str(doc_id) for doc_id in ids}
+
+
+def document_ranking(retrieved: list[dict], k: int) -> list[str]:
+    """Distinct document ids of the first k retrieved chunks, in order of their best chunk."""
+    ranking: list[str] = []
+    for record in retrieved[:k]:
+        if record["doc_id"] not in ranking:
+            ranking.append(record["doc_id"])
+    return ranking
+
+
+def retrieval_scores(retrieved: list[dict], source: dict | None, k: int) -> dict[str, float]:
+    """recall@k, mrr and ndcg@k of one example; {} when the example names no source document."""
+    gold = gold_documents(source)
+    if not gold:
+        return {}
+    ranking = document_ranking(retrieved, k)
+    relevant_ranks = [rank for rank, doc_id in enumerate(ranking, start=1) if doc_id in gold]
+    dcg = sum(1 / math.log2(rank + 1) for rank in relevant_ranks)
+    ideal = sum(1 / math.log2(rank + 1) for rank in range(1, min(len(gold), k) + 1))
+    return {f"recall@{k}": len(relevant_ranks) / len(gold),
+            "mrr": 1 / relevant_ranks[0] if relevant_ranks else 0.0,
+            f"ndcg@{k}": dcg / ideal}
+
+
+def aggregate_retrieval(per_example: list[dict[str, float]]) -> dict[str, Metric]:
+    """Mean of each retrieval score over the examples that have it, with a bootstrap 95% interval."""
+    names = list(dict.fromkeys(name for scores in per_example for name in scores))
+    metrics = {}
+    for name in names:
+        values = np.array([scores[name] for scores in per_example if name in scores], dtype=float)
+        metrics[name] = bootstrap_ci(values, np.mean)
+    return metrics

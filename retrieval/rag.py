@@ -1,0 +1,116 @@
+"""Retrieval-augmented prompts: retrieved passages placed before a task prompt, within a budget.
+
+For the man-pages QA the knowledge base is the whole corpus, every split included: it is the
+documentation a model may look up at test time, which is the point of RAG. (Training data is a
+different matter; tasks.leakage guards that.)
+
+The budget is counted with the *language model's* tokenizer, without special tokens. Passages
+go in rank order; the one that no longer fits is cut to the tokens left and the rest are
+dropped. The task prompt — question, few-shot exemplars and all — is never cut: when it alone
+exceeds the budget it is returned without passages.
+"""
+
+from __future__ import annotations
+
+from harness.errors import DomainbenchError
+from retrieval.retriever import Hit, Retriever
+
+DEFAULT_K = 4
+DEFAULT_CONTEXT_BUDGET = 1024
+DEFAULT_TEMPLATE = "Reference documentation:\n\n{passages}\n\n{prompt}"
+PASSAGE_TEMPLATE = "[{rank}] {heading}\n{text}"
+PASSAGE_SEPARATOR = "\n\n"
+# A passage cut shorter than this tells the model nothing; the tokens are better left unused.
+MIN_PASSAGE_TOKENS = 16
+
+
+class RagAugmenter:
+    """Prepend the k chunks retrieved for a query to a prompt, fitting `context_budget_tokens`."""
+
+    def __init__(self, retriever: Retriever, tokenizer, *, k: int = DEFAULT_K,
+                 context_budget_tokens: int = DEFAULT_CONTEXT_BUDGET, template: str = DEFAULT_TEMPLATE):
+        if "{passages}" not in template or "{prompt}" not in template:
+            raise DomainbenchError(f"RAG template {template!r}: needs both {{passages}} and {{prompt}}")
+        if k < 1:
+            raise DomainbenchError(f"RAG k={k}: expected at least 1 passage")
+        self.retriever = retriever
+        self.tokenizer = tokenizer
+        self.k = k
+        self.context_budget_tokens = context_budget_tokens
+        self.template = template
+
+    def settings(self) -> dict:
+        """What a result file records about the augmentation."""
+        return {"k": self.k, "context_budget_tokens": self.context_budget_tokens, "template": self.template,
+                "index": str(self.retriever.index.path),
+                "index_fingerprint": self.retriever.index.manifest["input_fingerprint"]}
+
+    def augment(self, query: str, prompt: str) -> tuple[str, list[dict]]:
+        """The prompt with passages before it, and one record per retrieved chunk (best first).
+
+        Records are `{chunk_id, doc_id, section, score, prompt_tokens}`; `prompt_tokens` is how
+        much of the chunk made it into the prompt (0: it did not fit).
+        """
+        return self.fit(prompt, self.retriever.search(query, self.k))
+
+    def augment_many(self, queries: list[str], prompts: list[str]) -> list[tuple[str, list[dict]]]:
+        """augment() for many examples, with one batched retrieval."""
+        return [self.fit(prompt, hits)
+                for prompt, hits in zip(prompts, self.retriever.search_many(queries, self.k), strict=True)]
+
+    def fit(self, prompt: str, hits: list[Hit]) -> tuple[str, list[dict]]:
+        """Place `hits` before `prompt` within the budget."""
+        available = self.context_budget_tokens - self._count(self.template.format(passages="", prompt=prompt))
+        augmented, texts = self._assemble(prompt, hits, self._passage_texts(hits, available))
+        records = [{**hit.record(), "prompt_tokens": self._count(texts[i]) if i < len(texts) else 0}
+                   for i, hit in enumerate(hits)]
+        return augmented, records
+
+    def _passage_texts(self, hits: list[Hit], available: int) -> list[str]:
+        """Chunk texts in rank order, the last one cut to the tokens left."""
+        texts: list[str] = []
+        for rank, hit in enumerate(hits, start=1):
+            header = self._count(PASSAGE_TEMPLATE.format(rank=rank, heading=_heading(hit), text="") + PASSAGE_SEPARATOR)
+            text, n_tokens = self._truncated(hit.text, available - header)
+            if n_tokens < min(MIN_PASSAGE_TOKENS, self._count(hit.text)):
+                break
+            texts.append(text)
+            available -= header + n_tokens
+            if text != hit.text:
+                break
+        return texts
+
+    def _assemble(self, prompt: str, hits: list[Hit], texts: list[str]) -> tuple[str, list[str]]:
+        # Token counts of the pieces do not add up exactly (merges across a boundary), so the
+        # whole is counted and the last passage shortened until it fits.
+        while True:
+            augmented = self._render(prompt, hits, texts)
+            overflow = self._count(augmented) - self.context_budget_tokens
+            if overflow <= 0 or not texts:
+                return augmented, texts
+            text, n_tokens = self._truncated(texts[-1], self._count(texts[-1]) - overflow)
+            keep = n_tokens >= MIN_PASSAGE_TOKENS and len(text) < len(texts[-1])
+            texts = texts[:-1] + ([text] if keep else [])
+
+    def _render(self, prompt: str, hits: list[Hit], texts: list[str]) -> str:
+        if not texts:
+            return prompt
+        passages = [PASSAGE_TEMPLATE.format(rank=rank, heading=_heading(hit), text=text)
+                    for rank, (hit, text) in enumerate(zip(hits, texts), start=1)]
+        return self.template.format(passages=PASSAGE_SEPARATOR.join(passages), prompt=prompt)
+
+    def _truncated(self, text: str, max_tokens: int) -> tuple[str, int]:
+        """The longest prefix of `text` within max_tokens, cut at a token boundary, and its length."""
+        if max_tokens <= 0:
+            return "", 0
+        offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        if len(offsets) <= max_tokens:
+            return text, len(offsets)
+        return text[:offsets[max_tokens - 1][1]].rstrip(), max_tokens
+
+    def _count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _heading(hit: Hit) -> str:
+    return " — ".join(part for part in (hit.title, hit.section) if part)

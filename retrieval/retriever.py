@@ -1,0 +1,77 @@
+"""The dense retriever: an index directory plus the encoder it was built with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import DomainbenchError
+from retrieval.embedding import Encoder, encoder_fingerprint, load_encoder
+from retrieval.index import LoadedIndex, load_index
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One retrieved chunk, best first in a result list; `score` is cosine similarity."""
+
+    chunk_id: str
+    doc_id: str
+    section: str
+    score: float
+    text: str
+    title: str = ""
+
+    def record(self) -> dict:
+        """What a result file keeps per retrieved chunk (no text: the index has it)."""
+        return {"chunk_id": self.chunk_id, "doc_id": self.doc_id, "section": self.section,
+                "score": round(self.score, 6)}
+
+
+class Retriever:
+    """Search an index with text queries: `Retriever.load(dir).search("query", k=5)`."""
+
+    def __init__(self, index: LoadedIndex, encoder: Encoder):
+        self.index = index
+        self.encoder = encoder
+
+    @classmethod
+    def load(cls, index_dir: str | Path, *, encoder: str | Encoder | None = None,
+             device: str | None = None) -> Retriever:
+        """Load an index and its encoder; an `encoder` other than the index's is an error.
+
+        Query vectors from another encoder live in another space: their nearest chunks would be
+        noise, so the mismatch is refused rather than searched.
+        """
+        index = load_index(index_dir)
+        built_with = index.manifest["encoder"]
+        if isinstance(encoder, Encoder):
+            spec, fingerprint = encoder.spec, encoder.fingerprint
+        else:
+            spec = encoder or built_with["spec"]
+            fingerprint = encoder_fingerprint(spec) if spec == built_with["spec"] else None
+        if spec != built_with["spec"]:
+            raise DomainbenchError(_mismatch(index.path, built_with, f"encoder {spec}"))
+        if fingerprint != built_with["fingerprint"]:
+            raise DomainbenchError(_mismatch(index.path, built_with, f"this machine's {spec} (other weights)"))
+        if not isinstance(encoder, Encoder):
+            encoder = load_encoder(spec, device=device)
+        return cls(index, encoder)
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        """The k chunks most similar to `query`, best first."""
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: list[str], k: int = 5, *, batch_size: int = 64) -> list[list[Hit]]:
+        """search() for many queries with batched encoding and one FAISS call."""
+        if not queries:
+            return []
+        vectors = self.encoder.encode(list(queries), batch_size=batch_size)
+        chunks = self.index.chunks
+        return [[Hit(chunk_id=chunks[row].chunk_id, doc_id=chunks[row].doc_id, section=chunks[row].section,
+                     score=score, text=chunks[row].text, title=chunks[row].title) for row, score in ranked]
+                for ranked in self.index.search_vectors(vectors, k)]
+
+
+def _mismatch(index_dir: Path, built_with: dict, asked: str) -> str:
+    return (f"{index_dir / 'manifest.json'}: encoder: the index was built with {built_with['spec']} "
+            f"(fingerprint {built_with['fingerprint'][:12]}), not {asked}; rebuild it with that encoder")

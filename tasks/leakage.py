@@ -1,0 +1,136 @@
+"""Leakage check for any suite: no test answer may be found in the text a suite offers for training.
+
+"Offered for training" for a task is every string of its train and dev examples plus the corpus'
+train view (records with `split: train`), which continued pre-training and retrieval read.
+What counts as a test example's answer depends on the task type:
+
+- summarization: the summary; classification, ner and perplexity: the example text (its label
+  comes with it) — found as a whole-word substring, case and punctuation ignored.
+- qa: answers come from a closed vocabulary (EXDEV, <fcntl.h>) that any domain text mentions, so
+  the leak is the pair: the same question with the same answer in train/dev, or a source page
+  that the corpus offers in its train view.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from harness.errors import DomainbenchError
+from tasks.datafiles import read_rows
+from tasks.suite import suite_file
+
+TRAINING_SPLITS = ("train", "dev")
+_NON_WORD = re.compile(r"[^\w]+")
+_ANSWER_FIELD = {"summarization": "summary", "classification": "text", "ner": "text", "perplexity": "text"}
+
+
+@dataclass(frozen=True)
+class Leak:
+    """One test example whose answer the training text contains."""
+
+    task: str
+    example_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.task}: test example {self.example_id!r}: {self.reason}"
+
+
+def normalized(text: str) -> str:
+    """Lower case, Unicode-compatible forms folded, every run of non-word characters one space."""
+    return " " + _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip() + " "
+
+
+class TrainingText:
+    """The normalized training text of one task, searchable for whole-word substrings."""
+
+    def __init__(self, texts: list[str], train_view: str = ""):
+        # Newline-joined: a key never holds a newline, so no match spans two documents.
+        self._haystack = "\n".join([train_view, *(normalized(text) for text in texts)])
+
+    def contains(self, text: str) -> bool:
+        key = normalized(text)
+        return key.strip() != "" and key in self._haystack
+
+
+def example_strings(example: dict) -> list[str]:
+    """Every string an example offers a model (its id aside), nested lists and objects included."""
+    strings: list[str] = []
+
+    def walk(value) -> None:
+        if isinstance(value, str):
+            strings.append(value)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+
+    walk({key: value for key, value in example.items() if key != "id"})
+    return strings
+
+
+def corpus_train_view(corpus: list[dict]) -> str:
+    """The corpus' train records, normalized and joined: shared by every task's check."""
+    return "\n".join(normalized(record.get("text", "")) for record in corpus if record.get("split") == "train")
+
+
+def task_leaks(task: str, task_type: str, splits: dict[str, list[dict]], corpus: list[dict],
+               train_view: str | None = None) -> list[Leak]:
+    """The test examples of one task whose answer the task's training text contains.
+
+    `train_view` is `corpus_train_view(corpus)`, passed in when several tasks share it.
+    """
+    training = [example for split in TRAINING_SPLITS for example in splits.get(split, [])]
+    if task_type == "qa":
+        return _qa_leaks(task, splits.get("test", []), training, corpus)
+    field = _ANSWER_FIELD.get(task_type)
+    if field is None:
+        raise DomainbenchError(f"{task}: no leakage rule for task type {task_type!r}")
+    texts = [text for example in training for text in example_strings(example)]
+    haystack = TrainingText(texts, corpus_train_view(corpus) if train_view is None else train_view)
+    return [
+        Leak(task, example["id"], f"its {field} appears in the training text: {example[field][:60]!r}")
+        for example in splits.get("test", [])
+        if haystack.contains(example[field])
+    ]
+
+
+def _qa_leaks(task: str, test: list[dict], training: list[dict], corpus: list[dict]) -> list[Leak]:
+    trained_pairs = {(normalized(e["question"]), normalized(a)) for e in training for a in e["answers"]}
+    train_pages = {record["id"] for record in corpus if record.get("split") == "train"}
+    leaks = []
+    for example in test:
+        question = normalized(example["question"])
+        if any((question, normalized(answer)) in trained_pairs for answer in example["answers"]):
+            leaks.append(Leak(task, example["id"], "the same question with the same answer is in train/dev"))
+        source = (example.get("source") or {}).get("doc_id")
+        if source in train_pages:
+            leaks.append(Leak(task, example["id"], f"its source page {source!r} is in the corpus' train view"))
+    return leaks
+
+
+def check_leakage(name_or_path: str | Path) -> list[Leak]:
+    """Every leak in a suite (empty when clean); reads suite.yaml, the task data and the corpus."""
+    path = suite_file(name_or_path)
+    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    corpus = _read_records(path.parent / document["corpus"]) if document.get("corpus") else []
+    train_view = corpus_train_view(corpus)
+    leaks: list[Leak] = []
+    for task in document.get("tasks", []):
+        splits = {split: _read_records(path.parent / relative) for split, relative in task.get("data", {}).items()}
+        leaks.extend(task_leaks(task["name"], task["type"], splits, corpus, train_view))
+    return leaks
+
+
+def _read_records(path: Path) -> list[dict]:
+    rows, problems = read_rows(path)
+    if problems:
+        raise DomainbenchError(f"{problems[0]} (run `domainbench suite validate` for all problems)")
+    return [row.fields for row in rows]

@@ -1,0 +1,80 @@
+"""`domainbench eval` end to end on tiny-random-llama and the tiny suite, and the result schema."""
+
+import json
+
+import pytest
+
+from harness.cli import main
+from harness.errors import DomainbenchError
+from reports.schema import SCHEMA_VERSION, load_result, result_path
+from tasks.evaluate import rescore
+from tasks.suite import load_suite
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DOMAINBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def run_dir(cache, tmp_path_factory):
+    output = tmp_path_factory.mktemp("run")
+    main(["eval", "--model", "tiny-random-llama", "--suite", "tiny", "--output", str(output), "--device", "cpu",
+          "--batch-tokens", "2048"])
+    return output
+
+
+def test_eval_writes_one_result_per_task_with_intervals(run_dir):
+    suite = load_suite("tiny")
+    for task in suite.tasks:
+        result = load_result(result_path(run_dir, "base", task.name))
+        assert result.schema_version == SCHEMA_VERSION
+        assert (result.run, result.configuration, result.task, result.task_type) == (
+            run_dir.name, "base", task.name, task.type)
+        assert result.suite["fingerprint"] == suite.fingerprint
+        assert len(result.model["fingerprint"]) == 64
+        assert set(result.metrics) >= set(m for m in task.metrics if m != "f1_per_type")
+        for metric in result.metrics.values():
+            assert metric["ci_low"] <= metric["value"] <= metric["ci_high"]
+            assert metric["n"] == len(task.examples["test"])
+        assert [e["id"] for e in result.examples] == [ex["id"] for ex in task.examples["test"]]
+        assert {"split", "num_fewshot", "fewshot_seed", "template", "batch_tokens", "bootstrap"} <= result.settings.keys()
+        assert result.settings["batch_tokens"] == 2048
+        assert result.cost["eval_seconds"] > 0 and result.cost["seconds_per_example"] > 0
+        assert {"domainbench", "torch", "transformers"} <= result.versions.keys()
+        _, metrics = rescore(task, result.examples)
+        assert {name: m.as_dict() for name, m in metrics.items()} == result.metrics
+
+
+def test_eval_prints_a_table_of_metrics_with_intervals(cache, tmp_path, capsys):
+    main(["eval", "--model", "tiny-random-llama", "--suite", "tiny", "--tasks", "section-classification",
+          "--limit", "2", "--configuration", "adapter", "--output", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "section-classification" in out and "accuracy" in out and "95% CI" in out
+    written = sorted(p.name for p in (tmp_path / "results" / "adapter").iterdir())
+    assert written == ["section-classification.json"]
+    assert len(load_result(tmp_path / "results/adapter/section-classification.json").examples) == 2
+
+
+def test_an_unknown_task_name_exits_2(cache, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["eval", "--model", "tiny-random-llama", "--suite", "tiny", "--tasks", "nope", "--output", str(tmp_path)])
+    assert exited.value.code == 2
+    assert "no task 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_result_file_from_an_older_schema_is_refused(run_dir, tmp_path):
+    record = json.loads(result_path(run_dir, "base", "errno-qa").read_text())
+    record["schema_version"] = SCHEMA_VERSION - 1
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(record))
+    with pytest.raises(DomainbenchError, match="schema_version.*rerun"):
+        load_result(old)
+
+
+def test_result_files_are_written_atomically(run_dir):
+    leftovers = [p for p in (run_dir / "results" / "base").iterdir() if p.name.startswith(".")]
+    assert leftovers == []

@@ -1,0 +1,115 @@
+"""Tuned artifacts: a standard directory plus `domainbench_manifest.json`, cached by input hash.
+
+A full or distilled model is a `save_pretrained` dir (`harness.models.load_model(dir)` loads it);
+an adapter is a PEFT adapter dir (`peft.PeftModel.from_pretrained(base, dir)` loads it). The
+manifest records the strategy, the base model and its fingerprint, the resolved recipe, the data
+fingerprints and the cost, and the hash of all inputs: a rerun with the same inputs reuses the
+artifact, a change to any of them trains a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+from harness.models import cache_dir
+
+MANIFEST = "domainbench_manifest.json"
+SCHEMA_VERSION = 1
+
+
+def input_hash(inputs: dict) -> str:
+    """sha256 of the canonical JSON of everything an artifact is made from."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def artifact_path(strategy: str, key: str, output: Path | None = None) -> Path:
+    """`output` when given, else `cache_dir()/artifacts/<strategy>-<hash prefix>`."""
+    return Path(output) if output is not None else cache_dir() / "artifacts" / f"{strategy}-{key[:16]}"
+
+
+def work_path(artifact: Path) -> Path:
+    """Where checkpoints of the run that makes `artifact` live (beside it, kept until it is done)."""
+    return artifact.with_name(f"{artifact.name}.work")
+
+
+def read_manifest(artifact: Path) -> dict | None:
+    try:
+        return json.loads((Path(artifact) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def reusable(artifact: Path, key: str) -> dict | None:
+    """The manifest of an existing artifact made from exactly these inputs, else None."""
+    manifest = read_manifest(artifact)
+    return manifest if manifest and manifest.get("input_hash") == key else None
+
+
+def publish(artifact: Path, save, manifest: dict) -> Path:
+    """Write an artifact atomically: `save(staging_dir)`, then the manifest, then one rename."""
+    artifact = Path(artifact)
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{artifact.name}-", dir=artifact.parent))
+    try:
+        save(staging)
+        manifest = {**manifest, "cost": {**manifest.get("cost", {}), "artifact_bytes": directory_bytes(staging)}}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        shutil.rmtree(artifact, ignore_errors=True)
+        os.replace(staging, artifact)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(work_path(artifact), ignore_errors=True)
+    return artifact
+
+
+def manifest_for(*, strategy: str, kind: str, key: str, inputs: dict, recipe: dict, result, model,
+                 extra: dict | None = None) -> dict:
+    """The manifest: how the artifact was made, what it cost, and how its dev loss moved."""
+    state = result.state
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "strategy": strategy,
+        "kind": kind,
+        "input_hash": key,
+        "inputs": inputs,
+        "recipe": recipe,
+        "cost": training_cost(result, model),
+        "quality": {"dev_loss_before": state.dev_loss_before,
+                    "dev_loss_after": state.best_dev_loss if state.dev_losses else None,
+                    "dev_losses": state.dev_losses, "steps": state.step, "stopped_early": state.stopped_early,
+                    "train_loss_curve": state.losses},
+        "versions": _versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(extra or {}),
+    }
+
+
+def training_cost(result, model) -> dict:
+    """Wall time, tokens, tokens/s, peak memory and parameter counts (artifact size added at publish)."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"wall_seconds": result.wall_seconds, "train_seconds": result.state.train_seconds,
+            "tokens_seen": result.state.tokens_seen, "tokens_per_second": result.tokens_per_second,
+            "peak_memory_bytes": result.peak_memory_bytes, "peak_memory_kind": result.peak_memory_kind,
+            "trainable_parameters": trainable, "total_parameters": total, "processes": result.world_size}
+
+
+def directory_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def _versions() -> dict:
+    versions = {}
+    for package in ("domainbench", "torch", "transformers", "peft", "accelerate"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions

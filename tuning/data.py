@@ -1,0 +1,180 @@
+"""Training data: packed corpus sequences, answer-only SFT examples, and mixtures of the two.
+
+An example is `{"input_ids": [...], "labels": [...]}` with IGNORE_INDEX where no loss is taken.
+Every sequence starts with the prefix token (BOS, else EOS), as the engine scores them, so a
+model is trained on exactly the token layout it is evaluated on. Test splits never reach here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from harness.errors import DomainbenchError
+from tuning.loss import IGNORE_INDEX
+
+TRAINABLE_SPLITS = ("train", "dev")
+DEFAULT_CORPUS = "corpus.jsonl.gz"
+
+
+def check_split(split: str, *, what: str) -> None:
+    """Refuse anything but train (training) and dev (early stopping): a test split would leak."""
+    if split == "test":
+        raise DomainbenchError(f"{what}: the test split is never used for training or early stopping")
+    if split not in TRAINABLE_SPLITS:
+        raise DomainbenchError(f"{what}: split {split!r}: expected one of {', '.join(TRAINABLE_SPLITS)}")
+
+
+def corpus_path(suite_dir: Path) -> Path:
+    """The suite's corpus file: suite.yaml's `corpus` field, else corpus.jsonl.gz beside it."""
+    header = yaml.safe_load((suite_dir / "suite.yaml").read_text()) or {}
+    path = suite_dir / (header.get("corpus") or DEFAULT_CORPUS)
+    if not path.is_file():
+        raise DomainbenchError(f"suite {suite_dir}: no corpus file {path.name} (needed for continued pre-training)")
+    return path
+
+
+def corpus_texts(path: Path, split: str) -> list[str]:
+    """Texts of the corpus records of one split (records: id, title, section, split, text)."""
+    check_split(split, what=f"corpus {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    texts = []
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise DomainbenchError(f"{path}:{line_number}: not JSON: {exc}") from exc
+            if record.get("split") == split:
+                texts.append(record["text"])
+    if not texts:
+        raise DomainbenchError(f"corpus {path}: no records with split {split!r}")
+    return texts
+
+
+def prefix_token_id(tokenizer) -> int:
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
+def packed_sequences(texts: list[str], tokenizer, seq_len: int) -> list[dict]:
+    """Continued pre-training data: texts joined by EOS, cut into prefix + (seq_len - 1) tokens.
+
+    The tail shorter than a full sequence is dropped, so every sequence has the same length.
+    """
+    stream: list[int] = []
+    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+        stream.extend(ids)
+        stream.append(tokenizer.eos_token_id)
+    body = seq_len - 1
+    prefix = prefix_token_id(tokenizer)
+    sequences = []
+    for start in range(0, len(stream) - body + 1, body):
+        ids = [prefix, *stream[start:start + body]]
+        sequences.append({"input_ids": ids, "labels": list(ids)})
+    return sequences
+
+
+def sft_examples(pairs: list[tuple[str, str]], tokenizer, seq_len: int) -> list[dict]:
+    """Supervised examples with the loss on the completion (and a closing EOS) only.
+
+    Prompt and completion are encoded whole and split where the prompt's tokens end, as the
+    engine does for log-likelihood; trailing spaces of the prompt move to the completion. A too
+    long example loses prompt tokens from the left (the prefix token stays), then completion tail.
+    """
+    prefix = prefix_token_id(tokenizer)
+    examples = []
+    for prompt, completion in pairs:
+        stripped = prompt.rstrip(" ")
+        completion = prompt[len(stripped):] + completion
+        whole = tokenizer(stripped + completion, add_special_tokens=False)["input_ids"]
+        n_prompt = len(tokenizer(stripped, add_special_tokens=False)["input_ids"]) if stripped else 0
+        prompt_ids, completion_ids = whole[:n_prompt], [*whole[n_prompt:], tokenizer.eos_token_id]
+        completion_ids = completion_ids[:seq_len - 1]
+        budget = seq_len - 1 - len(completion_ids)
+        prompt_ids = prompt_ids[max(0, len(prompt_ids) - budget):]
+        ids = [prefix, *prompt_ids, *completion_ids]
+        labels = [IGNORE_INDEX] * (1 + len(prompt_ids)) + completion_ids
+        examples.append({"input_ids": ids, "labels": labels})
+    return examples
+
+
+def suite_pairs(suite, split: str, task_names: list[str]) -> list[tuple[str, str]]:
+    """(prompt, completion) pairs of every selected task that has `split`, eval templates applied."""
+    from tasks.prompts import training_pairs
+
+    check_split(split, what=f"suite {suite.name}")
+    pairs = []
+    for task in suite.select(task_names or None):
+        if split in task.examples:
+            pairs.extend(training_pairs(task, split))
+    return pairs
+
+
+def mixture(sources: dict[str, list[dict]], proportions: dict[str, float], *, seed: int) -> list[dict]:
+    """The largest shuffled mix of the sources in exactly these proportions, without repeats."""
+    weights = {name: float(share) for name, share in proportions.items() if share > 0}
+    missing = [name for name in weights if not sources.get(name)]
+    if missing:
+        raise DomainbenchError(f"data mixture: no {', '.join(missing)} examples to mix")
+    total_share = sum(weights.values())
+    size = min(len(sources[name]) / (share / total_share) for name, share in weights.items())
+    rng = random.Random(seed)
+    mixed = []
+    for name, share in weights.items():
+        pool = list(sources[name])
+        rng.shuffle(pool)
+        mixed.extend(pool[:max(1, round(size * share / total_share))])
+    rng.shuffle(mixed)
+    return mixed
+
+
+def subsample(examples: list[dict], limit: int, *, seed: int) -> list[dict]:
+    """At most `limit` examples (0: all), a seeded sample that keeps the original order."""
+    if not limit or len(examples) <= limit:
+        return examples
+    keep = sorted(random.Random(seed).sample(range(len(examples)), limit))
+    return [examples[i] for i in keep]
+
+
+def examples_fingerprint(examples: list[dict]) -> str:
+    """sha256 over the token ids and labels: equal fingerprints mean the same training data."""
+    digest = hashlib.sha256()
+    for example in examples:
+        digest.update(json.dumps([example["input_ids"], example["labels"]]).encode())
+    return digest.hexdigest()
+
+
+def count_label_tokens(examples: list[dict]) -> int:
+    return sum(sum(1 for label in example["labels"][1:] if label != IGNORE_INDEX) for example in examples)
+
+
+@dataclass
+class TrainingData:
+    train: list[dict]
+    dev: list[dict]
+    summary: dict          # per split: examples, labelled tokens, fingerprint
+
+
+def training_data(config, tokenizer, suite, *, seed: int) -> TrainingData:
+    """Train and dev examples for a recipe's `data` section (a DataConfig) from a loaded suite."""
+    shares = {name: share for name, share in config.mixture.items() if share > 0}
+    splits = {}
+    for split, limit in (("train", config.max_train_examples), ("dev", config.max_dev_examples)):
+        sources = {}
+        if "cpt" in shares:
+            sources["cpt"] = packed_sequences(corpus_texts(corpus_path(suite.path), split), tokenizer, config.seq_len)
+        if "sft" in shares:
+            sources["sft"] = sft_examples(suite_pairs(suite, split, config.tasks), tokenizer, config.seq_len)
+        examples = subsample(mixture(sources, shares, seed=seed), limit, seed=seed)
+        splits[split] = examples
+    summary = {split: {"examples": len(examples), "label_tokens": count_label_tokens(examples),
+                       "fingerprint": examples_fingerprint(examples)} for split, examples in splits.items()}
+    return TrainingData(train=splits["train"], dev=splits["dev"], summary=summary)

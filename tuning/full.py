@@ -1,0 +1,72 @@
+"""Full fine-tuning: every weight trains, except optionally the embeddings or the bottom layers.
+
+The artifact is a `save_pretrained` dir with the tokenizer, loadable by `load_model(dir)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from harness.errors import DomainbenchError
+from harness.models import load_model
+from tuning.artifact import artifact_path, input_hash, manifest_for, publish, reusable, work_path
+from tuning.data import training_data
+from tuning.loop import train
+from tuning.recipe import Recipe
+
+
+def tune_full(model_spec: str, suite, recipe: Recipe, *, output: Path | None = None, resume: bool = False) -> Path:
+    """Fine-tune `model_spec` on `suite` (a loaded Suite) per `recipe`; returns the artifact dir."""
+    loaded = load_model(model_spec, device="cpu", dtype="float32")
+    data = training_data(recipe.data, loaded.tokenizer, suite, seed=recipe.seed)
+    inputs = {"strategy": "full", "base_model": {"spec": model_spec, "fingerprint": loaded.fingerprint},
+              "suite": {"name": suite.name, "fingerprint": suite.fingerprint}, "data": data.summary,
+              "recipe": recipe.as_dict()}
+    key = input_hash(inputs)
+    artifact = artifact_path("full", key, output)
+    if reusable(artifact, key):
+        return artifact
+    model = loaded.model
+    freeze(model, embeddings=recipe.method["freeze_embeddings"], bottom_layers=recipe.method["freeze_layers"])
+    result = train(model, data.train, data.dev, recipe.train, work_dir=work_path(artifact),
+                   pad_id=loaded.tokenizer.pad_token_id, resume=resume, description=f"full {model_spec}")
+    manifest = manifest_for(strategy="full", kind="model", key=key, inputs=inputs, recipe=recipe.as_dict(),
+                            result=result, model=model,
+                            extra={"load": "harness.models.load_model(dir) or AutoModelForCausalLM.from_pretrained(dir)"})
+    if not _is_main_process():
+        return artifact
+
+    def save(directory: Path) -> None:
+        model.save_pretrained(directory)
+        loaded.tokenizer.save_pretrained(directory)
+
+    return publish(artifact, save, manifest)
+
+
+def freeze(model: torch.nn.Module, *, embeddings: bool, bottom_layers: int) -> None:
+    """Stop gradients to the input embeddings (a tied lm_head with them) and the bottom N layers."""
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    if embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    layers = transformer_layers(model)
+    if not 0 <= bottom_layers <= len(layers):
+        raise DomainbenchError(f"method.freeze_layers: {bottom_layers}; the model has {len(layers)} layers")
+    for layer in layers[:bottom_layers]:
+        layer.requires_grad_(False)
+
+
+def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The decoder's stack of layers (`model.model.layers` in Llama-style models)."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and name.endswith("layers"):
+            return module
+    raise DomainbenchError(f"{type(model).__name__}: no stack of transformer layers found (a ModuleList named *layers)")
+
+
+def _is_main_process() -> bool:
+    from harness.distributed import is_main_process
+
+    return is_main_process()
