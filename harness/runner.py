@@ -81,9 +81,9 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
                 _evaluate_configuration(spec, suite, configuration, pending[configuration.name], loaded,
                                         weights, adapters, index, limit=limit, run_dir=run_dir)
     if rebuild_report:
-        from reports.build import build_report
+        from reports.run_report import write_report
 
-        return build_report(run_dir)
+        write_report(run_dir)
     return run_dir
 
 
@@ -194,7 +194,7 @@ def _write_run_yaml(run_dir: Path, spec: RunSpec, *, profile, device, limit, sui
     from reports.schema import software_versions
 
     resolved = {
-        "spec": spec.as_dict(), "profile": profile, "device": device, "limit_per_task": limit,
+        "name": spec.name, "configurations": list(spec.configurations), "spec": spec.as_dict(), "profile": profile, "device": device, "limit_per_task": limit,
         "suite": {"name": suite.name, "fingerprint": suite.fingerprint},
         "weights": {name: {"path": str(w.path), "fingerprint": w.fingerprint} for name, w in weights.items()},
         "adapters": {name: {"path": str(a.path), "fingerprint": a.fingerprint} for name, a in adapters.items()},

@@ -44,12 +44,21 @@ class ConfigurationCost:
 
 
 def configuration_cost(run_dir: Path, configuration: str, results: list) -> ConfigurationCost:
-    """Cost of one configuration from its manifests and its result files (`ResultFile`s)."""
+    """Cost of one configuration from its result files (`ResultFile`s), or its manifests.
+
+    The runner copies the cost block of every artifact a configuration used into each result
+    file's `cost.training` ({strategy: cost}), so a report needs only the result files; runs
+    made without the runner fall back to the manifests under `artifacts/<configuration>/`.
+    """
     cost = ConfigurationCost(configuration)
-    artifact_dir = Path(run_dir) / ARTIFACTS_DIR / configuration
-    manifests = [_manifest_cost(path) for path in sorted(artifact_dir.rglob(MANIFEST_NAME))]
-    if not artifact_dir.exists():
-        # Nothing was built for this configuration (the base model): no training time was spent.
+    recorded = next((r.cost["training"] for r in results if isinstance(r.cost.get("training"), dict)), None)
+    if recorded is not None:
+        manifests = [c for c in recorded.values() if isinstance(c, dict)]
+    else:
+        artifact_dir = Path(run_dir) / ARTIFACTS_DIR / configuration
+        manifests = [_manifest_cost(path) for path in sorted(artifact_dir.rglob(MANIFEST_NAME))]
+    if not manifests:
+        # Nothing was trained for this configuration (the base model): no training time was spent.
         cost.training_seconds = 0.0
         cost.trainable_params = 0
     for name, combine in _MANIFEST_FIELDS.items():

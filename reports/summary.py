@@ -104,7 +104,8 @@ def result_paths(run_dir: Path) -> list[Path]:
     results_dir = Path(run_dir) / RESULTS_DIR
     if not results_dir.is_dir():
         raise DomainbenchError(f"{run_dir}: not a run directory (no {RESULTS_DIR}/ inside)")
-    paths = sorted(results_dir.glob("*/*.json"))
+    order = {name: i for i, name in enumerate(_configurations_in_spec_order(run_dir))}
+    paths = sorted(results_dir.glob("*/*.json"), key=lambda p: (order.get(p.parent.name, len(order)), str(p)))
     if not paths:
         raise DomainbenchError(f"{results_dir}: no result files (expected {RESULTS_DIR}/<configuration>/<task>.json)")
     return paths
@@ -115,13 +116,24 @@ def load_run_results(run_dir: Path) -> list[ResultFile]:
     return [load_result(path) for path in result_paths(run_dir)]
 
 
-def run_name(run_dir: Path, results: list[ResultFile]) -> str:
+def _configurations_in_spec_order(run_dir: Path) -> list[str]:
+    """The configurations as run.yaml lists them (a runner-made run), else none."""
+    spec = _run_yaml(run_dir)
+    names = spec.get("configurations")
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def _run_yaml(run_dir: Path) -> dict:
     spec_path = Path(run_dir) / "run.yaml"
-    if spec_path.exists():
-        spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-        if isinstance(spec, dict) and isinstance(spec.get("name"), str):
-            return spec["name"]
-    return results[0].run or Path(run_dir).name
+    if not spec_path.exists():
+        return {}
+    spec = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    return spec if isinstance(spec, dict) else {}
+
+
+def run_name(run_dir: Path, results: list[ResultFile]) -> str:
+    name = _run_yaml(run_dir).get("name")
+    return name if isinstance(name, str) else results[0].run or Path(run_dir).name
 
 
 def build_summary(run_dir: Path, *, n_resamples: int = 1000, seed: int = 0) -> RunSummary:

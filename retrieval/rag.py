@@ -13,6 +13,7 @@ exceeds the budget it is returned without passages.
 from __future__ import annotations
 
 from harness.errors import DomainbenchError
+from retrieval.chunking import compact_whitespace
 from retrieval.retriever import Hit, Retriever
 
 DEFAULT_K = 4
@@ -67,16 +68,17 @@ class RagAugmenter:
         return augmented, records
 
     def _passage_texts(self, hits: list[Hit], available: int) -> list[str]:
-        """Chunk texts in rank order, the last one cut to the tokens left."""
+        """Chunk texts (indentation dropped) in rank order, the last one cut to the tokens left."""
         texts: list[str] = []
         for rank, hit in enumerate(hits, start=1):
             header = self._count(PASSAGE_TEMPLATE.format(rank=rank, heading=_heading(hit), text="") + PASSAGE_SEPARATOR)
-            text, n_tokens = self._truncated(hit.text, available - header)
-            if n_tokens < min(MIN_PASSAGE_TOKENS, self._count(hit.text)):
+            whole = compact_whitespace(hit.text)
+            text, n_tokens = self._truncated(whole, available - header)
+            if n_tokens < min(MIN_PASSAGE_TOKENS, self._count(whole)):
                 break
             texts.append(text)
             available -= header + n_tokens
-            if text != hit.text:
+            if text != whole:
                 break
         return texts
 

@@ -21,7 +21,7 @@ from tasks.registry import TASK_TYPES, task_module
 SUITES_DIR = Path(__file__).parent / "suites"
 SUITE_FILE = "suite.yaml"
 SPLITS = ("train", "dev", "test")
-SUITE_FIELDS = ("name", "description", "version", "tasks")
+SUITE_FIELDS = ("name", "description", "version", "tasks", "corpus")
 TASK_FIELDS = ("name", "type", "description", "data", "template", "num_fewshot", "metrics", "generation",
                "labels", "chat", "fewshot_separator")
 DEFAULT_FEWSHOT_SEPARATOR = "\n\n"
@@ -62,6 +62,7 @@ class Suite:
     path: Path
     tasks: list[TaskSpec]
     fingerprint: str
+    corpus: Path | None = None
 
     def select(self, names: list[str] | None) -> list[TaskSpec]:
         """The named tasks in the order given (all when None)."""
@@ -122,6 +123,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
     version = document.get("version", 1)
     if not isinstance(version, int):
         report(document, "version", "version", "expected an integer")
+    corpus = _corpus_path(path, document, report)
     raw_tasks = document.get("tasks")
     tasks: list[TaskSpec] = []
     if not isinstance(raw_tasks, list) or not raw_tasks:
@@ -140,7 +142,22 @@ def load_suite(name_or_path: str | Path) -> Suite:
         lines = "\n".join(dict.fromkeys(str(problem) for problem in problems))
         raise DomainbenchError(f"{lines.count(chr(10)) + 1} problem(s) in suite {path}:\n{lines}")
     return Suite(name=name, description=document.get("description") or "", version=version, path=path.parent,
-                 tasks=tasks, fingerprint=_suite_fingerprint(path, tasks))
+                 tasks=tasks, fingerprint=_suite_fingerprint(path, tasks), corpus=corpus)
+
+
+def _corpus_path(path: Path, document: dict, report) -> Path | None:
+    """The suite's document collection (JSONL: id, title, section, split, text), if it names one."""
+    if "corpus" not in document:
+        return None
+    value = document["corpus"]
+    if not isinstance(value, str) or not value:
+        report(document, "corpus", "corpus", "expected a file path relative to suite.yaml")
+        return None
+    corpus = path.parent / value
+    if not corpus.is_file():
+        report(document, "corpus", "corpus", f"no such file {corpus}")
+        return None
+    return corpus
 
 
 class _TaskLoader:

@@ -191,4 +191,8 @@ def test_two_process_ddp_run_completes_and_matches_one_process(tiny_model_dir, s
     assert completed.returncode == 0, completed.stderr[-3000:]
     manifest = read_manifest(tmp_path / "ddp")
     assert manifest["cost"]["processes"] == 2 and manifest["quality"]["steps"] == 4
-    assert all(torch.isfinite(torch.tensor(manifest["quality"]["train_loss_curve"])))
+    from tuning.full import tune_full
+
+    single = read_manifest(tune_full(str(tiny_model_dir), suite, _recipe("full"), output=tmp_path / "single"))
+    torch.testing.assert_close(torch.tensor(manifest["quality"]["train_loss_curve"]),
+                               torch.tensor(single["quality"]["train_loss_curve"]), rtol=1e-4, atol=1e-5)

@@ -182,7 +182,9 @@ def _accelerator():
     # One setting per process: accelerate's state is a singleton that refuses a different precision.
     from accelerate import Accelerator
 
-    return Accelerator(mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    # cpu=True is what makes accelerate join a gloo group under torchrun on a machine without GPUs.
+    cuda = torch.cuda.is_available()
+    return Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
 
 
 def peak_memory() -> tuple[int, str]:
