@@ -63,13 +63,19 @@ class Retriever:
 
     def search_many(self, queries: list[str], k: int = 5, *, batch_size: int = 64) -> list[list[Hit]]:
         """search() for many queries with batched encoding and one FAISS call."""
+        return [[self.hit(row, score) for row, score in ranked]
+                for ranked in self.search_rows(queries, k, batch_size=batch_size)]
+
+    def search_rows(self, queries: list[str], k: int, *, batch_size: int = 64) -> list[list[tuple[int, float]]]:
+        """Per query, up to k (chunk row, cosine similarity) pairs, best first."""
         if not queries:
             return []
-        vectors = self.encoder.encode(list(queries), batch_size=batch_size)
-        chunks = self.index.chunks
-        return [[Hit(chunk_id=chunks[row].chunk_id, doc_id=chunks[row].doc_id, section=chunks[row].section,
-                     score=score, text=chunks[row].text, title=chunks[row].title) for row, score in ranked]
-                for ranked in self.index.search_vectors(vectors, k)]
+        return self.index.search_vectors(self.encoder.encode(list(queries), batch_size=batch_size), k)
+
+    def hit(self, row: int, score: float) -> Hit:
+        chunk = self.index.chunks[row]
+        return Hit(chunk_id=chunk.chunk_id, doc_id=chunk.doc_id, section=chunk.section, score=score,
+                   text=chunk.text, title=chunk.title)
 
 
 def _mismatch(index_dir: Path, built_with: dict, asked: str) -> str:

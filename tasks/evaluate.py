@@ -15,6 +15,7 @@ from harness.engine import GenerationRequest, LoglikelihoodRequest, RollingReque
 from harness.errors import DomainbenchError
 from harness.progress import status
 from reports.schema import ResultFile
+from retrieval.metrics import judged_retrieval_gold, retrieval_metrics
 from tasks.prompts import build_prompt, fewshot_exemplars
 from tasks.records import ExampleRecord
 from tasks.registry import task_module
@@ -61,9 +62,11 @@ def evaluate_task(task: TaskSpec, engine, *, split: str = "test", limit: int | N
     with status(f"{task.name}: {len(examples)} {split} examples") if progress else contextlib.nullcontext():
         responses = _per_example(run_requests(engine, [r for rs in requests for r in rs]), requests)
     records = [module.score(task, example, answer) for example, answer in zip(examples, responses)]
-    for record, chunks in zip(records, retrieved):
+    for record, chunks, example in zip(records, retrieved, examples):
         record.retrieved = chunks
-    metrics = module.aggregate(task, records)
+        if rag is not None:
+            record.retrieval_gold = judged_retrieval_gold(example.get("source"), rag.k)
+    metrics = {**module.aggregate(task, records), **retrieval_metrics(records)}
     seconds = time.perf_counter() - started
     settings = _settings(task, module, engine, split=split, limit=limit, num_fewshot=k, seed=seed, rag=rag)
     cost = {"eval_seconds": seconds, "examples_per_second": len(examples) / seconds if seconds else 0.0,
@@ -89,9 +92,9 @@ def rescore(task: TaskSpec, records: list[ExampleRecord | dict]) -> tuple[list[E
     for stored in records:
         record = stored if isinstance(stored, ExampleRecord) else ExampleRecord.from_dict(stored)
         fresh = module.rescore_record(task, record)
-        fresh.retrieved = record.retrieved
+        fresh.retrieved, fresh.retrieval_gold = record.retrieved, record.retrieval_gold
         rescored.append(fresh)
-    return rescored, module.aggregate(task, rescored)
+    return rescored, {**module.aggregate(task, rescored), **retrieval_metrics(rescored)}
 
 
 def result_file(result: TaskResult, *, run: str, configuration: str, suite: Suite, model_spec: str,
@@ -138,7 +141,8 @@ def _settings(task: TaskSpec, module, engine, *, split, limit, num_fewshot, seed
         "split": split, "limit": limit, "num_fewshot": num_fewshot, "fewshot_seed": seed,
         "template": task.template, "fewshot_separator": task.fewshot_separator, "chat": task.chat,
         "generation": task.generation, "labels": task.settings()["labels"], "metrics": list(task.metrics),
-        "batch_tokens": engine.max_batch_tokens, "max_length": engine.max_length, "rag": rag is not None,
+        "batch_tokens": engine.max_batch_tokens, "max_length": engine.max_length,
+        "rag": rag.settings() if rag is not None else None,
         "bootstrap": {"resamples": DEFAULT_RESAMPLES, "seed": DEFAULT_BOOTSTRAP_SEED, "confidence": 0.95},
         "scoring": module.scoring_settings(task),
     }

@@ -20,14 +20,19 @@ class ExampleRecord:
     reference: Any
     scores: dict[str, Any]
     retrieved: list[dict] | None = field(default=None)
+    # With retrieval, where the example names its source: {"gold": [doc ids], "k": k}, so
+    # recall@k / MRR / nDCG@k can be recomputed from the stored chunks alone.
+    retrieval_gold: dict[str, Any] | None = field(default=None)
 
     def as_dict(self) -> dict[str, Any]:
         record = asdict(self)
-        if record["retrieved"] is None:
-            del record["retrieved"]
+        for optional in ("retrieved", "retrieval_gold"):
+            if record[optional] is None:
+                del record[optional]
         return record
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> "ExampleRecord":
         return cls(id=record["id"], prediction=record.get("prediction"), reference=record.get("reference"),
-                   scores=dict(record.get("scores") or {}), retrieved=record.get("retrieved"))
+                   scores=dict(record.get("scores") or {}), retrieved=record.get("retrieved"),
+                   retrieval_gold=record.get("retrieval_gold"))

@@ -105,6 +105,7 @@ def test_hnsw_recall_against_exact_is_reported_and_high(tmp_path, encoder):
     assert recall["k"] == 10 and recall["queries"] == result.manifest["counts"]["chunks"]
     assert recall["recall"] >= 0.95
     assert result.manifest["index"]["params"] == {"m": 32, "ef_construction": 200, "ef_search": 128}
+    assert load_index(tmp_path / "hnsw").faiss_index.hnsw.efSearch == 128
 
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])

@@ -243,8 +243,13 @@ def test_rescore_from_a_stored_result_reproduces_the_metrics(tiny):
 
 
 class RecordingRetriever:
+    k = 1
+
     def __init__(self):
         self.queries = []
+
+    def settings(self):
+        return {"k": self.k}
 
     def augment(self, query, prompt):
         self.queries.append(query)
@@ -258,7 +263,7 @@ def test_rag_augments_prompts_with_the_query_and_records_the_chunks(tiny):
     assert rag.queries == [ex["question"] for ex in task.examples["test"]]
     assert engine.requests[0].prompt.startswith(f"Context: about {rag.queries[0]}\n\n")
     assert result.records[0].retrieved == [{"chunk_id": "c-1", "score": 0.5}]
-    assert result.records[0].as_dict()["retrieved"] and result.settings["rag"] is True
+    assert result.records[0].as_dict()["retrieved"] and result.settings["rag"] == {"k": 1}
     ppl = evaluate_task(tiny["manpage-perplexity"], FakeEngine(rolling=lambda r: Loglikelihood(-1.0, False, 1)),
                         rag=RecordingRetriever(), progress=False)
     assert all(r.retrieved is None for r in ppl.records)

@@ -66,12 +66,15 @@ def build_command(suite_spec: str | None, corpus_path: Path | None, encoder: str
 @click.argument("index_dir", type=click.Path(path_type=Path))
 @click.argument("query")
 @click.option("-k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Chunks to return.")
+@click.option("--hybrid", is_flag=True, help="Fuse dense and BM25 rankings (scores become RRF scores).")
 @click.option("--device", default=None, help="cpu, cuda … (default: cuda if present).")
-def search_command(index_dir: Path, query: str, k: int, device: str | None) -> None:
+def search_command(index_dir: Path, query: str, k: int, hybrid: bool, device: str | None) -> None:
     """Print the K chunks of INDEX_DIR most similar to QUERY, best first."""
+    from retrieval.bm25 import HybridRetriever
     from retrieval.retriever import Retriever
 
-    hits = Retriever.load(index_dir, device=device).search(query, k)
+    retriever = (HybridRetriever if hybrid else Retriever).load(index_dir, device=device)
+    hits = retriever.search(query, k)
     table = Table(title=f"{query!r} in {index_dir}")
     for column in ("rank", "score", "chunk", "section", "text"):
         table.add_column(column, justify="right" if column in ("rank", "score") else "left")

@@ -1,0 +1,61 @@
+"""BM25 against its formula, reciprocal-rank fusion by hand, and the hybrid retriever."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from retrieval_fakes import fake_encoder, minilm_tokenizer, sample_documents
+
+from retrieval.bm25 import BM25, HybridRetriever, bm25_terms, reciprocal_rank_fusion
+from retrieval.index import build_index
+
+TEXTS = ["EXDEV oldpath and newpath are not on the same mounted filesystem",
+         "EISDIR newpath is an existing directory",
+         "the file is on a read-only filesystem filesystem",
+         "map files or devices into memory"]
+
+
+def _bm25_reference(texts: list[str], query: str, k1: float = 1.5, b: float = 0.75) -> list[float]:
+    documents = [bm25_terms(text) for text in texts]
+    average = sum(map(len, documents)) / len(documents)
+    scores = []
+    for words in documents:
+        score = 0.0
+        for term in bm25_terms(query):
+            df = sum(term in d for d in documents)
+            tf = words.count(term)
+            idf = math.log(1 + (len(documents) - df + 0.5) / (df + 0.5))
+            score += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(words) / average))
+        scores.append(score)
+    return scores
+
+
+@pytest.mark.parametrize("query", ["EXDEV", "same filesystem", "newpath directory memory", "nothing matches"])
+def test_bm25_scores_equal_the_formula(query):
+    expected = _bm25_reference(TEXTS, query)
+    ranked = BM25(TEXTS).top_k(query, k=4)
+    assert [row for row, _ in ranked] == sorted((i for i in range(4) if expected[i] > 0), key=lambda i: -expected[i])
+    for row, score in ranked:
+        assert score == pytest.approx(expected[row])
+
+
+def test_identifiers_are_terms():
+    assert bm25_terms("O_CREAT and renameat2() fail with EXDEV") == ["o_creat", "and", "renameat2", "fail", "with",
+                                                                     "exdev"]
+
+
+def test_reciprocal_rank_fusion_by_hand():
+    fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1]], k=3, c=60)
+    assert fused == [(1, pytest.approx(1 / 61 + 1 / 62)), (3, pytest.approx(1 / 63 + 1 / 61)),
+                     (2, pytest.approx(1 / 62))]
+
+
+def test_hybrid_retriever_finds_the_planted_document(tmp_path):
+    encoder = fake_encoder(minilm_tokenizer())
+    build_index(sample_documents(), tmp_path / "index", encoder=encoder)
+    hybrid = HybridRetriever.load(tmp_path / "index", encoder=encoder)
+    hits = hybrid.search("Which error means not on the same mounted filesystem? EXDEV", k=3)
+    assert (hits[0].doc_id, hits[0].section) == ("rename.2", "ERRORS")
+    assert hits[0].score == pytest.approx(2 / 61)  # first in both rankings
+    assert hybrid.search_many(["chdir"], k=2) == [hybrid.search("chdir", k=2)]
