@@ -23,9 +23,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def _register_commands() -> None:
     # Each area owns one module of commands; importing here keeps `domainbench --help` complete.
     from harness.commands import eval as eval_commands
-    from harness.commands import index, models, report, suite, suite_build, tune
+    from harness.commands import index, models, report, run, suite, suite_build, tune
 
-    for module in (models, suite, suite_build, eval_commands, report, index, tune):
+    for module in (run, models, suite, suite_build, eval_commands, report, index, tune):
         for command in module.COMMANDS:
             cli.add_command(command)
 

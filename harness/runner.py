@@ -15,37 +15,18 @@ import hashlib
 import json
 import os
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import yaml
 
+from harness.artifacts import Artifact, prepare_adapters, prepare_index, prepare_weights
 from harness.errors import DomainbenchError
-from harness.models import default_device, load_model, model_fingerprint, resolve_model
+from harness.models import default_device, load_model
 from harness.spec import PROFILE_LIMITS, Configuration, RunSpec, resolve_profile
 from reports.schema import load_result, result_path, write_result
 from tasks.evaluate import evaluate_task, result_file
-from tasks.suite import Suite, TaskSpec, load_suite
-
-
-@dataclass
-class Weights:
-    """The weights a group of configurations shares, and what produced them."""
-
-    name: str                  # base | finetuned | distilled
-    path: Path
-    fingerprint: str
-    training_cost: dict
-
-
-@dataclass
-class Adapter:
-    strategy: str              # lora | prefix
-    path: Path
-    fingerprint: str
-    training_cost: dict
+from tasks.suite import Suite, load_suite
 
 
 def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
@@ -60,11 +41,9 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     limit = spec.limit if spec.limit is not None else PROFILE_LIMITS[profile]
 
-    from harness import artifacts
-
-    weights = artifacts.prepare_weights(spec, suite, configurations, profile=profile, device=device)
-    adapters = artifacts.prepare_adapters(spec, suite, configurations, profile=profile, device=device)
-    index = artifacts.prepare_index(spec, suite) if any(c.rag for c in configurations) else None
+    weights = prepare_weights(spec, suite, configurations, profile=profile, run_dir=run_dir)
+    adapters = prepare_adapters(spec, suite, configurations, profile=profile, run_dir=run_dir)
+    index = prepare_index(spec, suite, profile=profile, run_dir=run_dir) if any(c.rag for c in configurations) else None
     _write_run_yaml(run_dir, spec, profile=profile, device=device, limit=limit, suite=suite,
                     weights=weights, adapters=adapters, index=index)
 
@@ -100,10 +79,8 @@ def _evaluate_configuration(spec, suite, configuration, tasks, loaded, weights, 
         for task in tasks:
             click.echo(f"{configuration.name} / {task.name}", err=True)
             result = evaluate_task(task, engine, limit=limit, num_fewshot=spec.num_fewshot, seed=spec.seed, rag=rag)
-            if rag is not None:
-                _add_retrieval_metrics(task, result)
             result.settings["input_key"] = _input_key(configuration, task, weights, adapters, index, spec, limit)
-            result.cost["training"] = _training_cost(configuration, weights, adapters)
+            result.cost["training"] = _training_cost(configuration, weights, adapters, index)
             adapter = adapters[configuration.adapter] if configuration.adapter else None
             record = result_file(result, run=spec.name, configuration=configuration.name, suite=suite,
                                  model_spec=spec.model, model_fingerprint=weights[configuration.weights].fingerprint,
@@ -117,11 +94,11 @@ def _evaluate_configuration(spec, suite, configuration, tasks, loaded, weights, 
             _detach_adapter(model)
 
 
-def _attach_adapter(model, adapter: Adapter):
+def _attach_adapter(model, adapter: Artifact):
     """Wrap the loaded weights with a PEFT adapter without reloading them."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(adapter.path), adapter_name=adapter.strategy).eval()
+    return PeftModel.from_pretrained(model, str(adapter.path), adapter_name=adapter.name).eval()
 
 
 def _detach_adapter(peft_model) -> None:
@@ -138,14 +115,6 @@ def _augmenter(index, tokenizer, engine, spec: RunSpec):
 
     return RagAugmenter(Retriever.load(index.path), tokenizer, k=spec.rag.k,
                         context_budget_tokens=engine.max_length // 2)
-
-
-def _add_retrieval_metrics(task: TaskSpec, result) -> None:
-    """recall@k, MRR and nDCG@k beside the task metrics, where examples name their source."""
-    from retrieval.metrics import retrieval_metrics
-
-    metrics = retrieval_metrics(task, result.records)
-    result.metrics.update(metrics)
 
 
 def _weights_groups(configurations: list[Configuration]) -> list[list[Configuration]]:
@@ -181,13 +150,14 @@ def _is_fresh(run_dir, configuration, task, weights, adapters, index, spec, limi
     return stored.settings.get("input_key") == expected
 
 
-def _training_cost(configuration: Configuration, weights, adapters) -> dict:
-    cost = {}
-    if weights[configuration.weights].training_cost:
-        cost[configuration.weights] = weights[configuration.weights].training_cost
+def _training_cost(configuration: Configuration, weights, adapters, index) -> dict:
+    """The cost blocks of every artifact this configuration used, by artifact name."""
+    used = [weights[configuration.weights]]
     if configuration.adapter:
-        cost[configuration.adapter] = adapters[configuration.adapter].training_cost
-    return cost
+        used.append(adapters[configuration.adapter])
+    if configuration.rag and index is not None:
+        used.append(index)
+    return {artifact.name: artifact.cost for artifact in used if artifact.cost}
 
 
 def _write_run_yaml(run_dir: Path, spec: RunSpec, *, profile, device, limit, suite: Suite, weights, adapters, index):

@@ -26,7 +26,7 @@ ADAPTERS = {"adapter": "lora", "lora": "lora", "prefix": "prefix"}
 PROFILES = ("auto", "quick", "full")
 
 # Per-task example limits by profile: `quick` fits a 2-core CPU, `full` is every test example.
-PROFILE_LIMITS = {"quick": 40, "full": None}
+PROFILE_LIMITS = {"quick": 16, "full": None}
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,9 @@ def parse_configuration(name: str) -> Configuration:
         else:
             known = ", ".join([*WEIGHTS, *ADAPTERS, "rag"])
             raise DomainbenchError(f"configuration {name!r}: unknown part {part!r} (known: {known}, joined by +)")
+    if adapter and weights not in (None, "base"):
+        # Adapters are trained on the base weights; on other weights they would be out of place.
+        raise DomainbenchError(f"configuration {name!r}: adapters apply to the base weights only, not {weights}")
     return Configuration(name=name, weights=weights or "base", adapter=adapter, rag=rag)
 
 

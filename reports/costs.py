@@ -53,10 +53,10 @@ def configuration_cost(run_dir: Path, configuration: str, results: list) -> Conf
     cost = ConfigurationCost(configuration)
     recorded = next((r.cost["training"] for r in results if isinstance(r.cost.get("training"), dict)), None)
     if recorded is not None:
-        manifests = [c for c in recorded.values() if isinstance(c, dict)]
+        manifests = [_normalised(c) for c in recorded.values() if isinstance(c, dict)]
     else:
         artifact_dir = Path(run_dir) / ARTIFACTS_DIR / configuration
-        manifests = [_manifest_cost(path) for path in sorted(artifact_dir.rglob(MANIFEST_NAME))]
+        manifests = [_normalised(_manifest_cost(path)) for path in sorted(artifact_dir.rglob(MANIFEST_NAME))]
     if not manifests:
         # Nothing was trained for this configuration (the base model): no training time was spent.
         cost.training_seconds = 0.0
@@ -68,6 +68,21 @@ def configuration_cost(run_dir: Path, configuration: str, results: list) -> Conf
     cost.tokens_per_second = _tokens_per_second(manifests, cost)
     _add_evaluation(cost, results)
     return cost
+
+
+# tuning/ and retrieval/ record counts and bytes under their own names; the report's fields.
+_RENAMED = {"tokens_seen": ("tokens", 1), "trainable_parameters": ("trainable_params", 1),
+            "total_parameters": ("total_params", 1), "peak_memory_bytes": ("peak_memory_mb", 2**20),
+            "artifact_bytes": ("artifact_mb", 2**20)}
+
+
+def _normalised(cost: dict) -> dict:
+    """A cost block with tuning's field names mapped onto the report's (bytes become MiB)."""
+    fresh = dict(cost)
+    for name, (report_name, divisor) in _RENAMED.items():
+        if isinstance(cost.get(name), (int, float)) and report_name not in cost:
+            fresh[report_name] = cost[name] / divisor
+    return fresh
 
 
 def _manifest_cost(path: Path) -> dict:

@@ -90,5 +90,5 @@ def software_versions() -> dict[str, str]:
 
     from harness import __version__
 
-    return {"domainbench": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+    return {"domainbench": __version__, "torch": str(torch.__version__), "transformers": transformers.__version__,
             "python": platform.python_version()}

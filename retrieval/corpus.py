@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from harness.errors import DomainbenchError
 
@@ -36,14 +35,12 @@ class Document:
 
 def suite_corpus_path(suite: str) -> Path:
     """The corpus file a suite's suite.yaml names (`corpus: corpus.jsonl.gz`)."""
-    from tasks.suite import suite_file
+    from tasks.suite import load_suite
 
-    path = suite_file(suite)
-    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    name = document.get("corpus") if isinstance(document, dict) else None
-    if not name:
-        raise DomainbenchError(f"{path}: corpus: this suite names no corpus file")
-    return path.parent / name
+    loaded = load_suite(suite)
+    if loaded.corpus is None:
+        raise DomainbenchError(f"suite {loaded.name}: names no corpus file in suite.yaml")
+    return loaded.corpus
 
 
 def load_corpus(path: str | Path) -> list[Document]:

@@ -7,6 +7,7 @@ and batches them), so the scores do not depend on how the loop is chunked.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +49,7 @@ def evaluate_task(task: TaskSpec, engine, *, split: str = "test", limit: int | N
     task's; exemplars come from the train split, seeded per example.
     """
     module = task_module(task.type)
-    examples = _examples(task, split, limit)
+    examples = _examples(task, split, limit, seed)
     k = _fewshot_count(task, module, num_fewshot)
     started = time.perf_counter()
     prompts, retrieved = [], []
@@ -111,12 +112,25 @@ def result_file(result: TaskResult, *, run: str, configuration: str, suite: Suit
     )
 
 
-def _examples(task: TaskSpec, split: str, limit: int | None) -> list[dict]:
+def _examples(task: TaskSpec, split: str, limit: int | None, seed: int) -> list[dict]:
+    """The split's examples; with `limit`, a seeded sample of that many, in split order.
+
+    A sample rather than the first N: suites are often ordered by source (the man-pages by
+    page), and the first N would all come from a handful of pages. Keyed by example id, so the
+    same examples are drawn whatever the split's order, and a larger limit keeps the smaller one's.
+    """
     if split not in task.examples:
         raise DomainbenchError(f"task {task.name}: no {split!r} split (has {', '.join(task.examples)})")
     if limit is not None and limit < 1:
         raise DomainbenchError(f"--limit {limit}: expected a positive number of examples")
-    return task.examples[split][:limit]
+    examples = task.examples[split]
+    if limit is None or limit >= len(examples):
+        return list(examples)
+
+    def draw(example: dict) -> str:
+        return hashlib.sha256(f"{seed}:{example['id']}".encode()).hexdigest()
+    chosen = {example["id"] for example in sorted(examples, key=draw)[:limit]}
+    return [example for example in examples if example["id"] in chosen]
 
 
 def _fewshot_count(task: TaskSpec, module, requested: int | None) -> int:

@@ -283,8 +283,9 @@ def test_build_requests_matches_what_the_loop_sends(tiny):
         shots = fewshot_exemplars(task, example, task.num_fewshot, seed=1234)
         engine = FakeEngine(loglikelihood=lambda r: Loglikelihood(-1.0, False, 1),
                             rolling=lambda r: Loglikelihood(-1.0, False, 1))
-        evaluate_task(task, engine, limit=1, progress=False)
-        assert module.build_requests(task, example, shots) == engine.requests
+        evaluate_task(task, engine, progress=False)
+        expected = module.build_requests(task, example, shots)
+        assert expected == engine.requests[:len(expected)]
         assert {type(r) for r in engine.requests} <= {GenerationRequest, LoglikelihoodRequest, RollingRequest}
 
 
@@ -293,7 +294,7 @@ def test_training_pairs_use_the_evaluation_template_and_refuse_the_test_split(ti
     pairs = training_pairs(task, "train")
     assert pairs[0] == ("Question: Which header declares open()?\nAnswer:", " <fcntl.h>")
     engine = FakeEngine()
-    evaluate_task(task, engine, split="train", limit=1, num_fewshot=0, progress=False)
+    evaluate_task(task, engine, split="train", num_fewshot=0, progress=False)
     assert engine.requests[0].prompt == pairs[0][0]
     ppl = tiny["manpage-perplexity"]
     corpus = dataclasses.replace(ppl, examples={"train": ppl.examples["test"]})
@@ -302,3 +303,15 @@ def test_training_pairs_use_the_evaluation_template_and_refuse_the_test_split(ti
         training_pairs(task, "test")
     chat_pairs = training_pairs(dataclasses.replace(task, chat=True), "train", chat_prompt=FakeEngine().chat_prompt)
     assert chat_pairs[0][0].startswith("<|user|>\n")
+
+
+def test_limit_draws_a_seeded_sample_in_split_order(tiny):
+    task = tiny["errno-qa"]
+    ids = [example["id"] for example in task.examples["test"]]
+    first = evaluate_task(task, FakeEngine(), limit=2, seed=1, progress=False)
+    again = evaluate_task(task, FakeEngine(), limit=2, seed=1, progress=False)
+    chosen = [record.id for record in first.records]
+    assert chosen == [record.id for record in again.records]
+    assert chosen == [i for i in ids if i in chosen]
+    larger = [record.id for record in evaluate_task(task, FakeEngine(), limit=3, seed=1, progress=False).records]
+    assert set(chosen) <= set(larger)

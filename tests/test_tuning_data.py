@@ -27,7 +27,7 @@ def write_suite(root, n_train: int = 24, n_dev: int = 8):
         with gzip.open(root / "qa" / f"{split}.jsonl.gz", "wt") as handle:
             handle.writelines(json.dumps(example) + "\n" for example in examples)
     (root / "suite.yaml").write_text(
-        "name: tiny\nversion: 1\ntasks:\n  - name: errno-qa\n    type: qa\n"
+        "name: tiny\nversion: 1\ncorpus: corpus.jsonl.gz\ntasks:\n  - name: errno-qa\n    type: qa\n"
         "    data: {train: qa/train.jsonl.gz, dev: qa/dev.jsonl.gz, test: qa/test.jsonl.gz}\n"
         "    template: \"Question: {question}\\nAnswer:\"\n    num_fewshot: 0\n    metrics: [exact_match]\n"
         "    generation: {max_new_tokens: 8, stop: [\"\\n\"]}\n")

@@ -14,13 +14,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from harness.errors import DomainbenchError
 from tuning.loss import IGNORE_INDEX
 
 TRAINABLE_SPLITS = ("train", "dev")
-DEFAULT_CORPUS = "corpus.jsonl.gz"
 
 
 def check_split(split: str, *, what: str) -> None:
@@ -31,13 +28,11 @@ def check_split(split: str, *, what: str) -> None:
         raise DomainbenchError(f"{what}: split {split!r}: expected one of {', '.join(TRAINABLE_SPLITS)}")
 
 
-def corpus_path(suite_dir: Path) -> Path:
-    """The suite's corpus file: suite.yaml's `corpus` field, else corpus.jsonl.gz beside it."""
-    header = yaml.safe_load((suite_dir / "suite.yaml").read_text()) or {}
-    path = suite_dir / (header.get("corpus") or DEFAULT_CORPUS)
-    if not path.is_file():
-        raise DomainbenchError(f"suite {suite_dir}: no corpus file {path.name} (needed for continued pre-training)")
-    return path
+def suite_corpus(suite) -> Path:
+    """The corpus a loaded Suite names (its suite.yaml `corpus:` field)."""
+    if suite.corpus is None:
+        raise DomainbenchError(f"suite {suite.name}: names no corpus in suite.yaml (needed for continued pre-training)")
+    return suite.corpus
 
 
 def corpus_texts(path: Path, split: str) -> list[str]:
@@ -170,7 +165,7 @@ def training_data(config, tokenizer, suite, *, seed: int) -> TrainingData:
     for split, limit in (("train", config.max_train_examples), ("dev", config.max_dev_examples)):
         sources = {}
         if "cpt" in shares:
-            sources["cpt"] = packed_sequences(corpus_texts(corpus_path(suite.path), split), tokenizer, config.seq_len)
+            sources["cpt"] = packed_sequences(corpus_texts(suite_corpus(suite), split), tokenizer, config.seq_len)
         if "sft" in shares:
             sources["sft"] = sft_examples(suite_pairs(suite, split, config.tasks), tokenizer, config.seq_len)
         examples = subsample(mixture(sources, shares, seed=seed), limit, seed=seed)

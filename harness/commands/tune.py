@@ -39,19 +39,12 @@ def _strategy_command(strategy: str, summary: str):
 
 def run_strategy(strategy: str, model_spec: str, suite_spec: str, *, config: Path | None = None,
                  profile: str | None = None, output: Path | None = None, resume: bool = False) -> Path:
-    """Validate the recipe, load the suite and run the strategy's module; returns the artifact dir."""
+    """Load the suite and run the strategy; returns the artifact dir."""
     from tasks.suite import load_suite
-    from tuning.recipe import load_recipe
+    from tuning.strategies import tune
 
-    recipe = load_recipe(strategy, config=config, profile=profile)
-    suite = load_suite(suite_spec)
-    if strategy == "full":
-        from tuning.full import tune_full as tune
-    elif strategy == "distill":
-        from tuning.distill import tune_distill as tune
-    else:
-        from tuning.peft_adapters import tune_adapter as tune
-    return tune(model_spec, suite, recipe, output=output, resume=resume)
+    return tune(strategy, model_spec, load_suite(suite_spec), config=config, profile=profile, output=output,
+                resume=resume)
 
 
 def _print_summary(artifact: Path) -> None:

@@ -1,0 +1,104 @@
+"""What a run's configurations need before evaluation: tuned weights, adapters, the index.
+
+Each is built by its own room (tuning/, retrieval/) into the cache, keyed by the hash of its
+inputs, so a rerun — of this run or of another run with the same inputs — reuses it. The run dir
+gets a symlink per artifact (`runs/<name>/artifacts/<strategy>`) so a reader finds them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from harness.models import cache_dir, model_fingerprint, resolve_model
+from harness.spec import WEIGHTS, Configuration, RunSpec
+
+MANIFEST = "domainbench_manifest.json"
+
+
+@dataclass
+class Artifact:
+    """A tuned model, an adapter or an index: where it is, its fingerprint, what it cost."""
+
+    name: str
+    path: Path
+    fingerprint: str
+    cost: dict = field(default_factory=dict)
+
+
+def prepare_weights(spec: RunSpec, suite, configurations: list[Configuration], *, profile: str,
+                    run_dir: Path) -> dict[str, Artifact]:
+    """`base` plus the tuned weights (`finetuned`, `distilled`) the configurations use."""
+    base = resolve_model(spec.model)
+    weights = {"base": Artifact("base", base, model_fingerprint(base))}
+    for name in dict.fromkeys(c.weights for c in configurations):
+        if WEIGHTS[name] is not None:
+            weights[name] = _tuned(WEIGHTS[name], spec, suite, profile=profile, run_dir=run_dir)
+    return weights
+
+
+def prepare_adapters(spec: RunSpec, suite, configurations: list[Configuration], *, profile: str,
+                     run_dir: Path) -> dict[str, Artifact]:
+    """The PEFT adapters (trained on the base weights) the configurations use, by strategy."""
+    strategies = dict.fromkeys(c.adapter for c in configurations if c.adapter)
+    return {strategy: _tuned(strategy, spec, suite, profile=profile, run_dir=run_dir) for strategy in strategies}
+
+
+def prepare_index(spec: RunSpec, suite, *, profile: str, run_dir: Path) -> Artifact:
+    """The FAISS knowledge base over the suite's corpus.
+
+    The `full` profile indexes every page. The `quick` profile indexes the pages of the split
+    being evaluated (test) only: embedding the whole man-pages corpus takes ~20 minutes on a
+    2-core CPU, more than the whole quick run may take. Reports show which one was used.
+    """
+    from harness.errors import DomainbenchError
+    from retrieval.corpus import load_corpus
+    from retrieval.index import build_index
+
+    if suite.corpus is None:
+        raise DomainbenchError(f"suite {suite.name}: names no corpus, so rag configurations have no knowledge base")
+    documents = load_corpus(suite.corpus)
+    scope = "all pages" if profile == "full" else "test pages"
+    if profile != "full":
+        keep = _documents_in_split(suite.corpus, "test")
+        documents = [d for d in documents if d.doc_id in keep]
+    out = cache_dir() / "indexes" / f"{suite.name}-{spec.rag.encoder}-{spec.rag.kind}-{scope.replace(' ', '-')}"
+    click.echo(f"index: {len(documents)} documents ({scope}) with {spec.rag.encoder}, {spec.rag.kind}", err=True)
+    built = build_index(documents, out, encoder=spec.rag.encoder, kind=spec.rag.kind, source=str(suite.corpus))
+    _link(run_dir, "index", out)
+    manifest = built.manifest
+    cost = {"wall_seconds": manifest.get("build_seconds"), "chunks": manifest["counts"]["chunks"],
+            "chunks_per_second": manifest.get("chunks_per_second"), "scope": scope,
+            "artifact_bytes": sum(f.stat().st_size for f in out.iterdir() if f.is_file())}
+    return Artifact("index", out, manifest["input_fingerprint"], cost)
+
+
+def _tuned(strategy: str, spec: RunSpec, suite, *, profile: str, run_dir: Path) -> Artifact:
+    from tuning.strategies import tune
+
+    click.echo(f"tuning: {strategy} ({profile} profile)", err=True)
+    recipe = spec.recipes.get(strategy)
+    path = tune(strategy, spec.model, suite, config=Path(recipe) if recipe else None, profile=profile)
+    _link(run_dir, strategy, path)
+    manifest = json.loads((path / MANIFEST).read_text())
+    return Artifact(strategy, path, model_fingerprint(path), manifest.get("cost", {}))
+
+
+def _documents_in_split(corpus: Path, split: str) -> set[str]:
+    opener = gzip.open if corpus.suffix == ".gz" else open
+    with opener(corpus, "rt", encoding="utf-8") as handle:
+        return {record["id"] for record in map(json.loads, handle) if record.get("split") == split}
+
+
+def _link(run_dir: Path, name: str, target: Path) -> None:
+    link = run_dir / "artifacts" / name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    os.symlink(Path(target).resolve(), link, target_is_directory=True)
+

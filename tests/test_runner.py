@@ -1,0 +1,114 @@
+"""`domainbench run`: every configuration trained, indexed, evaluated and reported; reruns resume."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from harness.errors import DomainbenchError
+from harness.spec import load_spec, parse_configuration
+
+ERRNOS = {"EACCES": "permission is denied", "EEXIST": "the file already exists", "ENOENT": "the file does not exist",
+          "EINTR": "a signal interrupted the call", "EINVAL": "an argument is invalid"}
+
+
+def write_run_suite(root):
+    """QA with source pages, perplexity, and a corpus of pages: what every configuration needs."""
+    root.mkdir(parents=True)
+    pages = [{"id": f"{name.lower()}.2", "title": f"{name.lower()}(2)", "section": "2", "split": split,
+              "text": f"NAME\n{name.lower()} - an error page\nERRORS\n{name} {why}.\n" * 4}
+             for (name, why), split in zip(ERRNOS.items(), ["train", "train", "dev", "test", "test"])]
+    with gzip.open(root / "corpus.jsonl.gz", "wt") as handle:
+        handle.writelines(json.dumps(page) + "\n" for page in pages)
+    questions = [{"id": f"q-{page['id']}", "question": f"Which errno means {why}?", "answers": [name],
+                  "source": {"doc_id": page["id"], "section": "ERRORS"}}
+                 for page, (name, why) in zip(pages, ERRNOS.items())]
+    for split, rows in {"train": questions[:2], "dev": questions[2:3], "test": questions[3:]}.items():
+        (root / f"qa-{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    texts = [{"id": f"t{i}", "text": page["text"]} for i, page in enumerate(pages)]
+    (root / "ppl-dev.jsonl").write_text(json.dumps(texts[2]) + "\n")
+    (root / "ppl-test.jsonl").write_text("".join(json.dumps(t) + "\n" for t in texts[3:]))
+    (root / "suite.yaml").write_text(
+        "name: runsuite\nversion: 1\ncorpus: corpus.jsonl.gz\ntasks:\n"
+        "  - name: errno-qa\n    type: qa\n    data: {train: qa-train.jsonl, dev: qa-dev.jsonl, test: qa-test.jsonl}\n"
+        "    template: \"Question: {question}\\nAnswer:\"\n    num_fewshot: 1\n"
+        "    generation: {max_new_tokens: 6, stop: [\"\\n\"]}\n"
+        "  - name: perplexity\n    type: perplexity\n    data: {dev: ppl-dev.jsonl, test: ppl-test.jsonl}\n")
+    return root
+
+
+def tiny_recipes(tmp_path):
+    """Recipes small enough for the tiny model: a few steps of 32 tokens."""
+    recipes = {}
+    for strategy in ("full", "lora", "distill"):
+        path = tmp_path / f"{strategy}.yaml"
+        path.write_text("data: {seq_len: 32, max_train_examples: 8, max_dev_examples: 2}\n"
+                        "train: {max_steps: 3, batch_size: 2, grad_accum: 1, warmup_steps: 1, eval_every: 3, "
+                        "checkpoint_every: 3}\n")
+        recipes[strategy] = str(path)
+    return recipes
+
+
+def test_configurations_compose_and_bad_ones_are_refused():
+    assert parse_configuration("adapter+rag").adapter == "lora"
+    assert parse_configuration("adapter+rag").rag
+    assert parse_configuration("distilled").strategies == ["distill"]
+    for bad, message in [("rag+rag", "twice"), ("finetuned+distilled", "two sets of weights"),
+                         ("finetuned+adapter", "base weights only"), ("magic", "unknown part 'magic'")]:
+        with pytest.raises(DomainbenchError, match=message):
+            parse_configuration(bad)
+
+
+def test_spec_names_the_wrong_field(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("suite: tiny\nconfigurtions: [base]\n")
+    with pytest.raises(DomainbenchError, match="configurtions: unknown run spec field"):
+        load_spec(spec, {})
+    spec.write_text("configurations: [base, ragg]\n")
+    with pytest.raises(DomainbenchError, match="unknown part 'ragg'"):
+        load_spec(spec, {})
+    spec.write_text("profile: fast\n")
+    with pytest.raises(DomainbenchError, match="profile: 'fast'"):
+        load_spec(spec, {})
+
+
+@pytest.mark.slow
+def test_run_evaluates_every_configuration_then_resumes(tmp_path, monkeypatch):
+    import harness.runner as runner
+
+    monkeypatch.setenv("DOMAINBENCH_CACHE", str(tmp_path / "cache"))
+    suite = write_run_suite(tmp_path / "suite")
+    overrides = {"name": "r1", "suite": str(suite), "model": "tiny-random-llama", "output": str(tmp_path / "runs"),
+                 "profile": "quick", "device": "cpu", "recipes": tiny_recipes(tmp_path),
+                 "configurations": ["base", "rag", "adapter", "finetuned", "distilled", "adapter+rag"]}
+    run_dir = runner.run(load_spec(None, overrides))
+
+    for configuration in overrides["configurations"]:
+        for task in ("errno-qa", "perplexity"):
+            result = json.loads((run_dir / "results" / configuration / f"{task}.json").read_text())
+            assert result["metrics"] and result["settings"]["input_key"]
+    rag_qa = json.loads((run_dir / "results" / "adapter+rag" / "errno-qa.json").read_text())
+    assert "recall@4" in rag_qa["metrics"] and "mrr" in rag_qa["metrics"]
+    assert all(example["retrieved"] for example in rag_qa["examples"])
+    assert rag_qa["cost"]["training"]["lora"]["trainable_parameters"] > 0
+    base_ppl = json.loads((run_dir / "results" / "base" / "perplexity.json").read_text())["metrics"]
+    tuned_ppl = json.loads((run_dir / "results" / "finetuned" / "perplexity.json").read_text())["metrics"]
+    assert base_ppl["token_perplexity"]["value"] != tuned_ppl["token_perplexity"]["value"]
+    for name in ("report.md", "report.html", "summary.json", "summary.csv", "run.yaml"):
+        assert (run_dir / name).is_file()
+    assert (run_dir / "artifacts" / "lora" / "adapter_config.json").is_file()
+
+    def must_not_evaluate(*args, **kwargs):
+        raise AssertionError("a finished result was recomputed")
+
+    monkeypatch.setattr(runner, "evaluate_task", must_not_evaluate)
+    runner.run(load_spec(None, overrides))  # everything reused
+
+    calls = []
+    monkeypatch.setattr(runner, "evaluate_task", lambda *a, **k: calls.append(a) or must_not_evaluate())
+    (run_dir / "results" / "rag" / "errno-qa.json").unlink()
+    with pytest.raises(AssertionError):
+        runner.run(load_spec(None, overrides))
+    assert len(calls) == 1  # only the missing result is recomputed
