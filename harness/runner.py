@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -29,6 +30,16 @@ from tasks.evaluate import evaluate_task, result_file
 from tasks.suite import Suite, load_suite
 
 
+@dataclass
+class Prepared:
+    """Everything a run's configurations are built from, each with its fingerprint."""
+
+    weights: dict[str, Artifact]
+    adapters: dict[str, Artifact]
+    index: Artifact | None
+    limit: int | None
+
+
 def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
     """Execute `spec` into `spec.run_dir`; returns the run directory."""
     device = spec.device or default_device()
@@ -39,26 +50,34 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
     configurations = spec.parsed_configurations()
     run_dir = spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    limit = spec.limit if spec.limit is not None else PROFILE_LIMITS[profile]
 
-    weights = prepare_weights(spec, suite, configurations, profile=profile, run_dir=run_dir)
-    adapters = prepare_adapters(spec, suite, configurations, profile=profile, run_dir=run_dir)
-    index = prepare_index(spec, suite, profile=profile, run_dir=run_dir) if any(c.rag for c in configurations) else None
-    _write_run_yaml(run_dir, spec, profile=profile, device=device, limit=limit, suite=suite,
-                    weights=weights, adapters=adapters, index=index)
+    needs_index = any(c.rag for c in configurations)
+    prepared = Prepared(
+        weights=prepare_weights(spec, suite, configurations, profile=profile, run_dir=run_dir),
+        adapters=prepare_adapters(spec, suite, configurations, profile=profile, run_dir=run_dir),
+        index=prepare_index(spec, suite, profile=profile, run_dir=run_dir) if needs_index else None,
+        limit=spec.limit if spec.limit is not None else PROFILE_LIMITS[profile])
+    _write_run_yaml(run_dir, spec, prepared, profile=profile, device=device, suite=suite)
 
-    for group in _weights_groups(configurations):
-        pending = {c.name: [t for t in tasks if not _is_fresh(run_dir, c, t, weights, adapters, index, spec, limit)]
-                   for c in group}
+    for weights, by_adapter in _grouped(configurations).items():
+        pending = {c.name: [t for t in tasks if not _is_fresh(run_dir, c, t, prepared, spec)]
+                   for group in by_adapter.values() for c in group}
         if not any(pending.values()):
-            click.echo(f"{', '.join(c.name for c in group)}: all results reused", err=True)
+            click.echo(f"{', '.join(pending)}: all results reused", err=True)
             continue
-        loaded = load_model(str(weights[group[0].weights].path), device=device, dtype=spec.dtype,
+        loaded = load_model(str(prepared.weights[weights].path), device=device, dtype=spec.dtype,
                             trust_remote_code=spec.trust_remote_code)
-        for configuration in group:
-            if pending[configuration.name]:
-                _evaluate_configuration(spec, suite, configuration, pending[configuration.name], loaded,
-                                        weights, adapters, index, limit=limit, run_dir=run_dir)
+        for adapter, group in by_adapter.items():
+            if not any(pending[c.name] for c in group):
+                continue
+            model = _attach_adapter(loaded.model, prepared.adapters[adapter]) if adapter else loaded.model
+            try:
+                for configuration in group:
+                    _evaluate_configuration(spec, suite, configuration, pending[configuration.name], model,
+                                            loaded.tokenizer, prepared, run_dir=run_dir)
+            finally:
+                if adapter:
+                    _detach_adapter(model)
     if rebuild_report:
         from reports.run_report import write_report
 
@@ -66,32 +85,25 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
     return run_dir
 
 
-def _evaluate_configuration(spec, suite, configuration, tasks, loaded, weights, adapters, index, *, limit, run_dir):
+def _evaluate_configuration(spec, suite, configuration, tasks, model, tokenizer, prepared: Prepared, *, run_dir):
     from harness.engine import Engine
 
-    base_model = loaded.model
-    model = base_model
-    if configuration.adapter:
-        model = _attach_adapter(base_model, adapters[configuration.adapter])
-    try:
-        engine = Engine(model, loaded.tokenizer, device=str(base_model.device))
-        rag = _augmenter(index, loaded.tokenizer, engine, spec) if configuration.rag else None
-        for task in tasks:
-            click.echo(f"{configuration.name} / {task.name}", err=True)
-            result = evaluate_task(task, engine, limit=limit, num_fewshot=spec.num_fewshot, seed=spec.seed, rag=rag)
-            result.settings["input_key"] = _input_key(configuration, task, weights, adapters, index, spec, limit)
-            result.cost["training"] = _training_cost(configuration, weights, adapters, index)
-            adapter = adapters[configuration.adapter] if configuration.adapter else None
-            record = result_file(result, run=spec.name, configuration=configuration.name, suite=suite,
-                                 model_spec=spec.model, model_fingerprint=weights[configuration.weights].fingerprint,
-                                 adapter=str(adapter.path) if adapter else None)
-            record.model["weights"] = configuration.weights
-            record.model["adapter_fingerprint"] = adapter.fingerprint if adapter else None
-            record.model["index_fingerprint"] = index.fingerprint if (index and configuration.rag) else None
-            write_result(result_path(run_dir, configuration.name, task.name), record)
-    finally:
-        if configuration.adapter:
-            _detach_adapter(model)
+    engine = Engine(model, tokenizer)
+    rag = _augmenter(prepared.index, tokenizer, engine, spec) if configuration.rag else None
+    adapter = prepared.adapters[configuration.adapter] if configuration.adapter else None
+    for task in tasks:
+        click.echo(f"{configuration.name} / {task.name}", err=True)
+        result = evaluate_task(task, engine, limit=prepared.limit, num_fewshot=spec.num_fewshot, seed=spec.seed,
+                               rag=rag)
+        result.settings["input_key"] = _input_key(configuration, task, prepared, spec)
+        result.cost["training"] = _training_cost(configuration, prepared)
+        record = result_file(result, run=spec.name, configuration=configuration.name, suite=suite,
+                             model_spec=spec.model, model_fingerprint=prepared.weights[configuration.weights].fingerprint,
+                             adapter=str(adapter.path) if adapter else None)
+        record.model["weights"] = configuration.weights
+        record.model["adapter_fingerprint"] = adapter.fingerprint if adapter else None
+        record.model["index_fingerprint"] = prepared.index.fingerprint if configuration.rag else None
+        write_result(result_path(run_dir, configuration.name, task.name), record)
 
 
 def _attach_adapter(model, adapter: Artifact):
@@ -117,58 +129,60 @@ def _augmenter(index, tokenizer, engine, spec: RunSpec):
                         context_budget_tokens=engine.max_length // 2)
 
 
-def _weights_groups(configurations: list[Configuration]) -> list[list[Configuration]]:
-    """Configurations grouped by weights; within a group, adapter-free ones first."""
-    groups: dict[str, list[Configuration]] = {}
-    for configuration in configurations:
-        groups.setdefault(configuration.weights, []).append(configuration)
-    return [sorted(group, key=lambda c: c.adapter is not None) for group in groups.values()]
+def _grouped(configurations: list[Configuration]) -> dict[str, dict[str | None, list[Configuration]]]:
+    """weights -> adapter -> configurations, adapter-free first: each weights load once, each adapter attach once."""
+    groups: dict[str, dict[str | None, list[Configuration]]] = {}
+    for configuration in sorted(configurations, key=lambda c: c.adapter is not None):
+        groups.setdefault(configuration.weights, {}).setdefault(configuration.adapter, []).append(configuration)
+    return groups
 
 
-def _input_key(configuration, task, weights, adapters, index, spec, limit) -> str:
+def _input_key(configuration: Configuration, task, prepared: Prepared, spec: RunSpec) -> str:
+    """Hash of everything a result depends on: reuse a result only when this matches."""
     parts = {
-        "weights": weights[configuration.weights].fingerprint,
-        "adapter": adapters[configuration.adapter].fingerprint if configuration.adapter else None,
-        "index": index.fingerprint if (index and configuration.rag) else None,
+        "weights": prepared.weights[configuration.weights].fingerprint,
+        "adapter": prepared.adapters[configuration.adapter].fingerprint if configuration.adapter else None,
+        "index": prepared.index.fingerprint if configuration.rag else None,
         "rag_k": spec.rag.k if configuration.rag else None,
         "task": task.fingerprint,
-        "limit": limit, "num_fewshot": spec.num_fewshot, "seed": spec.seed,
-        "dtype": spec.dtype,
+        "limit": prepared.limit, "num_fewshot": spec.num_fewshot, "seed": spec.seed, "dtype": spec.dtype,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def _is_fresh(run_dir, configuration, task, weights, adapters, index, spec, limit) -> bool:
+def _is_fresh(run_dir: Path, configuration: Configuration, task, prepared: Prepared, spec: RunSpec) -> bool:
     path = result_path(run_dir, configuration.name, task.name)
     if not path.is_file():
         return False
     try:
         stored = load_result(path)
     except DomainbenchError:
-        return False
-    expected = _input_key(configuration, task, weights, adapters, index, spec, limit)
-    return stored.settings.get("input_key") == expected
+        return False  # unreadable or from an older schema: evaluate again
+    return stored.settings.get("input_key") == _input_key(configuration, task, prepared, spec)
 
 
-def _training_cost(configuration: Configuration, weights, adapters, index) -> dict:
+def _training_cost(configuration: Configuration, prepared: Prepared) -> dict:
     """The cost blocks of every artifact this configuration used, by artifact name."""
-    used = [weights[configuration.weights]]
+    used = [prepared.weights[configuration.weights]]
     if configuration.adapter:
-        used.append(adapters[configuration.adapter])
-    if configuration.rag and index is not None:
-        used.append(index)
+        used.append(prepared.adapters[configuration.adapter])
+    if configuration.rag:
+        used.append(prepared.index)
     return {artifact.name: artifact.cost for artifact in used if artifact.cost}
 
 
-def _write_run_yaml(run_dir: Path, spec: RunSpec, *, profile, device, limit, suite: Suite, weights, adapters, index):
+def _write_run_yaml(run_dir: Path, spec: RunSpec, prepared: Prepared, *, profile: str, device: str, suite: Suite):
     from reports.schema import software_versions
 
+    def described(artifacts: dict[str, Artifact]) -> dict:
+        return {name: {"path": str(a.path), "fingerprint": a.fingerprint} for name, a in artifacts.items()}
+
     resolved = {
-        "name": spec.name, "configurations": list(spec.configurations), "spec": spec.as_dict(), "profile": profile, "device": device, "limit_per_task": limit,
+        "name": spec.name, "configurations": list(spec.configurations), "profile": profile, "device": device,
+        "limit_per_task": prepared.limit, "spec": spec.as_dict(),
         "suite": {"name": suite.name, "fingerprint": suite.fingerprint},
-        "weights": {name: {"path": str(w.path), "fingerprint": w.fingerprint} for name, w in weights.items()},
-        "adapters": {name: {"path": str(a.path), "fingerprint": a.fingerprint} for name, a in adapters.items()},
-        "index": {"path": str(index.path), "fingerprint": index.fingerprint} if index else None,
+        "weights": described(prepared.weights), "adapters": described(prepared.adapters),
+        "index": described({"index": prepared.index})["index"] if prepared.index else None,
         "versions": software_versions(),
     }
     fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".run.yaml-")

@@ -34,3 +34,23 @@ def test_two_gloo_processes_equal_one(tmp_path):
     assert [g for _, g in sharded["loglikelihood"]] == [g for _, g in single["loglikelihood"]]
     assert [lp for lp, _ in sharded["loglikelihood"]] == pytest.approx([lp for lp, _ in single["loglikelihood"]], abs=1e-4)
     assert sharded["rolling"] == pytest.approx(single["rolling"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_eval_under_torchrun_writes_what_one_process_writes(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "DOMAINBENCH_CACHE": str(tmp_path / "cache")}
+    base = [sys.executable, "-m", "harness.cli", "eval", "--model", "tiny-random-llama", "--suite", "tiny"]
+    subprocess.run([*base, "--output", str(tmp_path / "one")], check=True, env=env, cwd=ROOT, timeout=300,
+                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29534",
+                    "-m", "harness.cli", "eval", "--model", "tiny-random-llama", "--suite", "tiny",
+                    "--output", str(tmp_path / "two")], check=True, env=env, cwd=ROOT, timeout=300,
+                   capture_output=True)
+    one = sorted((tmp_path / "one" / "results" / "base").glob("*.json"))
+    assert [p.name for p in one] == sorted(p.name for p in (tmp_path / "two" / "results" / "base").glob("*.json"))
+    for path in one:
+        single = json.loads(path.read_text())
+        sharded = json.loads((tmp_path / "two" / "results" / "base" / path.name).read_text())
+        assert [e["prediction"] for e in sharded["examples"]] == [e["prediction"] for e in single["examples"]]
+        for name, metric in single["metrics"].items():
+            assert sharded["metrics"][name]["value"] == pytest.approx(metric["value"], rel=1e-5, abs=1e-4)

@@ -34,10 +34,16 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
                  num_fewshot: int | None, seed: int, device: str | None, dtype: str, batch_tokens: int | None,
                  output_dir: Path | None, configuration: str, trust_remote_code: bool) -> None:
     """Evaluate MODEL on SUITE; write one result file per task and print metrics with 95% intervals."""
+    from harness.distributed import init_from_launcher, is_main_process, launched_world_size, local_device
     from harness.engine import Engine
     from harness.models import load_model
     from reports.schema import result_path, write_result
 
+    # Under torchrun / accelerate launch every process runs this command: the engine shards the
+    # requests across them and gathers the results; the main process writes.
+    init_from_launcher()
+    if device is None and launched_world_size() > 1:
+        device = local_device()
     suite = load_suite(suite_spec)
     tasks = suite.select(_task_list(task_names))
     _check_configuration_name(configuration)
@@ -47,11 +53,15 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
     results = []
     for task in tasks:
         result = evaluate_task(task, engine, split=split, limit=limit, num_fewshot=num_fewshot, seed=seed)
+        results.append(result)
+        if not is_main_process():
+            continue
         record = result_file(result, run=output_dir.name, configuration=configuration, suite=suite,
                              model_spec=model_spec, model_fingerprint=loaded.fingerprint)
         path = write_result(result_path(output_dir, configuration, task.name), record)
-        results.append(result)
         click.echo(f"wrote {path}", err=True)
+    if not is_main_process():
+        return
     Console(width=None if sys.stdout.isatty() else 200).print(metrics_table(results, title=(
         f"{configuration}: {model_spec} on {suite.name} ({split})")))
 
