@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/domainbench eval --model smollm2-135m-instruct --suite tiny --output runs/demo
+	$(BIN)/domainbench run --name demo
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -9,7 +9,7 @@ import numpy as np
 
 from harness.engine import GenerationRequest
 from tasks.metrics import ROUGE_TYPES, bleu_signature, bleu_statistics, corpus_bleu_from_statistics, rouge_f1
-from tasks.prompts import build_prompt, render
+from tasks.prompts import build_prompt, generation_requests, render
 from tasks.records import ExampleRecord
 from tasks.stats import Metric, Statistic, bootstrap_metrics, mean_statistic
 
@@ -41,8 +41,7 @@ def training_pair(task: "TaskSpec", example: dict) -> tuple[str, str]:
 
 
 def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[GenerationRequest]:
-    return [GenerationRequest(prompt, stop=tuple(task.generation["stop"]),
-                              max_new_tokens=task.generation["max_new_tokens"])]
+    return generation_requests(task, prompt)
 
 
 def build_requests(task: "TaskSpec", example: dict, fewshot: list[dict], *, engine_chat=None) -> list[GenerationRequest]:
