@@ -24,7 +24,7 @@ import yaml
 from harness.artifacts import Artifact, prepare_adapters, prepare_index, prepare_weights
 from harness.errors import DomainbenchError
 from harness.models import default_device, load_model
-from harness.spec import PROFILE_LIMITS, Configuration, RunSpec, resolve_profile
+from harness.spec import PROFILE_LIMITS, PROFILE_RAG_CONTEXT_TOKENS, Configuration, RunSpec, resolve_profile
 from reports.schema import load_result, result_path, write_result
 from tasks.evaluate import evaluate_task, result_file
 from tasks.suite import Suite, load_suite
@@ -38,6 +38,7 @@ class Prepared:
     adapters: dict[str, Artifact]
     index: Artifact | None
     limit: int | None
+    rag_context_tokens: int
 
 
 def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
@@ -56,7 +57,8 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
         weights=prepare_weights(spec, suite, configurations, profile=profile, run_dir=run_dir),
         adapters=prepare_adapters(spec, suite, configurations, profile=profile, run_dir=run_dir),
         index=prepare_index(spec, suite, profile=profile, run_dir=run_dir) if needs_index else None,
-        limit=spec.limit if spec.limit is not None else PROFILE_LIMITS[profile])
+        limit=spec.limit if spec.limit is not None else PROFILE_LIMITS[profile],
+        rag_context_tokens=PROFILE_RAG_CONTEXT_TOKENS[profile])
     _write_run_yaml(run_dir, spec, prepared, profile=profile, device=device, suite=suite)
 
     for weights, by_adapter in _grouped(configurations).items():
@@ -89,7 +91,7 @@ def _evaluate_configuration(spec, suite, configuration, tasks, model, tokenizer,
     from harness.engine import Engine
 
     engine = Engine(model, tokenizer)
-    rag = _augmenter(prepared.index, tokenizer, engine, spec) if configuration.rag else None
+    rag = _augmenter(prepared, tokenizer, engine, spec) if configuration.rag else None
     adapter = prepared.adapters[configuration.adapter] if configuration.adapter else None
     for task in tasks:
         click.echo(f"{configuration.name} / {task.name}", err=True)
@@ -121,12 +123,12 @@ def _detach_adapter(peft_model) -> None:
     peft_model.unload()
 
 
-def _augmenter(index, tokenizer, engine, spec: RunSpec):
+def _augmenter(prepared: Prepared, tokenizer, engine, spec: RunSpec):
     from retrieval.rag import RagAugmenter
     from retrieval.retriever import Retriever
 
-    return RagAugmenter(Retriever.load(index.path), tokenizer, k=spec.rag.k,
-                        context_budget_tokens=engine.max_length // 2)
+    budget = min(prepared.rag_context_tokens, engine.max_length // 2)
+    return RagAugmenter(Retriever.load(prepared.index.path), tokenizer, k=spec.rag.k, context_budget_tokens=budget)
 
 
 def _grouped(configurations: list[Configuration]) -> dict[str, dict[str | None, list[Configuration]]]:
@@ -143,7 +145,7 @@ def _input_key(configuration: Configuration, task, prepared: Prepared, spec: Run
         "weights": prepared.weights[configuration.weights].fingerprint,
         "adapter": prepared.adapters[configuration.adapter].fingerprint if configuration.adapter else None,
         "index": prepared.index.fingerprint if configuration.rag else None,
-        "rag_k": spec.rag.k if configuration.rag else None,
+        "rag": [spec.rag.k, prepared.rag_context_tokens] if configuration.rag else None,
         "task": task.fingerprint,
         "limit": prepared.limit, "num_fewshot": spec.num_fewshot, "seed": spec.seed, "dtype": spec.dtype,
     }

@@ -27,6 +27,9 @@ PROFILES = ("auto", "quick", "full")
 
 # Per-task example limits by profile: `quick` fits a 2-core CPU, `full` is every test example.
 PROFILE_LIMITS = {"quick": 16, "full": None}
+# Tokens of retrieved passages a RAG prompt may carry: on a CPU every token of context costs
+# evaluation time in every task, so the quick profile keeps about two chunks.
+PROFILE_RAG_CONTEXT_TOKENS = {"quick": 448, "full": 1024}
 
 
 @dataclass(frozen=True)

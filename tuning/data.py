@@ -139,6 +139,29 @@ def subsample(examples: list[dict], limit: int, *, seed: int) -> list[dict]:
     return [examples[i] for i in keep]
 
 
+# Characters per token is about 4 for English text with these tokenizers; 8 leaves a wide margin.
+_CHARS_PER_TOKEN_MARGIN = 8
+
+
+def enough_texts(texts: list[str], tokens_needed: int, *, seed: int) -> list[str]:
+    """A seeded sample of texts with comfortably more than `tokens_needed` tokens (0: all).
+
+    Tokenizing the whole corpus costs a minute on a small CPU; a budget of 200 sequences
+    needs a few pages of it.
+    """
+    if not tokens_needed:
+        return texts
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    chosen, chars = [], 0
+    for index in order:
+        if chars >= tokens_needed * _CHARS_PER_TOKEN_MARGIN:
+            break
+        chosen.append(index)
+        chars += len(texts[index])
+    return [texts[i] for i in sorted(chosen)]
+
+
 def examples_fingerprint(examples: list[dict]) -> str:
     """sha256 over the token ids and labels: equal fingerprints mean the same training data."""
     digest = hashlib.sha256()
@@ -165,9 +188,11 @@ def training_data(config, tokenizer, suite, *, seed: int) -> TrainingData:
     for split, limit in (("train", config.max_train_examples), ("dev", config.max_dev_examples)):
         sources = {}
         if "cpt" in shares:
-            sources["cpt"] = packed_sequences(corpus_texts(suite_corpus(suite), split), tokenizer, config.seq_len)
+            texts = enough_texts(corpus_texts(suite_corpus(suite), split), limit * config.seq_len, seed=seed)
+            sources["cpt"] = packed_sequences(texts, tokenizer, config.seq_len)
         if "sft" in shares:
-            sources["sft"] = sft_examples(suite_pairs(suite, split, config.tasks), tokenizer, config.seq_len)
+            pairs = subsample(suite_pairs(suite, split, config.tasks), limit, seed=seed)
+            sources["sft"] = sft_examples(pairs, tokenizer, config.seq_len)
         examples = subsample(mixture(sources, shares, seed=seed), limit, seed=seed)
         splits[split] = examples
     summary = {split: {"examples": len(examples), "label_tokens": count_label_tokens(examples),
