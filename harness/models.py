@@ -87,7 +87,7 @@ def resolve_model(spec: str) -> Path:
         return _converted_gguf_dir(path, name=f"gguf-{_file_digest(path)[:16]}")
     if _looks_like_path(spec):
         raise DomainbenchError(f"model {spec}: no such file or directory")
-    return _hub_snapshot(spec)
+    return hub_snapshot(spec)
 
 
 def load_model(spec: str, *, device: str | None = None, dtype: str | None = None,
@@ -102,7 +102,7 @@ def load_model(spec: str, *, device: str | None = None, dtype: str | None = None
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=parse_dtype(dtype, device), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise DomainbenchError(f"model {spec}: cannot load weights from {path}: {_first_line(exc)}") from exc
+        raise DomainbenchError(f"model {spec}: cannot load weights from {path}: {first_line(exc)}") from exc
     model.to(device).eval()
     return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, path=path,
                        fingerprint=model_fingerprint(path))
@@ -115,7 +115,7 @@ def load_tokenizer(path: Path, *, trust_remote_code: bool = False):
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
-        raise DomainbenchError(f"model {path}: cannot load tokenizer: {_first_line(exc)}") from exc
+        raise DomainbenchError(f"model {path}: cannot load tokenizer: {first_line(exc)}") from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -210,7 +210,7 @@ def _load_gguf(gguf: Path):
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     except Exception as exc:  # gguf raises a zoo of types (ValueError, KeyError, struct.error) on bad files
-        raise DomainbenchError(f"model {gguf}: not a readable GGUF model: {_first_line(exc)}") from exc
+        raise DomainbenchError(f"model {gguf}: not a readable GGUF model: {first_line(exc)}") from exc
     config = loaded.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -219,25 +219,28 @@ def _load_gguf(gguf: Path):
     return model, tokenizer
 
 
-def _hub_snapshot(repo_id: str) -> Path:
-    """A hub model from the local HF cache, or downloaded where the machine has network."""
+def hub_snapshot(repo_id: str, *, kind: str = "model", builtins=BUILTIN_MODELS) -> Path:
+    """A hub repo from the local HF cache, or downloaded where the machine has network.
+
+    Without network the download fails after retries with one of many exception types; the
+    user gets one line naming the builtin alternatives instead.
+    """
     from huggingface_hub import snapshot_download
+
+    def unavailable(why: str) -> str:
+        return (f"{kind} {repo_id}: not a builtin or a local path, and the hub is unreachable ({why[:120]}); "
+                f"builtin {kind}s: {', '.join(builtins)}")
 
     try:
         return Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:
+    except Exception:  # not in the local cache: fall through to a download where allowed
         pass
     if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
-        raise DomainbenchError(_unavailable(repo_id, "HF_HUB_OFFLINE is set and it is not in the HF cache"))
+        raise DomainbenchError(unavailable("HF_HUB_OFFLINE is set and it is not in the HF cache"))
     try:
         return Path(snapshot_download(repo_id, etag_timeout=5))
     except Exception as exc:  # network errors come as many types, each with retries: one line is enough
-        raise DomainbenchError(_unavailable(repo_id, _first_line(exc))) from exc
-
-
-def _unavailable(repo_id: str, why: str) -> str:
-    return (f"model {repo_id}: not a builtin, a local dir or a .gguf file, and the hub is unreachable "
-            f"({why[:120]}); builtin models: {', '.join(BUILTIN_MODELS)}")
+        raise DomainbenchError(unavailable(first_line(exc))) from exc
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -274,6 +277,7 @@ def _write_json_atomic(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message: enough for a one-line user error."""
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]

