@@ -48,7 +48,7 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
     click.echo(f"run {spec.name}: profile {profile} on {device} (model {spec.model}, suite {spec.suite})", err=True)
     suite = load_suite(spec.suite)
     tasks = suite.select(spec.tasks)
-    configurations = spec.parsed_configurations()
+    configurations = spec.parsed_configurations(profile)
     run_dir = spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -180,7 +180,7 @@ def _write_run_yaml(run_dir: Path, spec: RunSpec, prepared: Prepared, *, profile
         return {name: {"path": str(a.path), "fingerprint": a.fingerprint} for name, a in artifacts.items()}
 
     resolved = {
-        "name": spec.name, "configurations": list(spec.configurations), "profile": profile, "device": device,
+        "name": spec.name, "configurations": spec.configuration_names(profile), "profile": profile, "device": device,
         "limit_per_task": prepared.limit, "spec": spec.as_dict(),
         "suite": {"name": suite.name, "fingerprint": suite.fingerprint},
         "weights": described(prepared.weights), "adapters": described(prepared.adapters),

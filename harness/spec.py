@@ -85,7 +85,7 @@ class RunSpec:
     name: str = "demo"
     suite: str = "manpages"
     model: str = "smollm2-135m-instruct"
-    configurations: list[str] = field(default_factory=lambda: list(DEFAULT_CONFIGURATIONS))
+    configurations: list[str] | None = None      # None: the profile's defaults
     profile: str = "auto"
     tasks: list[str] | None = None
     limit: int | None = None
@@ -103,8 +103,15 @@ class RunSpec:
     def run_dir(self) -> Path:
         return Path(self.output) / self.name
 
-    def parsed_configurations(self) -> list[Configuration]:
-        return [parse_configuration(name) for name in self.configurations]
+    def configuration_names(self, profile: str) -> list[str]:
+        """The configurations asked for, or the defaults (the GPU profile adds `prefix`)."""
+        if self.configurations is not None:
+            return list(self.configurations)
+        extra = GPU_EXTRA_CONFIGURATIONS if profile == "full" else ()
+        return [*DEFAULT_CONFIGURATIONS, *extra]
+
+    def parsed_configurations(self, profile: str) -> list[Configuration]:
+        return [parse_configuration(name) for name in self.configuration_names(profile)]
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,9 +161,9 @@ def _read_spec_file(path: Path) -> dict[str, Any]:
 
 
 def _validate(spec: RunSpec, source: str) -> None:
-    if not spec.configurations:
+    if spec.configurations is not None and not spec.configurations:
         raise DomainbenchError(f"{source}: configurations: at least one is needed")
-    names = [c.name for c in spec.parsed_configurations()]  # raises on an unknown configuration
+    names = [c.name for c in spec.parsed_configurations("full")]  # raises on an unknown configuration
     if len(set(names)) != len(names):
         raise DomainbenchError(f"{source}: configurations: listed twice: {sorted({n for n in names if names.count(n) > 1})}")
     if spec.profile not in PROFILES:

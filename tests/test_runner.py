@@ -112,3 +112,10 @@ def test_run_evaluates_every_configuration_then_resumes(tmp_path, monkeypatch):
     with pytest.raises(AssertionError):
         runner.run(load_spec(None, overrides))
     assert len(calls) == 1  # only the missing result is recomputed
+
+
+def test_default_configurations_follow_the_profile():
+    spec = load_spec(None, {})
+    assert spec.configuration_names("quick") == ["base", "rag", "adapter", "finetuned", "distilled", "adapter+rag"]
+    assert spec.configuration_names("full")[-1] == "prefix"
+    assert load_spec(None, {"configurations": ["base"]}).configuration_names("full") == ["base"]
