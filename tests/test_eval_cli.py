@@ -78,3 +78,27 @@ def test_a_result_file_from_an_older_schema_is_refused(run_dir, tmp_path):
 def test_result_files_are_written_atomically(run_dir):
     leftovers = [p for p in (run_dir / "results" / "base").iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_eval_puts_a_peft_adapter_on_the_model(cache, tmp_path, tiny_model_dir):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    # init_lora_weights=False: random B matrices, so the adapter really changes the outputs.
+    adapted = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    adapted.save_pretrained(tmp_path / "adapter")
+    args = ["eval", "--model", str(tiny_model_dir), "--suite", "tiny", "--tasks", "manpage-perplexity"]
+    main([*args, "--output", str(tmp_path / "plain")])
+    main([*args, "--output", str(tmp_path / "lora"), "--adapter", str(tmp_path / "adapter")])
+    plain = load_result(result_path(tmp_path / "plain", "base", "manpage-perplexity"))
+    lora = load_result(result_path(tmp_path / "lora", "base", "manpage-perplexity"))
+    assert lora.model["adapter"] == str(tmp_path / "adapter")
+    assert lora.metrics["token_perplexity"]["value"] != plain.metrics["token_perplexity"]["value"]
+
+
+def test_eval_refuses_a_directory_that_is_not_an_adapter(cache, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--model", "tiny-random-llama", "--suite", "tiny", "--adapter", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "no adapter_config.json" in capsys.readouterr().err

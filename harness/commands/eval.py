@@ -20,7 +20,7 @@ from tasks.suite import load_suite
 @click.option("--suite", "suite_spec", required=True, help="Builtin suite name or a suite directory.")
 @click.option("--tasks", "task_names", default=None, help="Comma-separated task names (default: all).")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "dev", "test"]))
-@click.option("--limit", type=int, default=None, help="Evaluate only the first N examples of each task.")
+@click.option("--limit", type=int, default=None, help="Evaluate a seeded sample of N examples of each task.")
 @click.option("--num-fewshot", type=int, default=None, help="Override every task's few-shot count.")
 @click.option("--seed", type=int, default=DEFAULT_FEWSHOT_SEED, show_default=True, help="Few-shot sampling seed.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if present).")
@@ -29,10 +29,16 @@ from tasks.suite import load_suite
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None,
               help="Run directory (default: runs/<suite>-<model>); results go to DIR/results/<configuration>/.")
 @click.option("--configuration", default="base", show_default=True, help="Configuration name for the results.")
+@click.option("--adapter", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="A PEFT adapter dir (LoRA, prefix, …) to put on the model.")
+@click.option("--rag-index", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="An index dir from `domainbench index build`: retrieve passages into every prompt.")
+@click.option("--rag-k", type=int, default=4, show_default=True, help="Passages retrieved per example.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model dir.")
 def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split: str, limit: int | None,
                  num_fewshot: int | None, seed: int, device: str | None, dtype: str, batch_tokens: int | None,
-                 output_dir: Path | None, configuration: str, trust_remote_code: bool) -> None:
+                 output_dir: Path | None, configuration: str, adapter: Path | None, rag_index: Path | None,
+                 rag_k: int, trust_remote_code: bool) -> None:
     """Evaluate MODEL on SUITE; write one result file per task and print metrics with 95% intervals."""
     from harness.distributed import init_from_launcher, is_main_process, launched_world_size, local_device
     from harness.engine import Engine
@@ -49,21 +55,39 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
     _check_configuration_name(configuration)
     output_dir = output_dir or Path("runs") / f"{suite.name}-{_slug(model_spec)}"
     loaded = load_model(model_spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    engine = Engine.from_loaded(loaded, max_batch_tokens=batch_tokens)
+    model = _with_adapter(loaded.model, adapter) if adapter else loaded.model
+    engine = Engine(model, loaded.tokenizer, max_batch_tokens=batch_tokens)
+    rag = _rag(rag_index, loaded.tokenizer, engine, rag_k) if rag_index else None
     results = []
     for task in tasks:
-        result = evaluate_task(task, engine, split=split, limit=limit, num_fewshot=num_fewshot, seed=seed)
+        result = evaluate_task(task, engine, split=split, limit=limit, num_fewshot=num_fewshot, seed=seed, rag=rag)
         results.append(result)
         if not is_main_process():
             continue
         record = result_file(result, run=output_dir.name, configuration=configuration, suite=suite,
-                             model_spec=model_spec, model_fingerprint=loaded.fingerprint)
+                             model_spec=model_spec, model_fingerprint=loaded.fingerprint,
+                             adapter=str(adapter) if adapter else None)
         path = write_result(result_path(output_dir, configuration, task.name), record)
         click.echo(f"wrote {path}", err=True)
     if not is_main_process():
         return
     Console(width=None if sys.stdout.isatty() else 200).print(metrics_table(results, title=(
         f"{configuration}: {model_spec} on {suite.name} ({split})")))
+
+
+def _with_adapter(model, adapter: Path):
+    from peft import PeftModel
+
+    if not (adapter / "adapter_config.json").is_file():
+        raise DomainbenchError(f"--adapter {adapter}: no adapter_config.json (expected a PEFT adapter dir)")
+    return PeftModel.from_pretrained(model, str(adapter)).eval()
+
+
+def _rag(index: Path, tokenizer, engine, k: int):
+    from retrieval.rag import RagAugmenter
+    from retrieval.retriever import Retriever
+
+    return RagAugmenter(Retriever.load(index), tokenizer, k=k, context_budget_tokens=engine.max_length // 2)
 
 
 def metrics_table(results: list[TaskResult], *, title: str) -> Table:
