@@ -15,7 +15,7 @@ import numpy as np
 
 from harness.engine import LoglikelihoodRequest
 from tasks.metrics import precision_recall_f1
-from tasks.prompts import build_prompt, render
+from tasks.prompts import render
 from tasks.records import ExampleRecord
 from tasks.stats import Metric, Statistic, bootstrap_metrics, mean_statistic
 
@@ -56,10 +56,6 @@ def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[Lo
     return [LoglikelihoodRequest(prompt, verbaliser) for verbaliser in task.labels.values()]
 
 
-def build_requests(task: "TaskSpec", example: dict, fewshot: list[dict], *,
-                   engine_chat=None) -> list[LoglikelihoodRequest]:
-    prompt, _ = build_prompt(task, example, fewshot, target, engine_chat=engine_chat)
-    return requests_for_prompt(task, example, prompt)
 
 
 def score(task: "TaskSpec", example: dict, responses) -> ExampleRecord:

@@ -75,6 +75,13 @@ def evaluate_task(task: TaskSpec, engine, *, split: str = "test", limit: int | N
     return TaskResult(task, records, metrics, settings, cost)
 
 
+def build_requests(task: TaskSpec, example: dict, fewshot: list[dict], *, engine_chat=None) -> list:
+    """The engine requests of one example with these exemplars (no retrieval), as the loop builds them."""
+    module = task_module(task.type)
+    prompt, _ = build_prompt(task, example, fewshot, module.target, engine_chat=engine_chat)
+    return module.requests_for_prompt(task, example, prompt)
+
+
 def run_requests(engine, requests: list) -> list:
     """Responses in request order, one engine call per request type."""
     responses: list = [None] * len(requests)

@@ -14,7 +14,7 @@ import numpy as np
 
 from harness.engine import GenerationRequest
 from tasks.metrics import entity_counts, precision_recall_f1
-from tasks.prompts import build_prompt, generation_requests, render
+from tasks.prompts import generation_requests, render
 from tasks.records import ExampleRecord
 from tasks.stats import Metric, Statistic, bootstrap_metrics
 
@@ -78,9 +78,6 @@ def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[Ge
     return generation_requests(task, prompt)
 
 
-def build_requests(task: "TaskSpec", example: dict, fewshot: list[dict], *, engine_chat=None) -> list[GenerationRequest]:
-    prompt, _ = build_prompt(task, example, fewshot, target, engine_chat=engine_chat)
-    return requests_for_prompt(task, example, prompt)
 
 
 def parse_entities(output: str, text: str, labels) -> list[dict]:

@@ -56,8 +56,6 @@ def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[Ro
     return [RollingRequest(prompt)]
 
 
-def build_requests(task: "TaskSpec", example: dict, fewshot: list[dict], *, engine_chat=None) -> list[RollingRequest]:
-    return requests_for_prompt(task, example, render(task.template, example))
 
 
 def count_words(text: str) -> int:

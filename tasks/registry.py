@@ -2,7 +2,7 @@
 
 Every task type module provides the same module-level functions, so an evaluation and a rescore
 read the same way whatever the type: `check_example`, `rag_query`, `target`, `training_pair`,
-`requests_for_prompt`, `build_requests`, `score`, `metric_statistics` (per-example rows and each
+`requests_for_prompt`, `score`, `metric_statistics` (per-example rows and each
 metric's statistic over them, for bootstraps and paired comparisons), `aggregate`, `rescore_record`,
 `scoring_settings`, and the constants `REQUIRED_FIELDS`, `DEFAULT_TEMPLATE`, `DEFAULT_GENERATION`
 (None for log-likelihood types), `TAKES_FEWSHOT`, `METRICS`.

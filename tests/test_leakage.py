@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-import harness.commands.suite_build  # noqa: F401  (attaches `suite build` and `suite check-leakage`)
 from harness.cli import cli
 from tasks.leakage import task_leaks
 

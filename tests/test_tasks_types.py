@@ -11,7 +11,7 @@ from sklearn.metrics import f1_score
 from harness.engine import GenerationRequest, Loglikelihood, LoglikelihoodRequest, RollingRequest
 from harness.errors import DomainbenchError
 from tasks import ner
-from tasks.evaluate import evaluate_task, rescore
+from tasks.evaluate import build_requests, evaluate_task, rescore
 from tasks.prompts import fewshot_exemplars, training_pairs
 from tasks.records import ExampleRecord
 from tasks.registry import TASK_TYPES
@@ -58,7 +58,7 @@ def answer_from_last_question(task, answers_by_question):
 def test_every_type_provides_the_task_interface():
     for module in TASK_TYPES.values():
         for name in ("check_example", "rag_query", "target", "training_pair", "requests_for_prompt",
-                     "build_requests", "score", "metric_statistics", "aggregate", "rescore_record", "scoring_settings"):
+                     "score", "metric_statistics", "aggregate", "rescore_record", "scoring_settings"):
             assert callable(getattr(module, name)), (module.__name__, name)
 
 
@@ -278,13 +278,12 @@ def test_chat_tasks_wrap_the_whole_prompt_in_the_chat_template(tiny):
 
 def test_build_requests_matches_what_the_loop_sends(tiny):
     for task in tiny.values():
-        module = TASK_TYPES[task.type]
         example = task.examples["test"][0]
         shots = fewshot_exemplars(task, example, task.num_fewshot, seed=1234)
         engine = FakeEngine(loglikelihood=lambda r: Loglikelihood(-1.0, False, 1),
                             rolling=lambda r: Loglikelihood(-1.0, False, 1))
         evaluate_task(task, engine, progress=False)
-        expected = module.build_requests(task, example, shots)
+        expected = build_requests(task, example, shots)
         assert expected == engine.requests[:len(expected)]
         assert {type(r) for r in engine.requests} <= {GenerationRequest, LoglikelihoodRequest, RollingRequest}
 
