@@ -41,12 +41,6 @@ class Configuration:
     adapter: str | None = None
     rag: bool = False
 
-    @property
-    def strategies(self) -> list[str]:
-        """Tuning strategies this configuration needs trained first."""
-        needed = [WEIGHTS[self.weights]] if WEIGHTS[self.weights] else []
-        return needed + ([self.adapter] if self.adapter else [])
-
 
 def parse_configuration(name: str) -> Configuration:
     """`base`, `rag`, `adapter`, `prefix`, `finetuned`, `distilled`, or parts joined by `+`."""

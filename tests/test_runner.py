@@ -54,7 +54,7 @@ def tiny_recipes(tmp_path):
 def test_configurations_compose_and_bad_ones_are_refused():
     assert parse_configuration("adapter+rag").adapter == "lora"
     assert parse_configuration("adapter+rag").rag
-    assert parse_configuration("distilled").strategies == ["distill"]
+    assert parse_configuration("distilled").weights == "distilled"
     for bad, message in [("rag+rag", "twice"), ("finetuned+distilled", "two sets of weights"),
                          ("finetuned+adapter", "base weights only"), ("magic", "unknown part 'magic'")]:
         with pytest.raises(DomainbenchError, match=message):
