@@ -21,7 +21,7 @@ import torch
 
 from harness.distributed import gather_indexed, rank_and_world
 from harness.models import LoadedModel, default_device
-from harness.progress import progress_bar
+from harness.progress import counting_bar
 
 DEFAULT_MAX_LENGTH = 2048
 
@@ -339,7 +339,7 @@ class Engine:
         return [cut_at_stop(text, request.stop) for text in texts]
 
     def _bar(self, description: str, total: int):
-        return _ProgressCounter(description, total, enabled=self.progress and total > 0 and self.rank == 0)
+        return counting_bar(description, total, enabled=self.progress and total > 0 and self.rank == 0)
 
 
 def rolling_windows(tokens: list[int], prefix_token_id: int, max_length: int, stride: int):
@@ -395,24 +395,3 @@ def _model_device(model) -> str | None:
 def _model_max_length(model) -> int:
     positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     return min(positions or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
-
-
-class _ProgressCounter:
-    """A rich bar for one engine call, as a context manager yielding `advance(n)`."""
-
-    def __init__(self, description: str, total: int, *, enabled: bool):
-        self.description, self.total, self.enabled = description, total, enabled
-        self._progress = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        self._progress = progress_bar(transient=True)
-        self._progress.__enter__()
-        task = self._progress.add_task(self.description, total=self.total, info="")
-        return lambda n: self._progress.advance(task, n)
-
-    def __exit__(self, *exc):
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-        return False

@@ -35,3 +35,14 @@ def status(message: str):
     else:
         console.print(message)
         yield
+
+
+@contextlib.contextmanager
+def counting_bar(description: str, total: int, *, enabled: bool = True):
+    """A transient bar over `total` items, yielding `advance(n)`; a no-op when not enabled."""
+    if not enabled:
+        yield lambda n: None
+        return
+    with progress_bar(transient=True) as progress:
+        task = progress.add_task(description, total=total, info="")
+        yield lambda n: progress.advance(task, n)
