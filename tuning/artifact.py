@@ -69,6 +69,20 @@ def publish(artifact: Path, save, manifest: dict) -> Path:
     return artifact
 
 
+def publish_model(artifact: Path, model, tokenizer, manifest: dict) -> Path:
+    """Publish a trained model or adapter with its tokenizer; under DDP only the main process writes."""
+    from harness.distributed import is_main_process
+
+    if not is_main_process():
+        return Path(artifact)
+
+    def save(directory: Path) -> None:
+        model.save_pretrained(directory)
+        tokenizer.save_pretrained(directory)
+
+    return publish(artifact, save, manifest)
+
+
 def manifest_for(*, strategy: str, kind: str, key: str, inputs: dict, recipe: dict, result, model,
                  extra: dict | None = None) -> dict:
     """The manifest: how the artifact was made, what it cost, and how its dev loss moved."""

@@ -18,7 +18,7 @@ import torch
 
 from harness.errors import DomainbenchError
 from harness.models import load_model
-from tuning.artifact import artifact_path, directory_bytes, input_hash, manifest_for, publish, reusable, work_path
+from tuning.artifact import artifact_path, directory_bytes, input_hash, manifest_for, publish_model, reusable, work_path
 from tuning.data import training_data
 from tuning.full import transformer_layers
 from tuning.loop import collate, final_hidden, mean_dev_loss, train, unwrap
@@ -65,16 +65,7 @@ def tune_distill(model_spec: str, suite, recipe: Recipe, *, output: Path | None 
                             result=result, model=student,
                             extra={"student_vs_teacher": comparison,
                                    "load": "harness.models.load_model(dir) or AutoModelForCausalLM.from_pretrained(dir)"})
-    from harness.distributed import is_main_process
-
-    if not is_main_process():
-        return artifact
-
-    def save(directory: Path) -> None:
-        student.save_pretrained(directory)
-        teacher.tokenizer.save_pretrained(directory)
-
-    return publish(artifact, save, manifest)
+    return publish_model(artifact, student, teacher.tokenizer, manifest)
 
 
 def student_from_teacher(teacher: torch.nn.Module, keep_layers) -> torch.nn.Module:

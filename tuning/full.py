@@ -11,7 +11,7 @@ import torch
 
 from harness.errors import DomainbenchError
 from harness.models import load_model
-from tuning.artifact import artifact_path, input_hash, manifest_for, publish, reusable, work_path
+from tuning.artifact import artifact_path, input_hash, manifest_for, publish_model, reusable, work_path
 from tuning.data import training_data
 from tuning.loop import train
 from tuning.recipe import Recipe
@@ -35,14 +35,7 @@ def tune_full(model_spec: str, suite, recipe: Recipe, *, output: Path | None = N
     manifest = manifest_for(strategy="full", kind="model", key=key, inputs=inputs, recipe=recipe.as_dict(),
                             result=result, model=model,
                             extra={"load": "harness.models.load_model(dir) or AutoModelForCausalLM.from_pretrained(dir)"})
-    if not _is_main_process():
-        return artifact
-
-    def save(directory: Path) -> None:
-        model.save_pretrained(directory)
-        loaded.tokenizer.save_pretrained(directory)
-
-    return publish(artifact, save, manifest)
+    return publish_model(artifact, model, loaded.tokenizer, manifest)
 
 
 def freeze(model: torch.nn.Module, *, embeddings: bool, bottom_layers: int) -> None:
@@ -64,9 +57,3 @@ def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
         if isinstance(module, torch.nn.ModuleList) and name.endswith("layers"):
             return module
     raise DomainbenchError(f"{type(model).__name__}: no stack of transformer layers found (a ModuleList named *layers)")
-
-
-def _is_main_process() -> bool:
-    from harness.distributed import is_main_process
-
-    return is_main_process()

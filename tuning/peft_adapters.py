@@ -14,7 +14,7 @@ import torch
 
 from harness.errors import DomainbenchError
 from harness.models import load_model
-from tuning.artifact import artifact_path, input_hash, manifest_for, publish, reusable, work_path
+from tuning.artifact import artifact_path, input_hash, manifest_for, publish_model, reusable, work_path
 from tuning.data import training_data
 from tuning.loop import train
 from tuning.recipe import Recipe
@@ -92,13 +92,4 @@ def tune_adapter(model_spec: str, suite, recipe: Recipe, *, output: Path | None 
                             extra={"base_model_path": str(loaded.path),
                                    "load": "peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("
                                            "base_model_path), dir)"})
-    from harness.distributed import is_main_process
-
-    if not is_main_process():
-        return artifact
-
-    def save(directory: Path) -> None:
-        model.save_pretrained(directory)
-        loaded.tokenizer.save_pretrained(directory)
-
-    return publish(artifact, save, manifest)
+    return publish_model(artifact, model, loaded.tokenizer, manifest)
