@@ -1,8 +1,10 @@
 """Retrieval-augmented prompts: retrieved passages placed before a task prompt, within a budget.
 
-For the man-pages QA the knowledge base is the whole corpus, every split included: it is the
-documentation a model may look up at test time, which is the point of RAG. (Training data is a
-different matter; tasks.leakage guards that.)
+The knowledge base is a suite's corpus (the documentation a model may look up at test time),
+test documents included: for knowledge QA, finding the page that answers the question is the
+task. What a query may retrieve is the task's to say (`tasks.rag_policy`): for every other task
+the example's own source document, and any passage quoting its reference, is excluded
+(`Exclusion`), so no test label reaches the model through a passage.
 
 The budget is counted with the *language model's* tokenizer, without special tokens. Passages
 go in rank order; the one that no longer fits is cut to the tokens left and the rest are
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from harness.errors import DomainbenchError
 from retrieval.chunking import compact_whitespace
+from retrieval.matching import Exclusion
 from retrieval.retriever import Hit, Retriever
 
 DEFAULT_K = 4
@@ -46,13 +49,14 @@ class RagAugmenter:
                 "index": str(self.retriever.index.path),
                 "index_fingerprint": self.retriever.index.manifest["input_fingerprint"]}
 
-    def augment(self, query: str, prompt: str) -> tuple[str, list[dict]]:
+    def augment(self, query: str, prompt: str, *, exclude: Exclusion | None = None) -> tuple[str, list[dict]]:
         """The prompt with passages before it, and one record per retrieved chunk (best first).
 
         Records are `{chunk_id, doc_id, section, score, prompt_tokens}`; `prompt_tokens` is how
-        much of the chunk made it into the prompt (0: it did not fit).
+        much of the chunk made it into the prompt (0: it did not fit). `exclude` names the
+        chunks this query may not see; the k passages are the best of the others.
         """
-        return self.fit(prompt, self.retriever.search(query, self.k))
+        return self.fit(prompt, self.retriever.search(query, self.k, exclude=exclude))
 
     def augment_many(self, queries: list[str], prompts: list[str]) -> list[tuple[str, list[dict]]]:
         """augment() for many examples, with one batched retrieval."""

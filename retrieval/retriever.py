@@ -8,6 +8,7 @@ from pathlib import Path
 from harness.errors import DomainbenchError
 from retrieval.embedding import Encoder, encoder_fingerprint, load_encoder
 from retrieval.index import LoadedIndex, load_index
+from retrieval.matching import Exclusion
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,22 @@ class Retriever:
             encoder = load_encoder(spec, device=device)
         return cls(index, encoder)
 
-    def search(self, query: str, k: int = 5) -> list[Hit]:
-        """The k chunks most similar to `query`, best first."""
-        return self.search_many([query], k)[0]
+    def search(self, query: str, k: int = 5, *, exclude: Exclusion | None = None) -> list[Hit]:
+        """The k chunks most similar to `query`, best first, none of them excluded by `exclude`.
+
+        With an exclusion the index is asked for more neighbours until k allowed chunks are
+        found (or the index is exhausted), so the k passages are the best *allowed* ones.
+        """
+        if exclude is None:
+            return self.search_many([query], k)[0]
+        vector = self.encoder.encode([query])
+        fetch = k
+        while True:
+            ranked = self.index.search_vectors(vector, fetch)[0]
+            allowed = [hit for hit in (self.hit(row, score) for row, score in ranked) if not exclude.excludes(hit)]
+            if len(allowed) >= k or len(ranked) < fetch:
+                return allowed[:k]
+            fetch *= 4
 
     def search_many(self, queries: list[str], k: int = 5, *, batch_size: int = 64) -> list[list[Hit]]:
         """search() for many queries with batched encoding and one FAISS call."""

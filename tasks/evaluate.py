@@ -18,6 +18,7 @@ from harness.progress import status
 from reports.schema import ResultFile
 from retrieval.metrics import judged_retrieval_gold, retrieval_metrics
 from tasks.prompts import build_prompt, fewshot_exemplars
+from tasks.rag_policy import check_rag_ready, exclusion, judges_retrieval
 from tasks.records import ExampleRecord
 from tasks.registry import task_module
 from tasks.stats import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES, Metric
@@ -44,19 +45,24 @@ def evaluate_task(task: TaskSpec, engine, *, split: str = "test", limit: int | N
                   progress: bool = True) -> TaskResult:
     """Evaluate one task on one split through `engine`, optionally retrieval-augmented.
 
-    `rag.augment(query, prompt) -> (prompt, chunks)` adds retrieved context; the query is the
-    example's question, document or text (perplexity ignores rag). `num_fewshot` overrides the
-    task's; exemplars come from the train split, seeded per example.
+    `rag.augment(query, prompt, exclude=...) -> (prompt, chunks)` adds retrieved context; the
+    query is the example's question, document or text, and what it may retrieve is the task's
+    `rag` mode (tasks.rag_policy; `off` evaluates without retrieval). `num_fewshot` overrides
+    the task's; exemplars come from the train split, seeded per example.
     """
     module = task_module(task.type)
     examples = _examples(task, split, limit, seed)
     k = _fewshot_count(task, module, num_fewshot)
+    asked_for_rag = rag is not None
+    rag = rag if task.rag != "off" else None
+    if rag is not None:
+        check_rag_ready(task, examples)
     started = time.perf_counter()
     prompts, retrieved = [], []
     for example in examples:
         shots = fewshot_exemplars(task, example, k, seed)
         prompt, chunks = build_prompt(task, example, shots, module.target, engine_chat=engine.chat_prompt,
-                                      rag=rag, query=module.rag_query(example))
+                                      rag=rag, query=module.rag_query(example), exclude=exclusion(task, example))
         prompts.append(prompt)
         retrieved.append(chunks)
     requests = [module.requests_for_prompt(task, ex, prompt) for ex, prompt in zip(examples, prompts)]
@@ -65,11 +71,13 @@ def evaluate_task(task: TaskSpec, engine, *, split: str = "test", limit: int | N
     records = [module.score(task, example, answer) for example, answer in zip(examples, responses)]
     for record, chunks, example in zip(records, retrieved, examples):
         record.retrieved = chunks
-        if rag is not None:
+        if rag is not None and judges_retrieval(task):
             record.retrieval_gold = judged_retrieval_gold(example.get("source"), rag.k)
     metrics = {**module.aggregate(task, records), **retrieval_metrics(records)}
     seconds = time.perf_counter() - started
     settings = _settings(task, module, engine, split=split, limit=limit, num_fewshot=k, seed=seed, rag=rag)
+    if asked_for_rag:
+        settings["rag"] = {**(settings["rag"] or {}), "mode": task.rag}
     cost = {"eval_seconds": seconds, "examples_per_second": len(examples) / seconds if seconds else 0.0,
             "seconds_per_example": seconds / len(examples)}
     return TaskResult(task, records, metrics, settings, cost)

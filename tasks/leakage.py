@@ -1,7 +1,9 @@
-"""Leakage check for any suite: no test answer may be found in the text a suite offers for training.
+"""Leakage check for any suite: no test answer may be found in what a suite offers the model.
 
-"Offered for training" for a task is every string of its train and dev examples plus the corpus'
-train view (records with `split: train`), which continued pre-training and retrieval read.
+Two channels are checked.
+
+Training: "offered for training" for a task is every string of its train and dev examples plus
+the corpus' train view (records with `split: train`), which continued pre-training reads.
 What counts as a test example's answer depends on the task type:
 
 - summarization: the summary; classification, ner and perplexity: the example text (its label
@@ -9,23 +11,30 @@ What counts as a test example's answer depends on the task type:
 - qa: answers come from a closed vocabulary (EXDEV, <fcntl.h>) that any domain text mentions, so
   the leak is the pair: the same question with the same answer in train/dev, or a source page
   that the corpus offers in its train view.
+
+Retrieval: the knowledge base is the whole corpus, test documents included, and each task's
+`rag` mode (tasks.rag_policy) says what a query may retrieve. Under `exclude-source` an example
+must name its source document and that document must be in the knowledge base under that id
+(else the exclusion would miss it); a classification example's text found in another document
+would show that document's label beside it. Under `on` the test item itself (its question or
+text) must not sit in the knowledge base word for word.
 """
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from harness.errors import DomainbenchError
+from retrieval.matching import normalized
+from retrieval.metrics import gold_documents
+from tasks.rag_policy import rag_mode
 from tasks.datafiles import read_rows
 from tasks.suite import suite_file
 
 TRAINING_SPLITS = ("train", "dev")
-_NON_WORD = re.compile(r"[^\w]+")
 _ANSWER_FIELD = {"summarization": "summary", "classification": "text", "ner": "text", "perplexity": "text"}
 
 
@@ -39,11 +48,6 @@ class Leak:
 
     def __str__(self) -> str:
         return f"{self.task}: test example {self.example_id!r}: {self.reason}"
-
-
-def normalized(text: str) -> str:
-    """Lower case, Unicode-compatible forms folded, every run of non-word characters one space."""
-    return " " + _NON_WORD.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip() + " "
 
 
 class TrainingText:
@@ -122,10 +126,60 @@ def check_leakage(name_or_path: str | Path) -> list[Leak]:
     document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     corpus = _read_records(path.parent / document["corpus"]) if document.get("corpus") else []
     train_view = corpus_train_view(corpus)
+    knowledge_base = KnowledgeBase(corpus)
     leaks: list[Leak] = []
     for task in document.get("tasks", []):
         splits = {split: _read_records(path.parent / relative) for split, relative in task.get("data", {}).items()}
         leaks.extend(task_leaks(task["name"], task["type"], splits, corpus, train_view))
+        if corpus:
+            mode = rag_mode(task.get("rag"), task["type"])
+            leaks.extend(retrieval_leaks(task["name"], task["type"], mode, splits.get("test", []), knowledge_base))
+    return leaks
+
+
+class KnowledgeBase:
+    """The corpus as retrieval sees it: normalized documents by id, searchable for whole-word substrings."""
+
+    def __init__(self, corpus: list[dict]):
+        self.documents = {str(record["id"]): normalized(f"{record.get('title', '')}\n{record.get('text', '')}")
+                          for record in corpus}
+        self._haystack = "\n".join(self.documents.values())
+
+    def holding(self, text: str) -> list[str]:
+        """Ids of the documents that hold `text` as whole words (fast path: one search of the whole)."""
+        key = normalized(text)
+        if not key.strip() or key not in self._haystack:
+            return []
+        return [doc_id for doc_id, document in self.documents.items() if key in document]
+
+
+# The example field a query is made of, by task type (the task modules' rag_query).
+_QUERY_FIELD = {"qa": "question", "summarization": "document", "classification": "text", "ner": "text"}
+
+
+def retrieval_leaks(task: str, task_type: str, mode: str, test: list[dict], knowledge_base: KnowledgeBase) -> list[Leak]:
+    """The test examples whose label retrieval could show under the task's `rag` mode."""
+    if mode == "off" or task_type not in _QUERY_FIELD:
+        return []
+    field = _QUERY_FIELD[task_type]
+    if mode == "on":
+        return [Leak(task, example["id"], f"its {field} is in knowledge-base document {holders[0]!r} word for word")
+                for example in test if (holders := knowledge_base.holding(example[field]))]
+    leaks = []
+    for example in test:
+        sources = gold_documents(example.get("source"))
+        if not sources:
+            leaks.append(Leak(task, example["id"], "names no source document, so retrieval cannot exclude it"))
+            continue
+        absent = sorted(sources - knowledge_base.documents.keys())
+        if absent:
+            leaks.append(Leak(task, example["id"], f"its source document {absent[0]!r} is not in the knowledge base "
+                                                   "under that id, so excluding it would exclude nothing"))
+        if task_type == "classification":
+            others = [doc for doc in knowledge_base.holding(example[field]) if doc not in sources]
+            if others:
+                leaks.append(Leak(task, example["id"], f"its text is also in knowledge-base document {others[0]!r}, "
+                                                       "which retrieval does not exclude"))
     return leaks
 
 

@@ -50,17 +50,17 @@ def fewshot_exemplars(task: "TaskSpec", example: dict, k: int, seed: int) -> lis
 
 def build_prompt(task: "TaskSpec", example: dict, fewshot: list[dict], target: Callable[["TaskSpec", dict], str],
                  *, engine_chat: Callable[[str], str] | None = None, rag=None,
-                 query: str | None = None) -> tuple[str, list[dict] | None]:
+                 query: str | None = None, exclude=None) -> tuple[str, list[dict] | None]:
     """The final prompt text for `example`, and the chunks retrieval added (None without rag).
 
     Retrieval augments the plain prompt before the chat template wraps it, so the retrieved
-    context sits inside the user turn.
+    context sits inside the user turn; `exclude` (tasks.rag_policy.exclusion) is what it may not show.
     """
     shots = [render(task.template, shot) + target(task, shot) for shot in fewshot]
     prompt = task.fewshot_separator.join([*shots, render(task.template, example)])
     retrieved = None
     if rag is not None and query is not None:
-        prompt, retrieved = rag.augment(query, prompt)
+        prompt, retrieved = rag.augment(query, prompt, exclude=exclude)
     if task.chat:
         if engine_chat is None:
             raise ValueError(f"task {task.name} is a chat task: pass engine_chat (engine.chat_prompt)")

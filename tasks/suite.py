@@ -16,6 +16,7 @@ from pathlib import Path
 from harness.errors import DomainbenchError
 from tasks.datafiles import DATA_SUFFIXES, LinedDict, Problem, Row, parse_yaml, read_rows
 from tasks.prompts import template_fields
+from tasks.rag_policy import DEFAULT_RAG_MODES, RAG_MODES, rag_mode
 from tasks.registry import TASK_TYPES, task_module
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -23,7 +24,7 @@ SUITE_FILE = "suite.yaml"
 SPLITS = ("train", "dev", "test")
 SUITE_FIELDS = ("name", "description", "version", "tasks", "corpus")
 TASK_FIELDS = ("name", "type", "description", "data", "template", "num_fewshot", "metrics", "generation",
-               "labels", "chat", "fewshot_separator")
+               "labels", "chat", "fewshot_separator", "rag")
 DEFAULT_FEWSHOT_SEPARATOR = "\n\n"
 
 
@@ -44,13 +45,14 @@ class TaskSpec:
     fewshot_separator: str = DEFAULT_FEWSHOT_SEPARATOR
     description: str = ""
     fingerprint: str = ""
+    rag: str = "off"                  # what retrieval may show its examples: tasks.rag_policy
 
     def settings(self) -> dict:
         """The effective settings, as `suite show` prints them and result files record them."""
         labels = dict(self.labels) if isinstance(self.labels, dict) else self.labels and list(self.labels)
         return {"type": self.type, "template": self.template, "num_fewshot": self.num_fewshot,
                 "fewshot_separator": self.fewshot_separator, "metrics": list(self.metrics),
-                "generation": self.generation, "labels": labels, "chat": self.chat,
+                "generation": self.generation, "labels": labels, "chat": self.chat, "rag": self.rag,
                 "splits": {split: len(rows) for split, rows in self.examples.items()}}
 
 
@@ -200,6 +202,7 @@ class _TaskLoader:
             chat=self._chat(type_name),
             fewshot_separator=self._string("fewshot_separator", DEFAULT_FEWSHOT_SEPARATOR),
             description=self._string("description", ""),
+            rag=self._rag(type_name),
         )
         settings_valid = len(self.problems) == n_before  # example checks read the labels and template
         rows = self._read_data()
@@ -298,6 +301,17 @@ class _TaskLoader:
             return False
         if value and type_name == "perplexity":
             self.problem("chat", "chat", "perplexity scores the text as it is; a chat template does not apply")
+        return value
+
+    def _rag(self, type_name: str) -> str:
+        default = DEFAULT_RAG_MODES[type_name]
+        value = rag_mode(self.raw.get("rag"), type_name)
+        if value not in RAG_MODES:
+            self.problem("rag", "rag", f"expected one of {', '.join(RAG_MODES)} (what retrieval may show "
+                                       f"this task's examples; default for {type_name}: {default})")
+            return default
+        if value != "off" and type_name == "perplexity":
+            self.problem("rag", "rag", "perplexity scores the text as it is; retrieval does not apply")
         return value
 
     # ----- data ----------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 from harness.cli import cli
-from tasks.leakage import task_leaks
+from tasks.leakage import KnowledgeBase, retrieval_leaks, task_leaks
 
 CORPUS = [
     {"id": "read.2", "title": "read(2)", "section": "2", "split": "train", "text": "read - Read from a file descriptor."},
@@ -47,3 +47,20 @@ def test_shipped_manpages_suite_has_no_leakage():
     result = CliRunner().invoke(cli, ["suite", "check-leakage", "manpages"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "no leakage" in result.output
+
+
+def test_retrieval_leaks_follow_each_task_rag_mode():
+    knowledge_base = KnowledgeBase(CORPUS + [
+        {"id": "copy.2", "title": "copy(2)", "section": "2", "split": "test", "text": "The fd is closed. More."}])
+    excerpt = {"id": "t1", "text": "the FD is closed", "label": "2", "source": {"doc_id": "open.2"}}
+    unsourced = {"id": "t2", "text": "something else", "label": "2"}
+    elsewhere = {"id": "t3", "text": "something", "label": "2", "source": {"doc_id": "gone.2"}}
+    leaks = retrieval_leaks("section", "classification", "exclude-source", [excerpt, unsourced, elsewhere],
+                            knowledge_base)
+    assert [(leak.example_id, leak.reason.split(",")[0]) for leak in leaks] == [
+        ("t1", "its text is also in knowledge-base document 'copy.2'"),
+        ("t2", "names no source document"),
+        ("t3", "its source document 'gone.2' is not in the knowledge base under that id")]
+    assert retrieval_leaks("section", "classification", "off", [unsourced], knowledge_base) == []
+    verbatim = {"id": "q1", "question": "open and possibly create a file", "answers": ["x"]}
+    assert [leak.example_id for leak in retrieval_leaks("qa", "qa", "on", [verbatim], knowledge_base)] == ["q1"]

@@ -19,8 +19,8 @@ class StubRetriever:
     def __init__(self, hits):
         self.hits = hits
 
-    def search(self, query, k):
-        return self.hits[:k]
+    def search(self, query, k, exclude=None):
+        return [hit for hit in self.hits if not (exclude and exclude.excludes(hit))][:k]
 
     def search_many(self, queries, k):
         return [self.hits[:k] for _ in queries]

@@ -251,7 +251,7 @@ class RecordingRetriever:
     def settings(self):
         return {"k": self.k}
 
-    def augment(self, query, prompt):
+    def augment(self, query, prompt, exclude=None):
         self.queries.append(query)
         return f"Context: about {query}\n\n{prompt}", [{"chunk_id": f"c-{len(self.queries)}", "score": 0.5}]
 
@@ -263,7 +263,7 @@ def test_rag_augments_prompts_with_the_query_and_records_the_chunks(tiny):
     assert rag.queries == [ex["question"] for ex in task.examples["test"]]
     assert engine.requests[0].prompt.startswith(f"Context: about {rag.queries[0]}\n\n")
     assert result.records[0].retrieved == [{"chunk_id": "c-1", "score": 0.5}]
-    assert result.records[0].as_dict()["retrieved"] and result.settings["rag"] == {"k": 1}
+    assert result.records[0].as_dict()["retrieved"] and result.settings["rag"] == {"k": 1, "mode": "on"}
     ppl = evaluate_task(tiny["manpage-perplexity"], FakeEngine(rolling=lambda r: Loglikelihood(-1.0, False, 1)),
                         rag=RecordingRetriever(), progress=False)
     assert all(r.retrieved is None for r in ppl.records)

@@ -47,7 +47,7 @@ def check_leakage(suite: str) -> None:
         shown = "\n".join(str(leak) for leak in leaks[:20])
         more = f"\n… and {len(leaks) - 20} more" if len(leaks) > 20 else ""
         raise DomainbenchError(f"{len(leaks)} leak(s) in suite {suite}:\n{shown}{more}")
-    click.echo(f"{suite}: no leakage (test answers checked against train, dev and the corpus' train view)")
+    click.echo(f"{suite}: no leakage (test answers checked against train, dev, the corpus' train view, and what retrieval may show each task)")
 
 
 COMMANDS: list = []

@@ -33,13 +33,14 @@ def summarize_examples(page: Page) -> list[dict]:
     document = bounded_paragraphs(page.rendered.get("DESCRIPTION", ""), SUMMARY_DOCUMENT_CHARS)
     if not page.description or len(document) < 100:
         return []
-    return [{"id": page.id, "document": document, "summary": page.description}]
+    return [{"id": page.id, "document": document, "summary": page.description, "source": _source(page)}]
 
 
 def section_examples(page: Page) -> list[dict]:
     """Excerpts of the page body (NAME and the running titles that name the section are gone)."""
     excerpts = _excerpts(_body(page), EXCERPTS_PER_PAGE[page.section])
-    return [{"id": f"{page.id}#{index}", "text": text, "label": page.section} for index, text in enumerate(excerpts)]
+    return [{"id": f"{page.id}#{index}", "text": text, "label": page.section, "source": _source(page)}
+            for index, text in enumerate(excerpts)]
 
 
 def _body(page: Page) -> str:
@@ -69,7 +70,8 @@ def ner_examples(page: Page) -> list[dict]:
     for paragraph in paragraphs(page.markup.get("DESCRIPTION", []), tags=False):
         for text, entities in sentences(paragraph):
             if entities:
-                examples.append({"id": f"{page.id}#{len(examples)}", "text": text, "entities": entities})
+                examples.append({"id": f"{page.id}#{len(examples)}", "text": text, "entities": entities,
+                                 "source": _source(page)})
     return examples[:NER_SENTENCES_PER_PAGE]
 
 
@@ -78,4 +80,9 @@ def perplexity_examples(page: Page) -> list[dict]:
     text = page.text
     if len(text) > PERPLEXITY_CHARS:
         text = text[: text.rfind("\n", 0, PERPLEXITY_CHARS) + 1]
-    return [{"id": page.id, "text": text}]
+    return [{"id": page.id, "text": text, "source": _source(page)}]
+
+
+def _source(page: Page) -> dict:
+    """The corpus document an example was built from: what retrieval must not show it (tasks.rag_policy)."""
+    return {"doc_id": page.id}
