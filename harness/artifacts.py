@@ -23,12 +23,17 @@ MANIFEST = "domainbench_manifest.json"
 
 @dataclass
 class Artifact:
-    """A tuned model, an adapter or an index: where it is, its fingerprint, what it cost."""
+    """A tuned model, an adapter or an index: where it is, its fingerprint, what it cost.
+
+    `built_from` holds the artifacts it could not exist without (a distilled student's teacher),
+    whose cost is part of its own.
+    """
 
     name: str
     path: Path
     fingerprint: str
     cost: dict = field(default_factory=dict)
+    built_from: list["Artifact"] = field(default_factory=list)
 
 
 def prepare_weights(spec: RunSpec, suite, configurations: list[Configuration], *, profile: str,
@@ -36,10 +41,27 @@ def prepare_weights(spec: RunSpec, suite, configurations: list[Configuration], *
     """`base` plus the tuned weights (`finetuned`, `distilled`) the configurations use."""
     base = resolve_model(spec.model)
     weights = {"base": Artifact("base", base, model_fingerprint(base))}
-    for name in dict.fromkeys(c.weights for c in configurations):
-        if WEIGHTS[name] is not None:
-            weights[name] = _tuned(WEIGHTS[name], spec, suite, profile=profile, run_dir=run_dir)
+    needed = {c.weights for c in configurations}
+    # The finetuned weights first: they are the distilled student's teacher.
+    for name in [name for name in WEIGHTS if name in needed and WEIGHTS[name] is not None]:
+        teacher = _distill_teacher(spec, suite, weights, profile=profile, run_dir=run_dir) if name == "distilled" else None
+        weights[name] = _tuned(WEIGHTS[name], spec, suite, profile=profile, run_dir=run_dir, teacher=teacher)
     return weights
+
+
+def _distill_teacher(spec: RunSpec, suite, weights: dict[str, Artifact], *, profile: str,
+                     run_dir: Path) -> Artifact | None:
+    """The finetuned weights this run evaluates, when the distill recipe learns from `finetuned`.
+
+    Trained here (with the run's `full` recipe) when the run does not evaluate `finetuned` itself.
+    """
+    from tuning.recipe import load_recipe
+
+    recipe = spec.recipes.get("distill")
+    method = load_recipe("distill", config=Path(recipe) if recipe else None, profile=profile).method
+    if method["teacher"] != "finetuned":
+        return None
+    return weights.get("finetuned") or _tuned("full", spec, suite, profile=profile, run_dir=run_dir)
 
 
 def prepare_adapters(spec: RunSpec, suite, configurations: list[Configuration], *, profile: str,
@@ -78,15 +100,19 @@ def prepare_index(spec: RunSpec, suite, *, profile: str, run_dir: Path) -> Artif
     return Artifact("index", out, manifest["input_fingerprint"], cost)
 
 
-def _tuned(strategy: str, spec: RunSpec, suite, *, profile: str, run_dir: Path) -> Artifact:
+def _tuned(strategy: str, spec: RunSpec, suite, *, profile: str, run_dir: Path,
+           teacher: Artifact | None = None) -> Artifact:
+    from tuning.artifact import convergence
     from tuning.strategies import tune
 
     click.echo(f"tuning: {strategy} ({profile} profile)", err=True)
     recipe = spec.recipes.get(strategy)
-    path = tune(strategy, spec.model, suite, config=Path(recipe) if recipe else None, profile=profile)
+    path = tune(strategy, spec.model, suite, config=Path(recipe) if recipe else None, profile=profile,
+                teacher=teacher.path if teacher else None)
     _link(run_dir, strategy, path)
     manifest = json.loads((path / MANIFEST).read_text())
-    return Artifact(strategy, path, model_fingerprint(path), manifest.get("cost", {}))
+    cost = {**manifest.get("cost", {}), "convergence": convergence(manifest)}
+    return Artifact(strategy, path, model_fingerprint(path), cost, built_from=[teacher] if teacher else [])
 
 
 def _documents_in_split(corpus: Path, split: str) -> set[str]:

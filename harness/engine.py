@@ -84,6 +84,11 @@ class Engine:
     def from_loaded(cls, loaded: LoadedModel, **kwargs) -> "Engine":
         return cls(loaded.model, loaded.tokenizer, **kwargs)
 
+    @property
+    def dtype(self) -> str:
+        """The dtype the weights compute in (`bfloat16`, `float32`, …), as result files record it."""
+        return str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
     # ----- request API -------------------------------------------------------------------------
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[Loglikelihood]:
@@ -330,7 +335,7 @@ class Engine:
         options = dict(max_new_tokens=request.max_new_tokens, do_sample=False, num_beams=1,
                        pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
         if request.stop:
-            options.update(stop_strings=list(request.stop), tokenizer=self.tokenizer)
+            options["stopping_criteria"] = [_StopAfterAnswerBegins(request.stop, self.tokenizer, input_ids.shape[1])]
         if self.static_cache:
             options["cache_implementation"] = "static"
         output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
@@ -359,13 +364,30 @@ def rolling_windows(tokens: list[int], prefix_token_id: int, max_length: int, st
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
-    """`text` up to (not including) the earliest stop string."""
+    """`text` up to (not including) the earliest stop string after its leading whitespace.
+
+    Stop strings apply once the answer has begun: an instruct model that opens with the newline
+    a task uses as its stop would otherwise answer "" every time. The same rule holds for every
+    configuration; the leading whitespace is kept (tasks strip predictions).
+    """
+    begun = len(text) - len(text.lstrip())
     cut = len(text)
     for stop in stops:
-        found = text.find(stop)
+        found = text.find(stop, begun)
         if found != -1:
             cut = min(cut, found)
     return text[:cut]
+
+
+class _StopAfterAnswerBegins:
+    """A transformers stopping criterion: a row is done once `cut_at_stop` would cut its new text."""
+
+    def __init__(self, stops: tuple[str, ...], tokenizer, prompt_length: int):
+        self.stops, self.tokenizer, self.prompt_length = stops, tokenizer, prompt_length
+
+    def __call__(self, input_ids, scores, **kwargs):
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
+        return torch.tensor([cut_at_stop(text, self.stops) != text for text in texts], device=input_ids.device)
 
 
 def _logprobs_from_logits(logits, targets, greedy: bool):

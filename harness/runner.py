@@ -23,7 +23,8 @@ import yaml
 
 from harness.artifacts import Artifact, prepare_adapters, prepare_index, prepare_weights
 from harness.errors import DomainbenchError
-from harness.models import default_device, load_model
+from harness.models import default_device, load_model, parse_dtype
+from harness.preflight import check_run
 from harness.spec import PROFILE_LIMITS, PROFILE_RAG_CONTEXT_TOKENS, Configuration, RunSpec, resolve_profile
 from reports.schema import load_result, result_path, write_result
 from tasks.evaluate import evaluate_task, result_file
@@ -39,6 +40,8 @@ class Prepared:
     index: Artifact | None
     limit: int | None
     rag_context_tokens: int
+    device: str
+    dtype: str                        # the dtype the weights are evaluated in, resolved for `device`
 
 
 def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
@@ -49,6 +52,7 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
     suite = load_suite(spec.suite)
     tasks = suite.select(spec.tasks)
     configurations = spec.parsed_configurations(profile)
+    check_run(spec, suite, configurations, profile)
     run_dir = spec.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -58,7 +62,8 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
         adapters=prepare_adapters(spec, suite, configurations, profile=profile, run_dir=run_dir),
         index=prepare_index(spec, suite, profile=profile, run_dir=run_dir) if needs_index else None,
         limit=spec.limit if spec.limit is not None else PROFILE_LIMITS[profile],
-        rag_context_tokens=PROFILE_RAG_CONTEXT_TOKENS[profile])
+        rag_context_tokens=PROFILE_RAG_CONTEXT_TOKENS[profile],
+        device=device, dtype=str(parse_dtype(spec.dtype, device)).removeprefix("torch."))
     _write_run_yaml(run_dir, spec, prepared, profile=profile, device=device, suite=suite)
 
     for weights, by_adapter in _grouped(configurations).items():
@@ -145,11 +150,18 @@ def _input_key(configuration: Configuration, task, prepared: Prepared, spec: Run
         "weights": prepared.weights[configuration.weights].fingerprint,
         "adapter": prepared.adapters[configuration.adapter].fingerprint if configuration.adapter else None,
         "index": prepared.index.fingerprint if configuration.rag else None,
-        "rag": [spec.rag.k, prepared.rag_context_tokens] if configuration.rag else None,
+        "rag": [spec.rag.k, prepared.rag_context_tokens, task.rag] if configuration.rag else None,
         "task": task.fingerprint,
-        "limit": prepared.limit, "num_fewshot": spec.num_fewshot, "seed": spec.seed, "dtype": spec.dtype,
+        "limit": prepared.limit, "num_fewshot": spec.num_fewshot, "seed": spec.seed,
+        # What the scores were computed with, not what was asked: an fp32 CPU result is not a bf16 GPU one.
+        "device": _device_kind(prepared.device), "dtype": prepared.dtype,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _device_kind(device: str) -> str:
+    """`cuda:1` and `cuda` compute alike; the kind of device is what a score depends on."""
+    return device.split(":")[0]
 
 
 def _is_fresh(run_dir: Path, configuration: Configuration, task, prepared: Prepared, spec: RunSpec) -> bool:
@@ -164,13 +176,23 @@ def _is_fresh(run_dir: Path, configuration: Configuration, task, prepared: Prepa
 
 
 def _training_cost(configuration: Configuration, prepared: Prepared) -> dict:
-    """The cost blocks of every artifact this configuration used, by artifact name."""
-    used = [prepared.weights[configuration.weights]]
+    """The cost block of every artifact this configuration needed, by artifact name, each with its purpose.
+
+    Itemised, never blended: a distilled model's block sits beside its teacher's, an adapter's
+    beside the index's, so a report can add what adds up and keep apart what does not (tok/s).
+    """
+    used = [(prepared.weights[configuration.weights], "weights")]
     if configuration.adapter:
-        used.append(prepared.adapters[configuration.adapter])
+        used.append((prepared.adapters[configuration.adapter], "adapter"))
     if configuration.rag:
-        used.append(prepared.index)
-    return {artifact.name: artifact.cost for artifact in used if artifact.cost}
+        used.append((prepared.index, "index"))
+    blocks = {}
+    for artifact, purpose in used:
+        for teacher in artifact.built_from:
+            blocks[teacher.name] = {**teacher.cost, "purpose": "teacher"}
+        if artifact.cost:
+            blocks[artifact.name] = {**artifact.cost, "purpose": purpose}
+    return blocks
 
 
 def _write_run_yaml(run_dir: Path, spec: RunSpec, prepared: Prepared, *, profile: str, device: str, suite: Suite):

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -118,16 +119,13 @@ def load_spec(path: str | Path | None, overrides: dict[str, Any]) -> RunSpec:
         values = _read_spec_file(Path(path))
     values.update({key: value for key, value in overrides.items() if value is not None})
     source = str(path) if path else "command line"
-    known = {f.name for f in fields(RunSpec)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise DomainbenchError(f"{source}: {unknown[0]}: unknown run spec field (known: {', '.join(sorted(known))})")
     rag = values.pop("rag", None) or {}
+    _check_fields(values, RunSpec, source)
     if isinstance(rag, dict):
-        try:
-            rag = RagSettings(**rag)
-        except TypeError as exc:
-            raise DomainbenchError(f"{source}: rag: {exc}") from None
+        _check_fields(rag, RagSettings, source, prefix="rag.")
+        rag = RagSettings(**rag)
+    elif not isinstance(rag, RagSettings):
+        raise DomainbenchError(f"{source}: rag: expected a mapping of {', '.join(_field_types(RagSettings))}")
     spec = RunSpec(**values, rag=rag)
     _validate(spec, source)
     return spec
@@ -152,6 +150,43 @@ def _read_spec_file(path: Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise DomainbenchError(f"{path}:1: spec: expected a mapping of fields")
     return values
+
+
+def _check_fields(values: dict[str, Any], cls: type, source: str, prefix: str = "") -> None:
+    """Every key a field of `cls` and every value of its field's type, or the first one that is not."""
+    types = _field_types(cls)
+    for key, value in values.items():
+        if key not in types:
+            raise DomainbenchError(f"{source}: {prefix}{key}: unknown run spec field "
+                                   f"(known: {', '.join(prefix + name for name in sorted(types))})")
+        if not _has_type(value, types[key]):
+            raise DomainbenchError(f"{source}: {prefix}{key}: expected {_type_name(types[key])}, got {value!r}")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls)}
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """isinstance for the annotations of RunSpec: unions, list[...], dict[..., ...], plain classes."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, UnionType):
+        return any(_has_type(value, arg) for arg in args)
+    if origin is list:
+        return isinstance(value, list) and all(_has_type(item, args[0]) for item in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_has_type(k, args[0]) and _has_type(v, args[1])
+                                               for k, v in value.items())
+    if hint is int:  # YAML's `true` is a bool, which Python counts as an int
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("NoneType", "None")
 
 
 def _validate(spec: RunSpec, source: str) -> None:

@@ -10,6 +10,7 @@ import csv
 import gzip
 import io
 import json
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import yaml
 from harness.errors import DomainbenchError
 
 DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".csv")
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 @dataclass(frozen=True)
@@ -53,24 +55,41 @@ def _shown(path: Path) -> str:
 def read_rows(path: Path) -> tuple[list[Row], list[Problem]]:
     """All well-formed rows of a data file, and a problem for each malformed one."""
     name = path.name
-    if name.endswith(".csv"):
-        return _read_csv(path)
-    if name.endswith(".jsonl.gz"):
-        with gzip.open(path, "rt", encoding="utf-8") as handle:
-            return _read_jsonl(path, handle)
-    if name.endswith(".jsonl"):
-        with open(path, encoding="utf-8") as handle:
-            return _read_jsonl(path, handle)
-    raise ValueError(f"unsupported data file {path}; expected one of {', '.join(DATA_SUFFIXES)}")
+    if not name.endswith(DATA_SUFFIXES):
+        raise ValueError(f"unsupported data file {path}; expected one of {', '.join(DATA_SUFFIXES)}")
+    text, problem = _text(path)
+    if problem is not None:
+        return [], [problem]
+    return _read_csv(path, text) if name.endswith(".csv") else _read_jsonl(path, text)
 
 
-def _read_jsonl(path: Path, handle: io.TextIOBase) -> tuple[list[Row], list[Problem]]:
+def _text(path: Path) -> tuple[str, Problem | None]:
+    """The file's text, or the one problem that stops it being read: not gzip, or not UTF-8."""
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+            return "", Problem(path, 1, "gzip", f"not a readable gzip file ({exc})")
+    elif data.startswith(_GZIP_MAGIC):
+        return "", Problem(path, 1, "encoding", "holds gzip-compressed bytes, not UTF-8 text "
+                                                "(a gzipped JSONL file is named .jsonl.gz)")
+    try:
+        return data.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return "", Problem(path, line, "encoding", f"not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                                                   "save the file as UTF-8")
+
+
+def _read_jsonl(path: Path, text: str) -> tuple[list[Row], list[Problem]]:
     rows, problems = [], []
-    for number, text in enumerate(handle, start=1):
-        if not text.strip():
+    # split("\n"), not splitlines(): JSON strings may hold U+2028 and other line breaks unescaped.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
             continue
         try:
-            fields = json.loads(text)
+            fields = json.loads(line)
         except json.JSONDecodeError as exc:
             problems.append(Problem(path, number, "json", f"malformed JSON: {exc.msg} at column {exc.colno}"))
             continue
@@ -81,19 +100,18 @@ def _read_jsonl(path: Path, handle: io.TextIOBase) -> tuple[list[Row], list[Prob
     return rows, problems
 
 
-def _read_csv(path: Path) -> tuple[list[Row], list[Problem]]:
+def _read_csv(path: Path, text: str) -> tuple[list[Row], list[Problem]]:
     """CSV rows as dicts; a cell holding a JSON list or object (answers, entities) is decoded."""
     rows, problems = [], []
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        start = 2  # line 1 is the header
-        for record in reader:
-            if None in record:
-                problems.append(Problem(path, start, "csv", f"more cells than the {len(reader.fieldnames)} header columns"))
-            else:
-                rows.append(Row(path, start, {key: _decode_cell(value) for key, value in record.items()
-                                        if value is not None}))
-            start = reader.line_num + 1
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    start = 2  # line 1 is the header
+    for record in reader:
+        if None in record:
+            problems.append(Problem(path, start, "csv", f"more cells than the {len(reader.fieldnames)} header columns"))
+        else:
+            rows.append(Row(path, start, {key: _decode_cell(value) for key, value in record.items()
+                                    if value is not None}))
+        start = reader.line_num + 1
     return rows, problems
 
 
@@ -147,8 +165,11 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _co
 
 def parse_yaml(path: Path):
     """suite.yaml as LinedDict/LinedList; a syntax error is a DomainbenchError at its line."""
+    text, problem = _text(path)
+    if problem is not None:
+        raise DomainbenchError(str(problem))
     try:
-        return yaml.load(path.read_text(encoding="utf-8"), Loader=_LineLoader)
+        return yaml.load(text, Loader=_LineLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         raise DomainbenchError(str(Problem(path, (mark.line + 1) if mark else 1, "yaml", exc.problem or str(exc))))

@@ -1,6 +1,7 @@
 """Metric functions shared by the task types, each matching its reference implementation.
 
-- exact match and token F1: the SQuAD v1.1 official evaluation script's normalisation;
+- exact match, token F1 and answer containment: the SQuAD v1.1 official evaluation script's
+  normalisation;
 - entity precision/recall/F1: strict span+type match, as seqeval computes on BIO tags;
 - ROUGE: the `rouge-score` package with stemming;
 - BLEU: `sacrebleu` with its defaults, from per-example sufficient statistics so that corpus BLEU
@@ -36,6 +37,16 @@ def exact_match(prediction: str, references: Iterable[str]) -> float:
     """1.0 if the normalised prediction equals any normalised reference."""
     normalized = normalize_answer(prediction)
     return max((float(normalized == normalize_answer(ref)) for ref in references), default=0.0)
+
+
+def answer_containment(prediction: str, references: Iterable[str]) -> float:
+    """1.0 if any normalised reference appears in the normalised prediction as whole tokens.
+
+    The companion of EM/F1 in retrieval-augmented QA (as in the RAG and Atlas papers' "answer
+    contained"): a free-form answer that says "It returns EXDEV." is right though not exact.
+    """
+    predicted = f" {normalize_answer(prediction)} "
+    return max((float(f" {gold} " in predicted) for gold in map(normalize_answer, references) if gold), default=0.0)
 
 
 def token_f1(prediction: str, references: Iterable[str]) -> float:

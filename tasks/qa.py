@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.engine import GenerationRequest
-from tasks.metrics import exact_match, token_f1
+from tasks.metrics import answer_containment, exact_match, token_f1
 from tasks.prompts import generation_requests, render
 from tasks.records import ExampleRecord
 from tasks.stats import Metric, Statistic, bootstrap_metrics, mean_statistic
@@ -23,7 +23,7 @@ REQUIRED_FIELDS = ("question", "answers")
 DEFAULT_TEMPLATE = "Question: {question}\nAnswer:"
 DEFAULT_GENERATION = {"max_new_tokens": 32, "stop": ["\n"]}
 TAKES_FEWSHOT = True
-METRICS = ("exact_match", "f1")
+METRICS = ("exact_match", "f1", "answer_containment")
 
 
 def check_example(task: "TaskSpec", example: dict) -> list[tuple[str, str]]:
@@ -54,20 +54,24 @@ def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[Ge
 
 
 
-
 def score(task: "TaskSpec", example: dict, responses: list[str]) -> ExampleRecord:
     return score_prediction(example["id"], responses[0].strip(), list(example["answers"]))
 
 
 def score_prediction(example_id: str, prediction: str, answers: list[str]) -> ExampleRecord:
-    scores = {"exact_match": exact_match(prediction, answers), "f1": token_f1(prediction, answers)}
+    scores = {"exact_match": exact_match(prediction, answers), "f1": token_f1(prediction, answers),
+              "answer_containment": answer_containment(prediction, answers)}
     return ExampleRecord(example_id, prediction, answers, scores)
 
 
 def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
-    """Rows [exact_match, f1] per example; each metric is a column mean (0-1)."""
-    rows = np.array([[r.scores["exact_match"], r.scores["f1"]] for r in records], dtype=float)
-    statistics = {"exact_match": mean_statistic(0), "f1": mean_statistic(1)}
+    """Rows [exact_match, f1, answer_containment] per example; each metric is a column mean (0-1).
+
+    Results written before answer_containment existed lack it: NaN, and the task's metrics do not ask for it.
+    """
+    rows = np.array([[r.scores["exact_match"], r.scores["f1"], r.scores.get("answer_containment", np.nan)]
+                     for r in records], dtype=float)
+    statistics = {"exact_match": mean_statistic(0), "f1": mean_statistic(1), "answer_containment": mean_statistic(2)}
     return rows, {name: statistics[name] for name in task.metrics}
 
 
@@ -82,5 +86,6 @@ def rescore_record(task: "TaskSpec", record: ExampleRecord) -> ExampleRecord:
 
 
 def scoring_settings(task: "TaskSpec") -> dict:
-    return {"normalization": "SQuAD v1.1 normalize_answer", "references": "max over answers"}
+    return {"normalization": "SQuAD v1.1 normalize_answer", "references": "max over answers",
+            "answer_containment": "a normalised answer appears in the normalised prediction as whole tokens"}
 

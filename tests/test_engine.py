@@ -53,15 +53,58 @@ def test_loglikelihood_equals_direct_forward(engine, tiny_model, tiny_tokenizer)
         assert result.logprob == pytest.approx(expected, abs=1e-4)
 
 
-def test_batched_scores_equal_unbatched(tiny_model, tiny_tokenizer):
-    one_by_one = Engine(tiny_model, tiny_tokenizer, device="cpu", max_batch_tokens=1, progress=False)
-    batched = Engine(tiny_model, tiny_tokenizer, device="cpu", max_batch_tokens=10_000, progress=False)
-    for a, b in zip(one_by_one.loglikelihood(PAIRS), batched.loglikelihood(PAIRS)):
+# The engine never lets a batch budget fall below one full row (max_length + 1 tokens). With a
+# 16-token context every scoring row here is longer than half that floor, so `one_by_one` really
+# runs one row per forward pass while `all_at_once` pads every row into a single pass.
+SHORT_CONTEXT = 16
+
+
+@pytest.fixture()
+def one_by_one(tiny_model, tiny_tokenizer):
+    return Engine(tiny_model, tiny_tokenizer, device="cpu", max_length=SHORT_CONTEXT, max_batch_tokens=1,
+                  progress=False)
+
+
+@pytest.fixture()
+def all_at_once(tiny_model, tiny_tokenizer):
+    return Engine(tiny_model, tiny_tokenizer, device="cpu", max_length=SHORT_CONTEXT, max_batch_tokens=10_000,
+                  progress=False)
+
+
+def forward_batches(engine, score):
+    """`score(engine)`'s results and the (rows, tokens) shape of each forward pass it made."""
+    engine.loglikelihood_rolling([RollingRequest("warm up")])  # the engine's one-off head check is not scoring
+    shapes = []
+    embeddings = engine.model.get_input_embeddings()
+    hook = embeddings.register_forward_hook(lambda module, args, output: shapes.append(tuple(args[0].shape)))
+    try:
+        return score(engine), shapes
+    finally:
+        hook.remove()
+
+
+def test_batched_scores_equal_unbatched(one_by_one, all_at_once):
+    single, single_batches = forward_batches(one_by_one, lambda engine: engine.loglikelihood(PAIRS))
+    batched, batched_batches = forward_batches(all_at_once, lambda engine: engine.loglikelihood(PAIRS))
+    assert [rows for rows, _ in batched_batches] == [len(PAIRS)]
+    assert len(single_batches) > len(batched_batches)
+    for a, b in zip(single, batched):
         assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
         assert (a.is_greedy, a.n_tokens) == (b.is_greedy, b.n_tokens)
-    rolling = [RollingRequest(s) for s in SENTENCES]
-    for a, b in zip(one_by_one.loglikelihood_rolling(rolling), batched.loglikelihood_rolling(rolling)):
+
+
+def test_rolling_scores_do_not_depend_on_batching(one_by_one, all_at_once, tiny_tokenizer):
+    texts = [*SENTENCES, " ".join(SENTENCES)]  # the last spans several windows
+    n_rows = sum(1 for ids in tiny_tokenizer(texts, add_special_tokens=False)["input_ids"]
+                 for _ in rolling_windows(ids, tiny_tokenizer.bos_token_id, SHORT_CONTEXT, SHORT_CONTEXT))
+    requests = [RollingRequest(text) for text in texts]
+    single, single_batches = forward_batches(one_by_one, lambda engine: engine.loglikelihood_rolling(requests))
+    batched, batched_batches = forward_batches(all_at_once, lambda engine: engine.loglikelihood_rolling(requests))
+    assert [rows for rows, _ in single_batches] == [1] * n_rows
+    assert [rows for rows, _ in batched_batches] == [n_rows]
+    for a, b in zip(single, batched):
         assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+        assert a.n_tokens == b.n_tokens
 
 
 def test_results_come_back_in_request_order(engine):
@@ -159,3 +202,19 @@ def test_cut_at_stop_uses_the_earliest_stop():
 
 def test_chat_prompt_uses_the_template(engine):
     assert engine.chat_prompt("hi") == "<|user|>\nhi\n<|assistant|>\n"
+
+
+def test_stop_strings_apply_once_the_answer_has_begun():
+    assert cut_at_stop("\n\nEFAULT\nmore", ("\n",)) == "\n\nEFAULT"
+    assert cut_at_stop("EFAULT\n", ("\n",)) == "EFAULT"
+    assert cut_at_stop("  \n", ("\n",)) == "  \n"  # nothing begun, nothing cut: the prediction is empty text
+    assert cut_at_stop("a\n\nb", ("\n\n", "b")) == "a"
+
+
+def test_generation_stops_at_the_first_stop_after_the_answer_begins(tiny_model, tiny_tokenizer):
+    engine = Engine(tiny_model, tiny_tokenizer, progress=False)
+    free = engine.generate([GenerationRequest("The file", stop=(), max_new_tokens=24)])[0]
+    stop = next((ch for ch in free.lstrip()[1:] if not ch.isspace()), None)
+    assert stop is not None, free
+    stopped = engine.generate([GenerationRequest("The file", stop=(stop,), max_new_tokens=24)])[0]
+    assert stopped == cut_at_stop(free, (stop,)) and len(stopped) < len(free)

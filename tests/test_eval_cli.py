@@ -102,3 +102,12 @@ def test_eval_refuses_a_directory_that_is_not_an_adapter(cache, tmp_path, capsys
         main(["eval", "--model", "tiny-random-llama", "--suite", "tiny", "--adapter", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "no adapter_config.json" in capsys.readouterr().err
+
+
+def test_a_device_this_machine_lacks_exits_2_naming_the_flag(cache, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["eval", "--model", "tiny-random-llama", "--suite", "tiny", "--device", "tpu", "--output", str(tmp_path)])
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --device 'tpu': not a device of this machine (available: cpu")
+    assert not (tmp_path / "results").exists()

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.metrics import exact_match, normalize_answer, token_f1
+from tasks.metrics import answer_containment, exact_match, normalize_answer, token_f1
 
 
 # ----- reference: the SQuAD v1.1 official evaluate-v1.1.py, verbatim -----------------------------
@@ -104,3 +104,16 @@ def test_metrics_equal_official_script_on_random_text(prediction, answers):
 @given(st.text(max_size=30))
 def test_normalisation_equals_official_script_on_any_text(text):
     assert normalize_answer(text) == squad_normalize_answer(text)
+
+
+@pytest.mark.parametrize(("prediction", "answers", "contained"), [
+    ("It returns EXDEV.", ["EXDEV"], 1.0),
+    ("EXDEVICE", ["EXDEV"], 0.0),              # whole tokens only
+    ("the <fcntl.h> header", ["<fcntl.h>"], 1.0),
+    ("", ["EXDEV"], 0.0),
+    ("EBADF or EINVAL", ["EINVAL", "EFAULT"], 1.0),
+])
+def test_answer_containment_finds_a_normalised_answer_inside_the_prediction(prediction, answers, contained):
+    assert answer_containment(prediction, answers) == contained
+    if exact_match(prediction, answers):
+        assert contained == 1.0  # an exact answer is always contained

@@ -93,6 +93,16 @@ def test_run_evaluates_every_configuration_then_resumes(tmp_path, monkeypatch):
     assert "recall@4" in rag_qa["metrics"] and "mrr" in rag_qa["metrics"]
     assert all(example["retrieved"] for example in rag_qa["examples"])
     assert rag_qa["cost"]["training"]["lora"]["trainable_parameters"] > 0
+    assert {name: block["purpose"] for name, block in rag_qa["cost"]["training"].items()} == {
+        "lora": "adapter", "index": "index"}
+    assert (rag_qa["settings"]["device"], rag_qa["settings"]["dtype"]) == ("cpu", "float32")
+    distilled = json.loads((run_dir / "results" / "distilled" / "perplexity.json").read_text())["cost"]["training"]
+    assert {name: block["purpose"] for name, block in distilled.items()} == {"full": "teacher", "distill": "weights"}
+    assert all(block["peak_memory_kind"] == "cpu_peak_rss" and "converged" in block["convergence"]
+               for block in distilled.values())
+    finetuned = json.loads((run_dir / "results" / "finetuned" / "perplexity.json").read_text())["model"]
+    student = json.loads((run_dir / "artifacts" / "distill" / "domainbench_manifest.json").read_text())
+    assert student["inputs"]["teacher"]["fingerprint"] == finetuned["fingerprint"]  # the teacher it evaluates
     base_ppl = json.loads((run_dir / "results" / "base" / "perplexity.json").read_text())["metrics"]
     tuned_ppl = json.loads((run_dir / "results" / "finetuned" / "perplexity.json").read_text())["metrics"]
     assert base_ppl["token_perplexity"]["value"] != tuned_ppl["token_perplexity"]["value"]
@@ -112,6 +122,25 @@ def test_run_evaluates_every_configuration_then_resumes(tmp_path, monkeypatch):
     with pytest.raises(AssertionError):
         runner.run(load_spec(None, overrides))
     assert len(calls) == 1  # only the missing result is recomputed
+
+
+def test_a_result_is_reused_only_for_the_device_and_dtype_it_was_computed_with(tmp_path):
+    from harness.artifacts import Artifact
+    from harness.runner import Prepared, _input_key
+    from tasks.suite import load_suite
+
+    task = load_suite("tiny").tasks[0]
+    spec = load_spec(None, {})
+    weights = {"base": Artifact("base", tmp_path, "f" * 64)}
+
+    def key(device, dtype):
+        prepared = Prepared(weights=weights, adapters={}, index=None, limit=16, rag_context_tokens=448,
+                            device=device, dtype=dtype)
+        return _input_key(parse_configuration("base"), task, prepared, spec)
+
+    assert key("cpu", "float32") != key("cpu", "bfloat16")
+    assert key("cpu", "bfloat16") != key("cuda", "bfloat16")
+    assert key("cuda:0", "bfloat16") == key("cuda:1", "bfloat16")
 
 
 def test_default_configurations_follow_the_profile():

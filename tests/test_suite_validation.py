@@ -187,3 +187,38 @@ def test_gzipped_jsonl_loads_and_its_bad_lines_are_located(tmp_path):
     with pytest.raises(DomainbenchError) as caught:
         load_suite(tmp_path)
     assert "t.jsonl.gz:3: text: expected a non-empty string" in str(caught.value)
+
+
+def latin1_and_gzip_files(root):
+    """Data files a user's tools write by mistake: Latin-1 text, and gzip bytes behind a .jsonl name."""
+    import gzip
+
+    rows = [{"id": "1", "text": "first"}, {"id": "2", "text": "café résumé"}]
+    (root / "latin1.jsonl").write_bytes("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("latin-1"))
+    (root / "latin1.csv").write_bytes("id,text\n1,first\n2,naïve\n".encode("latin-1"))
+    (root / "packed.jsonl").write_bytes(gzip.compress(b'{"id": "1", "text": "first"}\n'))
+    (root / "plain.jsonl.gz").write_text('{"id": "1", "text": "not compressed"}\n')
+    return {"latin1.jsonl": "latin1.jsonl:2: encoding: not UTF-8 text (byte 0xe9)",
+            "latin1.csv": "latin1.csv:3: encoding: not UTF-8 text (byte 0xef)",
+            "packed.jsonl": "packed.jsonl:1: encoding: holds gzip-compressed bytes",
+            "plain.jsonl.gz": "plain.jsonl.gz:1: gzip: not a readable gzip file"}
+
+
+@pytest.mark.parametrize("data_file", ["latin1.jsonl", "latin1.csv", "packed.jsonl", "plain.jsonl.gz"])
+def test_a_data_file_that_is_not_utf8_text_is_one_problem_naming_its_line(tmp_path, capsys, data_file):
+    expected = latin1_and_gzip_files(tmp_path)[data_file]
+    (tmp_path / "suite.yaml").write_text(f"name: s\ntasks:\n  - {{name: p, type: perplexity, data: {{test: {data_file}}}}}\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["suite", "validate", str(tmp_path)])
+    assert exited.value.code == 2
+    problems = capsys.readouterr().err.splitlines()[1:]  # under the "1 problem(s) in suite …" header
+    assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_a_suite_yaml_that_is_not_utf8_is_named(tmp_path, capsys):
+    (tmp_path / "suite.yaml").write_bytes("name: café\ntasks: []\n".encode("latin-1"))
+    with pytest.raises(SystemExit) as exited:
+        main(["suite", "validate", str(tmp_path)])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {tmp_path / 'suite.yaml'}:1: encoding: not UTF-8 text (byte 0xe9); save the file as UTF-8"]

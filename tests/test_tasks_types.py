@@ -73,8 +73,8 @@ def test_qa_scores_generations_against_all_references(tiny):
     }))
     result = evaluate_task(task, engine, progress=False)
     scores = {r.id: r.scores for r in result.records}
-    assert scores["qa-te-1"] == {"exact_match": 1.0, "f1": 1.0}
-    assert scores["qa-te-2"] == {"exact_match": 1.0, "f1": 1.0}
+    assert scores["qa-te-1"] == {"exact_match": 1.0, "f1": 1.0, "answer_containment": 1.0}
+    assert scores["qa-te-2"] == {"exact_match": 1.0, "f1": 1.0, "answer_containment": 1.0}
     assert scores["qa-te-3"]["exact_match"] == 0.0
     assert scores["qa-te-4"]["f1"] == pytest.approx(2 * (2 / 2) * (2 / 3) / (1 + 2 / 3))  # "small integer"
     assert result.metrics["exact_match"].value == 0.5

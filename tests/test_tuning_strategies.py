@@ -196,3 +196,20 @@ def test_two_process_ddp_run_completes_and_matches_one_process(tiny_model_dir, s
     single = read_manifest(tune_full(str(tiny_model_dir), suite, _recipe("full"), output=tmp_path / "single"))
     torch.testing.assert_close(torch.tensor(manifest["quality"]["train_loss_curve"]),
                                torch.tensor(single["quality"]["train_loss_curve"]), rtol=1e-4, atol=1e-5)
+
+
+def test_distill_learns_from_the_finetuned_model_it_is_given(tmp_path, suite):
+    """The runner passes the finetuned weights it evaluates; the student must come from those."""
+    from harness.models import model_fingerprint
+    from tuning.distill import tune_distill
+
+    teacher_dir = tmp_path / "finetuned"
+    tokenizer = build_tiny_tokenizer()
+    build_tiny_model(tokenizer, num_layers=4).save_pretrained(teacher_dir)
+    tokenizer.save_pretrained(teacher_dir)
+    recipe = _recipe("distill", teacher="finetuned", student=None, keep_layers="alternate", temperature=2.0,
+                     alpha_kl=0.5)
+    artifact = tune_distill(str(teacher_dir), suite, recipe, output=tmp_path / "student", teacher=teacher_dir)
+    manifest = read_manifest(artifact)
+    assert manifest["inputs"]["teacher"]["fingerprint"] == model_fingerprint(teacher_dir)
+    assert manifest["student_vs_teacher"]["teacher_path"] == str(teacher_dir)

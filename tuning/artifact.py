@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -103,6 +104,41 @@ def manifest_for(*, strategy: str, kind: str, key: str, inputs: dict, recipe: di
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra or {}),
     }
+
+
+# A student whose dev cross-entropy exceeds its teacher's by more than ln 2 nats has more than twice
+# the teacher's perplexity: distillation did not work at this budget, whatever its own loss says.
+STUDENT_GAP_NATS = math.log(2)
+
+
+def convergence(manifest: dict) -> dict:
+    """Whether training worked at its budget, judged from the manifest's dev losses.
+
+    Not converged: the best dev loss never got below the loss before training (the published
+    weights are no better than the starting ones), or a distilled student's dev perplexity is
+    more than twice its teacher's. Without a dev set there is nothing to judge (`converged` None).
+    """
+    quality = manifest.get("quality") or {}
+    before, best = quality.get("dev_loss_before"), quality.get("dev_loss_after")
+    curve = quality.get("dev_losses") or []
+    verdict = {"converged": None, "reason": "no dev set: convergence not judged", "dev_loss_before": before,
+               "dev_loss_best": best, "dev_loss_final": curve[-1][1] if curve else None, "dev_losses": curve}
+    if before is None or best is None:
+        return verdict
+    verdict["converged"], verdict["reason"] = True, f"dev loss {before:.3f} -> best {best:.3f}"
+    if best >= before:
+        verdict["converged"] = False
+        verdict["reason"] = f"dev loss never fell below its starting {before:.3f} (best {best:.3f})"
+    student = manifest.get("student_vs_teacher") or {}
+    gap = _difference(student.get("dev_ce_student"), student.get("dev_ce_teacher"))
+    if gap is not None and gap > STUDENT_GAP_NATS:
+        verdict["converged"] = False
+        verdict["reason"] = f"the student's dev perplexity is {math.exp(gap):.1f}x its teacher's"
+    return verdict
+
+
+def _difference(a, b) -> float | None:
+    return a - b if isinstance(a, (int, float)) and isinstance(b, (int, float)) else None
 
 
 def training_cost(result, model) -> dict:

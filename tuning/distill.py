@@ -28,10 +28,17 @@ from tuning.recipe import Recipe, load_recipe
 _LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
 
 
-def tune_distill(model_spec: str, suite, recipe: Recipe, *, output: Path | None = None, resume: bool = False) -> Path:
-    """Distil a student from the recipe's teacher; returns the student's model dir."""
+def tune_distill(model_spec: str, suite, recipe: Recipe, *, output: Path | None = None, resume: bool = False,
+                 teacher: Path | None = None) -> Path:
+    """Distil a student from the recipe's teacher; returns the student's model dir.
+
+    `teacher` is the finetuned model dir to use when the recipe's teacher is `finetuned` (the
+    runner passes the one it evaluates); without it the default full recipe makes one.
+    """
     method = recipe.method
-    teacher = load_model(_teacher_spec(model_spec, suite, method["teacher"], recipe), device="cpu", dtype="float32")
+    teacher_spec = str(teacher) if teacher is not None and method["teacher"] == "finetuned" else (
+        _teacher_spec(model_spec, suite, method["teacher"], recipe))
+    teacher = load_model(teacher_spec, device="cpu", dtype="float32")
     if method["student"] is None:
         student, student_spec = student_from_teacher(teacher.model, method["keep_layers"]), "derived"
     else:

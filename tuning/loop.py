@@ -13,7 +13,6 @@ import contextlib
 import math
 import os
 import random
-import resource
 import shutil
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ import torch
 from harness.errors import DomainbenchError
 from harness.progress import progress_bar
 from tuning.loss import IGNORE_INDEX, causal_lm_loss_sum
+from tuning.memory import peak_memory
 from tuning.recipe import TrainConfig
 
 # loss_fn(model, batch) -> (summed loss over labelled tokens, number of labelled tokens)
@@ -55,7 +55,7 @@ class TrainResult:
     state: TrainState
     wall_seconds: float
     peak_memory_bytes: int
-    peak_memory_kind: str             # "cuda_max_allocated" or "cpu_max_rss"
+    peak_memory_kind: str             # "cuda_max_allocated", "cpu_peak_rss" or "cpu_process_max_rss" (tuning.memory)
     world_size: int
 
     @property
@@ -185,13 +185,6 @@ def _accelerator():
     # cpu=True is what makes accelerate join a gloo group under torchrun on a machine without GPUs.
     cuda = torch.cuda.is_available()
     return Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
-
-
-def peak_memory() -> tuple[int, str]:
-    """Peak GPU memory allocated by torch, else the process's peak resident set (Linux: KiB)."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated(), "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "cpu_max_rss"
 
 
 def _accumulate(model, batches: list[dict], loss_fn: LossFn, accelerator) -> float:

@@ -95,9 +95,12 @@ def load_recipe(strategy: str, *, config: Path | None = None, profile: str | Non
 
 def _read_yaml(path: Path) -> dict:
     try:
-        document = yaml.safe_load(path.read_text())
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise DomainbenchError(f"recipe {path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise DomainbenchError(f"recipe {path}: not UTF-8 text (byte {exc.object[exc.start]:#x} at offset "
+                               f"{exc.start}); save it as UTF-8") from exc
     except yaml.YAMLError as exc:
         raise DomainbenchError(f"recipe {path}: not valid YAML: {exc}") from exc
     if not isinstance(document, dict):

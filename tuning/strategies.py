@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tuning.memory import reset_peak_memory
 from tuning.recipe import load_recipe
 
 
 def tune(strategy: str, model_spec: str, suite, *, config: Path | None = None, profile: str | None = None,
-         output: Path | None = None, resume: bool = False) -> Path:
-    """Validate the recipe, then run the strategy's module on a loaded Suite; returns the artifact dir."""
+         output: Path | None = None, resume: bool = False, teacher: Path | None = None) -> Path:
+    """Validate the recipe, then run the strategy's module on a loaded Suite; returns the artifact dir.
+
+    `teacher` (distill only) is the finetuned model dir the run evaluates, used when the recipe's
+    teacher is `finetuned`, so the student learns from the very teacher it is compared with.
+    """
     recipe = load_recipe(strategy, config=config, profile=profile)
+    reset_peak_memory()  # each strategy's peak is its own, even after others in this process
     if strategy == "full":
-        from tuning.full import tune_full as run
-    elif strategy == "distill":
-        from tuning.distill import tune_distill as run
-    else:
-        from tuning.peft_adapters import tune_adapter as run
-    return run(model_spec, suite, recipe, output=output, resume=resume)
+        from tuning.full import tune_full
+        return tune_full(model_spec, suite, recipe, output=output, resume=resume)
+    if strategy == "distill":
+        from tuning.distill import tune_distill
+        return tune_distill(model_spec, suite, recipe, output=output, resume=resume, teacher=teacher)
+    from tuning.peft_adapters import tune_adapter
+    return tune_adapter(model_spec, suite, recipe, output=output, resume=resume)

@@ -43,7 +43,10 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
     from harness.distributed import init_from_launcher, is_main_process, launched_world_size, local_device
     from harness.engine import Engine
     from harness.models import load_model
+    from harness.preflight import check_device
     from reports.schema import result_path, write_result
+
+    check_device(device)
 
     # Under torchrun / accelerate launch every process runs this command: the engine shards the
     # requests across them and gathers the results; the main process writes.
