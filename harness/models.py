@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -52,10 +53,28 @@ def default_device() -> str:
 
 
 def default_dtype(device: str):
-    """bf16 on GPUs (what the models are trained in), fp32 on CPU (bf16 matmuls are slow there)."""
+    """What `--dtype auto` means: bf16 on GPUs and on CPUs that compute bf16 natively, fp32 elsewhere.
+
+    On a CPU without native bf16 (no AVX-512 BF16, no AMX) torch emulates it, slower than fp32.
+    """
     import torch
 
-    return torch.bfloat16 if str(device).startswith("cuda") else torch.float32
+    if str(device).startswith("cuda") or (str(device) == "cpu" and cpu_has_native_bf16()):
+        return torch.bfloat16
+    return torch.float32
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU has bf16 instructions (x86 AVX-512 BF16 or AMX-BF16), read from its flags.
+
+    Read from the kernel's /proc/cpuinfo rather than guessed from the model name; where that
+    file does not exist (macOS, Windows) the answer is no, and fp32 stays the default.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    return re.search(r"^flags\s*:.*\b(avx512_bf16|amx_bf16)\b", flags, re.MULTILINE) is not None
 
 
 def parse_dtype(name: str | None, device: str):

@@ -1,32 +1,53 @@
-"""What each configuration cost: training from its artifact manifests, evaluation from its results.
+"""What each configuration cost, itemised: every artifact it needs, and their total.
 
-The tuning and retrieval rooms write `domainbench_manifest.json` files with a `cost` block; a
-composed configuration (`adapter+rag`) may hold several of them under its artifact dir. Every key
-is optional: a figure nobody recorded stays None and is shown as "—", never as zero.
+The runner copies the cost block of every artifact a configuration used into each of its result
+files (`cost.training`, {artifact: block}): tuned weights, an adapter, an index, and for
+`distilled` also its teacher. A configuration's total sums the time and disk of its items; peak
+memory is per item, and the total shows the largest (items ran one after another, never at once);
+throughput is per item, in its own unit (tokens/s for training, chunks/s for an index), because a
+sum of tokens over a sum of seconds that include indexing means nothing.
+
+Every key is optional: a figure nobody recorded stays None and is shown as "—", never as zero.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-MANIFEST_NAME = "domainbench_manifest.json"
-ARTIFACTS_DIR = "artifacts"
+MIB = 2**20
+INDEX = "index"
 
-# (field, how several manifests of one configuration combine): time, tokens and disk add up;
-# peak memory and model size are those of the largest part.
-_MANIFEST_FIELDS = {"wall_seconds": sum, "tokens": sum, "peak_memory_mb": max, "trainable_params": sum,
-                    "total_params": max, "artifact_mb": sum}
+
+@dataclass
+class CostItem:
+    """One artifact a configuration needs, and what building it cost."""
+
+    name: str                      # the artifact: "full", "distill", "lora", "index", …
+    purpose: str | None            # "weights", "adapter", "teacher" or "index"; None in older results
+    seconds: float | None = None
+    tokens_per_second: float | None = None   # training items only
+    chunks_per_second: float | None = None   # index items only
+    peak_memory_mb: float | None = None
+    peak_memory_kind: str | None = None      # "cuda_max_allocated", "cpu_max_rss", …
+    trainable_params: float | None = None
+    total_params: float | None = None
+    artifact_mb: float | None = None
+
+    @property
+    def is_index(self) -> bool:
+        return self.purpose == INDEX
+
+    @property
+    def label(self) -> str:
+        return self.name if self.purpose in (None, self.name) else f"{self.name} ({self.purpose})"
 
 
 @dataclass
 class ConfigurationCost:
     configuration: str
+    items: list[CostItem] | None = None  # None: the results do not say what was built (not a `run`)
     training_seconds: float | None = None
-    tokens: float | None = None
-    tokens_per_second: float | None = None
-    peak_memory_mb: float | None = None
+    peak_memory_mb: float | None = None  # the largest item's
     trainable_params: float | None = None
     total_params: float | None = None
     artifact_mb: float | None = None
@@ -43,64 +64,66 @@ class ConfigurationCost:
         return (self.training_seconds or 0.0) + (self.eval_seconds_per_example or 0.0) * n_examples
 
 
-def configuration_cost(run_dir: Path, configuration: str, results: list) -> ConfigurationCost:
-    """Cost of one configuration from its result files (`ResultFile`s), or its manifests.
+def configuration_cost(configuration: str, results: list) -> ConfigurationCost:
+    """Cost of one configuration from its result files (`ResultFile`s).
 
-    The runner copies the cost block of every artifact a configuration used into each result
-    file's `cost.training` ({strategy: cost}), so a report needs only the result files; runs
-    made without the runner fall back to the manifests under `artifacts/<configuration>/`.
+    Results made without the runner (`domainbench eval`) carry no `cost.training`: what was built
+    for them is unknown, so only the evaluation cost is shown.
     """
     cost = ConfigurationCost(configuration)
-    recorded = next((r.cost["training"] for r in results if isinstance(r.cost.get("training"), dict)), None)
+    recorded = training_blocks(results)
     if recorded is not None:
-        manifests = [_normalised(c) for c in recorded.values() if isinstance(c, dict)]
-    else:
-        artifact_dir = Path(run_dir) / ARTIFACTS_DIR / configuration
-        manifests = [_normalised(_manifest_cost(path)) for path in sorted(artifact_dir.rglob(MANIFEST_NAME))]
-    if not manifests:
-        # Nothing was trained for this configuration (the base model): no training time was spent.
-        cost.training_seconds = 0.0
-        cost.trainable_params = 0
-    for name, combine in _MANIFEST_FIELDS.items():
-        values = [m[name] for m in manifests if isinstance(m.get(name), (int, float))]
-        if values:
-            setattr(cost, "training_seconds" if name == "wall_seconds" else name, combine(values))
-    cost.tokens_per_second = _tokens_per_second(manifests, cost)
+        cost.items = [cost_item(name, block) for name, block in recorded.items()]
+        _add_totals(cost, cost.items)
     _add_evaluation(cost, results)
     return cost
 
 
-# tuning/ and retrieval/ record counts and bytes under their own names; the report's fields.
-_RENAMED = {"tokens_seen": ("tokens", 1), "trainable_parameters": ("trainable_params", 1),
-            "total_parameters": ("total_params", 1), "peak_memory_bytes": ("peak_memory_mb", 2**20),
-            "artifact_bytes": ("artifact_mb", 2**20)}
+def training_blocks(results: list) -> dict[str, dict] | None:
+    """{artifact: cost block} as the runner recorded it for a configuration, None if it did not."""
+    recorded = next((r.cost["training"] for r in results if isinstance(r.cost.get("training"), dict)), None)
+    if recorded is None:
+        return None
+    return {name: block for name, block in recorded.items() if isinstance(block, dict)}
 
 
-def _normalised(cost: dict) -> dict:
-    """A cost block with tuning's field names mapped onto the report's (bytes become MiB)."""
-    fresh = dict(cost)
-    for name, (report_name, divisor) in _RENAMED.items():
-        if isinstance(cost.get(name), (int, float)) and report_name not in cost:
-            fresh[report_name] = cost[name] / divisor
-    return fresh
+def cost_item(name: str, block: dict) -> CostItem:
+    """A cost block (tuning's or retrieval's field names, bytes) as a report item (MiB)."""
+    purpose = block.get("purpose") if isinstance(block.get("purpose"), str) else None
+    if purpose is None and "chunks" in block:
+        purpose = INDEX  # results written before blocks named their purpose
+    item = CostItem(name, purpose, seconds=_number(block, "wall_seconds"), peak_memory_mb=_mib(block, "peak_memory_bytes"),
+                    trainable_params=_number(block, "trainable_parameters"),
+                    total_params=_number(block, "total_parameters"), artifact_mb=_mib(block, "artifact_bytes"))
+    item.peak_memory_kind = block.get("peak_memory_kind") if item.peak_memory_mb is not None else None
+    if item.is_index:
+        item.chunks_per_second = _number(block, "chunks_per_second")
+    else:
+        item.tokens_per_second = _number(block, "tokens_per_second")
+    return item
 
 
-def _manifest_cost(path: Path) -> dict:
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        # A damaged manifest costs the report its cost figures, not the report itself.
-        return {}
-    cost = manifest.get("cost") if isinstance(manifest, dict) else None
-    return cost if isinstance(cost, dict) else {}
+def _number(block: dict, key: str) -> float | None:
+    value = block.get(key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def _tokens_per_second(manifests: list[dict], cost: ConfigurationCost) -> float | None:
-    if len(manifests) == 1 and isinstance(manifests[0].get("tokens_per_second"), (int, float)):
-        return float(manifests[0]["tokens_per_second"])
-    if cost.tokens and cost.training_seconds:
-        return cost.tokens / cost.training_seconds
-    return None
+def _mib(block: dict, key: str) -> float | None:
+    value = _number(block, key)
+    return None if value is None else value / MIB
+
+
+def _add_totals(cost: ConfigurationCost, items: list[CostItem]) -> None:
+    """Time, trained parameters and disk add up; peak memory and total parameters are the largest item's."""
+    for name, combine in (("training_seconds", sum), ("trainable_params", sum), ("artifact_mb", sum),
+                          ("peak_memory_mb", max), ("total_params", max)):
+        attribute = "seconds" if name == "training_seconds" else name
+        values = [getattr(item, attribute) for item in items if getattr(item, attribute) is not None]
+        if values:
+            setattr(cost, name, combine(values))
+    if not items:
+        # Nothing was built for this configuration (the base model): no training time was spent.
+        cost.training_seconds, cost.trainable_params = 0.0, 0
 
 
 def _add_evaluation(cost: ConfigurationCost, results: list) -> None:
@@ -117,3 +140,4 @@ def _add_evaluation(cost: ConfigurationCost, results: list) -> None:
     if examples:
         cost.eval_seconds_per_example = seconds / examples
         cost.eval_examples = examples
+

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from reports.costs import ConfigurationCost
+from reports.costs import ConfigurationCost, CostItem
 
 MISSING = "—"
 
@@ -50,20 +50,46 @@ def _plain(unit: str, decimals: int = 0):
     return lambda value: MISSING if value is None else f"{value:,.{decimals}f} {unit}"
 
 
-# (column heading, ConfigurationCost attribute, formatter), in the order the cost tables show them.
-COST_COLUMNS = (
-    ("training time", "training_seconds", format_seconds),
-    ("tokens/s", "tokens_per_second", _plain("tok/s")),
-    ("peak memory", "peak_memory_mb", _plain("MB")),
-    ("trainable params", "trainable_params", format_count),
-    ("total params", "total_params", format_count),
-    ("model size", "artifact_mb", _plain("MB", 1)),
-    ("eval latency / example", "eval_seconds_per_example", format_seconds),
-)
+_tokens_per_second, _chunks_per_second, _megabytes = _plain("tok/s"), _plain("chunks/s"), _plain("MB")
+_size = _plain("MB", 1)
+# How each kind of peak-memory measurement (tuning/memory.py) is named in a table cell. A process's
+# lifetime peak may belong to an earlier strategy trained in the same process: the cell says so.
+MEMORY_KINDS = {"cuda_max_allocated": "CUDA", "cpu_peak_rss": "RSS", "cpu_process_max_rss": "process peak RSS",
+                "cpu_max_rss": "process peak RSS"}
+
+COST_HEADER = ("configuration", "item", "training time", "throughput", "peak memory", "trainable params",
+               "total params", "size on disk", "eval latency / example")
 
 
-def cost_cells(cost: ConfigurationCost) -> list[str]:
-    return [formatter(getattr(cost, attribute)) for _, attribute, formatter in COST_COLUMNS]
+def cost_rows(cost: ConfigurationCost) -> list[list[str]]:
+    """Plain-text rows of the cost table for one configuration, in COST_HEADER's order.
+
+    One row when it needs at most one artifact; otherwise its total, then a row per item (the
+    configuration cell left blank), so that `distilled` shows its teacher and `adapter+rag` its index.
+    """
+    evaluation = format_seconds(cost.eval_seconds_per_example)
+    if cost.items is None:
+        return [[cost.configuration, "not recorded", *[MISSING] * 6, evaluation]]
+    if not cost.items:
+        return [[cost.configuration, "nothing trained", format_seconds(cost.training_seconds), MISSING, MISSING,
+                 format_count(cost.trainable_params), MISSING, MISSING, evaluation]]
+    if len(cost.items) == 1:
+        return [[cost.configuration, cost.items[0].label, *_item_figures(cost.items[0]), evaluation]]
+    peak = MISSING if cost.peak_memory_mb is None else f"{_megabytes(cost.peak_memory_mb)} (max of items)"
+    total = [cost.configuration, "total", format_seconds(cost.training_seconds), MISSING, peak,
+             format_count(cost.trainable_params), format_count(cost.total_params), _size(cost.artifact_mb), evaluation]
+    return [total, *(["", f"↳ {item.label}", *_item_figures(item), ""] for item in cost.items)]
+
+
+def _item_figures(item: CostItem) -> list[str]:
+    """training time, throughput, peak memory, trainable params, total params, size on disk."""
+    throughput = (_chunks_per_second(item.chunks_per_second) if item.is_index
+                  else _tokens_per_second(item.tokens_per_second))
+    memory = _megabytes(item.peak_memory_mb)
+    if item.peak_memory_mb is not None and item.peak_memory_kind:
+        memory += f" ({MEMORY_KINDS.get(item.peak_memory_kind, item.peak_memory_kind)})"
+    return [format_seconds(item.seconds), throughput, memory, format_count(item.trainable_params),
+            format_count(item.total_params), _size(item.artifact_mb)]
 
 
 def slug(name: str) -> str:

@@ -11,8 +11,8 @@ from html import escape
 from pathlib import Path
 
 from reports.formatting import format_interval, format_seconds, format_value, slug
-from reports.render_html import STYLE, examples_section, html_table, page, render_html, text_cell
-from reports.render_markdown import markdown_text, table
+from reports.render_html import STYLE, configuration_cell, examples_section, html_table, page, render_html, text_cell
+from reports.render_markdown import configuration_label, markdown_text, table
 from reports.run_report import task_plots
 from reports.significance import higher_is_better
 from reports.summary import RunSummary, build_summary
@@ -113,7 +113,8 @@ def index_page(entries: list[RunEntry], columns: list[tuple[str, str]]) -> str:
                       _sort_cell(f"{format_value(cell.value)} {format_interval(cell.ci_low, cell.ci_high)}",
                                  cell.value if higher_is_better(metric) else -cell.value)
                       for (_, metric), cell in cells.items()]
-        rows.append([link, text_cell(entry.summary.suite.get("name") or "?"), text_cell(configuration), *metric_tds,
+        rows.append([link, text_cell(entry.summary.suite.get("name") or "?"),
+                     configuration_cell(entry.summary, configuration), *metric_tds,
                      _sort_cell(format_seconds(cost.training_seconds), cost.training_seconds),
                      _sort_cell(format_seconds(cost.eval_seconds_per_example), cost.eval_seconds_per_example)])
     body = ("<h1>domainbench leaderboard</h1>\n<p class='note'>One row per run and configuration; each task shows "
@@ -136,7 +137,7 @@ def run_page(summary: RunSummary) -> str:
 def leaderboard_markdown(entries: list[RunEntry], columns: list[tuple[str, str]]) -> str:
     header = ["run", "suite", "configuration", *(markdown_text(f"{task}: {metric}") for task, metric in columns)]
     rows = [[f"[{markdown_text(entry.summary.run)}]({RUNS_DIR}/{entry.page_dir}/index.html)",
-             markdown_text(entry.summary.suite.get("name") or "?"), markdown_text(configuration),
+             markdown_text(entry.summary.suite.get("name") or "?"), configuration_label(entry.summary, configuration),
              *("—" if cell is None else f"{format_value(cell.value)} {format_interval(cell.ci_low, cell.ci_high)}"
                for cell in cells.values())]
             for entry, configuration, cells in leaderboard_rows(entries, columns)]

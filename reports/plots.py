@@ -42,6 +42,7 @@ def metric_plot(table: TaskTable) -> bytes:
 def quality_cost_plot(table: TaskTable, summary: RunSummary) -> bytes | None:
     """Headline metric against compute seconds (training + evaluation), Pareto front drawn.
 
+    A configuration that did not converge is drawn grey and kept off the front: it is not ranked.
     None when no configuration has a recorded cost.
     """
     metric = table.headline
@@ -54,9 +55,12 @@ def quality_cost_plot(table: TaskTable, summary: RunSummary) -> bytes | None:
         return None
     figure, axis = plt.subplots(figsize=(6.4, 4.2))
     for seconds, value, config in points:
-        axis.scatter([seconds], [value], color="tab:blue", zorder=3)
-        axis.annotate(config, (seconds, value), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    front = pareto_front(points, higher_is_better(metric))
+        converged = summary.converged(config)
+        axis.scatter([seconds], [value], color="tab:blue" if converged else "tab:gray", marker="o" if converged else "x",
+                     zorder=3)
+        axis.annotate(config if converged else f"{config} (did not converge)", (seconds, value),
+                      textcoords="offset points", xytext=(5, 4), fontsize=8)
+    front = pareto_front([p for p in points if summary.converged(p[2])], higher_is_better(metric))
     axis.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:orange", label="Pareto front")
     if all(p[0] > 0 for p in points):
         axis.set_xscale("log")

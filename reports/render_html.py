@@ -9,7 +9,8 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from reports.formatting import COST_COLUMNS, cost_cells, format_interval, format_value
+from reports.failures import DEGENERATE_THRESHOLD, NOT_CONVERGED, degenerate_callouts
+from reports.formatting import COST_HEADER, MISSING, cost_rows, format_interval, format_value
 from reports.summary import RunSummary, TaskTable
 
 STYLE = """
@@ -23,6 +24,7 @@ td.best { background: #e3f5e1; font-weight: bold; }
 pre.output { margin: 0; white-space: pre-wrap; word-break: break-word; max-width: 28em; font-size: .85em; }
 img { max-width: 100%; display: block; margin: .5em 0; }
 .note { color: #555; }
+.flag { color: #a40; font-weight: bold; font-size: .9em; } tr.item td { color: #555; }
 """
 
 
@@ -35,11 +37,13 @@ def page(title: str, body: str, *, style: str = STYLE, script: str = "") -> str:
             f"<body>\n{body}\n{script_tag}</body></html>\n")
 
 
-def html_table(header: list[str], rows: list[list[str]], *, table_id: str = "") -> str:
+def html_table(header: list[str], rows: list[list[str]], *, table_id: str = "",
+               row_classes: list[str] | None = None) -> str:
     """A table from already-safe cell markup (`<td …>` included) and escaped-here header text."""
     id_attribute = f' id="{escape(table_id)}"' if table_id else ""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "\n".join("<tr>" + "".join(row) + "</tr>" for row in rows)
+    classes = [f' class="{escape(c)}"' if c else "" for c in row_classes or [""] * len(rows)]
+    body = "\n".join(f"<tr{css}>" + "".join(row) + "</tr>" for css, row in zip(classes, rows))
     return f"<table{id_attribute}><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
 
 
@@ -63,8 +67,14 @@ def png_image(png: bytes, alt: str) -> str:
     return f'<img alt="{escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
 
 
-def task_section(table: TaskTable, plots: list[tuple[str, bytes]]) -> str:
-    rows = [[text_cell(config), *(metric_td(cells[m]) if m in cells else text_cell("—") for m in table.metrics),
+def configuration_cell(summary: RunSummary, configuration: str) -> str:
+    flag = "" if summary.converged(configuration) else ' <span class="flag">⚠ did not converge</span>'
+    return f"<td>{escape(configuration)}{flag}</td>"
+
+
+def task_section(summary: RunSummary, table: TaskTable, plots: list[tuple[str, bytes]]) -> str:
+    rows = [[configuration_cell(summary, config),
+             *(metric_td(cells[m]) if m in cells else text_cell("—") for m in table.metrics),
              f'<td class="num">{table.n_examples[config]}</td>']
             for config, cells in table.cells.items()]
     images = "".join(png_image(png, title) for title, png in plots)
@@ -72,11 +82,43 @@ def task_section(table: TaskTable, plots: list[tuple[str, bytes]]) -> str:
             f"{html_table(['configuration', *table.metrics, 'n'], rows)}\n{images}")
 
 
+def convergence_section(summary: RunSummary) -> str:
+    """The configurations whose training did not converge, with their dev-loss figures; "" if none."""
+    if not summary.not_converged:
+        return ""
+    items = "".join(f"<li><b>{escape(config)}</b>: {escape(failure.sentence())}</li>"
+                    for config, failures in summary.not_converged.items() for failure in failures)
+    return (f"<h2>{escape(NOT_CONVERGED.capitalize())}</h2>\n<p>These configurations stay in the tables, flagged, "
+            "but are never recommended nor marked ★: their figures describe a training failure, not the "
+            f"strategy.</p>\n<ul>{items}</ul>")
+
+
 def cost_section(summary: RunSummary) -> str:
-    rows = [[text_cell(config), *(f'<td class="num">{escape(v)}</td>' for v in cost_cells(cost))]
-            for config, cost in summary.costs.items()]
-    return ("<h2>Cost per configuration</h2>\n"
-            + html_table(["configuration", *(heading for heading, _, _ in COST_COLUMNS)], rows))
+    rows, classes = [], []
+    for cost in summary.costs.values():
+        for position, row in enumerate(cost_rows(cost)):
+            rows.append([text_cell(row[0]), text_cell(row[1]), *(f'<td class="num">{escape(v)}</td>' for v in row[2:])])
+            classes.append("item" if position else "")
+    table = html_table(list(COST_HEADER), rows, row_classes=classes)
+    return ("<h2>Cost per configuration</h2>\n<p class='note'>Each configuration's total is the sum of what it "
+            "needs (a distilled model's teacher, an adapter's index); the rows marked ↳ are its items. Throughput is "
+            "per item: tokens/s for training, chunks/s for an index.</p>\n" + table)
+
+
+def degenerate_section(summary: RunSummary) -> str:
+    """Shares of empty, looping and unparseable predictions per task and configuration; "" if no task generates."""
+    if not summary.degenerate:
+        return ""
+    rows = [[text_cell(task), configuration_cell(summary, config), f'<td class="num">{shares.n}</td>',
+             *(f'<td class="num">{MISSING if share is None else f"{share:.0%}"}</td>'
+               for share in (shares.empty, shares.loop, shares.unparseable))]
+            for task, by_config in summary.degenerate.items() for config, shares in by_config.items()]
+    callouts = "".join(f"<li><b>{escape(line)}</b></li>" for line in degenerate_callouts(summary.degenerate))
+    return ("<h2>Degenerate output</h2>\n<p class='note'>Share of predictions that are empty, end in a repetition "
+            f"loop, or (NER) cannot be parsed; above {DEGENERATE_THRESHOLD:.0%} a task's figures measure that "
+            "failure, not the strategy.</p>\n"
+            + html_table(["task", "configuration", "n", "empty", "loop", "unparseable"], rows)
+            + (f"\n<ul>{callouts}</ul>" if callouts else ""))
 
 
 def examples_section(summary: RunSummary) -> str:
@@ -105,7 +147,8 @@ def render_html(summary: RunSummary, plots: dict[str, list[tuple[str, bytes]]]) 
         f"<h1>domainbench report: {escape(summary.run)}</h1>", intro,
         "<h2>Recommendation</h2>", f"<ul>{recommendations}</ul>",
         "<p class='note'>Cheapest means least compute: training time plus evaluation time on the task.</p>",
+        *(section for section in (convergence_section(summary), degenerate_section(summary)) if section),
         "<h2>Results per task</h2>",
-        *(task_section(table, plots.get(table.task, [])) for table in summary.tables),
+        *(task_section(summary, table, plots.get(table.task, [])) for table in summary.tables),
         cost_section(summary), examples_section(summary)])
     return page(f"domainbench report: {summary.run}", body)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 
-from reports.formatting import COST_COLUMNS, cost_cells, format_interval, format_value
+from reports.failures import DEGENERATE_THRESHOLD, NOT_CONVERGED, OutputShares, degenerate_callouts
+from reports.formatting import COST_HEADER, MISSING, cost_rows, format_interval, format_value
 from reports.summary import RunSummary, TaskTable
 
 MAX_PREDICTION_CHARS = 300
+FLAG = "⚠ did not converge"
 # Characters that can start emphasis, code, links, HTML, entities or cell breaks anywhere in a line.
 _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]<>&|~])")
 
@@ -52,9 +54,15 @@ def metric_cell(cell) -> str:
     return f"**{text}** ★" if cell.best else text
 
 
-def task_section(task_table: TaskTable, plots: list[tuple[str, str]]) -> str:
+def configuration_label(summary: RunSummary, configuration: str) -> str:
+    label = markdown_text(configuration)
+    return label if summary.converged(configuration) else f"{label} {FLAG}"
+
+
+def task_section(summary: RunSummary, task_table: TaskTable, plots: list[tuple[str, str]]) -> str:
     header = ["configuration", *map(markdown_text, task_table.metrics), "n"]
-    rows = [[markdown_text(config), *(metric_cell(cells[m]) if m in cells else "—" for m in task_table.metrics),
+    rows = [[configuration_label(summary, config),
+             *(metric_cell(cells[m]) if m in cells else "—" for m in task_table.metrics),
              str(task_table.n_examples[config])]
             for config, cells in task_table.cells.items()]
     parts = [f"### {markdown_text(task_table.task)} ({markdown_text(task_table.task_type)})", "",
@@ -63,10 +71,43 @@ def task_section(task_table: TaskTable, plots: list[tuple[str, str]]) -> str:
     return "\n".join(parts)
 
 
+def convergence_section(summary: RunSummary) -> str:
+    """The configurations whose training did not converge, with their dev-loss figures; "" if none."""
+    if not summary.not_converged:
+        return ""
+    lines = [f"## {NOT_CONVERGED.capitalize()}", "",
+             f"These configurations stay in the tables, marked {FLAG}, but are never recommended nor marked ★: "
+             "their figures describe a training failure, not the strategy.", ""]
+    lines += [f"- **{markdown_text(config)}**: {markdown_text(failure.sentence())}"
+              for config, failures in summary.not_converged.items() for failure in failures]
+    return "\n".join(lines) + "\n"
+
+
 def cost_section(summary: RunSummary) -> str:
-    header = ["configuration", *(heading for heading, _, _ in COST_COLUMNS)]
-    rows = [[markdown_text(config), *cost_cells(cost)] for config, cost in summary.costs.items()]
-    return "## Cost per configuration\n\n" + table(header, rows)
+    rows = [list(map(markdown_text, row)) for cost in summary.costs.values() for row in cost_rows(cost)]
+    return ("## Cost per configuration\n\n"
+            "Each configuration's total is the sum of what it needs (a distilled model's teacher, an adapter's "
+            "index); the rows marked ↳ are its items. Throughput is per item: tokens/s for training, chunks/s "
+            "for an index.\n\n" + table(list(COST_HEADER), rows))
+
+
+def degenerate_section(summary: RunSummary) -> str:
+    """Shares of empty, looping and unparseable predictions per task and configuration; "" if no task generates."""
+    if not summary.degenerate:
+        return ""
+    rows = [[markdown_text(task), configuration_label(summary, config), str(shares.n), *_share_cells(shares)]
+            for task, by_config in summary.degenerate.items() for config, shares in by_config.items()]
+    callouts = degenerate_callouts(summary.degenerate)
+    lines = ["## Degenerate output", "",
+             "Share of predictions that are empty, end in a repetition loop, or (NER) cannot be parsed; "
+             f"above {DEGENERATE_THRESHOLD:.0%} a task's figures measure that failure, not the strategy.", "",
+             table(["task", "configuration", "n", "empty", "loop", "unparseable"], rows)]
+    lines += [""] + [f"- **{markdown_text(line)}**" for line in callouts] if callouts else []
+    return "\n".join(lines) + "\n"
+
+
+def _share_cells(shares: OutputShares) -> list[str]:
+    return [MISSING if share is None else f"{share:.0%}" for share in (shares.empty, shares.loop, shares.unparseable)]
 
 
 def examples_section(summary: RunSummary) -> str:
@@ -94,8 +135,9 @@ def render_markdown(summary: RunSummary, plots: dict[str, list[tuple[str, str]]]
              "every other on that metric (paired bootstrap, p < 0.05).", "",
              "## Recommendation", ""]
     lines += [f"- {markdown_text(rec.sentence())}" for rec in summary.recommendations]
-    lines += ["", "Cheapest means least compute: training time plus evaluation time on the task.", "",
-              "## Results per task", ""]
-    lines += [task_section(t, plots.get(t.task, [])) + "\n" for t in summary.tables]
+    lines += ["", "Cheapest means least compute: training time plus evaluation time on the task.", ""]
+    lines += [section for section in (convergence_section(summary), degenerate_section(summary)) if section]
+    lines += ["## Results per task", ""]
+    lines += [task_section(summary, t, plots.get(t.task, [])) + "\n" for t in summary.tables]
     lines += [cost_section(summary), "", examples_section(summary), ""]
     return "\n".join(lines)

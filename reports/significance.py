@@ -1,17 +1,27 @@
 """Paired comparison of two result files of one task, example by example.
 
-The task type says how per-example scores become a metric (`metric_statistics` in tasks/): the
-rows of both sides are built in one call so that they share columns (NER's entity types are the
-union of both sides' types), then `tasks.stats.paired_bootstrap` resamples the shared examples.
+Every metric a result file reports is paired from per-example rows where they exist:
+- the task's own metrics (NER's per-type F1 included): the task type says how per-example scores
+  become a metric (`metric_statistics` in tasks/); the rows of both sides are built in one call so
+  that they share columns (NER's entity types are the union of both sides' types);
+- retrieval metrics (recall@k, MRR, nDCG@k): recomputed per example from the stored retrieved
+  chunks and gold documents (`retrieval.metrics.retrieval_scores`), on the examples both sides
+  judged.
+`tasks.stats.paired_bootstrap` then resamples the shared examples. A metric neither source can
+rebuild per example is left to the caller to report unpaired.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
+from retrieval.metrics import retrieval_scores
 from tasks.records import ExampleRecord
 from tasks.registry import task_module
-from tasks.stats import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES, PairedDifference, paired_bootstrap
+from tasks.stats import (DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES, PairedDifference, Statistic, mean_statistic,
+                         paired_bootstrap)
 from tasks.suite import TaskSpec
 
 SIGNIFICANCE_LEVEL = 0.05
@@ -54,17 +64,50 @@ class PairedComparison:
 
 def paired_differences(result_a, result_b, metrics: list[str], *, n_resamples: int = DEFAULT_RESAMPLES,
                        seed: int = DEFAULT_BOOTSTRAP_SEED) -> dict[str, PairedComparison]:
-    """metric(b) - metric(a) on the examples both results share, for each metric both report."""
+    """metric(b) - metric(a) on the examples both results share, for each of `metrics` that pairs."""
     records_a, records_b = shared_records(result_a, result_b)
     if not records_a:
         return {}
-    task = task_spec(result_b)
+    compared = {}
+    for rows_a, rows_b, statistics in (_task_rows(result_b, records_a, records_b),
+                                       _retrieval_rows(records_a, records_b)):
+        for metric in metrics:
+            if metric in statistics and metric not in compared:
+                statistic = statistics[metric]
+                compared[metric] = PairedComparison(
+                    float(statistic(rows_a)), float(statistic(rows_b)),
+                    paired_bootstrap(rows_a, rows_b, statistic, n_resamples=n_resamples, seed=seed))
+    return compared
+
+
+def _task_rows(result, records_a: list[ExampleRecord], records_b: list[ExampleRecord]):
+    """(rows a, rows b, {metric: statistic}) of the task type's own metrics."""
+    task = task_spec(result)
     rows, statistics = task_module(task.type).metric_statistics(task, records_a + records_b)
-    rows_a, rows_b = rows[:len(records_a)], rows[len(records_a):]
-    return {metric: PairedComparison(float(statistics[metric](rows_a)), float(statistics[metric](rows_b)),
-                                     paired_bootstrap(rows_a, rows_b, statistics[metric], n_resamples=n_resamples,
-                                                      seed=seed))
-            for metric in metrics if metric in statistics}
+    return rows[:len(records_a)], rows[len(records_a):], statistics
+
+
+def _retrieval_rows(records_a: list[ExampleRecord], records_b: list[ExampleRecord]):
+    """(rows a, rows b, {metric: column mean}) of the retrieval metrics both sides judged.
+
+    Only examples judged on both sides are kept (a result may judge a subset: examples without a
+    source document have no retrieval score), and only metrics every kept example has (a different
+    k on the two sides gives recall@4 on one and recall@8 on the other: nothing to pair).
+    """
+    judged = [(_retrieval(a), _retrieval(b)) for a, b in zip(records_a, records_b)
+              if a.retrieval_gold and b.retrieval_gold]
+    if not judged:
+        return np.empty((0, 0)), np.empty((0, 0)), {}
+    names = [name for name in judged[0][0] if all(name in a and name in b for a, b in judged)]
+    rows_a = np.array([[a[name] for name in names] for a, _ in judged], dtype=float)
+    rows_b = np.array([[b[name] for name in names] for _, b in judged], dtype=float)
+    statistics: dict[str, Statistic] = {name: mean_statistic(column) for column, name in enumerate(names)}
+    return rows_a, rows_b, statistics
+
+
+def _retrieval(record: ExampleRecord) -> dict[str, float]:
+    gold = record.retrieval_gold
+    return retrieval_scores(record.retrieved or [], {"doc_ids": gold["gold"]}, gold["k"])
 
 
 def is_significant(difference: PairedDifference) -> bool:

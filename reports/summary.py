@@ -2,8 +2,12 @@
 
 Per task: configurations x metrics, each with its 95% interval; the best configuration of a metric
 is marked only when a paired bootstrap finds it significantly better than every other one. Per
-configuration: what it cost. Per task: a recommendation (the best, and the cheapest configuration
-whose figure lies inside the best one's interval) and a few example predictions.
+configuration: what it cost, item by item, and whether its training converged. Per task: a
+recommendation (the best, and the cheapest configuration whose figure lies inside the best one's
+interval), the share of degenerate predictions, and a few example predictions.
+
+A configuration that did not converge at its training budget stays in every table, flagged, but is
+never the marked best nor the recommendation: its figures describe a failure, not the strategy.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import yaml
 
 from harness.errors import DomainbenchError
 from reports.costs import ConfigurationCost, configuration_cost
+from reports.failures import NOT_CONVERGED, ConvergenceFailure, OutputShares, convergence_failures, output_shares
 from reports.schema import RESULTS_DIR, ResultFile, load_result
-from reports.significance import higher_is_better, is_significant, paired_differences
+from reports.significance import higher_is_better, improvement, is_significant, paired_differences
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
@@ -60,14 +65,19 @@ class TaskTable:
 class Recommendation:
     task: str
     metric: str
-    best: str
+    best: str | None      # None when every configuration reporting the metric did not converge
     best_is_significant: bool
     cheapest: str | None  # cheapest configuration whose figure is inside the best one's interval
+    set_aside: list[str] = field(default_factory=list)  # reported the metric but did not converge
 
     def sentence(self) -> str:
+        aside = (f"{', '.join(self.set_aside)} {NOT_CONVERGED} and {'is' if len(self.set_aside) == 1 else 'are'}"
+                 " not ranked" if self.set_aside else "")
+        if self.best is None:
+            return f"{self.task}: no configuration can be recommended on {self.metric} ({aside})."
         verdict = ("significantly better than every other configuration" if self.best_is_significant
                    else "not significantly better than every other configuration")
-        line = f"{self.task}: best {self.metric} is {self.best} ({verdict})"
+        line = f"{self.task}: best {self.metric} is {self.best} ({verdict}{'; ' + aside if aside else ''})"
         if self.cheapest and self.cheapest != self.best:
             return f"{line}; {self.cheapest} is the cheapest configuration within the best one's 95% interval."
         if self.cheapest:
@@ -91,6 +101,11 @@ class RunSummary:
     costs: dict[str, ConfigurationCost]
     recommendations: list[Recommendation]
     examples: dict[str, list[ExampleRow]] = field(default_factory=dict)
+    not_converged: dict[str, list[ConvergenceFailure]] = field(default_factory=dict)  # configuration -> failures
+    degenerate: dict[str, dict[str, OutputShares]] = field(default_factory=dict)      # task -> configuration -> shares
+
+    def converged(self, configuration: str) -> bool:
+        return not self.not_converged.get(configuration)
 
     def as_dict(self) -> dict:
         record = asdict(self)
@@ -137,21 +152,32 @@ def run_name(run_dir: Path, results: list[ResultFile]) -> str:
 
 
 def build_summary(run_dir: Path, *, n_resamples: int = 1000, seed: int = 0) -> RunSummary:
-    """The table model of a run, from its result files and artifact manifests alone."""
+    """The table model of a run, from its result files alone."""
     results = load_run_results(run_dir)
     _check_one_suite(results)
     configurations = list(dict.fromkeys(r.configuration for r in results))
     by_task: dict[str, dict[str, ResultFile]] = {}
     for result in results:
         by_task.setdefault(result.task, {})[result.configuration] = result
-    costs = {c: configuration_cost(run_dir, c, [r for r in results if r.configuration == c]) for c in configurations}
-    tables = [_task_table(task, by_config, n_resamples=n_resamples, seed=seed) for task, by_config in by_task.items()]
+    by_configuration = {c: [r for r in results if r.configuration == c] for c in configurations}
+    costs = {c: configuration_cost(c, by_configuration[c]) for c in configurations}
+    not_converged = {c: failures for c in configurations if (failures := convergence_failures(by_configuration[c]))}
+    ranked = [c for c in configurations if c not in not_converged]
+    tables = [_task_table(task, by_config, ranked, n_resamples=n_resamples, seed=seed)
+              for task, by_config in by_task.items()]
     return RunSummary(
         run=run_name(run_dir, results), suite={"name": results[0].suite.get("name"),
                                                "fingerprint": results[0].suite.get("fingerprint")},
         configurations=configurations, tables=tables, costs=costs,
-        recommendations=[recommend(table, costs) for table in tables],
-        examples={task: example_rows(by_config) for task, by_config in by_task.items()})
+        recommendations=[recommend(table, costs, ranked) for table in tables],
+        examples={task: example_rows(by_config) for task, by_config in by_task.items()},
+        not_converged=not_converged, degenerate=_degenerate_shares(by_task))
+
+
+def _degenerate_shares(by_task: dict[str, dict[str, ResultFile]]) -> dict[str, dict[str, OutputShares]]:
+    shares = {task: {c: output_shares(r) for c, r in by_config.items()} for task, by_config in by_task.items()}
+    return {task: {c: s for c, s in by_config.items() if s is not None} for task, by_config in shares.items()
+            if any(s is not None for s in by_config.values())}
 
 
 def _check_one_suite(results: list[ResultFile]) -> None:
@@ -161,7 +187,8 @@ def _check_one_suite(results: list[ResultFile]) -> None:
                                f"({', '.join(sorted(map(str, names)))}); a run evaluates one suite")
 
 
-def _task_table(task: str, by_config: dict[str, ResultFile], *, n_resamples: int, seed: int) -> TaskTable:
+def _task_table(task: str, by_config: dict[str, ResultFile], ranked: list[str], *, n_resamples: int,
+                seed: int) -> TaskTable:
     first = next(iter(by_config.values()))
     metrics = list(dict.fromkeys(m for r in by_config.values() for m in r.metrics))
     cells = {config: {m: MetricCell(**{k: r.metrics[m][k] for k in ("value", "ci_low", "ci_high", "n")})
@@ -169,44 +196,53 @@ def _task_table(task: str, by_config: dict[str, ResultFile], *, n_resamples: int
              for config, r in by_config.items()}
     table = TaskTable(task, first.task_type, metrics, cells, {c: len(r.examples) for c, r in by_config.items()})
     for metric in metrics:
-        best = significant_best(table, by_config, metric, n_resamples=n_resamples, seed=seed)
+        best = significant_best(table, by_config, metric, ranked, n_resamples=n_resamples, seed=seed)
         if best:
             cells[best][metric].best = True
     return table
 
 
-def best_configuration(table: TaskTable, metric: str) -> str:
-    reported = [c for c in table.configurations if metric in table.cells[c]]
+def best_configuration(table: TaskTable, metric: str, ranked: list[str]) -> str | None:
+    """The ranked configuration with the best figure on `metric`; None if no ranked one reports it."""
+    reported = [c for c in table.configurations if metric in table.cells[c] and c in ranked]
     sign = 1 if higher_is_better(metric) else -1
-    return max(reported, key=lambda c: sign * table.cells[c][metric].value)
+    return max(reported, key=lambda c: sign * table.cells[c][metric].value, default=None)
 
 
-def significant_best(table: TaskTable, by_config: dict[str, ResultFile], metric: str, *, n_resamples: int,
-                     seed: int) -> str | None:
-    """The best configuration if the paired bootstrap separates it from every other one, else None."""
-    best = best_configuration(table, metric)
+def significant_best(table: TaskTable, by_config: dict[str, ResultFile], metric: str, ranked: list[str], *,
+                     n_resamples: int, seed: int) -> str | None:
+    """The best ranked configuration if the paired bootstrap separates it from every other one, else None.
+
+    "Every other" includes the unranked (not converged) ones: a mark means no configuration came close.
+    """
+    best = best_configuration(table, metric, ranked)
     others = [c for c in table.configurations if c != best and metric in table.cells[c]]
-    if not others:
+    if best is None or not others:
         return None
     for other in others:
         compared = paired_differences(by_config[other], by_config[best], [metric], n_resamples=n_resamples,
                                       seed=seed).get(metric)
-        if compared is None or compared.difference.difference == 0 or not is_significant(compared.difference):
+        # Not significant, or no better: an unranked configuration may beat the best ranked one.
+        if (compared is None or not is_significant(compared.difference)
+                or improvement(metric, compared.difference.difference) <= 0):
             return None
     return best
 
 
-def recommend(table: TaskTable, costs: dict[str, ConfigurationCost]) -> Recommendation:
-    """Best configuration on the task's headline metric, and the cheapest one inside its interval."""
+def recommend(table: TaskTable, costs: dict[str, ConfigurationCost], ranked: list[str]) -> Recommendation:
+    """Best ranked configuration on the task's headline metric, and the cheapest ranked one inside its interval."""
     metric = table.headline
-    best = best_configuration(table, metric)
+    set_aside = [c for c in table.configurations if metric in table.cells[c] and c not in ranked]
+    best = best_configuration(table, metric, ranked)
+    if best is None:
+        return Recommendation(table.task, metric, None, False, None, set_aside)
     best_cell = table.cells[best][metric]
-    within = [c for c in table.configurations
-              if metric in table.cells[c] and best_cell.ci_low <= table.cells[c][metric].value <= best_cell.ci_high]
+    within = [c for c in table.configurations if c in ranked and metric in table.cells[c]
+              and best_cell.ci_low <= table.cells[c][metric].value <= best_cell.ci_high]
     priced = [(costs[c].compute_seconds(table.n_examples[c]), c) for c in within]
     priced = [(seconds, c) for seconds, c in priced if seconds is not None]
     cheapest = min(priced)[1] if priced else None
-    return Recommendation(table.task, metric, best, best_cell.best, cheapest)
+    return Recommendation(table.task, metric, best, best_cell.best, cheapest, set_aside)
 
 
 def example_rows(by_config: dict[str, ResultFile], limit: int = EXAMPLES_PER_TASK) -> list[ExampleRow]:
@@ -238,13 +274,17 @@ def summary_json(summary: RunSummary) -> str:
     return json.dumps(summary.as_dict(), indent=1, ensure_ascii=False) + "\n"
 
 
-CSV_COLUMNS = ("task", "task_type", "configuration", "metric", "value", "ci_low", "ci_high", "n", "best",
-               "training_seconds", "tokens_per_second", "peak_memory_mb", "trainable_params", "total_params",
-               "artifact_mb", "eval_seconds_per_example")
+CSV_COLUMNS = ("task", "task_type", "configuration", "metric", "value", "ci_low", "ci_high", "n", "best", "converged",
+               "training_seconds", "peak_memory_mb", "trainable_params", "total_params", "artifact_mb",
+               "eval_seconds_per_example")
+_CSV_COST_COLUMNS = CSV_COLUMNS[10:]
 
 
 def summary_csv(summary: RunSummary) -> str:
-    """One row per (task, configuration, metric), the configuration's cost repeated on each row."""
+    """One row per (task, configuration, metric), the configuration's total cost repeated on each row.
+
+    The itemised costs are in summary.json.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -253,5 +293,6 @@ def summary_csv(summary: RunSummary) -> str:
             cost = summary.costs[config].as_dict()
             for metric, cell in cells.items():
                 writer.writerow([table.task, table.task_type, config, metric, cell.value, cell.ci_low, cell.ci_high,
-                                 cell.n, int(cell.best), *("" if cost[k] is None else cost[k] for k in CSV_COLUMNS[9:])])
+                                 cell.n, int(cell.best), int(summary.converged(config)),
+                                 *("" if cost[k] is None else cost[k] for k in _CSV_COST_COLUMNS)])
     return buffer.getvalue()

@@ -1,16 +1,19 @@
 """Run directories built from result files, for the report, compare and leaderboard tests.
 
 The records are scored by the real task types (`tasks.qa`, `tasks.perplexity`) and the metrics
-aggregated by them, so the files are what an evaluation writes.
+aggregated by them, and each configuration's `cost.training` holds cost blocks with the fields the
+tuning and retrieval rooms write, so the files are what `domainbench run` writes.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 
 from reports.schema import ResultFile, result_path, write_result
-from tasks import perplexity, qa
+from retrieval.metrics import judged_retrieval_gold, retrieval_metrics
+from tasks import ner, perplexity, qa
+from tasks.records import ExampleRecord
 from tasks.suite import TaskSpec
 
 SCRIPT_OUTPUT = "<script>alert(1)</script><img src=x onerror=alert(2)>"
@@ -18,19 +21,52 @@ QA_TASK = TaskSpec(name="errno-qa", type="qa", template="Q: {question}\nA:", dat
                    metrics=("exact_match", "f1"), generation={"max_new_tokens": 8, "stop": ["\n"]})
 PPL_TASK = TaskSpec(name="manpage-ppl", type="perplexity", template="{text}", data={}, examples={},
                     metrics=("token_perplexity", "bits_per_byte"))
+NER_TASK = TaskSpec(name="ner", type="ner", template="Text: {text}\nEntities:", data={}, examples={},
+                    metrics=("precision", "recall", "f1", "f1_per_type"),
+                    generation={"max_new_tokens": 64, "stop": ["\n\n"]}, labels=("FUNCTION", "ERRNO"))
 ANSWERS = [f"E{n}" for n in range(40)]
+NER_TEXT = "open fails with EINVAL"
+NER_GOLD = "FUNCTION: open\nERRNO: EINVAL"
 
 
 def qa_result(run: str, configuration: str, n_correct: int, *, n: int = 40, suite: str = "manpages",
               first_prediction: str | None = None) -> ResultFile:
     """A QA result whose first `n_correct` of `n` examples are answered right."""
-    records = []
-    for i in range(n):
-        prediction = ANSWERS[i] if i < n_correct else "wrong answer"
-        if i == 0 and first_prediction is not None:
-            prediction = first_prediction
-        records.append(qa.score_prediction(f"q{i:03d}", prediction, [ANSWERS[i]]))
-    return _result(run, configuration, QA_TASK, qa, records, suite)
+    predictions = [ANSWERS[i] if i < n_correct else "wrong answer" for i in range(n)]
+    if first_prediction is not None:
+        predictions[0] = first_prediction
+    return qa_predictions_result(run, configuration, predictions, suite=suite)
+
+
+def qa_predictions_result(run: str, configuration: str, predictions: list[str], *, suite: str = "manpages",
+                          metrics: tuple[str, ...] = QA_TASK.metrics) -> ResultFile:
+    """A QA result with these predictions, the i-th one scored against ANSWERS[i]."""
+    records = [qa.score_prediction(f"q{i:03d}", prediction, [ANSWERS[i]]) for i, prediction in enumerate(predictions)]
+    return _result(run, configuration, dataclasses.replace(QA_TASK, metrics=metrics), qa, records, suite)
+
+
+def rag_qa_result(run: str, configuration: str, n_correct: int, n_found: int, *, n: int = 40,
+                  k: int = 4) -> ResultFile:
+    """A retrieval-augmented QA result whose gold page is the top chunk for the first `n_found` examples."""
+    result = qa_result(run, configuration, n_correct, n=n)
+    records = [ExampleRecord.from_dict(example) for example in result.examples]
+    for i, record in enumerate(records):
+        gold = f"page{i}"
+        documents = [gold if i < n_found and rank == 0 else f"other{rank}" for rank in range(k)]
+        record.retrieved = [{"chunk_id": f"{doc}#0", "doc_id": doc, "section": "DESCRIPTION", "score": 1.0 - rank / 10,
+                             "prompt_tokens": 40} for rank, doc in enumerate(documents)]
+        record.retrieval_gold = judged_retrieval_gold({"doc_id": gold}, k)
+    result.examples = [record.as_dict() for record in records]
+    result.metrics.update({name: m.as_dict() for name, m in retrieval_metrics(records).items()})
+    return result
+
+
+def ner_result(run: str, configuration: str, outputs: list[str]) -> ResultFile:
+    """An NER result on `NER_TEXT` (gold: FUNCTION open, ERRNO EINVAL), one example per model output."""
+    example_entities = [{"type": "FUNCTION", "start": 0, "end": 4}, {"type": "ERRNO", "start": 16, "end": 22}]
+    records = [ner.score(NER_TASK, {"id": f"n{i:03d}", "text": NER_TEXT, "entities": example_entities}, [output])
+               for i, output in enumerate(outputs)]
+    return _result(run, configuration, NER_TASK, ner, records, "manpages")
 
 
 def perplexity_result(run: str, configuration: str, logprob_per_token: float, *, n: int = 20,
@@ -45,7 +81,7 @@ def perplexity_result(run: str, configuration: str, logprob_per_token: float, *,
 def _result(run: str, configuration: str, task: TaskSpec, module, records, suite: str) -> ResultFile:
     metrics = module.aggregate(task, records)
     settings = {"template": task.template, "metrics": list(task.metrics), "generation": task.generation,
-                "labels": None}
+                "labels": list(task.labels) if task.labels else None}
     return ResultFile(run=run, configuration=configuration, task=task.name, task_type=task.type,
                       suite={"name": suite, "fingerprint": "f" * 64}, model={"spec": "tiny", "fingerprint": "m",
                                                                             "adapter": None},
@@ -54,17 +90,44 @@ def _result(run: str, configuration: str, task: TaskSpec, module, records, suite
                       examples=[r.as_dict() for r in records], versions={"domainbench": "test"})
 
 
-def write_run(run_dir: Path, results: list[ResultFile], manifests: dict[str, dict] | None = None) -> Path:
-    """A run directory holding `results`, plus `domainbench_manifest.json` costs per configuration."""
+def training_block(seconds: float, *, purpose: str = "weights", tokens: int = 60000, peak_mb: float = 900.0,
+                   trainable: int = 135_000_000, total: int = 135_000_000, size_mb: float = 260.0,
+                   convergence: dict | None = None) -> dict:
+    """A tuned artifact's cost block as tuning/artifact.py writes it (bytes, tuning's names)."""
+    block = {"wall_seconds": seconds, "train_seconds": seconds * 0.9, "tokens_seen": tokens,
+             "tokens_per_second": tokens / seconds, "peak_memory_bytes": int(peak_mb * 2**20),
+             "peak_memory_kind": "cpu_peak_rss", "trainable_parameters": trainable, "total_parameters": total,
+             "processes": 1, "artifact_bytes": int(size_mb * 2**20), "purpose": purpose}
+    if convergence is not None:
+        block["convergence"] = convergence
+    return block
+
+
+def index_block(seconds: float, *, chunks: int = 1200, size_mb: float = 2.0) -> dict:
+    """An index's cost block as harness/artifacts.py writes it."""
+    return {"wall_seconds": seconds, "chunks": chunks, "chunks_per_second": chunks / seconds, "scope": "test pages",
+            "artifact_bytes": int(size_mb * 2**20), "purpose": "index"}
+
+
+def not_converged(before: float = 2.3, best: float = 2.3, final: float = 5.1) -> dict:
+    return {"converged": False, "reason": "dev loss ended above where it started", "dev_loss_before": before,
+            "dev_loss_best": best, "dev_loss_final": final, "dev_losses": [[0, before], [10, best], [30, final]]}
+
+
+def write_run(run_dir: Path, results: list[ResultFile], training: dict[str, dict] | None = None) -> Path:
+    """A run directory holding `results`.
+
+    `training` ({configuration: {artifact: cost block}}) goes into each result's `cost.training`
+    as the runner writes it ({} for a configuration that needs nothing built); without it the
+    results are like `domainbench eval`'s, with no training cost recorded.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.yaml").write_text(f"name: {results[0].run}\n", encoding="utf-8")
     for result in results:
+        if training is not None:
+            result.cost["training"] = training.get(result.configuration, {})
         write_result(result_path(run_dir, result.configuration, result.task), result)
-    for configuration, cost in (manifests or {}).items():
-        artifact_dir = run_dir / "artifacts" / configuration
-        artifact_dir.mkdir(parents=True, exist_ok=True)
-        (artifact_dir / "domainbench_manifest.json").write_text(json.dumps({"cost": cost}), encoding="utf-8")
     return run_dir
 
 
@@ -74,8 +137,7 @@ def standard_run(run_dir: Path, name: str = "nightly", *, adapter_correct: int =
     results = [qa_result(name, "base", 10), qa_result(name, "adapter", adapter_correct, first_prediction=adapter_prediction),
                qa_result(name, "rag", 11), perplexity_result(name, "base", -2.0), perplexity_result(name, "adapter", -1.5),
                perplexity_result(name, "rag", -2.0)]
-    manifests = {"adapter": {"wall_seconds": 120.0, "tokens": 60000, "tokens_per_second": 500.0,
-                             "peak_memory_mb": 900.0, "trainable_params": 150000, "total_params": 135000000,
-                             "artifact_mb": 0.6},
-                 "rag": {"wall_seconds": 5.0, "artifact_mb": 2.0}}
-    return write_run(run_dir, results, manifests)
+    training = {"adapter": {"lora": training_block(120.0, purpose="adapter", tokens=60000, trainable=150000,
+                                                    size_mb=0.6)},
+                "rag": {"index": index_block(5.0)}}
+    return write_run(run_dir, results, training)

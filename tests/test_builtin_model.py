@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def smollm2():
-    return load_model("smollm2-135m-instruct", device="cpu")
+    return load_model("smollm2-135m-instruct", device="cpu", dtype="float32")
 
 
 def test_builtin_model_is_converted_once_and_cached(smollm2):

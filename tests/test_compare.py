@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from report_runs import qa_result, standard_run, write_run
+from report_runs import (ANSWERS, NER_GOLD, ner_result, qa_predictions_result, qa_result, rag_qa_result, standard_run,
+                         write_run)
 
 from harness.cli import main
 from harness.errors import DomainbenchError
 from reports.compare import compare_runs, parse_max_drop
 from reports.schema import result_path
+from tasks import qa
 
 
 def _gate(args, capsys) -> tuple[int, str, str]:
@@ -76,3 +78,69 @@ def test_tolerance_for_an_unknown_metric_is_refused(tmp_path, capsys):
     run = write_run(tmp_path / "run", [qa_result("a", "base", 10)])
     code, _, err = _gate([run, run, "--max-drop", "rouge1=0.1"], capsys)
     assert code == 2 and "rouge1" in err
+
+
+def test_a_planted_retrieval_drop_fails_the_gate(tmp_path, capsys):
+    base = write_run(tmp_path / "base", [rag_qa_result("a", "rag", 10, n_found=40)])
+    new = write_run(tmp_path / "new", [rag_qa_result("b", "rag", 10, n_found=5)])
+    for tolerance in ([], ["--max-drop", "recall@4=0"]):
+        code, out, _ = _gate([base, new, *tolerance], capsys)
+        assert code == 1
+        assert "| rag | errno-qa | recall@4 | 1.000 | 0.125 | -0.875 " in out and "**REGRESSION**" in out
+        assert "| rag | errno-qa | mrr | 1.000 | 0.125 |" in out and "| rag | errno-qa | ndcg@4 | 1.000 | 0.125 |" in out
+    code, out, _ = _gate([base, new, "--max-drop", "recall@4=0.9", "--max-drop", "mrr=0.9", "--max-drop",
+                          "ndcg@4=0.9"], capsys)
+    assert code == 0 and "drop within tolerance" in out
+
+
+def test_tolerance_for_an_unknown_metric_names_the_metrics_that_exist(tmp_path, capsys):
+    run = write_run(tmp_path / "run", [rag_qa_result("a", "rag", 10, n_found=40)])
+    code, out, err = _gate([run, run, "--max-drop", "nosuch=0"], capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "nosuch" in err and "(metrics: exact_match, f1, mrr, ndcg@4, recall@4)" in err
+
+
+def test_a_per_type_f1_drop_fails_the_gate(tmp_path, capsys):
+    base = write_run(tmp_path / "base", [ner_result("a", "base", [NER_GOLD] * 30)])
+    new = write_run(tmp_path / "new", [ner_result("b", "base", ["FUNCTION: open"] * 30)])
+    code, out, _ = _gate([base, new, "--max-drop", "f1=1", "--max-drop", "recall=1"], capsys)
+    assert code == 1
+    assert "| base | ner | f1\\_ERRNO | 1.000 | 0.000 | -1 " in out
+    assert "| base | ner | f1\\_FUNCTION | 1.000 | 1.000 | +0 " in out
+
+
+def test_a_metric_that_cannot_be_paired_is_listed_not_dropped(tmp_path, capsys):
+    results = {}
+    for side, correct in (("base", 36), ("new", 20)):
+        result = qa_result(side, "base", correct)
+        result.metrics["judge_score"] = {"value": correct / 40, "ci_low": 0.0, "ci_high": 1.0, "n": 40}
+        results[side] = write_run(tmp_path / side, [result])
+    code, out, _ = _gate([results["base"], results["new"], "--max-drop", "f1=1", "--max-drop", "exact_match=1"],
+                         capsys)
+    assert code == 0
+    assert "| base | errno-qa | judge\\_score | 0.900 | 0.500 | -0.4 (unpaired) | — | — | not tested" in out
+    assert "judge\\_score could not be paired" in out
+
+
+def test_a_metric_only_one_run_reports_is_noted(tmp_path, capsys):
+    base = write_run(tmp_path / "base", [rag_qa_result("a", "rag", 10, n_found=40)])
+    new = write_run(tmp_path / "new", [qa_result("b", "rag", 10)])
+    code, out, _ = _gate([base, new], capsys)
+    assert code == 0 and "recall@4, mrr, ndcg@4 only in the base run (not compared)" in out
+
+
+def test_tolerance_for_a_metric_only_one_run_reports_is_refused(tmp_path, capsys):
+    base = write_run(tmp_path / "base", [qa_result("a", "rag", 10)])
+    new = write_run(tmp_path / "new", [rag_qa_result("b", "rag", 10, n_found=5)])
+    code, _, err = _gate([base, new, "--max-drop", "recall@4=0"], capsys)
+    assert code == 2 and "recall@4: no compared task reports this metric in both runs (metrics: exact_match, f1)" in err
+
+
+def test_every_metric_the_task_type_computes_is_paired(tmp_path, capsys):
+    base = write_run(tmp_path / "base", [qa_predictions_result("a", "base", ANSWERS, metrics=qa.METRICS)])
+    wordy = [f"the answer is {answer}" for answer in ANSWERS]
+    new = write_run(tmp_path / "new", [qa_predictions_result("b", "base", wordy, metrics=qa.METRICS)])
+    code, out, _ = _gate([base, new, "--max-drop", "exact_match=1", "--max-drop", "f1=1"], capsys)
+    assert code == 0 and "could not be paired" not in out
+    assert set(qa.METRICS) <= {line.split(" | ")[2].replace("\\", "") for line in out.splitlines()
+                               if line.startswith("| base | errno-qa |")}

@@ -39,11 +39,13 @@ def test_two_gloo_processes_equal_one(tmp_path):
 @pytest.mark.slow
 def test_eval_under_torchrun_writes_what_one_process_writes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DOMAINBENCH_CACHE": str(tmp_path / "cache")}
-    base = [sys.executable, "-m", "harness.cli", "eval", "--model", "tiny-random-llama", "--suite", "tiny"]
+    # fp32, the reference: under bf16 the two shardings' batch shapes round differently.
+    base = [sys.executable, "-m", "harness.cli", "eval", "--model", "tiny-random-llama", "--suite", "tiny",
+            "--dtype", "float32"]
     subprocess.run([*base, "--output", str(tmp_path / "one")], check=True, env=env, cwd=ROOT, timeout=300,
                    capture_output=True)
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29534",
-                    "-m", "harness.cli", "eval", "--model", "tiny-random-llama", "--suite", "tiny",
+                    "-m", "harness.cli", "eval", "--model", "tiny-random-llama", "--suite", "tiny", "--dtype", "float32",
                     "--output", str(tmp_path / "two")], check=True, env=env, cwd=ROOT, timeout=300,
                    capture_output=True)
     one = sorted((tmp_path / "one" / "results" / "base").glob("*.json"))

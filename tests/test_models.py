@@ -28,7 +28,7 @@ def test_builtin_tiny_model_is_built_once_into_the_cache(cache):
 
 
 def test_local_directory_loads_with_fingerprint(cache, tiny_model_dir):
-    loaded = load_model(str(tiny_model_dir), device="cpu")
+    loaded = load_model(str(tiny_model_dir), device="cpu", dtype="float32")
     assert loaded.path == tiny_model_dir
     assert loaded.fingerprint == model_fingerprint(tiny_model_dir)
     assert loaded.tokenizer.pad_token is not None
@@ -83,3 +83,16 @@ def test_cli_version_and_models_list(cache):
     result = runner.invoke(cli, ["models", "list"])
     assert result.exit_code == 0
     assert "smollm2-135m-instruct" in result.output and "tiny-random-llama" in result.output
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bfloat16"), (False, "float32")])
+def test_auto_dtype_on_cpu_is_bf16_only_where_the_cpu_computes_it_natively(monkeypatch, native, expected):
+    import torch
+
+    import harness.models as models
+
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: native)
+    assert models.parse_dtype("auto", "cpu") == getattr(torch, expected)
+    assert models.parse_dtype(None, "cpu") == getattr(torch, expected)
+    assert models.parse_dtype("auto", "cuda") == torch.bfloat16
+    assert models.parse_dtype("float32", "cpu") == torch.float32  # fp32 stays one flag away

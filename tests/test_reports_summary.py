@@ -7,7 +7,7 @@ import io
 import json
 
 import pytest
-from report_runs import perplexity_result, qa_result, standard_run, write_run
+from report_runs import perplexity_result, qa_result, rag_qa_result, standard_run, training_block, write_run
 
 from harness.cli import main
 from reports.schema import load_result, result_path
@@ -35,34 +35,48 @@ def test_no_best_is_marked_when_differences_are_not_significant(tmp_path):
     assert not summary.recommendations[0].best_is_significant
 
 
+def test_best_is_marked_on_retrieval_metrics_too(tmp_path):
+    run = write_run(tmp_path / "run", [rag_qa_result("r", "rag", 10, n_found=40),
+                                       rag_qa_result("r", "adapter+rag", 10, n_found=5)])
+    summary = build_summary(run, n_resamples=300)
+    for metric in ("recall@4", "mrr", "ndcg@4"):
+        assert _cell(summary, "errno-qa", "rag", metric).best and not _cell(summary, "errno-qa", "adapter+rag", metric).best
+
+
 def test_recommendation_names_the_cheapest_configuration_inside_the_best_interval(tmp_path):
     results = [qa_result("r", "base", 10), qa_result("r", "adapter", 11), qa_result("r", "full", 30)]
-    run = write_run(tmp_path / "run", results, {"adapter": {"wall_seconds": 60.0}, "full": {"wall_seconds": 600.0}})
+    training = {"adapter": {"lora": training_block(60.0, purpose="adapter")}, "full": {"full": training_block(600.0)}}
+    run = write_run(tmp_path / "run", results, training)
     recommendation = build_summary(run, n_resamples=300).recommendations[0]
     assert (recommendation.best, recommendation.cheapest) == ("full", "full")
     results[2] = qa_result("r", "full", 12)
-    run = write_run(tmp_path / "run2", results, {"adapter": {"wall_seconds": 60.0}, "full": {"wall_seconds": 600.0}})
+    run = write_run(tmp_path / "run2", results, training)
     recommendation = build_summary(run, n_resamples=300).recommendations[0]
     assert (recommendation.best, recommendation.cheapest) == ("full", "base")
 
 
-def test_costs_come_from_manifests_and_results_and_missing_figures_stay_unknown(tmp_path):
+def test_costs_come_from_the_results_and_missing_figures_stay_unknown(tmp_path):
     summary = build_summary(standard_run(tmp_path / "run"), n_resamples=50)
     adapter, rag, base = summary.costs["adapter"], summary.costs["rag"], summary.costs["base"]
-    assert (adapter.training_seconds, adapter.trainable_params, adapter.tokens_per_second) == (120.0, 150000, 500.0)
+    assert (adapter.training_seconds, adapter.trainable_params) == (120.0, 150000)
+    assert adapter.items[0].tokens_per_second == 500.0 and adapter.items[0].label == "lora (adapter)"
     assert adapter.eval_seconds_per_example == pytest.approx(0.5)
-    assert rag.training_seconds == 5.0 and rag.peak_memory_mb is None and rag.tokens_per_second is None
-    assert base.training_seconds == 0.0  # nothing was built for it
+    assert rag.training_seconds == 5.0 and rag.peak_memory_mb is None
+    assert rag.items[0].tokens_per_second is None and rag.items[0].chunks_per_second == 240.0
+    assert base.training_seconds == 0.0 and base.items == []  # nothing was built for it
+    unrecorded = build_summary(write_run(tmp_path / "eval-only", [qa_result("r", "base", 10)]), n_resamples=50)
+    assert unrecorded.costs["base"].items is None and unrecorded.costs["base"].training_seconds is None
 
 
 def test_summary_json_and_csv_hold_every_metric_cell(tmp_path):
     summary = build_summary(standard_run(tmp_path / "run"), n_resamples=50)
     record = json.loads(summary_json(summary))
     assert record["tables"][0]["cells"]["adapter"]["f1"]["value"] == pytest.approx(36 / 40)
+    assert record["costs"]["adapter"]["items"][0]["tokens_per_second"] == 500.0
     rows = list(csv.DictReader(io.StringIO(summary_csv(summary))))
     assert len(rows) == 3 * 2 + 3 * 2  # (configurations x metrics) for each of the two tasks
     adapter_f1 = next(r for r in rows if r["configuration"] == "adapter" and r["metric"] == "f1")
-    assert adapter_f1["best"] == "1" and adapter_f1["training_seconds"] == "120.0"
+    assert adapter_f1["best"] == "1" and adapter_f1["converged"] == "1" and adapter_f1["training_seconds"] == "120.0"
     assert next(r for r in rows if r["configuration"] == "rag")["peak_memory_mb"] == ""
 
 

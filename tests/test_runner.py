@@ -95,7 +95,10 @@ def test_run_evaluates_every_configuration_then_resumes(tmp_path, monkeypatch):
     assert rag_qa["cost"]["training"]["lora"]["trainable_parameters"] > 0
     assert {name: block["purpose"] for name, block in rag_qa["cost"]["training"].items()} == {
         "lora": "adapter", "index": "index"}
-    assert (rag_qa["settings"]["device"], rag_qa["settings"]["dtype"]) == ("cpu", "float32")
+    from harness.models import default_dtype
+
+    used = str(default_dtype("cpu")).removeprefix("torch.")  # --dtype auto: bf16 where the CPU has it
+    assert (rag_qa["settings"]["device"], rag_qa["settings"]["dtype"]) == ("cpu", used)
     distilled = json.loads((run_dir / "results" / "distilled" / "perplexity.json").read_text())["cost"]["training"]
     assert {name: block["purpose"] for name, block in distilled.items()} == {"full": "teacher", "distill": "weights"}
     assert all(block["peak_memory_kind"] == "cpu_peak_rss" and "converged" in block["convergence"]

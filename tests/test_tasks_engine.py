@@ -15,7 +15,7 @@ from tasks.suite import load_suite
 def loaded(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DOMAINBENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-        yield load_model("tiny-random-llama", device="cpu")
+        yield load_model("tiny-random-llama", device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="module")
