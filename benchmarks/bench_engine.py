@@ -11,7 +11,8 @@ import random
 import torch
 
 from benchmarks.conftest import seconds
-from harness.engine import Engine, GenerationRequest, LoglikelihoodRequest, RollingRequest
+from harness.engine import Engine
+from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
 WORDS = ("the open system call file descriptor returns error errno pathname rename directory "
          "process signal memory mapping socket buffer read write flags mode").split()

@@ -22,35 +22,9 @@ import torch
 from harness.distributed import gather_indexed, rank_and_world
 from harness.models import LoadedModel, default_device
 from harness.progress import counting_bar
+from harness.requests import GenerationRequest, Loglikelihood, LoglikelihoodRequest, RollingRequest
 
 DEFAULT_MAX_LENGTH = 2048
-
-
-@dataclass(frozen=True)
-class LoglikelihoodRequest:
-    context: str
-    continuation: str
-
-
-@dataclass(frozen=True)
-class RollingRequest:
-    text: str
-
-
-@dataclass(frozen=True)
-class GenerationRequest:
-    prompt: str
-    stop: tuple[str, ...] = ()
-    max_new_tokens: int = 64
-
-
-@dataclass(frozen=True)
-class Loglikelihood:
-    """Sum of natural-log probabilities of the scored tokens, whether greedy decoding yields them."""
-
-    logprob: float
-    is_greedy: bool
-    n_tokens: int
 
 
 @dataclass(frozen=True)

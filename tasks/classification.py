@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.engine import LoglikelihoodRequest
+from harness.requests import LoglikelihoodRequest
 from tasks.metrics import precision_recall_f1
 from tasks.prompts import render
 from tasks.records import ExampleRecord

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from harness.engine import GenerationRequest, LoglikelihoodRequest, RollingRequest
+from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 from harness.errors import DomainbenchError
 from harness.progress import status
 from reports.schema import ResultFile

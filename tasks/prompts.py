@@ -93,7 +93,7 @@ def training_pairs(task: "TaskSpec", split: str, *,
 
 def generation_requests(task: "TaskSpec", prompt: str) -> list:
     """One greedy generation request with the task's stop strings and token budget."""
-    from harness.engine import GenerationRequest
+    from harness.requests import GenerationRequest
 
     return [GenerationRequest(prompt, stop=tuple(task.generation["stop"]),
                               max_new_tokens=task.generation["max_new_tokens"])]

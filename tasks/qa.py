@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.engine import GenerationRequest
+from harness.requests import GenerationRequest
 from tasks.metrics import answer_containment, exact_match, token_f1
 from tasks.prompts import generation_requests, render
 from tasks.records import ExampleRecord

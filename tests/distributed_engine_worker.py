@@ -4,7 +4,8 @@ import json
 import sys
 
 from harness.distributed import init_from_launcher, is_main_process, rank_and_world
-from harness.engine import Engine, GenerationRequest, LoglikelihoodRequest, RollingRequest
+from harness.engine import Engine
+from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 from harness.tiny import build_tiny_model, build_tiny_tokenizer
 
 TEXTS = ["The open() system call opens the file specified by pathname.", "On error, -1 is returned",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engine import Engine, GenerationRequest, LoglikelihoodRequest, RollingRequest
+from harness.engine import Engine
 from harness.models import load_model, resolve_model
+from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
 pytestmark = pytest.mark.slow
 

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.engine import (Engine, GenerationRequest, LoglikelihoodRequest, RollingRequest, cut_at_stop,
-                            rolling_windows)
+from harness.engine import Engine, cut_at_stop, rolling_windows
+from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
 SENTENCES = [
     "The open() system call opens the file specified by pathname.",

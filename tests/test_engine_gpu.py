@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.engine import Engine, GenerationRequest, LoglikelihoodRequest, RollingRequest
+from harness.engine import Engine
+from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
 pytestmark = pytest.mark.gpu
 

@@ -37,7 +37,7 @@ class PromptEngine:
         return ["" for _ in requests]
 
     def loglikelihood(self, requests):
-        from harness.engine import Loglikelihood
+        from harness.requests import Loglikelihood
 
         self.prompts += [r.context for r in requests]
         return [Loglikelihood(-1.0, False, 1) for _ in requests]

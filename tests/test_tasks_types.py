@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from harness.engine import GenerationRequest, Loglikelihood, LoglikelihoodRequest, RollingRequest
+from harness.requests import GenerationRequest, Loglikelihood, LoglikelihoodRequest, RollingRequest
 from harness.errors import DomainbenchError
 from tasks import ner
 from tasks.evaluate import build_requests, evaluate_task, rescore

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
-from reports.compare import compare_runs, parse_max_drop, render_comparison
-from reports.leaderboard import LEADERBOARD_MD, build_leaderboard
-from reports.formatting import format_value
-from reports.run_report import REPORT_HTML, REPORT_MD, rescore_run, write_report
+# The reports are imported inside each command: plotting pulls in matplotlib, which
+# `domainbench --help` and the other commands have no use for.
+
 
 _RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -19,6 +18,8 @@ _RUN_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 @click.argument("run_dir", type=_RUN_DIR)
 def report_command(run_dir: Path) -> None:
     """Re-render RUN_DIR's report.md, report.html, summary.json and summary.csv from its result files."""
+    from reports.run_report import REPORT_HTML, REPORT_MD, write_report
+
     summary = write_report(run_dir)
     click.echo(f"wrote {run_dir / REPORT_MD} and {run_dir / REPORT_HTML} "
                f"({len(summary.configurations)} configurations, {len(summary.tables)} tasks)")
@@ -30,6 +31,9 @@ def report_command(run_dir: Path) -> None:
 @click.argument("run_dir", type=_RUN_DIR)
 def rescore_command(run_dir: Path) -> None:
     """Recompute every metric and interval of RUN_DIR from the stored predictions (no model), then re-render."""
+    from reports.formatting import format_value
+    from reports.run_report import REPORT_HTML, REPORT_MD, rescore_run, write_report
+
     for configuration, task, metrics in rescore_run(run_dir):
         changes = ", ".join(f"{name} {format_value(old)} -> {format_value(new)}" if old != new else f"{name} {format_value(new)}"
                             for name, (old, new) in metrics.items())
@@ -49,6 +53,8 @@ def compare_command(base_run: Path, new_run: Path, max_drop: tuple[str, ...], re
 
     Exit codes: 0 no regression, 1 regression, 2 unusable input (e.g. different suites).
     """
+    from reports.compare import compare_runs, parse_max_drop, render_comparison
+
     comparison = compare_runs(base_run, new_run, parse_max_drop(max_drop), n_resamples=resamples)
     click.echo(render_comparison(comparison), nl=False)
     if comparison.regressions:
@@ -61,6 +67,8 @@ def compare_command(base_run: Path, new_run: Path, max_drop: tuple[str, ...], re
               help="Directory of the static site (created).")
 def leaderboard_command(run_dirs: tuple[Path, ...], out_dir: Path) -> None:
     """Build a static leaderboard site (index.html, a page per run) and LEADERBOARD.md from RUN_DIRS."""
+    from reports.leaderboard import LEADERBOARD_MD, build_leaderboard
+
     index = build_leaderboard(list(run_dirs), out_dir)
     click.echo(f"wrote {index} and {out_dir / LEADERBOARD_MD} ({len(run_dirs)} runs)")
 

@@ -1,0 +1,36 @@
+"""The engine's three request types and its scoring result: plain data, no torch.
+
+Tasks build these and reports read what comes back, so they live apart from the engine: a room
+that only builds or reads requests (suite validation, `compare`) never imports torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LoglikelihoodRequest:
+    context: str
+    continuation: str
+
+
+@dataclass(frozen=True)
+class RollingRequest:
+    text: str
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    stop: tuple[str, ...] = ()
+    max_new_tokens: int = 64
+
+
+@dataclass(frozen=True)
+class Loglikelihood:
+    """Sum of natural-log probabilities of the scored tokens, whether greedy decoding yields them."""
+
+    logprob: float
+    is_greedy: bool
+    n_tokens: int
