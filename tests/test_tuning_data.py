@@ -112,3 +112,6 @@ def test_recipe_names_the_unknown_or_mistyped_field(tmp_path):
     config.write_text("data:\n  mixture: {cpt: 1, books: 1}\n")
     with pytest.raises(DomainbenchError, match=r"data.mixture.books: unknown source"):
         load_recipe("full", config=config)
+    config.write_text("train:\n  mixed_precision: fp8\n")
+    with pytest.raises(DomainbenchError, match=r"train.mixed_precision: 'fp8'; expected one of auto, bf16, fp32"):
+        load_recipe("full", config=config)

@@ -148,7 +148,8 @@ def training_cost(result, model) -> dict:
     return {"wall_seconds": result.wall_seconds, "train_seconds": result.state.train_seconds,
             "tokens_seen": result.state.tokens_seen, "tokens_per_second": result.tokens_per_second,
             "peak_memory_bytes": result.peak_memory_bytes, "peak_memory_kind": result.peak_memory_kind,
-            "trainable_parameters": trainable, "total_parameters": total, "processes": result.world_size}
+            "trainable_parameters": trainable, "total_parameters": total, "processes": result.world_size,
+            "mixed_precision": result.mixed_precision}
 
 
 def directory_bytes(path: Path) -> int:

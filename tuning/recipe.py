@@ -19,6 +19,9 @@ RECIPES_DIR = Path(__file__).parent / "recipes"
 STRATEGIES = ("full", "lora", "prefix", "ia3", "prompt", "distill")
 PROFILES = ("quick", "full")
 SCHEDULES = ("cosine", "linear", "constant_with_warmup")
+# auto: bf16 autocast on GPUs, fp32 on CPUs (tuning.loop says why). Not yes/no: YAML 1.1 reads
+# those as booleans.
+PRECISIONS = ("auto", "bf16", "fp32")
 MIXTURE_SOURCES = ("cpt", "sft")
 # Fields whose defaults are null or whose contents another library validates (the PEFT config).
 _OPEN_FIELDS = ("method.adapter", "method.student", "method.keep_layers")
@@ -49,6 +52,7 @@ class TrainConfig:
     keep_checkpoints: int
     loss_chunk_size: int
     gradient_checkpointing: bool
+    mixed_precision: str = "auto"
     seed: int = 0
 
 
@@ -153,6 +157,9 @@ def _build(resolved: dict, profile: str | None, *, where: str) -> Recipe:
         raise DomainbenchError(f"{where}: data.seq_len: {data['seq_len']} is too short to train on (at least 8)")
     if train["schedule"] not in SCHEDULES:
         raise DomainbenchError(f"{where}: train.schedule: {train['schedule']!r}; expected one of {', '.join(SCHEDULES)}")
+    if train["mixed_precision"] not in PRECISIONS:
+        raise DomainbenchError(f"{where}: train.mixed_precision: {train['mixed_precision']!r}; "
+                               f"expected one of {', '.join(PRECISIONS)}")
     if train["learning_rate"] <= 0:
         raise DomainbenchError(f"{where}: train.learning_rate: expected a positive number")
     if not all(isinstance(task, str) for task in data["tasks"]):
