@@ -115,3 +115,12 @@ def test_recipe_names_the_unknown_or_mistyped_field(tmp_path):
     config.write_text("train:\n  mixed_precision: fp8\n")
     with pytest.raises(DomainbenchError, match=r"train.mixed_precision: 'fp8'; expected one of auto, bf16, fp32"):
         load_recipe("full", config=config)
+
+
+def test_a_user_recipe_wins_over_the_builtin_profile(tmp_path):
+    config = tmp_path / "recipe.yaml"
+    config.write_text("train:\n  learning_rate: 2.0e-4\nprofiles:\n  quick:\n    train: {max_steps: 7}\n")
+    recipe = load_recipe("lora", config=config, profile="quick")
+    assert recipe.train.learning_rate == 2.0e-4       # the quick profile says 1e-3; the user's file wins
+    assert recipe.train.max_steps == 7                 # the user's own quick profile applies
+    assert recipe.data.seq_len == 128                  # what the user left alone keeps the profile's value

@@ -75,23 +75,29 @@ class Recipe:
 
 def load_recipe(strategy: str, *, config: Path | None = None, profile: str | None = None,
                 overrides: dict | None = None) -> Recipe:
-    """The strategy's defaults, then `config`'s overrides, then the profile, then `overrides`."""
+    """The strategy's defaults and their profile, then `config` and its own profile, then `overrides`.
+
+    A user's file wins over the builtin profile: a run spec's `recipes: {lora: my-lora.yaml}` that
+    sets a learning rate trains with it under the quick profile too.
+    """
     if strategy not in STRATEGIES:
         raise DomainbenchError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
     defaults_file = RECIPES_DIR / f"{strategy}.yaml"
     defaults = yaml.safe_load(defaults_file.read_text())
     profiles = defaults.pop("profiles")
+    if profile is not None and profile not in profiles:
+        raise DomainbenchError(f"--profile {profile!r}: expected one of {', '.join(profiles)}")
     resolved = copy.deepcopy(defaults)
+    if profile is not None:
+        _merge(resolved, profiles[profile], defaults, where=f"{defaults_file} profiles.{profile}")
     if config is not None:
         user = _read_yaml(Path(config))
-        user.pop("profiles", None)
+        user_profiles = user.pop("profiles", None) or {}
         if user.get("strategy", strategy) != strategy:
             raise DomainbenchError(f"{config}: strategy: {user['strategy']!r} but this is `tune {strategy}`")
         _merge(resolved, user, defaults, where=str(config))
-    if profile is not None:
-        if profile not in profiles:
-            raise DomainbenchError(f"--profile {profile!r}: expected one of {', '.join(profiles)}")
-        _merge(resolved, profiles[profile], defaults, where=f"{defaults_file} profiles.{profile}")
+        if profile is not None and isinstance(user_profiles, dict) and profile in user_profiles:
+            _merge(resolved, user_profiles[profile], defaults, where=f"{config} profiles.{profile}")
     if overrides:
         _merge(resolved, overrides, defaults, where="overrides")
     return _build(resolved, profile, where=str(config or defaults_file))
