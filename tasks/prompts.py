@@ -29,6 +29,30 @@ def template_fields(template: str) -> set[str]:
     return fields
 
 
+def check_template_syntax(template: str) -> None:
+    """Raise ValueError/IndexError/KeyError/AttributeError when `template` is not a valid str.format template."""
+    template_fields(template)
+    template.format_map(_AnyFields())
+
+
+class _AnyFields(dict):
+    """Answers any field lookup, to check a template's syntax without an example."""
+
+    def __missing__(self, key):
+        return _AnyValue()
+
+
+class _AnyValue:
+    def __getitem__(self, key):
+        return self
+
+    def __getattr__(self, name):
+        return self
+
+    def __format__(self, spec):
+        return ""
+
+
 def render(template: str, example: dict) -> str:
     return template.format(**example)
 

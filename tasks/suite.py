@@ -8,14 +8,13 @@ path to a suite directory or its suite.yaml.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import DomainbenchError
 from tasks.datafiles import DATA_SUFFIXES, LinedDict, Problem, Row, parse_yaml, read_rows
-from tasks.prompts import template_fields
+from tasks.fingerprints import suite_fingerprint, task_fingerprint
+from tasks.prompts import check_template_syntax, template_fields
 from tasks.rag_policy import DEFAULT_RAG_MODES, RAG_MODES, rag_mode
 from tasks.registry import TASK_TYPES, task_module
 
@@ -144,7 +143,7 @@ def load_suite(name_or_path: str | Path) -> Suite:
         lines = "\n".join(dict.fromkeys(str(problem) for problem in problems))
         raise DomainbenchError(f"{lines.count(chr(10)) + 1} problem(s) in suite {path}:\n{lines}")
     return Suite(name=name, description=document.get("description") or "", version=version, path=path.parent,
-                 tasks=tasks, fingerprint=_suite_fingerprint(path, tasks), corpus=corpus)
+                 tasks=tasks, fingerprint=suite_fingerprint(path, tasks), corpus=corpus)
 
 
 def _corpus_path(path: Path, document: dict, report) -> Path | None:
@@ -212,7 +211,7 @@ class _TaskLoader:
         self._check_fewshot_pool(spec)
         if len(self.problems) > n_before:
             return None
-        spec.fingerprint = _task_fingerprint(self.raw, spec.data.values())
+        spec.fingerprint = task_fingerprint(self.raw, spec.data.values())
         return spec
 
     # ----- settings ------------------------------------------------------------------------------
@@ -227,8 +226,7 @@ class _TaskLoader:
     def _template(self, module) -> str:
         template = self._string("template", module.DEFAULT_TEMPLATE)
         try:
-            template_fields(template)
-            template.format_map(_AnyFields())
+            check_template_syntax(template)
         except (ValueError, IndexError, KeyError, AttributeError) as exc:
             self.problem("template", "template", f"not a valid str.format template ({exc}); "
                                                  "write literal braces as {{ and }}")
@@ -390,47 +388,8 @@ class _TaskLoader:
                                                        f"split has {pool} examples")
 
 
-class _AnyFields(dict):
-    """Answers any field lookup, to check a template's syntax without an example."""
-
-    def __missing__(self, key):
-        return _AnyValue()
-
-
-class _AnyValue:
-    def __getitem__(self, key):
-        return self
-
-    def __getattr__(self, name):
-        return self
-
-    def __format__(self, spec):
-        return ""
-
-
 def _reporter(path: Path, problems: list[Problem]):
     def report(mapping, key, field_name: str, message: str) -> None:
         line = getattr(mapping, "key_lines", {}).get(key, getattr(mapping, "line", 1))
         problems.append(Problem(path, line, field_name, message))
     return report
-
-
-# ----- fingerprints -------------------------------------------------------------------------------
-
-def _suite_fingerprint(path: Path, tasks: list[TaskSpec]) -> str:
-    """sha256 over suite.yaml and every data file (by path relative to the suite, then content)."""
-    digest = hashlib.sha256(path.read_bytes())
-    files = sorted({file for task in tasks for file in task.data.values()})
-    for file in files:
-        digest.update(str(file.relative_to(path.parent)).encode())
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
-
-
-def _task_fingerprint(raw: dict, files) -> str:
-    """sha256 over one task's entry and its data files: changes only when this task changes."""
-    digest = hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode())
-    for file in sorted(set(files)):
-        digest.update(file.name.encode())
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
