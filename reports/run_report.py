@@ -13,7 +13,15 @@ from reports.render_html import render_html
 from reports.render_markdown import render_markdown
 from reports.schema import load_result, write_result
 from reports.significance import task_spec
-from reports.summary import SUMMARY_CSV, SUMMARY_JSON, RunSummary, build_summary, result_paths, summary_csv, summary_json
+from reports.summary import (
+    SUMMARY_CSV,
+    SUMMARY_JSON,
+    RunSummary,
+    build_summary,
+    result_paths,
+    summary_csv,
+    summary_json,
+)
 from tasks.evaluate import rescore
 
 REPORT_MD = "report.md"

@@ -20,8 +20,14 @@ import numpy as np
 from retrieval.metrics import retrieval_scores
 from tasks.records import ExampleRecord
 from tasks.registry import task_module
-from tasks.stats import (DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES, PairedDifference, Statistic, mean_statistic,
-                         paired_bootstrap)
+from tasks.stats import (
+    DEFAULT_BOOTSTRAP_SEED,
+    DEFAULT_RESAMPLES,
+    PairedDifference,
+    Statistic,
+    mean_statistic,
+    paired_bootstrap,
+)
 from tasks.suite import TaskSpec
 
 SIGNIFICANCE_LEVEL = 0.05

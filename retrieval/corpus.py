@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from harness.errors import DomainbenchError
 
 TEXT_SUFFIXES = (".txt", ".md")

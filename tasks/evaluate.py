@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 from harness.errors import DomainbenchError
 from harness.progress import status
+from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 from reports.schema import ResultFile
 from retrieval.metrics import judged_retrieval_gold, retrieval_metrics
 from tasks.prompts import build_prompt, fewshot_exemplars

@@ -30,8 +30,8 @@ import yaml
 from harness.errors import DomainbenchError
 from retrieval.matching import normalized
 from retrieval.metrics import gold_documents
-from tasks.rag_policy import rag_mode
 from tasks.datafiles import read_rows
+from tasks.rag_policy import rag_mode
 from tasks.suite import suite_file
 
 TRAINING_SPLITS = ("train", "dev")

@@ -16,8 +16,8 @@ not is refused before any work starts, since retrieval could not keep its own pa
 from __future__ import annotations
 
 from harness.errors import DomainbenchError
-from retrieval.metrics import gold_documents
 from retrieval.matching import Exclusion
+from retrieval.metrics import gold_documents
 
 RAG_MODES = ("on", "exclude-source", "off")
 DEFAULT_RAG_MODES = {"qa": "on", "summarization": "exclude-source", "classification": "exclude-source",

@@ -5,8 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from report_runs import (ANSWERS, NER_GOLD, ner_result, qa_predictions_result, qa_result, rag_qa_result, standard_run,
-                         write_run)
+from report_runs import (
+    ANSWERS,
+    NER_GOLD,
+    ner_result,
+    qa_predictions_result,
+    qa_result,
+    rag_qa_result,
+    standard_run,
+    write_run,
+)
 
 from harness.cli import main
 from harness.errors import DomainbenchError

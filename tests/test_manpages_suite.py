@@ -11,8 +11,8 @@ import pytest
 from tasks.manpages.build import CORPUS_FILE, SUITE_DIR, TASKS, jsonl_line
 from tasks.manpages.examples import corpus_record
 from tasks.manpages.pages import MAN_PAGES_SOURCE, load_page, page_split
-from tasks.manpages.roff import th_fields
 from tasks.manpages.render import groff_version
+from tasks.manpages.roff import th_fields
 
 MAN_ROOT = Path("/usr/share/man")
 # The committed files were rendered by this groff; another version lays text out differently.

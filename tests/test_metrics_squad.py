@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 from tasks.metrics import answer_containment, exact_match, normalize_answer, token_f1
 
-
 # ----- reference: the SQuAD v1.1 official evaluate-v1.1.py, verbatim -----------------------------
 
 def squad_normalize_answer(s):

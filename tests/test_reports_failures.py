@@ -5,8 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from report_runs import (NER_GOLD, ner_result, not_converged, perplexity_result, qa_predictions_result, qa_result,
-                         standard_run, training_block, write_run)
+from report_runs import (
+    NER_GOLD,
+    ner_result,
+    not_converged,
+    perplexity_result,
+    qa_predictions_result,
+    qa_result,
+    standard_run,
+    training_block,
+    write_run,
+)
 
 from harness.cli import main
 from reports.summary import build_summary

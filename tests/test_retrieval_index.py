@@ -11,8 +11,15 @@ from retrieval_fakes import fake_encoder, minilm_tokenizer, sample_documents
 from harness.errors import DomainbenchError
 from retrieval.chunking import ChunkingSettings
 from retrieval.corpus import Document
-from retrieval.index import (CHUNKS_FILE, INDEX_FILE, MANIFEST_FILE, approximate_recall, build_faiss_index,
-                             build_index, load_index)
+from retrieval.index import (
+    CHUNKS_FILE,
+    INDEX_FILE,
+    MANIFEST_FILE,
+    approximate_recall,
+    build_faiss_index,
+    build_index,
+    load_index,
+)
 from retrieval.retriever import Retriever
 
 

@@ -6,12 +6,12 @@ import json
 
 import pytest
 import yaml
+from test_runner import tiny_recipes, write_run_suite
 
 from harness.cli import main
 from harness.preflight import check_run
 from harness.spec import load_spec
 from tasks.suite import load_suite
-from test_runner import tiny_recipes, write_run_suite
 
 TUNED_AND_RAG = ["base", "rag", "adapter", "finetuned", "distilled"]
 

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 import torch
+from test_tuning_data import write_suite
 
 from harness.errors import DomainbenchError
 from harness.models import load_model
 from harness.tiny import build_tiny_model, build_tiny_tokenizer
-from test_tuning_data import write_suite
 from tuning.artifact import MANIFEST, read_manifest
 from tuning.distill import check_same_tokenizer, student_from_teacher
 from tuning.peft_adapters import peft_config
@@ -43,6 +43,7 @@ def _logits(model, tokenizer, text="Question: Which errno?\nAnswer:"):
 def test_lora_adapter_loads_with_plain_peft_and_changes_outputs(tiny_model_dir, suite, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from tuning.peft_adapters import tune_adapter
 
     artifact = tune_adapter(str(tiny_model_dir), suite, _recipe("lora"), output=tmp_path / "lora")
@@ -61,6 +62,7 @@ def test_lora_adapter_loads_with_plain_peft_and_changes_outputs(tiny_model_dir, 
 def test_prefix_adapter_trains_saves_reloads_and_generates_left_padded(tiny_model_dir, suite, tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     from tuning.peft_adapters import tune_adapter
 
     artifact = tune_adapter(str(tiny_model_dir), suite, _recipe("prefix"), output=tmp_path / "prefix")
@@ -168,6 +170,7 @@ def _tiny_recipe_file(tmp_path):
 
 def test_cli_tune_lora_writes_an_artifact_and_prints_its_cost(tiny_model_dir, suite, tmp_path):
     from click.testing import CliRunner
+
     from harness.cli import cli
 
     result = CliRunner().invoke(cli, ["tune", "lora", "--model", str(tiny_model_dir), "--suite", str(suite.path),

@@ -65,8 +65,8 @@ def check_target_modules(model: torch.nn.Module, targets, *, field: str) -> None
 def tune_adapter(model_spec: str, suite, recipe: Recipe, *, output: Path | None = None,
                  resume: bool = False) -> Path:
     """Train the adapter of `recipe.method.adapter` on `model_spec`; returns the adapter dir."""
-    from peft import get_peft_model
     from accelerate.utils import set_seed
+    from peft import get_peft_model
 
     adapter = recipe.method["adapter"]
     method = adapter.get("type")

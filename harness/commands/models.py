@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 
 import click
+from rich.console import Console
 from rich.table import Table
 
 from harness.models import BUILTIN_MODELS, cache_dir, cached_models, resolve_model
-from rich.console import Console
 
 
 @click.group("models")
