@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -25,7 +25,8 @@ from harness.artifacts import Artifact, prepare_adapters, prepare_index, prepare
 from harness.errors import DomainbenchError
 from harness.models import default_device, load_model, parse_dtype
 from harness.preflight import check_run
-from harness.spec import PROFILE_LIMITS, PROFILE_RAG_CONTEXT_TOKENS, Configuration, RunSpec, resolve_profile
+from harness.spec import (PROFILE_LIMITS, PROFILE_RAG_CONTEXT_TOKENS, Configuration, RunSpec, parse_configuration,
+                          resolve_profile)
 from reports.schema import load_result, result_path, write_result
 from tasks.evaluate import evaluate_task, result_file
 from tasks.suite import Suite, load_suite
@@ -100,6 +101,9 @@ def _evaluate_configuration(spec, suite, configuration, tasks, model, tokenizer,
     adapter = prepared.adapters[configuration.adapter] if configuration.adapter else None
     for task in tasks:
         click.echo(f"{configuration.name} / {task.name}", err=True)
+        if configuration.rag and task.rag == "off" and _copy_retrieval_free_result(configuration, task, prepared, spec,
+                                                                                 run_dir=run_dir):
+            continue
         result = evaluate_task(task, engine, limit=prepared.limit, num_fewshot=spec.num_fewshot, seed=spec.seed,
                                rag=rag)
         result.settings["input_key"] = _input_key(configuration, task, prepared, spec)
@@ -111,6 +115,27 @@ def _evaluate_configuration(spec, suite, configuration, tasks, model, tokenizer,
         record.model["adapter_fingerprint"] = adapter.fingerprint if adapter else None
         record.model["index_fingerprint"] = prepared.index.fingerprint if configuration.rag else None
         write_result(result_path(run_dir, configuration.name, task.name), record)
+
+
+def _copy_retrieval_free_result(configuration: Configuration, task, prepared: Prepared, spec: RunSpec, *,
+                                run_dir: Path) -> bool:
+    """Give a `+rag` configuration the result of its retrieval-free twin on a task whose rag mode is off.
+
+    The two would compute exactly the same thing (same weights, adapter, prompts); evaluating it
+    again costs minutes on a CPU for no information. False when the twin has no fresh result.
+    """
+    parts = [part for part in configuration.name.split("+") if part != "rag"]
+    twin = parse_configuration("+".join(parts) or "base")
+    if not _is_fresh(run_dir, twin, task, prepared, spec):
+        return False
+    stored = load_result(result_path(run_dir, twin.name, task.name))
+    settings = {**stored.settings, "rag": {"mode": "off"}, "input_key": _input_key(configuration, task, prepared, spec),
+                "same_as": twin.name}
+    copy = replace(stored, configuration=configuration.name, settings=settings,
+                   cost={**stored.cost, "training": _training_cost(configuration, prepared)},
+                   model={**stored.model, "index_fingerprint": prepared.index.fingerprint})
+    write_result(result_path(run_dir, configuration.name, task.name), copy)
+    return True
 
 
 def _attach_adapter(model, adapter: Artifact):

@@ -33,6 +33,7 @@ class Encoder:
     path: Path
     fingerprint: str
     model: object = field(repr=False)
+    dtype: str = "float32"            # what it computes in; an index records it and its queries use it
 
     @property
     def tokenizer(self):
@@ -65,13 +66,31 @@ class Encoder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def load_encoder(spec: str = DEFAULT_ENCODER, *, device: str | None = None) -> Encoder:
-    """Load the encoder named by `spec` on `device` (default: cuda if present, else cpu)."""
+def load_encoder(spec: str = DEFAULT_ENCODER, *, device: str | None = None, dtype: str | None = None) -> Encoder:
+    """Load the encoder named by `spec` on `device` (default: cuda if present, else cpu) in `dtype`.
+
+    `dtype` None or `auto` is bf16 where the device computes it natively (harness.models): MiniLM
+    encodes the man pages 2.1x faster in bf16 on an AVX-512 BF16 CPU, with errno-qa recall@4
+    unchanged (0.993) and MRR 0.956 -> 0.955 (3,107 chunks, 712 questions, 2026-12-01).
+    """
+    import torch
+
     from harness.models import default_device
 
+    device = device or default_device()
+    dtype = encoder_dtype(device, dtype)
     path = resolve_encoder(spec)
-    model = _sentence_transformer(path, spec, device or default_device())
-    return Encoder(spec=spec, path=path, fingerprint=encoder_fingerprint(spec), model=model)
+    model = _sentence_transformer(path, spec, device)
+    if dtype != "float32":
+        model.to(getattr(torch, dtype))
+    return Encoder(spec=spec, path=path, fingerprint=encoder_fingerprint(spec), model=model, dtype=dtype)
+
+
+def encoder_dtype(device: str | None = None, dtype: str | None = None) -> str:
+    """The dtype name an encoder on `device` computes in (`auto`/None: by hardware, as for models)."""
+    from harness.models import default_device, parse_dtype
+
+    return str(parse_dtype(dtype, device or default_device())).removeprefix("torch.")
 
 
 def encoder_fingerprint(spec: str) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 from harness.errors import DomainbenchError
 from retrieval.chunking import Chunk, ChunkingSettings, chunk_corpus
 from retrieval.corpus import Document, corpus_fingerprint, json_record
-from retrieval.embedding import DEFAULT_ENCODER, Encoder, encoder_fingerprint, load_encoder
+from retrieval.embedding import DEFAULT_ENCODER, Encoder, encoder_dtype, encoder_fingerprint, load_encoder
 
 INDEX_FILE, CHUNKS_FILE, MANIFEST_FILE = "index.faiss", "chunks.jsonl", "manifest.json"
 MANIFEST_FORMAT = 1
@@ -73,9 +73,10 @@ def build_index(documents: list[Document], out_dir: str | Path, *, encoder: str 
     """
     out_dir = Path(out_dir)
     params = index_params(kind, params)
-    spec, fingerprint = (encoder, encoder_fingerprint(encoder)) if isinstance(encoder, str) else (
-        encoder.spec, encoder.fingerprint)
-    inputs = {"encoder": {"spec": spec, "fingerprint": fingerprint},
+    spec, fingerprint, dtype = (encoder, encoder_fingerprint(encoder), encoder_dtype(device)) if isinstance(
+        encoder, str) else (encoder.spec, encoder.fingerprint, encoder.dtype)
+    # The dtype is an input: bf16 and fp32 vectors differ slightly, and queries must match the index.
+    inputs = {"encoder": {"spec": spec, "fingerprint": fingerprint, "dtype": dtype},
               "chunking": chunking.as_dict(), "corpus": {"fingerprint": corpus_fingerprint(documents)},
               "index": {"kind": kind, "params": params}}
     input_fingerprint = _digest(json.dumps(inputs, sort_keys=True).encode())
@@ -84,7 +85,7 @@ def build_index(documents: list[Document], out_dir: str | Path, *, encoder: str 
         return BuildResult(existing, reused=True)
 
     started = time.perf_counter()
-    loaded = load_encoder(encoder, device=device) if isinstance(encoder, str) else encoder
+    loaded = load_encoder(encoder, device=device, dtype=dtype) if isinstance(encoder, str) else encoder
     _check_budget(chunking, loaded.max_tokens, spec)
     chunks = chunk_corpus(documents, loaded.tokenizer, chunking)
     encode_started = time.perf_counter()

@@ -55,7 +55,8 @@ class Retriever:
         if fingerprint != built_with["fingerprint"]:
             raise DomainbenchError(_mismatch(index.path, built_with, f"this machine's {spec} (other weights)"))
         if not isinstance(encoder, Encoder):
-            encoder = load_encoder(spec, device=device)
+            # Queries in the dtype the chunks were embedded in (indexes built before it was recorded: fp32).
+            encoder = load_encoder(spec, device=device, dtype=built_with.get("dtype", "float32"))
         return cls(index, encoder)
 
     def search(self, query: str, k: int = 5, *, exclude: Exclusion | None = None) -> list[Hit]:

@@ -33,13 +33,28 @@ def index_dir(corpus_dir, tmp_path_factory):
 
 
 def test_minilm_embeddings_are_unit_length_and_batch_independent():
-    encoder = load_encoder("minilm-l6", device="cpu")
+    encoder = load_encoder("minilm-l6", device="cpu", dtype="float32")
     texts = ["rename a file", "map memory", "EXDEV cross-device link"]
     together = encoder.encode(texts, batch_size=3)
     one_by_one = np.concatenate([encoder.encode([t], batch_size=1) for t in texts])
     assert together.shape == (3, 384) and together.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(together, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(together, one_by_one, atol=1e-5)
+
+
+def test_bf16_embeddings_point_where_fp32_ones_do():
+    texts = ["rename a file", "map memory", "EXDEV cross-device link"]
+    fp32 = load_encoder("minilm-l6", device="cpu", dtype="float32").encode(texts)
+    bf16 = load_encoder("minilm-l6", device="cpu", dtype="bfloat16")
+    assert bf16.dtype == "bfloat16"
+    vectors = bf16.encode(texts)
+    assert vectors.dtype == np.float32
+    assert np.all(np.sum(fp32 * vectors, axis=1) > 0.99)
+
+
+def test_an_index_records_its_encoder_dtype_and_queries_use_it(index_dir):
+    retriever = Retriever.load(index_dir)
+    assert retriever.encoder.dtype == retriever.index.manifest["encoder"]["dtype"]
 
 
 def test_cli_search_ranks_the_rename_errors_first(index_dir):

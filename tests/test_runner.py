@@ -106,6 +106,10 @@ def test_run_evaluates_every_configuration_then_resumes(tmp_path, monkeypatch):
     finetuned = json.loads((run_dir / "results" / "finetuned" / "perplexity.json").read_text())["model"]
     student = json.loads((run_dir / "artifacts" / "distill" / "domainbench_manifest.json").read_text())
     assert student["inputs"]["teacher"]["fingerprint"] == finetuned["fingerprint"]  # the teacher it evaluates
+    rag_ppl = json.loads((run_dir / "results" / "adapter+rag" / "perplexity.json").read_text())
+    adapter_ppl = json.loads((run_dir / "results" / "adapter" / "perplexity.json").read_text())
+    assert rag_ppl["settings"]["same_as"] == "adapter" and rag_ppl["settings"]["rag"] == {"mode": "off"}
+    assert rag_ppl["metrics"] == adapter_ppl["metrics"]  # perplexity's rag mode is off: the twin's result
     base_ppl = json.loads((run_dir / "results" / "base" / "perplexity.json").read_text())["metrics"]
     tuned_ppl = json.loads((run_dir / "results" / "finetuned" / "perplexity.json").read_text())["metrics"]
     assert base_ppl["token_perplexity"]["value"] != tuned_ppl["token_perplexity"]["value"]

@@ -19,8 +19,8 @@ RECIPES_DIR = Path(__file__).parent / "recipes"
 STRATEGIES = ("full", "lora", "prefix", "ia3", "prompt", "distill")
 PROFILES = ("quick", "full")
 SCHEDULES = ("cosine", "linear", "constant_with_warmup")
-# auto: bf16 autocast on GPUs, fp32 on CPUs (tuning.loop says why). Not yes/no: YAML 1.1 reads
-# those as booleans.
+# auto: bf16 autocast where the hardware computes bf16 natively (GPUs, CPUs with AVX-512 BF16 or
+# AMX; tuning.loop has the figures), fp32 elsewhere. Not yes/no: YAML 1.1 reads those as booleans.
 PRECISIONS = ("auto", "bf16", "fp32")
 MIXTURE_SOURCES = ("cpt", "sft")
 # Fields whose defaults are null or whose contents another library validates (the PEFT config).
