@@ -88,3 +88,17 @@ def test_greedy_generation(benchmark, bench_model, bench_tokenizer):
     requests = [GenerationRequest(p, max_new_tokens=24) for p in prompts]
     benchmark.pedantic(lambda: engine.generate(requests), rounds=2, iterations=1)
     report(benchmark, naive_seconds, "generate x32")
+
+
+def test_multiple_choice_shares_the_context(benchmark, bench_model, bench_tokenizer):
+    """Five labels after one long few-shot context, as the man-pages section task asks them."""
+    rng = random.Random(3)
+    labels = [" system call", " library function", " special file", " file format", " overview"]
+    requests = [LoglikelihoodRequest(random_text(rng, 60) + " This page documents a", label)
+                for _ in range(32) for label in labels]
+    shared = Engine(bench_model, bench_tokenizer, device="cpu", max_length=512, progress=False)
+    separate = Engine(bench_model, bench_tokenizer, device="cpu", max_length=512, share_contexts=False,
+                      progress=False)
+    baseline = seconds(lambda: separate.loglikelihood(requests), repeats=2)
+    benchmark.pedantic(lambda: shared.loglikelihood(requests), rounds=3, iterations=1)
+    report(benchmark, baseline, "multiple choice 32 x 5, shared context vs one row per label")

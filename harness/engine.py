@@ -10,12 +10,12 @@ How scoring stays fast and batch-independent:
   what the unpadded row would;
 - the output projection over the vocabulary is applied only to the scored positions, in chunks,
   so [batch, length, vocab] logits are never materialised;
-- batches are sized by tokens (rows x longest row), longest first, so memory stays flat.
+- batches are sized by tokens (rows x longest row), longest first, so memory stays flat;
+- the continuations of one context (a multiple-choice example's labels) share a row and the
+  context is computed once (harness/shared_context.py).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
@@ -23,16 +23,11 @@ from harness.distributed import gather_indexed, rank_and_world
 from harness.models import LoadedModel, default_device
 from harness.progress import counting_bar
 from harness.requests import GenerationRequest, Loglikelihood, LoglikelihoodRequest, RollingRequest
+from harness.scoring import ScoringRow, logprobs_from_logits, rolling_windows
+from harness.shared_context import SharedContextRow, batch_inputs, shared_context_rows
+from harness.stops import StopAfterAnswerBegins, cut_at_stop
 
 DEFAULT_MAX_LENGTH = 2048
-
-
-@dataclass(frozen=True)
-class _ScoringRow:
-    """Token ids [prefix, …, scored tokens]; the last `n_scored` ids are the targets."""
-
-    tokens: tuple[int, ...]
-    n_scored: int
 
 
 class Engine:
@@ -40,7 +35,7 @@ class Engine:
 
     def __init__(self, model, tokenizer, *, device: str | None = None, max_length: int | None = None,
                  max_batch_tokens: int | None = None, max_generation_batch: int | None = None,
-                 static_cache: bool = False, progress: bool = True):
+                 static_cache: bool = False, share_contexts: bool = True, progress: bool = True):
         self.device = torch.device(device or _model_device(model) or default_device())
         self.model = model
         self.tokenizer = tokenizer
@@ -49,6 +44,7 @@ class Engine:
         self.max_batch_tokens = max(max_batch_tokens or (65536 if on_gpu else 4096), self.max_length + 1)
         self.max_generation_batch = max_generation_batch or (64 if on_gpu else 16)
         self.static_cache = static_cache
+        self.share_contexts = share_contexts
         self.progress = progress
         self.prefix_token_id = _prefix_token_id(tokenizer)
         self.rank, self.world = rank_and_world()
@@ -66,10 +62,26 @@ class Engine:
     # ----- request API -------------------------------------------------------------------------
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[Loglikelihood]:
-        """Log-probability of each continuation given its context."""
-        rows = [self._continuation_row(ctx, cont) for ctx, cont in
-                zip(*self._encode_pairs(requests))] if requests else []
-        return self._score(rows, description="loglikelihood")
+        """Log-probability of each continuation given its context.
+
+        Requests that share a context (the labels of one multiple-choice example) are scored in one
+        row with the context computed once (harness.shared_context), where the model allows it.
+        """
+        if not requests:
+            return []
+        contexts, continuations = self._encode_pairs(requests)
+        shared, alone = [], list(range(len(requests)))
+        if self.share_contexts and self._uses_head_only_scoring():
+            shared, alone = shared_context_rows([[self.prefix_token_id, *c] for c in contexts], continuations,
+                                                self.max_length)
+        results: list[Loglikelihood | None] = [None] * len(requests)
+        rows = [self._continuation_row(contexts[i], continuations[i]) for i in alone]
+        for index, result in zip(alone, self._score(rows, description="loglikelihood")):
+            results[index] = result
+        for row, scores in zip(shared, self._score_shared(shared)):
+            for index, result in zip(row.members, scores):
+                results[index] = result
+        return results
 
     def loglikelihood_rolling(self, requests: list[RollingRequest], *, stride: int | None = None) -> list[Loglikelihood]:
         """Log-probability of each whole text, every token scored exactly once.
@@ -150,11 +162,11 @@ class Engine:
         continuation_ids = [whole[len(ctx):] for ctx, whole in zip(context_ids, whole_ids)]
         return context_ids, continuation_ids
 
-    def _continuation_row(self, context: list[int], continuation: list[int]) -> _ScoringRow:
+    def _continuation_row(self, context: list[int], continuation: list[int]) -> ScoringRow:
         tokens = [self.prefix_token_id, *context, *continuation]
         # Keep the last max_length + 1 ids: the input is everything but the final id.
         tokens = tokens[-(self.max_length + 1):]
-        return _ScoringRow(tuple(tokens), min(len(continuation), self.max_length))
+        return ScoringRow(tuple(tokens), min(len(continuation), self.max_length))
 
     def _with_prefix(self, ids: list[int]) -> list[int]:
         # A chat template may already open with the prefix token; don't double it.
@@ -164,7 +176,7 @@ class Engine:
 
     # ----- scoring -----------------------------------------------------------------------------
 
-    def _score(self, rows: list[_ScoringRow], *, description: str, greedy: bool = True) -> list[Loglikelihood]:
+    def _score(self, rows: list[ScoringRow], *, description: str, greedy: bool = True) -> list[Loglikelihood]:
         results: list[Loglikelihood | None] = [None] * len(rows)
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i].tokens))
         done = []
@@ -175,6 +187,41 @@ class Engine:
         for index, result in gather_indexed(done, self.world):
             results[index] = result
         return results
+
+    def _score_shared(self, rows: list[SharedContextRow]) -> list[list[Loglikelihood]]:
+        """Each row's continuations scored, batched by tokens like `_score`, sharded under torchrun."""
+        results: list[list[Loglikelihood] | None] = [None] * len(rows)
+        order = sorted(range(len(rows)), key=lambda i: -rows[i].length)
+        done = []
+        with self._bar("loglikelihood (shared contexts)", len(rows)) as advance:
+            for batch in self._token_batches(self._my_share(order), [row.length for row in rows]):
+                done.extend(zip(batch, self._score_shared_batch([rows[i] for i in batch])))
+                advance(len(batch) * self.world)
+        for index, result in gather_indexed(done, self.world):
+            results[index] = result
+        return results
+
+    @torch.inference_mode()
+    def _score_shared_batch(self, rows: list[SharedContextRow]) -> list[list[Loglikelihood]]:
+        dtype = next(self.model.parameters()).dtype
+        input_ids, position_ids, mask = batch_inputs(rows, self._pad_id, dtype, self.device)
+        hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=mask,
+                                          position_ids=position_ids).last_hidden_state
+        width = input_ids.shape[1]
+        picks = [(b, member, width - row.length + position, token)
+                 for b, row in enumerate(rows) for member, position, token in row.scored()]
+        logprobs, is_argmax = [], []
+        if picks:
+            batch_index, _, columns, targets = (torch.tensor(column, device=self.device) for column in zip(*picks))
+            token_logprobs, token_greedy = self._chunked_head_logprobs(hidden[batch_index, columns], targets, True)
+            logprobs, is_argmax = token_logprobs.double().tolist(), token_greedy.tolist()
+        sums = [[0.0] * len(row.members) for row in rows]
+        greedy = [[True] * len(row.members) for row in rows]
+        for (b, member, _, _), logprob, argmax in zip(picks, logprobs, is_argmax):
+            sums[b][member] += logprob
+            greedy[b][member] = greedy[b][member] and argmax
+        return [[Loglikelihood(sums[b][m], greedy[b][m], len(row.continuations[m])) for m in range(len(row.members))]
+                for b, row in enumerate(rows)]
 
     def _my_share(self, order: list[int]) -> list[int]:
         """This rank's requests under torchrun: every world-th one of the length-sorted order."""
@@ -196,7 +243,7 @@ class Engine:
             yield batch
 
     @torch.inference_mode()
-    def _score_batch(self, rows: list[_ScoringRow], greedy: bool) -> list[Loglikelihood]:
+    def _score_batch(self, rows: list[ScoringRow], greedy: bool) -> list[Loglikelihood]:
         inputs = [list(r.tokens[:-1]) for r in rows]
         input_ids, attention_mask, position_ids = self._left_padded(inputs)
         n_keep = max(r.n_scored for r in rows)
@@ -229,7 +276,7 @@ class Engine:
             return self._chunked_head_logprobs(hidden, targets, greedy)
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                             logits_to_keep=n_keep).logits
-        return _logprobs_from_logits(logits[scored].float(), targets, greedy)
+        return logprobs_from_logits(logits[scored].float(), targets, greedy)
 
     def _chunked_head_logprobs(self, hidden, targets, greedy):
         head = self.model.get_output_embeddings()
@@ -241,7 +288,7 @@ class Engine:
         logprobs, is_argmax = [], []
         for start in range(0, hidden.shape[0], chunk):
             logits = head(hidden[start:start + chunk]).float()
-            chunk_logprobs, chunk_argmax = _logprobs_from_logits(logits, targets[start:start + chunk], greedy)
+            chunk_logprobs, chunk_argmax = logprobs_from_logits(logits, targets[start:start + chunk], greedy)
             logprobs.append(chunk_logprobs)
             is_argmax.append(chunk_argmax)
         return torch.cat(logprobs), torch.cat(is_argmax)
@@ -275,9 +322,13 @@ class Engine:
         full = self.model(input_ids=probe).logits.float()
         return direct.shape == full.shape and torch.allclose(direct, full, atol=1e-3, rtol=1e-3)
 
+    @property
+    def _pad_id(self) -> int:
+        return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.prefix_token_id
+
     def _left_padded(self, sequences: list[list[int]]):
         width = max(len(s) for s in sequences)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.prefix_token_id
+        pad = self._pad_id
         input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
         attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
         for i, seq in enumerate(sequences):
@@ -309,7 +360,7 @@ class Engine:
         options = dict(max_new_tokens=request.max_new_tokens, do_sample=False, num_beams=1,
                        pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
         if request.stop:
-            options["stopping_criteria"] = [_StopAfterAnswerBegins(request.stop, self.tokenizer, input_ids.shape[1])]
+            options["stopping_criteria"] = [StopAfterAnswerBegins(request.stop, self.tokenizer, input_ids.shape[1])]
         if self.static_cache:
             options["cache_implementation"] = "static"
         output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
@@ -319,57 +370,6 @@ class Engine:
 
     def _bar(self, description: str, total: int):
         return counting_bar(description, total, enabled=self.progress and total > 0 and self.rank == 0)
-
-
-def rolling_windows(tokens: list[int], prefix_token_id: int, max_length: int, stride: int):
-    """Scoring rows covering `tokens` so that each token is scored exactly once.
-
-    In the sequence [prefix, t0, …, tn-1], window k ends at the k-th target boundary and reaches
-    back at most max_length tokens; it scores only targets after the previous window's end.
-    """
-    sequence = [prefix_token_id, *tokens]
-    n_targets = len(tokens)
-    scored_until = 0
-    while scored_until < n_targets:
-        end = min(n_targets, max_length if scored_until == 0 else scored_until + stride)
-        start = max(0, end - max_length)
-        yield _ScoringRow(tuple(sequence[start:end + 1]), end - scored_until)
-        scored_until = end
-
-
-def cut_at_stop(text: str, stops: tuple[str, ...]) -> str:
-    """`text` up to (not including) the earliest stop string after its leading whitespace.
-
-    Stop strings apply once the answer has begun: an instruct model that opens with the newline
-    a task uses as its stop would otherwise answer "" every time. The same rule holds for every
-    configuration; the leading whitespace is kept (tasks strip predictions).
-    """
-    begun = len(text) - len(text.lstrip())
-    cut = len(text)
-    for stop in stops:
-        found = text.find(stop, begun)
-        if found != -1:
-            cut = min(cut, found)
-    return text[:cut]
-
-
-class _StopAfterAnswerBegins:
-    """A transformers stopping criterion: a row is done once `cut_at_stop` would cut its new text."""
-
-    def __init__(self, stops: tuple[str, ...], tokenizer, prompt_length: int):
-        self.stops, self.tokenizer, self.prompt_length = stops, tokenizer, prompt_length
-
-    def __call__(self, input_ids, scores, **kwargs):
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
-        return torch.tensor([cut_at_stop(text, self.stops) != text for text in texts], device=input_ids.device)
-
-
-def _logprobs_from_logits(logits, targets, greedy: bool):
-    """Target log-probs, and whether each target is the argmax (all False when not asked)."""
-    # target logit minus logsumexp: avoids writing a second vocabulary-sized log_softmax tensor.
-    target_logits = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    is_argmax = logits.argmax(-1) == targets if greedy else torch.zeros_like(targets, dtype=torch.bool)
-    return target_logits - logits.logsumexp(-1), is_argmax
 
 
 def _prefix_token_id(tokenizer) -> int:

@@ -25,8 +25,14 @@ from harness.artifacts import Artifact, prepare_adapters, prepare_index, prepare
 from harness.errors import DomainbenchError
 from harness.models import default_device, load_model, parse_dtype
 from harness.preflight import check_run
-from harness.spec import (PROFILE_LIMITS, PROFILE_RAG_CONTEXT_TOKENS, Configuration, RunSpec, parse_configuration,
-                          resolve_profile)
+from harness.spec import (
+    PROFILE_LIMITS,
+    PROFILE_RAG_CONTEXT_TOKENS,
+    Configuration,
+    RunSpec,
+    parse_configuration,
+    resolve_profile,
+)
 from reports.schema import load_result, result_path, write_result
 from tasks.evaluate import evaluate_task, result_file
 from tasks.suite import Suite, load_suite

@@ -7,8 +7,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.engine import Engine, cut_at_stop, rolling_windows
+from harness.engine import Engine
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
+from harness.scoring import rolling_windows
+from harness.shared_context import shared_context_rows
+from harness.stops import cut_at_stop
 
 SENTENCES = [
     "The open() system call opens the file specified by pathname.",
@@ -218,3 +221,40 @@ def test_generation_stops_at_the_first_stop_after_the_answer_begins(tiny_model, 
     assert stop is not None, free
     stopped = engine.generate([GenerationRequest("The file", stop=(stop,), max_new_tokens=24)])[0]
     assert stopped == cut_at_stop(free, (stop,)) and len(stopped) < len(free)
+
+
+MULTIPLE_CHOICE = [LoglikelihoodRequest(context, label)
+                   for context in ("Manual page excerpt:\nThe fd is closed.\nThis page documents a",
+                                   "Question: Which errno means the file exists? Answer:", "")
+                   for label in (" system call", " library function", " special file", " EEXIST", "x")]
+
+
+def test_multiple_choice_shares_its_context_and_scores_like_direct_forwards(tiny_model, tiny_tokenizer):
+    engine = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    requests = [*MULTIPLE_CHOICE, LoglikelihoodRequest("A lone context", " with one continuation")]
+    shared_rows = []
+    original = engine._score_shared_batch
+
+    def recording(rows):
+        shared_rows.extend(rows)
+        return original(rows)
+
+    engine._score_shared_batch = recording
+    results = engine.loglikelihood(requests)
+    assert sorted(len(row.members) for row in shared_rows) == [5, 5, 5]  # each context computed once
+    for request, result in zip(requests, results):
+        expected = direct_loglikelihood(tiny_model, tiny_tokenizer, request.context, request.continuation)
+        assert result.logprob == pytest.approx(expected, abs=1e-4), request
+    contexts = [[1, 5, 6, 7]] * 3 + [[1, 9]]
+    continuations = [[2, 3], [4], [8, 8, 8], [2]]
+    rows, alone = shared_context_rows(contexts, continuations, max_length=10)
+    assert [row.members for row in rows] == [(0, 1, 2)] and alone == [3]  # a lone context gains nothing
+    rows, alone = shared_context_rows(contexts, continuations, max_length=9)
+    assert rows == [] and alone == [0, 1, 2, 3]  # a row longer than the model's context is not shared
+
+
+def test_shared_context_scores_do_not_depend_on_batching(tiny_model, tiny_tokenizer):
+    one = Engine(tiny_model, tiny_tokenizer, device="cpu", max_length=64, max_batch_tokens=1, progress=False)
+    many = Engine(tiny_model, tiny_tokenizer, device="cpu", max_length=64, max_batch_tokens=10_000, progress=False)
+    for a, b in zip(one.loglikelihood(MULTIPLE_CHOICE), many.loglikelihood(MULTIPLE_CHOICE)):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4) and a.is_greedy == b.is_greedy

@@ -1,0 +1,39 @@
+"""The token arithmetic of scoring: rows of ids with their targets, rolling windows, log-probs from logits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ScoringRow:
+    """Token ids [prefix, …, scored tokens]; the last `n_scored` ids are the targets."""
+
+    tokens: tuple[int, ...]
+    n_scored: int
+
+
+def rolling_windows(tokens: list[int], prefix_token_id: int, max_length: int, stride: int):
+    """Scoring rows covering `tokens` so that each token is scored exactly once.
+
+    In the sequence [prefix, t0, …, tn-1], window k ends at the k-th target boundary and reaches
+    back at most max_length tokens; it scores only targets after the previous window's end.
+    """
+    sequence = [prefix_token_id, *tokens]
+    n_targets = len(tokens)
+    scored_until = 0
+    while scored_until < n_targets:
+        end = min(n_targets, max_length if scored_until == 0 else scored_until + stride)
+        start = max(0, end - max_length)
+        yield ScoringRow(tuple(sequence[start:end + 1]), end - scored_until)
+        scored_until = end
+
+
+def logprobs_from_logits(logits, targets, greedy: bool):
+    """Target log-probs, and whether each target is the argmax (all False when not asked)."""
+    # target logit minus logsumexp: avoids writing a second vocabulary-sized log_softmax tensor.
+    target_logits = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    is_argmax = logits.argmax(-1) == targets if greedy else torch.zeros_like(targets, dtype=torch.bool)
+    return target_logits - logits.logsumexp(-1), is_argmax
