@@ -96,7 +96,7 @@ def test_training_data_never_contains_test_records(tmp_path, tiny_tokenizer):
 
 def test_recipe_profile_overrides_defaults():
     recipe = load_recipe("lora", profile="quick")
-    assert recipe.data.seq_len == 128 and recipe.train.max_steps == 20
+    assert recipe.data.seq_len == 128 and recipe.train.max_steps == 30
     assert recipe.method["adapter"]["r"] == 16 and recipe.profile == "quick"
 
 
