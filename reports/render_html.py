@@ -79,7 +79,8 @@ def task_section(summary: RunSummary, table: TaskTable, plots: list[tuple[str, b
             for config, cells in table.cells.items()]
     images = "".join(png_image(png, title) for title, png in plots)
     return (f"<h3>{escape(table.task)} <span class='note'>({escape(table.task_type)})</span></h3>\n"
-            f"{html_table(['configuration', *table.metrics, 'n'], rows)}\n{images}")
+            f"{html_table(['configuration', *table.metrics, 'n'], rows)}\n"
+            f"<p class='note'>{escape(table.resolution_sentence())}</p>\n{images}")
 
 
 def convergence_section(summary: RunSummary) -> str:

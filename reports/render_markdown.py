@@ -66,7 +66,7 @@ def task_section(summary: RunSummary, task_table: TaskTable, plots: list[tuple[s
              str(task_table.n_examples[config])]
             for config, cells in task_table.cells.items()]
     parts = [f"### {markdown_text(task_table.task)} ({markdown_text(task_table.task_type)})", "",
-             table(header, rows)]
+             table(header, rows), "", markdown_text(task_table.resolution_sentence())]
     parts += [f"\n![{markdown_text(title)}]({path})" for title, path in plots]
     return "\n".join(parts)
 

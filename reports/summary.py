@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from reports.costs import ConfigurationCost, configuration_cost
 from reports.failures import NOT_CONVERGED, ConvergenceFailure, OutputShares, convergence_failures, output_shares
 from reports.schema import RESULTS_DIR, ResultFile, load_result
 from reports.significance import higher_is_better, improvement, is_significant, paired_differences
+from tasks.stats import detectable_difference
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
@@ -59,6 +61,22 @@ class TaskTable:
     @property
     def headline(self) -> str:
         return next((m for m in HEADLINE_METRICS if m in self.metrics), self.metrics[0])
+
+    @property
+    def detectable_difference(self) -> float | None:
+        """The headline metric's smallest difference this n could detect (median over configurations)."""
+        cells = [cells[self.headline] for cells in self.cells.values() if self.headline in cells]
+        widths = sorted(detectable_difference(cell.ci_low, cell.ci_high) for cell in cells
+                        if math.isfinite(cell.ci_low) and math.isfinite(cell.ci_high))
+        return widths[len(widths) // 2] if widths else None
+
+    def resolution_sentence(self) -> str:
+        n = max(self.n_examples.values(), default=0)
+        difference = self.detectable_difference
+        if difference is None:
+            return f"n = {n}."
+        return (f"n = {n}: a difference in {self.headline} smaller than about {difference:.3g} would usually go "
+                "undetected (80% power, two-sided 5% test, bound without pairing).")
 
 
 @dataclass
@@ -109,8 +127,9 @@ class RunSummary:
 
     def as_dict(self) -> dict:
         record = asdict(self)
-        for table in record["tables"]:
-            table["headline"] = next(t.headline for t in self.tables if t.task == table["task"])
+        for table, source in zip(record["tables"], self.tables):
+            table["headline"] = source.headline
+            table["detectable_difference"] = source.detectable_difference
         return record
 
 

@@ -44,3 +44,17 @@ def test_markdown_code_span_survives_backticks_pipes_and_newlines():
     assert span == "``` a ``b`` \\| c ⏎ d ```"
     assert markdown_code("x \\| y") == "` x \\\\\\| y `"  # the pipe stays escaped whatever precedes it
     assert markdown_code("") == "*(empty)*"
+
+
+def test_each_task_states_n_and_the_difference_it_could_detect(tmp_path):
+    import json
+
+    run = standard_run(tmp_path / "run")
+    main(["report", str(run)])
+    report = (run / "report.md").read_text()
+    tables = json.loads((run / "summary.json").read_text())["tables"]
+    assert tables and all(table["detectable_difference"] >= 0 for table in tables)
+    for table in tables:
+        n = max(table["n_examples"].values())
+        assert f"n = {n}: a difference in {table['headline']} smaller than about" in report.replace("\\_", "_")
+    assert "would usually go undetected" in (run / "report.html").read_text()

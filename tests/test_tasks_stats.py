@@ -89,3 +89,14 @@ def test_paired_bootstrap_of_noise_is_not_significant():
 def test_paired_bootstrap_needs_the_same_examples():
     with pytest.raises(ValueError, match="same examples"):
         paired_bootstrap(np.zeros(3), np.zeros(4), mean_statistic(), n_resamples=10, seed=0)
+
+
+def test_detectable_difference_is_2_8_unpaired_standard_errors():
+    from tasks.stats import detectable_difference
+
+    # A 95% interval of half-width 1.96 is one standard error; two configurations: √2 of them.
+    assert detectable_difference(-1.959964, 1.959964) == pytest.approx((1.959964 + 0.841621) * 2 ** 0.5)
+    values = np.random.default_rng(0).normal(0.5, 0.2, size=400)
+    low, high = np.percentile([values[np.random.default_rng(i).integers(0, 400, 400)].mean() for i in range(500)],
+                              [2.5, 97.5])
+    assert detectable_difference(low, high) == pytest.approx(2.8 * 2 ** 0.5 * 0.2 / 20, rel=0.15)
