@@ -21,6 +21,7 @@ demo: setup
 	$(BIN)/domainbench run --name demo
 
 test: setup
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 bench: setup

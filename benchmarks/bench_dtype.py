@@ -72,8 +72,9 @@ def test_generation_16_prompts_by_32_tokens(benchmark, smollm, manpages):
 
 def test_minilm_encoding(benchmark):
     from retrieval.chunking import ChunkingSettings, chunk_corpus
-    from retrieval.corpus import load_corpus, suite_corpus_path
+    from retrieval.corpus import load_corpus
     from retrieval.embedding import load_encoder
+    from tasks.suite import suite_corpus_path
 
     fp32 = load_encoder("minilm-l6", device="cpu", dtype="float32")
     bf16 = load_encoder("minilm-l6", device="cpu", dtype="bfloat16")

@@ -63,7 +63,8 @@ def minilm():
 
 def test_encode_throughput(benchmark, minilm):
     from retrieval.chunking import ChunkingSettings, chunk_corpus
-    from retrieval.corpus import load_corpus, suite_corpus_path
+    from retrieval.corpus import load_corpus
+    from tasks.suite import suite_corpus_path
 
     documents = load_corpus(suite_corpus_path("manpages"))[:40]
     passages = [chunk.passage() for chunk in chunk_corpus(documents, minilm.tokenizer, ChunkingSettings())][:512]

@@ -22,7 +22,12 @@ import torch
 from harness.distributed import gather_indexed, rank_and_world
 from harness.models import LoadedModel, default_device
 from harness.progress import counting_bar
-from harness.requests import GenerationRequest, Loglikelihood, LoglikelihoodRequest, RollingRequest
+from harness.requests import (
+    GenerationRequest,
+    Loglikelihood,
+    LoglikelihoodRequest,
+    RollingRequest,
+)
 from harness.scoring import ScoringRow, logprobs_from_logits, rolling_windows
 from harness.shared_context import SharedContextRow, batch_inputs, shared_context_rows
 from harness.stops import StopAfterAnswerBegins, cut_at_stop

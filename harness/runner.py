@@ -33,8 +33,8 @@ from harness.spec import (
     parse_configuration,
     resolve_profile,
 )
-from reports.schema import load_result, result_path, write_result
-from tasks.evaluate import evaluate_task, result_file
+from reports.schema import load_result, result_file, result_path, write_result
+from tasks.evaluate import evaluate_task
 from tasks.suite import Suite, load_suite
 
 

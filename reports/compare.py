@@ -17,7 +17,12 @@ from harness.errors import DomainbenchError
 from reports.formatting import format_interval, format_value
 from reports.render_markdown import markdown_text, table
 from reports.schema import ResultFile
-from reports.significance import improvement, is_significant, paired_differences, shared_records
+from reports.significance import (
+    improvement,
+    is_significant,
+    paired_differences,
+    shared_records,
+)
 from reports.summary import load_run_results, run_name
 from tasks.stats import PairedDifference
 

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from reports.costs import training_blocks
 from reports.formatting import format_value
 from tasks import ner
-from tasks.degenerate import EMPTY, LOOP, UNPARSEABLE, classify_entity_output, classify_text
+from tasks.degenerate import (
+    EMPTY,
+    LOOP,
+    UNPARSEABLE,
+    classify_entity_output,
+    classify_text,
+)
 from tasks.registry import task_module
 
 DEGENERATE_THRESHOLD = 0.25

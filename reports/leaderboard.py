@@ -11,7 +11,15 @@ from html import escape
 from pathlib import Path
 
 from reports.formatting import format_interval, format_seconds, format_value, slug
-from reports.render_html import STYLE, configuration_cell, examples_section, html_table, page, render_html, text_cell
+from reports.render_html import (
+    STYLE,
+    configuration_cell,
+    examples_section,
+    html_table,
+    page,
+    render_html,
+    text_cell,
+)
 from reports.render_markdown import configuration_label, markdown_text, table
 from reports.run_report import task_plots
 from reports.significance import higher_is_better

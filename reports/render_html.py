@@ -10,7 +10,13 @@ import base64
 from html import escape
 
 from reports.failures import DEGENERATE_THRESHOLD, NOT_CONVERGED, degenerate_callouts
-from reports.formatting import COST_HEADER, MISSING, cost_rows, format_interval, format_value
+from reports.formatting import (
+    COST_HEADER,
+    MISSING,
+    cost_rows,
+    format_interval,
+    format_value,
+)
 from reports.summary import RunSummary, TaskTable
 
 STYLE = """

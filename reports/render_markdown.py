@@ -8,8 +8,19 @@ from __future__ import annotations
 
 import re
 
-from reports.failures import DEGENERATE_THRESHOLD, NOT_CONVERGED, OutputShares, degenerate_callouts
-from reports.formatting import COST_HEADER, MISSING, cost_rows, format_interval, format_value
+from reports.failures import (
+    DEGENERATE_THRESHOLD,
+    NOT_CONVERGED,
+    OutputShares,
+    degenerate_callouts,
+)
+from reports.formatting import (
+    COST_HEADER,
+    MISSING,
+    cost_rows,
+    format_interval,
+    format_value,
+)
 from reports.summary import RunSummary, TaskTable
 
 MAX_PREDICTION_CHARS = 300

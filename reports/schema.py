@@ -13,9 +13,13 @@ import platform
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import DomainbenchError
+
+if TYPE_CHECKING:
+    from tasks.evaluate import TaskResult
+    from tasks.suite import Suite
 
 SCHEMA_VERSION = 1
 RESULTS_DIR = "results"
@@ -39,6 +43,20 @@ class ResultFile:
     def as_dict(self) -> dict[str, Any]:
         record = asdict(self)
         return {"schema_version": record.pop("schema_version"), **record}
+
+
+def result_file(result: "TaskResult", *, run: str, configuration: str, suite: "Suite", model_spec: str,
+                model_fingerprint: str, adapter: str | None = None) -> ResultFile:
+    """The result file of one evaluated task (`tasks.evaluate.evaluate_task`'s result)."""
+    return ResultFile(
+        run=run, configuration=configuration, task=result.task.name, task_type=result.task.type,
+        suite={"name": suite.name, "fingerprint": suite.fingerprint, "task_fingerprint": result.task.fingerprint},
+        model={"spec": model_spec, "fingerprint": model_fingerprint, "adapter": adapter},
+        settings=result.settings,
+        metrics={name: metric.as_dict() for name, metric in result.metrics.items()},
+        cost=result.cost,
+        examples=[record.as_dict() for record in result.records],
+    )
 
 
 def result_path(output_dir: Path, configuration: str, task: str) -> Path:

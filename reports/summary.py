@@ -23,9 +23,20 @@ import yaml
 
 from harness.errors import DomainbenchError
 from reports.costs import ConfigurationCost, configuration_cost
-from reports.failures import NOT_CONVERGED, ConvergenceFailure, OutputShares, convergence_failures, output_shares
+from reports.failures import (
+    NOT_CONVERGED,
+    ConvergenceFailure,
+    OutputShares,
+    convergence_failures,
+    output_shares,
+)
 from reports.schema import RESULTS_DIR, ResultFile, load_result
-from reports.significance import higher_is_better, improvement, is_significant, paired_differences
+from reports.significance import (
+    higher_is_better,
+    improvement,
+    is_significant,
+    paired_differences,
+)
 from tasks.stats import detectable_difference
 
 SUMMARY_JSON = "summary.json"

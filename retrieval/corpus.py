@@ -32,16 +32,6 @@ class Document:
     section: str = ""
 
 
-def suite_corpus_path(suite: str) -> Path:
-    """The corpus file a suite's suite.yaml names (`corpus: corpus.jsonl.gz`)."""
-    from tasks.suite import load_suite
-
-    loaded = load_suite(suite)
-    if loaded.corpus is None:
-        raise DomainbenchError(f"suite {loaded.name}: names no corpus file in suite.yaml")
-    return loaded.corpus
-
-
 def load_corpus(path: str | Path) -> list[Document]:
     """Documents from a folder of .txt/.md files (recursively) or a .jsonl/.jsonl.gz file.
 

@@ -27,7 +27,13 @@ import numpy as np
 from harness.errors import DomainbenchError
 from retrieval.chunking import Chunk, ChunkingSettings, chunk_corpus
 from retrieval.corpus import Document, corpus_fingerprint, json_record
-from retrieval.embedding import DEFAULT_ENCODER, Encoder, encoder_dtype, encoder_fingerprint, load_encoder
+from retrieval.embedding import (
+    DEFAULT_ENCODER,
+    Encoder,
+    encoder_dtype,
+    encoder_fingerprint,
+    load_encoder,
+)
 
 INDEX_FILE, CHUNKS_FILE, MANIFEST_FILE = "index.faiss", "chunks.jsonl", "manifest.json"
 MANIFEST_FORMAT = 1

@@ -18,10 +18,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-
-from tasks.stats import Metric, bootstrap_ci
-
 
 def gold_documents(source: dict | None) -> set[str]:
     """The relevant document ids of an example's `source` (empty when it names none)."""
@@ -54,29 +50,7 @@ def retrieval_scores(retrieved: list[dict], source: dict | None, k: int) -> dict
             f"ndcg@{k}": dcg / ideal}
 
 
-def aggregate_retrieval(per_example: list[dict[str, float]]) -> dict[str, Metric]:
-    """Mean of each retrieval score over the examples that have it, with a bootstrap 95% interval."""
-    names = list(dict.fromkeys(name for scores in per_example for name in scores))
-    metrics = {}
-    for name in names:
-        values = np.array([scores[name] for scores in per_example if name in scores], dtype=float)
-        metrics[name] = bootstrap_ci(values, np.mean)
-    return metrics
-
-
 def judged_retrieval_gold(source: dict | None, k: int) -> dict | None:
     """What a result file keeps to judge an example's retrieval later: gold documents and k."""
     gold = gold_documents(source)
     return {"gold": sorted(gold), "k": k} if gold else None
-
-
-def retrieval_metrics(records) -> dict[str, Metric]:
-    """recall@k, MRR and nDCG@k over the records (ExampleRecord) that name gold documents.
-
-    Recomputed from each record's stored `retrieved` chunks, so `domainbench rescore` gets
-    the same figures without an index or a model.
-    """
-    per_example = [retrieval_scores(record.retrieved or [], {"doc_ids": record.retrieval_gold["gold"]},
-                                    record.retrieval_gold["k"])
-                   for record in records if record.retrieval_gold]
-    return aggregate_retrieval(per_example) if per_example else {}

@@ -15,14 +15,14 @@ from typing import Any
 from harness.errors import DomainbenchError
 from harness.progress import status
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
-from reports.schema import ResultFile
-from retrieval.metrics import judged_retrieval_gold, retrieval_metrics
+from retrieval.metrics import judged_retrieval_gold
 from tasks.prompts import build_prompt, fewshot_exemplars
 from tasks.rag_policy import check_rag_ready, exclusion, judges_retrieval
 from tasks.records import ExampleRecord
 from tasks.registry import task_module
+from tasks.retrieval_metrics import retrieval_metrics
 from tasks.stats import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES, Metric
-from tasks.suite import Suite, TaskSpec
+from tasks.suite import TaskSpec
 
 DEFAULT_FEWSHOT_SEED = 1234
 
@@ -111,20 +111,6 @@ def rescore(task: TaskSpec, records: list[ExampleRecord | dict]) -> tuple[list[E
         fresh.retrieved, fresh.retrieval_gold = record.retrieved, record.retrieval_gold
         rescored.append(fresh)
     return rescored, {**module.aggregate(task, rescored), **retrieval_metrics(rescored)}
-
-
-def result_file(result: TaskResult, *, run: str, configuration: str, suite: Suite, model_spec: str,
-                model_fingerprint: str, adapter: str | None = None) -> ResultFile:
-    """The result file of one evaluated task (reports/schema.py owns the layout)."""
-    return ResultFile(
-        run=run, configuration=configuration, task=result.task.name, task_type=result.task.type,
-        suite={"name": suite.name, "fingerprint": suite.fingerprint, "task_fingerprint": result.task.fingerprint},
-        model={"spec": model_spec, "fingerprint": model_fingerprint, "adapter": adapter},
-        settings=result.settings,
-        metrics={name: metric.as_dict() for name, metric in result.metrics.items()},
-        cost=result.cost,
-        examples=[record.as_dict() for record in result.records],
-    )
 
 
 def _examples(task: TaskSpec, split: str, limit: int | None, seed: int) -> list[dict]:

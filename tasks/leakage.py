@@ -32,7 +32,7 @@ from retrieval.matching import normalized
 from retrieval.metrics import gold_documents
 from tasks.datafiles import read_rows
 from tasks.rag_policy import rag_mode
-from tasks.suite import suite_file
+from tasks.suite_files import suite_file
 
 TRAINING_SPLITS = ("train", "dev")
 _ANSWER_FIELD = {"summarization": "summary", "classification": "text", "ner": "text", "perplexity": "text"}

@@ -9,7 +9,6 @@ corpus-weighted perplexity — not only for means.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any

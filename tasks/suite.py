@@ -12,14 +12,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import DomainbenchError
-from tasks.datafiles import DATA_SUFFIXES, LinedDict, Problem, Row, parse_yaml, read_rows
+from tasks.datafiles import (
+    DATA_SUFFIXES,
+    LinedDict,
+    Problem,
+    Row,
+    parse_yaml,
+    read_rows,
+)
 from tasks.fingerprints import suite_fingerprint, task_fingerprint
 from tasks.prompts import check_template_syntax, template_fields
 from tasks.rag_policy import DEFAULT_RAG_MODES, RAG_MODES, rag_mode
 from tasks.registry import TASK_TYPES, task_module
+from tasks.suite_files import suite_file
 
-SUITES_DIR = Path(__file__).parent / "suites"
-SUITE_FILE = "suite.yaml"
 SPLITS = ("train", "dev", "test")
 SUITE_FIELDS = ("name", "description", "version", "tasks", "corpus")
 TASK_FIELDS = ("name", "type", "description", "data", "template", "num_fewshot", "metrics", "generation",
@@ -77,34 +83,12 @@ class Suite:
         return [by_name[name] for name in names]
 
 
-def builtin_suites() -> list[str]:
-    return sorted(p.name for p in SUITES_DIR.iterdir() if (p / SUITE_FILE).is_file())
-
-
-def suite_file(name_or_path: str | Path) -> Path:
-    """The suite.yaml of a builtin name, a suite directory, or a suite.yaml path."""
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
-    if path.is_dir():
-        if not (path / SUITE_FILE).is_file():
-            raise DomainbenchError(f"suite {name_or_path}: directory has no {SUITE_FILE}")
-        return path / SUITE_FILE
-    if (SUITES_DIR / str(name_or_path) / SUITE_FILE).is_file():
-        return SUITES_DIR / str(name_or_path) / SUITE_FILE
-    raise DomainbenchError(f"suite {name_or_path}: not a builtin suite ({', '.join(builtin_suites())}) "
-                           "nor a suite directory or suite.yaml file")
-
-
-def read_header(name_or_path: str | Path) -> dict:
-    """name, description, version and task names from suite.yaml, without reading data files."""
-    path = suite_file(name_or_path)
-    document = parse_yaml(path)
-    document = document if isinstance(document, dict) else {}
-    tasks = document.get("tasks") if isinstance(document.get("tasks"), list) else []
-    return {"name": document.get("name"), "description": document.get("description") or "",
-            "version": document.get("version"), "path": path.parent,
-            "tasks": [task.get("name") for task in tasks if isinstance(task, dict)]}
+def suite_corpus_path(suite: str) -> Path:
+    """The corpus file a suite's suite.yaml names (`corpus: corpus.jsonl.gz`)."""
+    loaded = load_suite(suite)
+    if loaded.corpus is None:
+        raise DomainbenchError(f"suite {loaded.name}: names no corpus file in suite.yaml")
+    return loaded.corpus
 
 
 def load_suite(name_or_path: str | Path) -> Suite:

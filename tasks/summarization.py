@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.requests import GenerationRequest
-from tasks.metrics import ROUGE_TYPES, bleu_signature, bleu_statistics, corpus_bleu_from_statistics, rouge_f1
+from tasks.metrics import (
+    ROUGE_TYPES,
+    bleu_signature,
+    bleu_statistics,
+    corpus_bleu_from_statistics,
+    rouge_f1,
+)
 from tasks.prompts import generation_requests, render
 from tasks.records import ExampleRecord
 from tasks.stats import Metric, Statistic, bootstrap_metrics, mean_statistic

@@ -11,9 +11,10 @@ import dataclasses
 from pathlib import Path
 
 from reports.schema import ResultFile, result_path, write_result
-from retrieval.metrics import judged_retrieval_gold, retrieval_metrics
+from retrieval.metrics import judged_retrieval_gold
 from tasks import ner, perplexity, qa
 from tasks.records import ExampleRecord
+from tasks.retrieval_metrics import retrieval_metrics
 from tasks.suite import TaskSpec
 
 SCRIPT_OUTPUT = "<script>alert(1)</script><img src=x onerror=alert(2)>"

@@ -8,7 +8,15 @@ import sys
 import pytest
 
 from tasks import ner
-from tasks.degenerate import EMPTY, LOOP, NO_ENTITIES_ANSWER, OK, UNPARSEABLE, classify_entity_output, classify_text
+from tasks.degenerate import (
+    EMPTY,
+    LOOP,
+    NO_ENTITIES_ANSWER,
+    OK,
+    UNPARSEABLE,
+    classify_entity_output,
+    classify_text,
+)
 
 LABELS = ("FUNCTION", "ERRNO")
 

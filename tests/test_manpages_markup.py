@@ -9,7 +9,15 @@ from collections import Counter
 from tasks.manpages.build import capped, write_jsonl_gz
 from tasks.manpages.entities import sentences
 from tasks.manpages.pages import page_split
-from tasks.manpages.roff import BOLD, ROMAN, Run, decode_runs, macro_args, paragraphs, raw_sections
+from tasks.manpages.roff import (
+    BOLD,
+    ROMAN,
+    Run,
+    decode_runs,
+    macro_args,
+    paragraphs,
+    raw_sections,
+)
 from tasks.manpages.structure import error_entries, name_line, synopsis_headers
 
 PAGE = r""".\" SPDX-License-Identifier: Linux-man-pages-copyleft

@@ -7,7 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rouge_score import rouge_scorer
 
-from tasks.metrics import ROUGE_TYPES, bleu_signature, bleu_statistics, corpus_bleu_from_statistics, rouge_f1
+from tasks.metrics import (
+    ROUGE_TYPES,
+    bleu_signature,
+    bleu_statistics,
+    corpus_bleu_from_statistics,
+    rouge_f1,
+)
 
 PAIRS = [
     ("open and possibly create a file", "open and possibly create a file"),

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 
-from report_runs import index_block, perplexity_result, qa_result, training_block, write_run
+from report_runs import (
+    index_block,
+    perplexity_result,
+    qa_result,
+    training_block,
+    write_run,
+)
 
 from harness.cli import main
 

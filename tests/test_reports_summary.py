@@ -7,7 +7,14 @@ import io
 import json
 
 import pytest
-from report_runs import perplexity_result, qa_result, rag_qa_result, standard_run, training_block, write_run
+from report_runs import (
+    perplexity_result,
+    qa_result,
+    rag_qa_result,
+    standard_run,
+    training_block,
+    write_run,
+)
 
 from harness.cli import main
 from reports.schema import load_result, result_path

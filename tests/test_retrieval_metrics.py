@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retrieval.metrics import aggregate_retrieval, document_ranking, gold_documents, retrieval_scores
+from retrieval.metrics import document_ranking, gold_documents, retrieval_scores
+from tasks.retrieval_metrics import aggregate_retrieval
 
 
 def _retrieved(*doc_ids: str) -> list[dict]:

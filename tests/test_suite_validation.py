@@ -7,7 +7,8 @@ import pytest
 
 from harness.cli import main
 from harness.errors import DomainbenchError
-from tasks.suite import builtin_suites, load_suite
+from tasks.suite import load_suite
+from tasks.suite_files import builtin_suites
 
 
 def write_jsonl(path, rows):

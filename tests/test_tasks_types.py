@@ -9,7 +9,12 @@ import pytest
 from sklearn.metrics import f1_score
 
 from harness.errors import DomainbenchError
-from harness.requests import GenerationRequest, Loglikelihood, LoglikelihoodRequest, RollingRequest
+from harness.requests import (
+    GenerationRequest,
+    Loglikelihood,
+    LoglikelihoodRequest,
+    RollingRequest,
+)
 from tasks import ner
 from tasks.evaluate import build_requests, evaluate_task, rescore
 from tasks.prompts import fewshot_exemplars, training_pairs

@@ -8,7 +8,15 @@ import json
 import pytest
 
 from harness.errors import DomainbenchError
-from tuning.data import check_split, corpus_texts, mixture, packed_sequences, sft_examples, suite_pairs, training_data
+from tuning.data import (
+    check_split,
+    corpus_texts,
+    mixture,
+    packed_sequences,
+    sft_examples,
+    suite_pairs,
+    training_data,
+)
 from tuning.loss import IGNORE_INDEX
 from tuning.recipe import load_recipe
 

@@ -18,7 +18,15 @@ import torch
 
 from harness.errors import DomainbenchError
 from harness.models import load_model
-from tuning.artifact import artifact_path, directory_bytes, input_hash, manifest_for, publish_model, reusable, work_path
+from tuning.artifact import (
+    artifact_path,
+    directory_bytes,
+    input_hash,
+    manifest_for,
+    publish_model,
+    reusable,
+    work_path,
+)
 from tuning.data import training_data
 from tuning.full import transformer_layers
 from tuning.loop import collate, final_hidden, mean_dev_loss, train, unwrap

@@ -11,7 +11,14 @@ import torch
 
 from harness.errors import DomainbenchError
 from harness.models import load_model
-from tuning.artifact import artifact_path, input_hash, manifest_for, publish_model, reusable, work_path
+from tuning.artifact import (
+    artifact_path,
+    input_hash,
+    manifest_for,
+    publish_model,
+    reusable,
+    work_path,
+)
 from tuning.data import training_data
 from tuning.loop import train
 from tuning.recipe import Recipe

@@ -92,7 +92,9 @@ def _plain_linear(module: torch.nn.Module) -> bool:
 
 def _liger_loss():
     try:
-        from liger_kernel.transformers.fused_linear_cross_entropy import LigerFusedLinearCrossEntropyLoss
+        from liger_kernel.transformers.fused_linear_cross_entropy import (
+            LigerFusedLinearCrossEntropyLoss,
+        )
     except ImportError:
         return None
     return LigerFusedLinearCrossEntropyLoss(reduction="sum")

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.errors import DomainbenchError
-from tasks.evaluate import DEFAULT_FEWSHOT_SEED, TaskResult, evaluate_task, result_file
+from tasks.evaluate import DEFAULT_FEWSHOT_SEED, TaskResult, evaluate_task
 from tasks.suite import load_suite
 
 
@@ -40,11 +40,16 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
                  output_dir: Path | None, configuration: str, adapter: Path | None, rag_index: Path | None,
                  rag_k: int, trust_remote_code: bool) -> None:
     """Evaluate MODEL on SUITE; write one result file per task and print metrics with 95% intervals."""
-    from harness.distributed import init_from_launcher, is_main_process, launched_world_size, local_device
+    from harness.distributed import (
+        init_from_launcher,
+        is_main_process,
+        launched_world_size,
+        local_device,
+    )
     from harness.engine import Engine
     from harness.models import load_model
     from harness.preflight import check_device
-    from reports.schema import result_path, write_result
+    from reports.schema import result_file, result_path, write_result
 
     check_device(device)
 

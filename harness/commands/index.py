@@ -12,7 +12,11 @@ from rich.table import Table
 
 from harness.errors import DomainbenchError
 from harness.models import cache_dir
-from retrieval.chunking import DEFAULT_MAX_TOKENS, DEFAULT_OVERLAP_TOKENS, ChunkingSettings
+from retrieval.chunking import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_OVERLAP_TOKENS,
+    ChunkingSettings,
+)
 from retrieval.embedding import DEFAULT_ENCODER
 from retrieval.index import INDEX_KINDS
 
@@ -47,8 +51,9 @@ def build_command(suite_spec: str | None, corpus_path: Path | None, encoder: str
                   chunk_tokens: int, overlap: int, out_dir: Path | None, device: str | None, batch_size: int,
                   force: bool) -> None:
     """Chunk, embed and index a corpus; reuse OUT when nothing it was built from changed."""
-    from retrieval.corpus import load_corpus, suite_corpus_path
+    from retrieval.corpus import load_corpus
     from retrieval.index import build_index
+    from tasks.suite import suite_corpus_path
 
     if (suite_spec is None) == (corpus_path is None):
         raise DomainbenchError("index build: give exactly one of --suite NAME or --corpus PATH")

@@ -12,7 +12,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from tasks.suite import builtin_suites, load_suite, read_header
+from tasks.suite import load_suite
+from tasks.suite_files import builtin_suites, read_header
 
 
 def _console() -> Console:
