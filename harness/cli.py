@@ -8,16 +8,20 @@ import click
 
 from harness import __version__
 from harness.errors import DomainbenchError
+from harness.progress import quiet_libraries
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="domainbench")
 @click.option("--debug", is_flag=True, help="Show tracebacks for user errors too.")
+@click.option("--verbose", is_flag=True, help="Show other libraries' progress bars, logging and deprecation warnings.")
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
     """Evaluate base, tuned, adapter, distilled and retrieval-augmented models on domain suites."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if not verbose:
+        quiet_libraries()
 
 
 def _register_commands() -> None:

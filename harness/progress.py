@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import sys
+import warnings
 
 from rich.console import Console
 from rich.progress import (
@@ -16,6 +19,29 @@ from rich.progress import (
 )
 
 console = Console(stderr=True)
+
+# Deprecation warnings that libraries raise about their own calls (peft 0.17 asks transformers 5
+# for `is_gradient_checkpointing`; PEFT prompt learning passes `past_key_values`): a user can do
+# nothing about them, and each one repeats in every run.
+_LIBRARY_WARNINGS = ("`is_gradient_checkpointing` is deprecated", "`past_key_values` is deprecated",
+                     "Both `past_key_values` and `cache` are set")
+
+
+def quiet_libraries() -> None:
+    """One display per command: other libraries' progress bars, info logging and known warnings off.
+
+    Set through the libraries' own environment switches, so it holds for libraries imported later
+    (commands import them lazily) and for torchrun's worker processes; `--verbose` skips it.
+    """
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' tqdm bars follow the hub's
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    if "transformers" in sys.modules:  # already imported (tests drive the CLI in-process)
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
+    for message in _LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", message=re.escape(message), category=FutureWarning)
 
 
 def progress_bar(*, transient: bool = False) -> Progress:
