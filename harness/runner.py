@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import click
 import yaml
 
 from harness.artifacts import Artifact, prepare_adapters, prepare_index, prepare_weights
+from harness.atomic import write_atomic
 from harness.errors import DomainbenchError
 from harness.models import default_device, load_model, parse_dtype
 from harness.preflight import check_run
@@ -240,7 +239,4 @@ def _write_run_yaml(run_dir: Path, spec: RunSpec, prepared: Prepared, *, profile
         "index": described({"index": prepared.index})["index"] if prepared.index else None,
         "versions": software_versions(),
     }
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".run.yaml-")
-    with os.fdopen(fd, "w") as handle:
-        yaml.safe_dump(resolved, handle, sort_keys=False)
-    os.replace(tmp, run_dir / "run.yaml")
+    write_atomic(run_dir / "run.yaml", yaml.safe_dump(resolved, sort_keys=False))

@@ -6,9 +6,9 @@ model hub. Built deterministically from a seed; the builtin spec `tiny-random-ll
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
+
+from harness.atomic import staged_dir
 
 # Text the BPE merges are learned from: enough variety that words split into several tokens,
 # which exercises the context/continuation boundary the way a real tokenizer does.
@@ -80,14 +80,7 @@ def save_tiny_model(target: Path, *, seed: int = 0) -> Path:
     target = Path(target)
     tokenizer = build_tiny_tokenizer()
     model = build_tiny_model(tokenizer, seed=seed)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tiny-", dir=target.parent))
-    try:
+    with staged_dir(target) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 
+from harness.atomic import write_atomic
 from reports.formatting import slug
 from reports.plots import metric_plot, quality_cost_plot
 from reports.render_html import render_html
@@ -39,12 +38,12 @@ def write_report(run_dir: Path) -> RunSummary:
     for task, task_plots_ in plots.items():
         for title, png in task_plots_:
             name = f"{slug(task)}-{slug(title)}.png"
-            _write_atomically(run_dir / PLOTS_DIR / name, png)
+            write_atomic(run_dir / PLOTS_DIR / name, png)
             markdown_plots.setdefault(task, []).append((title, f"{PLOTS_DIR}/{name}"))
-    _write_atomically(run_dir / REPORT_MD, render_markdown(summary, markdown_plots).encode("utf-8"))
-    _write_atomically(run_dir / REPORT_HTML, render_html(summary, plots).encode("utf-8"))
-    _write_atomically(run_dir / SUMMARY_JSON, summary_json(summary).encode("utf-8"))
-    _write_atomically(run_dir / SUMMARY_CSV, summary_csv(summary).encode("utf-8"))
+    write_atomic(run_dir / REPORT_MD, render_markdown(summary, markdown_plots).encode("utf-8"))
+    write_atomic(run_dir / REPORT_HTML, render_html(summary, plots).encode("utf-8"))
+    write_atomic(run_dir / SUMMARY_JSON, summary_json(summary).encode("utf-8"))
+    write_atomic(run_dir / SUMMARY_CSV, summary_csv(summary).encode("utf-8"))
     return summary
 
 
@@ -76,13 +75,3 @@ def rescore_run(run_dir: Path) -> list[tuple[str, str, dict[str, tuple[float, fl
     return changes
 
 
-def _write_atomically(path: Path, content: bytes) -> None:
-    # A report being re-rendered while someone opens it must never be seen half-written.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

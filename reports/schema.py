@@ -8,13 +8,12 @@ of model and data, cost, and every example's prediction, reference and scores.
 from __future__ import annotations
 
 import json
-import os
 import platform
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.atomic import atomic_file
 from harness.errors import DomainbenchError
 
 if TYPE_CHECKING:
@@ -66,16 +65,9 @@ def result_path(output_dir: Path, configuration: str, task: str) -> Path:
 def write_result(path: Path, result: ResultFile) -> Path:
     """Write atomically (temp file + rename): a reader never sees half a result."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(result.as_dict(), handle, indent=1, ensure_ascii=False, allow_nan=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as handle:
+        json.dump(result.as_dict(), handle, indent=1, ensure_ascii=False, allow_nan=False)
+        handle.write("\n")
     return path
 
 

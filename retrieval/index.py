@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.atomic import replace_dir
 from harness.errors import DomainbenchError
 from retrieval.chunking import Chunk, ChunkingSettings, chunk_corpus
 from retrieval.corpus import Document, corpus_fingerprint, json_record
@@ -223,21 +224,9 @@ def _write_index_dir(out_dir: Path, faiss_index, chunks: list[Chunk], manifest: 
             for chunk in chunks:
                 handle.write(json.dumps(chunk.as_dict(), ensure_ascii=False) + "\n")
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        _replace_dir(staging, out_dir)
+        replace_dir(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def _replace_dir(staging: Path, out_dir: Path) -> None:
-    # A directory cannot be renamed over a non-empty one: move the old one aside first, so at
-    # every moment out_dir is either the old complete index, absent, or the new complete one.
-    retired = None
-    if out_dir.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-old-", dir=out_dir.parent))
-        out_dir.rename(retired / out_dir.name)
-    staging.rename(out_dir)
-    if retired is not None:
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 def _read_chunks(path: Path) -> list[Chunk]:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 
+from harness.atomic import staged_dir
 from harness.models import cache_dir
 
 MANIFEST = "domainbench_manifest.json"
@@ -56,16 +55,10 @@ def reusable(artifact: Path, key: str) -> dict | None:
 def publish(artifact: Path, save, manifest: dict) -> Path:
     """Write an artifact atomically: `save(staging_dir)`, then the manifest, then one rename."""
     artifact = Path(artifact)
-    artifact.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{artifact.name}-", dir=artifact.parent))
-    try:
+    with staged_dir(artifact) as staging:
         save(staging)
         manifest = {**manifest, "cost": {**manifest.get("cost", {}), "artifact_bytes": directory_bytes(staging)}}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        shutil.rmtree(artifact, ignore_errors=True)
-        os.replace(staging, artifact)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(work_path(artifact), ignore_errors=True)
     return artifact
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import shutil
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.atomic import atomic_file, staged_dir, write_atomic
 from harness.errors import DomainbenchError
 from harness.models import cpu_has_native_bf16
 from harness.progress import progress_bar
@@ -311,15 +311,11 @@ def _save_checkpoint(checkpoints: Path, state: TrainState, model, optimizer, sch
     """Write step-N/ through a temporary dir and a rename, then point `latest` at it."""
     if accelerator.is_main_process:
         name = f"step-{state.step:07d}"
-        staging = checkpoints / f".{name}.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        torch.save({"weights": _trainable_state(model), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "rng": _rng_state(), "state": state.__dict__},
-                   staging / "checkpoint.pt")
-        shutil.rmtree(checkpoints / name, ignore_errors=True)
-        os.replace(staging, checkpoints / name)
-        _atomic_write(checkpoints / LATEST, name)
+        with staged_dir(checkpoints / name) as staging:
+            torch.save({"weights": _trainable_state(model), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "rng": _rng_state(), "state": state.__dict__},
+                       staging / "checkpoint.pt")
+        write_atomic(checkpoints / LATEST, name)
         for old in sorted(checkpoints.glob("step-*"))[:-config.keep_checkpoints]:
             shutil.rmtree(old)
     accelerator.wait_for_everyone()
@@ -342,17 +338,9 @@ def _nonfinite_message(loss: float, step: int, checkpoints: Path) -> str:
     return f"training loss became {loss} at step {step}; stopped; {good}"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path, "wb") as handle:
+        torch.save(obj, handle)
 
 
 def _progress(main_process: bool):
