@@ -34,6 +34,7 @@ def quiet_libraries() -> None:
     (commands import them lazily) and for torchrun's worker processes; `--verbose` skips it.
     """
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' tqdm bars follow the hub's
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the rest (GGUF de-quantisation) use tqdm directly
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     if "transformers" in sys.modules:  # already imported (tests drive the CLI in-process)
         from transformers.utils import logging as transformers_logging

@@ -27,7 +27,7 @@ def test_library_progress_bars_show_only_with_verbose(tmp_path):
                 "--tasks", "manpage-perplexity", "--limit", "2", "--output", str(tmp_path / "-".join(flags or ("q",)))]
         # Without the switches an in-process CLI test may have left in this process's environment.
         env = {key: value for key, value in os.environ.items()
-               if key not in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY")}
+               if key not in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY", "TQDM_DISABLE")}
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300,
                               env={**env, "DOMAINBENCH_CACHE": str(tmp_path / "cache")})
         assert done.returncode == 0, done.stderr
