@@ -10,12 +10,12 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import click
 
-from harness.models import cache_dir, model_fingerprint, resolve_model
+from harness.models import cache_dir, gguf_origin, model_fingerprint, resolve_model
 from harness.spec import WEIGHTS, Configuration, RunSpec
 
 MANIFEST = "domainbench_manifest.json"
@@ -98,6 +98,51 @@ def prepare_index(spec: RunSpec, suite, *, profile: str, run_dir: Path) -> Artif
             "chunks_per_second": manifest.get("chunks_per_second"), "scope": scope,
             "artifact_bytes": sum(f.stat().st_size for f in out.iterdir() if f.is_file())}
     return Artifact("index", out, manifest["input_fingerprint"], cost)
+
+
+def prepare_forms(spec: RunSpec, suite, configurations: list[Configuration], weights: dict[str, Artifact],
+                  adapters: dict[str, Artifact], *, profile: str, run_dir: Path) -> dict[str, Artifact]:
+    """The deployable forms the configurations use, by model key (`adapter+merged`, `base+gguf`, …).
+
+    Each form is made from its parent — the previous form of the chain, or the weights (with the
+    adapter, for `merged`) — and carries its parent chain in `built_from`, so its cost shows what
+    the whole chain took.
+    """
+    from tuning.forms import FormSource, build_form, form_fingerprint
+
+    forms: dict[str, Artifact] = {}
+    for configuration in configurations:
+        parent = weights[configuration.weights]
+        adapter = adapters.get(configuration.adapter) if configuration.adapter else None
+        for depth, form in enumerate(configuration.forms, start=1):
+            key = chain_key(configuration, depth)
+            if key not in forms:
+                click.echo(f"form: {key}", err=True)
+                source = FormSource(parent.path, parent.fingerprint,
+                                    adapter=adapter.path if form == "merged" else None,
+                                    adapter_fingerprint=adapter.fingerprint if form == "merged" else None,
+                                    gguf=gguf_origin(spec.model) if parent.name == "base" else None)
+                path, manifest = build_form(form, source, settings=asdict(spec.forms), suite=suite,
+                                            prune_recipe=_prune_recipe(spec, profile) if form == "pruned" else None)
+                _link(run_dir, key, path)
+                made_from = [parent, *([adapter] if form == "merged" and adapter else [])]
+                forms[key] = Artifact(key, path, form_fingerprint(path), {**manifest["cost"], "form": form},
+                                      built_from=made_from)
+            parent = forms[key]
+    return forms
+
+
+def chain_key(configuration: Configuration, depth: int) -> str:
+    """The model key of `configuration`'s chain up to its `depth`-th form."""
+    parts = configuration.model_key.split("+")  # the forms are its last parts, in order
+    return "+".join(parts[:len(parts) - (len(configuration.forms) - depth)])
+
+
+def _prune_recipe(spec: RunSpec, profile: str) -> dict:
+    from tuning.prune import load_prune_recipe
+
+    recipe = spec.recipes.get("prune")
+    return load_prune_recipe(config=Path(recipe) if recipe else None, profile=profile)
 
 
 def _tuned(strategy: str, spec: RunSpec, suite, *, profile: str, run_dir: Path,

@@ -54,6 +54,8 @@ class Engine:
         self.prefix_token_id = _prefix_token_id(tokenizer)
         self.rank, self.world = rank_and_world()
         self._head_only_scoring: bool | None = None
+        # Tokens through the model (scored inputs, prompts, generated tokens): what tokens/s counts.
+        self.tokens_processed = 0
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, **kwargs) -> "Engine":
@@ -210,6 +212,7 @@ class Engine:
     def _score_shared_batch(self, rows: list[SharedContextRow]) -> list[list[Loglikelihood]]:
         dtype = next(self.model.parameters()).dtype
         input_ids, position_ids, mask = batch_inputs(rows, self._pad_id, dtype, self.device)
+        self.tokens_processed += sum(row.length for row in rows)
         hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=mask,
                                           position_ids=position_ids).last_hidden_state
         width = input_ids.shape[1]
@@ -251,6 +254,7 @@ class Engine:
     def _score_batch(self, rows: list[ScoringRow], greedy: bool) -> list[Loglikelihood]:
         inputs = [list(r.tokens[:-1]) for r in rows]
         input_ids, attention_mask, position_ids = self._left_padded(inputs)
+        self.tokens_processed += sum(map(len, inputs))
         n_keep = max(r.n_scored for r in rows)
         # targets[i, j] is the id predicted at the j-th of the last n_keep positions of row i.
         targets = torch.full((len(rows), n_keep), -1, dtype=torch.long)
@@ -370,6 +374,7 @@ class Engine:
             options["cache_implementation"] = "static"
         output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
         new_tokens = output[:, input_ids.shape[1]:]
+        self.tokens_processed += int(attention_mask.sum()) + int((new_tokens != self.tokenizer.pad_token_id).sum())
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [cut_at_stop(text, request.stop) for text in texts]
 

@@ -108,6 +108,17 @@ def resolve_model(spec: str) -> Path:
     return hub_snapshot(spec)
 
 
+def gguf_origin(spec: str) -> Path | None:
+    """The GGUF file a model spec's weights are converted from (the builtin model, a .gguf path), else None.
+
+    The `gguf` form of such a model is that very file, run by llama.cpp.
+    """
+    if spec == "smollm2-135m-instruct":
+        return _smollm2_gguf_path()
+    path = Path(spec).expanduser()
+    return path if path.suffix == ".gguf" and path.is_file() else None
+
+
 def load_model(spec: str, *, device: str | None = None, dtype: str | None = None,
                trust_remote_code: bool = False) -> LoadedModel:
     """Load tokenizer and model for `spec` on `device` (auto: cuda if present) in eval mode."""

@@ -19,7 +19,14 @@ from pathlib import Path
 import click
 import yaml
 
-from harness.artifacts import Artifact, prepare_adapters, prepare_index, prepare_weights
+from harness.artifacts import (
+    Artifact,
+    chain_key,
+    prepare_adapters,
+    prepare_forms,
+    prepare_index,
+    prepare_weights,
+)
 from harness.atomic import write_atomic
 from harness.errors import DomainbenchError
 from harness.models import default_device, load_model, parse_dtype
@@ -35,6 +42,7 @@ from harness.spec import (
 from reports.schema import load_result, result_file, result_path, write_result
 from tasks.evaluate import evaluate_task
 from tasks.suite import Suite, load_suite
+from tuning.memory import peak_memory, reset_peak_memory
 
 
 @dataclass
@@ -43,6 +51,7 @@ class Prepared:
 
     weights: dict[str, Artifact]
     adapters: dict[str, Artifact]
+    forms: dict[str, Artifact]        # by model key: `adapter+merged`, `base+gguf`, …
     index: Artifact | None
     limit: int | None
     rag_context_tokens: int
@@ -63,34 +72,37 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
 
     needs_index = any(c.rag for c in configurations)
+    weights = prepare_weights(spec, suite, configurations, profile=profile, run_dir=run_dir)
+    adapters = prepare_adapters(spec, suite, configurations, profile=profile, run_dir=run_dir)
     prepared = Prepared(
-        weights=prepare_weights(spec, suite, configurations, profile=profile, run_dir=run_dir),
-        adapters=prepare_adapters(spec, suite, configurations, profile=profile, run_dir=run_dir),
+        weights=weights, adapters=adapters,
+        forms=prepare_forms(spec, suite, configurations, weights, adapters, profile=profile, run_dir=run_dir),
         index=prepare_index(spec, suite, profile=profile, run_dir=run_dir) if needs_index else None,
         limit=spec.limit if spec.limit is not None else PROFILE_LIMITS[profile],
         rag_context_tokens=PROFILE_RAG_CONTEXT_TOKENS[profile],
         device=device, dtype=str(parse_dtype(spec.dtype, device)).removeprefix("torch."))
     _write_run_yaml(run_dir, spec, prepared, profile=profile, device=device, suite=suite)
 
-    for weights, by_adapter in _grouped(configurations).items():
+    for model_key, by_adapter in _grouped(configurations).items():
         pending = {c.name: [t for t in tasks if not _is_fresh(run_dir, c, t, prepared, spec)]
                    for group in by_adapter.values() for c in group}
         if not any(pending.values()):
             click.echo(f"{', '.join(pending)}: all results reused", err=True)
             continue
-        loaded = load_model(str(prepared.weights[weights].path), device=device, dtype=spec.dtype,
-                            trust_remote_code=spec.trust_remote_code)
+        loaded = engine = None  # the previous model is freed before the next one loads
+        reset_peak_memory()  # each model's serving peak is its own, not the previous model's
+        loaded = _load(model_key, prepared, spec)
         for adapter, group in by_adapter.items():
             if not any(pending[c.name] for c in group):
                 continue
-            model = _attach_adapter(loaded.model, prepared.adapters[adapter]) if adapter else loaded.model
+            engine = _engine(loaded, prepared.adapters[adapter] if adapter else None)
             try:
                 for configuration in group:
-                    _evaluate_configuration(spec, suite, configuration, pending[configuration.name], model,
-                                            loaded.tokenizer, prepared, run_dir=run_dir)
+                    _evaluate_configuration(spec, suite, configuration, pending[configuration.name], engine,
+                                            prepared, run_dir=run_dir)
             finally:
                 if adapter:
-                    _detach_adapter(model)
+                    _detach_adapter(engine.model)
     if rebuild_report:
         from reports.run_report import write_report
 
@@ -98,12 +110,48 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
     return run_dir
 
 
-def _evaluate_configuration(spec, suite, configuration, tasks, model, tokenizer, prepared: Prepared, *, run_dir):
-    from harness.engine import Engine
+@dataclass
+class _Loaded:
+    """One model in memory (or a GGUF file for llama.cpp), its tokenizer and its bytes on disk."""
 
-    engine = Engine(model, tokenizer)
+    model: object | None
+    tokenizer: object
+    gguf: Path | None
+    model_bytes: int
+
+
+def _load(model_key: str, prepared: Prepared, spec: RunSpec) -> _Loaded:
+    """The model behind a model key: tuned weights, or a form (a model dir, or a GGUF file for llama.cpp)."""
+    from harness.models import load_tokenizer
+    from tuning.forms import form_model_path, model_bytes
+
+    artifact = prepared.forms.get(model_key) or prepared.weights[model_key]
+    path = form_model_path(artifact.path) if model_key in prepared.forms else artifact.path
+    if path.suffix == ".gguf":
+        return _Loaded(None, load_tokenizer(artifact.path), path, model_bytes(path))
+    loaded = load_model(str(path), device=prepared.device, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code)
+    return _Loaded(loaded.model, loaded.tokenizer, None, model_bytes(path))
+
+
+def _engine(loaded: _Loaded, adapter: Artifact | None):
+    """The engine that runs a loaded model: llama.cpp for a GGUF file, ours for the rest."""
+    if loaded.gguf is not None:
+        from harness.llama_engine import LlamaCppEngine
+
+        engine = LlamaCppEngine(loaded.gguf, loaded.tokenizer)
+    else:
+        from harness.engine import Engine
+
+        engine = Engine(_attach_adapter(loaded.model, adapter) if adapter else loaded.model, loaded.tokenizer)
+    engine.model_bytes = loaded.model_bytes
+    return engine
+
+
+def _evaluate_configuration(spec, suite, configuration, tasks, engine, prepared: Prepared, *, run_dir):
+    tokenizer = engine.tokenizer
     rag = _augmenter(prepared, tokenizer, engine, spec) if configuration.rag else None
     adapter = prepared.adapters[configuration.adapter] if configuration.adapter else None
+    model_artifact = prepared.forms.get(configuration.model_key) or prepared.weights[configuration.weights]
     for task in tasks:
         click.echo(f"{configuration.name} / {task.name}", err=True)
         if configuration.rag and task.rag == "off" and _copy_retrieval_free_result(configuration, task, prepared, spec,
@@ -113,13 +161,31 @@ def _evaluate_configuration(spec, suite, configuration, tasks, model, tokenizer,
                                rag=rag)
         result.settings["input_key"] = _input_key(configuration, task, prepared, spec)
         result.cost["training"] = _training_cost(configuration, prepared)
+        result.cost["serving"] = _serving_cost(engine, model_artifact, adapter, configuration)
         record = result_file(result, run=spec.name, configuration=configuration.name, suite=suite,
-                             model_spec=spec.model, model_fingerprint=prepared.weights[configuration.weights].fingerprint,
+                             model_spec=spec.model, model_fingerprint=model_artifact.fingerprint,
                              adapter=str(adapter.path) if adapter else None)
         record.model["weights"] = configuration.weights
         record.model["adapter_fingerprint"] = adapter.fingerprint if adapter else None
+        record.model["forms"] = list(configuration.forms)
+        record.model["parent"] = configuration.parent
         record.model["index_fingerprint"] = prepared.index.fingerprint if configuration.rag else None
         write_result(result_path(run_dir, configuration.name, task.name), record)
+
+
+def _serving_cost(engine, model_artifact: Artifact, adapter: Artifact | None, configuration: Configuration) -> dict:
+    """What it takes to serve this configuration's model: bytes on disk, peak resident memory, dtype.
+
+    The peak is the process's resident high-water mark since this model was loaded (the window
+    opens before loading), so it counts the weights in memory plus evaluation's working set.
+    """
+    bytes_on_disk = getattr(engine, "model_bytes", None)
+    if adapter is not None and not configuration.merged:
+        bytes_on_disk = (bytes_on_disk or 0) + adapter.cost.get("artifact_bytes", 0)
+    peak, kind = peak_memory()
+    return {"model_bytes": bytes_on_disk, "peak_memory_bytes": peak, "peak_memory_kind": kind,
+            "engine": type(engine).__name__, "dtype": getattr(engine, "dtype", None),
+            "model_fingerprint": model_artifact.fingerprint}
 
 
 def _copy_retrieval_free_result(configuration: Configuration, task, prepared: Prepared, spec: RunSpec, *,
@@ -167,10 +233,17 @@ def _augmenter(prepared: Prepared, tokenizer, engine, spec: RunSpec):
 
 
 def _grouped(configurations: list[Configuration]) -> dict[str, dict[str | None, list[Configuration]]]:
-    """weights -> adapter -> configurations, adapter-free first: each weights load once, each adapter attach once."""
+    """model -> adapter -> configurations, adapter-free first: each model loads once, each adapter attaches once.
+
+    A form is its own model (a merged adapter is inside its weights); plain configurations group
+    by their weights, with the adapters attached in turn.
+    """
     groups: dict[str, dict[str | None, list[Configuration]]] = {}
     for configuration in sorted(configurations, key=lambda c: c.adapter is not None):
-        groups.setdefault(configuration.weights, {}).setdefault(configuration.adapter, []).append(configuration)
+        if configuration.forms:
+            groups.setdefault(configuration.model_key, {}).setdefault(None, []).append(configuration)
+        else:
+            groups.setdefault(configuration.weights, {}).setdefault(configuration.adapter, []).append(configuration)
     return groups
 
 
@@ -179,6 +252,7 @@ def _input_key(configuration: Configuration, task, prepared: Prepared, spec: Run
     parts = {
         "weights": prepared.weights[configuration.weights].fingerprint,
         "adapter": prepared.adapters[configuration.adapter].fingerprint if configuration.adapter else None,
+        "form": prepared.forms[configuration.model_key].fingerprint if configuration.forms else None,
         "index": prepared.index.fingerprint if configuration.rag else None,
         "rag": [spec.rag.k, prepared.rag_context_tokens, task.rag] if configuration.rag else None,
         "task": task.fingerprint,
@@ -214,11 +288,13 @@ def _training_cost(configuration: Configuration, prepared: Prepared) -> dict:
     used = [(prepared.weights[configuration.weights], "weights")]
     if configuration.adapter:
         used.append((prepared.adapters[configuration.adapter], "adapter"))
+    for depth in range(1, len(configuration.forms) + 1):
+        used.append((prepared.forms[chain_key(configuration, depth)], "form"))
     if configuration.rag:
         used.append((prepared.index, "index"))
     blocks = {}
     for artifact, purpose in used:
-        for teacher in artifact.built_from:
+        for teacher in artifact.built_from if purpose != "form" else ():  # a form's parents are listed already
             blocks[teacher.name] = {**teacher.cost, "purpose": "teacher"}
         if artifact.cost:
             blocks[artifact.name] = {**artifact.cost, "purpose": purpose}
@@ -236,6 +312,7 @@ def _write_run_yaml(run_dir: Path, spec: RunSpec, prepared: Prepared, *, profile
         "limit_per_task": prepared.limit, "spec": spec.as_dict(),
         "suite": {"name": suite.name, "fingerprint": suite.fingerprint},
         "weights": described(prepared.weights), "adapters": described(prepared.adapters),
+        "forms": described(prepared.forms),
         "index": described({"index": prepared.index})["index"] if prepared.index else None,
         "versions": software_versions(),
     }

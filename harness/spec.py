@@ -24,6 +24,14 @@ GPU_EXTRA_CONFIGURATIONS = ("prefix",)
 WEIGHTS = {"base": None, "finetuned": "full", "distilled": "distill"}
 # Adapter names accepted in a configuration, and the PEFT strategy each one trains.
 ADAPTERS = {"adapter": "lora", "lora": "lora", "prefix": "prefix"}
+# Deployable forms of a model, applied in the order a configuration names them (tuning/forms.py
+# builds them). Each is reported beside its parent: the configuration without its last form.
+FORMS = ("merged", "pruned", "int8", "nf4", "gguf")
+# Forms that only a GPU can run (bitsandbytes 4-bit kernels are CUDA-only).
+GPU_ONLY_FORMS = ("nf4",)
+# GGUF types a non-GGUF source is exported to for the `gguf` form (llama.cpp's own names).
+GGUF_TYPES = ("f16", "q8_0", "q4_k_m")
+INT8_SCHEMES = ("weight-only", "dynamic")
 PROFILES = ("auto", "quick", "full")
 
 # Per-task example limits by profile: `quick` fits a 2-core CPU, `full` is every test example.
@@ -35,17 +43,43 @@ PROFILE_RAG_CONTEXT_TOKENS = {"quick": 448, "full": 1024}
 
 @dataclass(frozen=True)
 class Configuration:
-    """One way to run the model: which weights, which adapter, with or without retrieval."""
+    """One way to run the model: which weights, which adapter, which deployable forms, with or without retrieval."""
 
     name: str
     weights: str = "base"
     adapter: str | None = None
     rag: bool = False
+    forms: tuple[str, ...] = ()
+
+    @property
+    def model_key(self) -> str:
+        """What the model is, without retrieval: `finetuned`, `adapter`, `adapter+merged+int8`.
+
+        Configurations with one model key run the very same model (with or without retrieval).
+        """
+        adapter = {"lora": "adapter"}.get(self.adapter, self.adapter)
+        parts = [part for part in (self.weights if self.weights != "base" or not adapter else None,
+                                   adapter) if part]
+        return "+".join([*parts, *self.forms]) or "base"
+
+    @property
+    def parent(self) -> str | None:
+        """The configuration this one is a form of (its name without the last form), or None."""
+        if not self.forms:
+            return None
+        parts = self.name.split("+")
+        del parts[len(parts) - 1 - parts[::-1].index(self.forms[-1])]
+        return "+".join(parts) or "base"
+
+    @property
+    def merged(self) -> bool:
+        """Whether the adapter lives inside the weights (merged) rather than beside them."""
+        return "merged" in self.forms
 
 
 def parse_configuration(name: str) -> Configuration:
-    """`base`, `rag`, `adapter`, `prefix`, `finetuned`, `distilled`, or parts joined by `+`."""
-    weights, adapter, rag = None, None, False
+    """`base`, `rag`, `adapter`, `prefix`, `finetuned`, `distilled`, forms, or parts joined by `+`."""
+    weights, adapter, rag, forms = None, None, False, []
     for part in name.strip().split("+"):
         if part in WEIGHTS:
             if weights is not None:
@@ -59,13 +93,46 @@ def parse_configuration(name: str) -> Configuration:
             if rag:
                 raise DomainbenchError(f"configuration {name!r}: names rag twice")
             rag = True
+        elif part in FORMS:
+            if part in forms:
+                raise DomainbenchError(f"configuration {name!r}: names {part} twice")
+            forms.append(part)
         else:
-            known = ", ".join([*WEIGHTS, *ADAPTERS, "rag"])
+            known = ", ".join([*WEIGHTS, *ADAPTERS, *FORMS, "rag"])
             raise DomainbenchError(f"configuration {name!r}: unknown part {part!r} (known: {known}, joined by +)")
     if adapter and weights not in (None, "base"):
         # Adapters are trained on the base weights; on other weights they would be out of place.
         raise DomainbenchError(f"configuration {name!r}: adapters apply to the base weights only, not {weights}")
-    return Configuration(name=name, weights=weights or "base", adapter=adapter, rag=rag)
+    _check_forms(name, adapter, forms)
+    return Configuration(name=name, weights=weights or "base", adapter=adapter, rag=rag, forms=tuple(forms))
+
+
+def _check_forms(name: str, adapter: str | None, forms: list[str]) -> None:
+    """Forms apply to one set of weights, in order: merge first, then prune, quantize, export."""
+    if "merged" in forms:
+        if adapter is None:
+            raise DomainbenchError(f"configuration {name!r}: merged needs an adapter to merge (e.g. adapter+merged)")
+        if adapter != "lora":
+            raise DomainbenchError(f"configuration {name!r}: a {adapter} adapter has no weights to merge; "
+                                   "only LoRA adapters merge")
+    if adapter and forms and forms[0] != "merged":
+        raise DomainbenchError(f"configuration {name!r}: {forms[0]} applies to weights; merge the adapter first "
+                               f"(adapter+merged+{forms[0]})")
+    if "int8" in forms and "nf4" in forms:
+        raise DomainbenchError(f"configuration {name!r}: int8 and nf4 are two quantizations; name one")
+    order = [form for form in FORMS if form in forms]
+    if forms != order:
+        raise DomainbenchError(f"configuration {name!r}: forms apply in the order {' -> '.join(FORMS)}; "
+                               f"write {'+'.join(order)}")
+    if "gguf" in forms and {"int8", "nf4"} & set(forms):
+        raise DomainbenchError(f"configuration {name!r}: gguf carries its own quantization (settings forms.gguf_type); "
+                               "it does not stack on int8 or nf4")
+
+
+def _parents(name: str) -> list[str]:
+    """The chain of parents of a configuration, farthest first (`adapter`, `adapter+merged` for `adapter+merged+int8`)."""
+    parent = parse_configuration(name).parent
+    return [*_parents(parent), parent] if parent else []
 
 
 @dataclass
@@ -73,6 +140,14 @@ class RagSettings:
     encoder: str = "minilm-l6"
     k: int = 4
     kind: str = "flat"
+
+
+@dataclass
+class FormSettings:
+    """How the deployable forms are made (pruning has its own recipe: recipes.prune)."""
+
+    gguf_type: str = "q8_0"       # for sources that are not a GGUF file already (the builtin ships Q4_1)
+    int8: str = "weight-only"     # torchao: int8 weights, or int8 weights with dynamic int8 activations
 
 
 @dataclass
@@ -91,7 +166,8 @@ class RunSpec:
     output: str = "runs"
     trust_remote_code: bool = False
     rag: RagSettings = field(default_factory=RagSettings)
-    # Optional recipe YAML per strategy (full, lora, prefix, distill); defaults otherwise.
+    forms: FormSettings = field(default_factory=FormSettings)
+    # Optional recipe YAML per strategy (full, lora, prefix, distill, prune); defaults otherwise.
     recipes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -99,11 +175,18 @@ class RunSpec:
         return Path(self.output) / self.name
 
     def configuration_names(self, profile: str) -> list[str]:
-        """The configurations asked for, or the defaults (the GPU profile adds `prefix`)."""
-        if self.configurations is not None:
-            return list(self.configurations)
-        extra = GPU_EXTRA_CONFIGURATIONS if profile == "full" else ()
-        return [*DEFAULT_CONFIGURATIONS, *extra]
+        """The configurations asked for, or the defaults (the GPU profile adds `prefix`).
+
+        A form is always evaluated beside its parent: a parent not asked for is added before it.
+        """
+        if self.configurations is None:
+            extra = GPU_EXTRA_CONFIGURATIONS if profile == "full" else ()
+            return [*DEFAULT_CONFIGURATIONS, *extra]
+        names: list[str] = []
+        for name in self.configurations:
+            names += [parent for parent in _parents(name) if parent not in names and parent not in self.configurations]
+            names.append(name)
+        return names
 
     def parsed_configurations(self, profile: str) -> list[Configuration]:
         return [parse_configuration(name) for name in self.configuration_names(profile)]
@@ -119,16 +202,24 @@ def load_spec(path: str | Path | None, overrides: dict[str, Any]) -> RunSpec:
         values = _read_spec_file(Path(path))
     values.update({key: value for key, value in overrides.items() if value is not None})
     source = str(path) if path else "command line"
-    rag = values.pop("rag", None) or {}
+    rag = _settings(values.pop("rag", None), RagSettings, source, "rag")
+    forms = _settings(values.pop("forms", None), FormSettings, source, "forms")
     _check_fields(values, RunSpec, source)
-    if isinstance(rag, dict):
-        _check_fields(rag, RagSettings, source, prefix="rag.")
-        rag = RagSettings(**rag)
-    elif not isinstance(rag, RagSettings):
-        raise DomainbenchError(f"{source}: rag: expected a mapping of {', '.join(_field_types(RagSettings))}")
-    spec = RunSpec(**values, rag=rag)
+    spec = RunSpec(**values, rag=rag, forms=forms)
     _validate(spec, source)
     return spec
+
+
+def _settings(value: Any, cls: type, source: str, key: str):
+    """A nested settings block (`rag:`, `forms:`) from its mapping, field by field checked."""
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise DomainbenchError(f"{source}: {key}: expected a mapping of {', '.join(_field_types(cls))}")
+    _check_fields(value, cls, source, prefix=f"{key}.")
+    return cls(**value)
 
 
 def resolve_profile(spec: RunSpec, device: str) -> str:
@@ -201,8 +292,12 @@ def _validate(spec: RunSpec, source: str) -> None:
         raise DomainbenchError(f"{source}: limit: expected a positive number, got {spec.limit}")
     if spec.rag.k < 1:
         raise DomainbenchError(f"{source}: rag.k: expected a positive number, got {spec.rag.k}")
-    unknown = sorted(set(spec.recipes) - {"full", "lora", "prefix", "distill"})
+    unknown = sorted(set(spec.recipes) - {"full", "lora", "prefix", "distill", "prune"})
     if unknown:
-        raise DomainbenchError(f"{source}: recipes: {unknown[0]}: not a tuning strategy (full, lora, prefix, distill)")
+        raise DomainbenchError(f"{source}: recipes: {unknown[0]}: not a tuning strategy (full, lora, prefix, distill, prune)")
+    if spec.forms.gguf_type not in GGUF_TYPES:
+        raise DomainbenchError(f"{source}: forms.gguf_type: {spec.forms.gguf_type!r} is not one of {', '.join(GGUF_TYPES)}")
+    if spec.forms.int8 not in INT8_SCHEMES:
+        raise DomainbenchError(f"{source}: forms.int8: {spec.forms.int8!r} is not one of {', '.join(INT8_SCHEMES)}")
     if "/" in spec.name or not spec.name:
         raise DomainbenchError(f"{source}: name: {spec.name!r} must be a plain directory name")

@@ -14,42 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import DomainbenchError
+from reports.changes import NOT_TESTED, REGRESSION, MetricChange, metric_changes
 from reports.formatting import format_interval, format_value
 from reports.render_markdown import markdown_text, table
 from reports.schema import ResultFile
-from reports.significance import (
-    improvement,
-    is_significant,
-    paired_differences,
-    shared_records,
-)
 from reports.summary import load_run_results, run_name
-from tasks.stats import PairedDifference
 
-REGRESSION = "REGRESSION"
-NOT_TESTED = "not tested (no per-example scores to pair)"
-
-
-@dataclass
-class MetricChange:
-    configuration: str
-    task: str
-    metric: str
-    base: float
-    new: float
-    difference: PairedDifference | None  # None: the metric could not be paired
-    tolerance: float
-
-    @property
-    def verdict(self) -> str:
-        if self.difference is None:
-            return NOT_TESTED
-        if not is_significant(self.difference) or self.difference.difference == 0:
-            return "no significant change"
-        gain = improvement(self.metric, self.difference.difference)
-        if gain > 0:
-            return "improved"
-        return REGRESSION if -gain > self.tolerance else "drop within tolerance"
+__all__ = ["NOT_TESTED", "REGRESSION", "MetricChange", "Comparison", "compare_runs", "parse_max_drop",
+           "render_comparison"]
 
 
 @dataclass
@@ -95,9 +67,30 @@ def compare_runs(base_dir: Path, new_dir: Path, max_drop: dict[str, float] | Non
     comparison = Comparison(run_name(base_dir, base_results), run_name(new_dir, new_results), suite, [])
     comparison.notes += _unmatched_notes(base, new)
     for key in shared:
-        comparison.changes += _changes(base[key], new[key], max_drop, comparison.notes, n_resamples, seed)
+        comparison.changes += metric_changes(base[key], new[key], max_drop, comparison.notes, n_resamples, seed)
     if not comparison.changes:
         raise DomainbenchError(f"{base_dir} and {new_dir} share no scored example (example ids differ)")
+    return comparison
+
+
+def compare_forms(run_dir: Path, max_drop: dict[str, float] | None = None, *, n_resamples: int = 1000,
+                  seed: int = 0) -> Comparison:
+    """Every deployable form of one run against its parent (reports/parity.py), as a gate like `compare_runs`."""
+    from reports.parity import form_parities
+
+    results = load_run_results(run_dir)
+    max_drop = max_drop or {}
+    if not any(r.model.get("parent") for r in results):
+        raise DomainbenchError(f"{run_dir}: no configuration is a form (merged, pruned, int8, nf4, gguf) of another")
+    _check_tolerances(max_drop, [(r, r) for r in results])
+    parities = form_parities(results, max_drop, n_resamples=n_resamples, seed=seed)
+    name = run_name(run_dir, results)
+    comparison = Comparison(f"{name} (parents)", f"{name} (forms)", str(results[0].suite.get("name")), [])
+    for parity in parities:
+        for change in parity.changes:
+            change.configuration = f"{parity.configuration} vs {parity.parent}"
+        comparison.changes += parity.changes
+        comparison.notes += [f"{parity.configuration}: {note}" for note in parity.notes]
     return comparison
 
 
@@ -125,41 +118,6 @@ def _unmatched_notes(base: dict, new: dict) -> list[str]:
     for label, keys in (("only in the base run", base.keys() - new.keys()), ("only in the new run", new.keys() - base.keys())):
         if keys:
             notes.append(f"{label} (not compared): " + ", ".join(f"{c}/{t}" for c, t in sorted(keys)))
-    return notes
-
-
-def _changes(base: ResultFile, new: ResultFile, max_drop: dict[str, float], notes: list[str], n_resamples: int,
-             seed: int) -> list[MetricChange]:
-    label = f"{base.configuration}/{base.task}"
-    records_base, _ = shared_records(base, new)
-    if not records_base:
-        return []
-    if len(records_base) < max(len(base.examples), len(new.examples)):
-        notes.append(f"{label}: compared on the {len(records_base)} examples both runs "
-                     f"scored ({len(base.examples)} in base, {len(new.examples)} in new)")
-    notes += _one_sided_metric_notes(label, base, new)
-    metrics = [metric for metric in base.metrics if metric in new.metrics]
-    compared = paired_differences(base, new, metrics, n_resamples=n_resamples, seed=seed)
-    unpaired = [metric for metric in metrics if metric not in compared]
-    if unpaired:
-        notes.append(f"{label}: {', '.join(unpaired)} could not be paired example by example: "
-                     "listed with the plain difference, not gated")
-    return [_change(base, new, metric, compared.get(metric), max_drop.get(metric, 0.0)) for metric in metrics]
-
-
-def _change(base: ResultFile, new: ResultFile, metric: str, pair, tolerance: float) -> MetricChange:
-    if pair is None:
-        return MetricChange(base.configuration, base.task, metric, base.metrics[metric]["value"],
-                            new.metrics[metric]["value"], None, tolerance)
-    return MetricChange(base.configuration, base.task, metric, pair.value_a, pair.value_b, pair.difference, tolerance)
-
-
-def _one_sided_metric_notes(label: str, base: ResultFile, new: ResultFile) -> list[str]:
-    notes = []
-    for side, mine, other in (("base", base, new), ("new", new, base)):
-        only = [metric for metric in mine.metrics if metric not in other.metrics]
-        if only:
-            notes.append(f"{label}: {', '.join(only)} only in the {side} run (not compared)")
     return notes
 
 

@@ -17,6 +17,13 @@ from reports.formatting import (
     format_interval,
     format_value,
 )
+from reports.parity import (
+    CHANGES_HEADER,
+    SAVINGS_HEADER,
+    change_rows,
+    headline,
+    savings_rows,
+)
 from reports.summary import RunSummary, TaskTable
 
 STYLE = """
@@ -128,6 +135,26 @@ def degenerate_section(summary: RunSummary) -> str:
             + (f"\n<ul>{callouts}</ul>" if callouts else ""))
 
 
+def forms_section(summary: RunSummary) -> str:
+    """Each deployable form against its parent: what it saves and whether it is the same model in practice."""
+    if not summary.forms:
+        return ""
+    parts = ["<h2>Deployable forms against their parents</h2>",
+             "<p class='note'>Each form is scored on the same examples as its parent (the configuration without its "
+             "last form); every metric is paired example by example (paired bootstrap, p &lt; 0.05), the test "
+             "<code>domainbench compare --forms</code> gates on.</p>"]
+    for parity in summary.forms:
+        parts += [f"<h3>{escape(parity.configuration)} vs {escape(parity.parent)}</h3>",
+                  f"<p>{escape(headline(parity))}</p>",
+                  html_table(list(SAVINGS_HEADER), [[text_cell(cell) for cell in row] for row in savings_rows(parity)])]
+        if parity.changes:
+            parts.append(html_table(list(CHANGES_HEADER),
+                                    [[text_cell(cell) for cell in row] for row in change_rows(parity)]))
+        if parity.notes:
+            parts.append("<ul>" + "".join(f"<li>{escape(note)}</li>" for note in parity.notes) + "</ul>")
+    return "\n".join(parts)
+
+
 def examples_section(summary: RunSummary) -> str:
     parts = ["<h2>Example predictions</h2>",
              "<p class='note'>Model output is shown verbatim as text.</p>"]
@@ -157,5 +184,6 @@ def render_html(summary: RunSummary, plots: dict[str, list[tuple[str, bytes]]]) 
         *(section for section in (convergence_section(summary), degenerate_section(summary)) if section),
         "<h2>Results per task</h2>",
         *(task_section(summary, table, plots.get(table.task, [])) for table in summary.tables),
+        *(section for section in (forms_section(summary),) if section),
         cost_section(summary), examples_section(summary)])
     return page(f"domainbench report: {summary.run}", body)

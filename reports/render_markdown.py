@@ -21,6 +21,13 @@ from reports.formatting import (
     format_interval,
     format_value,
 )
+from reports.parity import (
+    CHANGES_HEADER,
+    SAVINGS_HEADER,
+    change_rows,
+    headline,
+    savings_rows,
+)
 from reports.summary import RunSummary, TaskTable
 
 MAX_PREDICTION_CHARS = 300
@@ -121,6 +128,25 @@ def _share_cells(shares: OutputShares) -> list[str]:
     return [MISSING if share is None else f"{share:.0%}" for share in (shares.empty, shares.loop, shares.unparseable)]
 
 
+def forms_section(summary: RunSummary) -> str:
+    """Each deployable form against its parent: what it saves and whether it is the same model in practice."""
+    if not summary.forms:
+        return ""
+    lines = ["## Deployable forms against their parents", "",
+             "Each form is scored on the same examples as its parent (the configuration without its last form); "
+             "every metric is paired example by example (paired bootstrap, p < 0.05), the test "
+             "`domainbench compare --forms` gates on.", ""]
+    for parity in summary.forms:
+        lines += [f"### {markdown_text(parity.configuration)} vs {markdown_text(parity.parent)}", "",
+                  markdown_text(headline(parity)), "",
+                  table(list(SAVINGS_HEADER), [list(map(markdown_text, row)) for row in savings_rows(parity)]), ""]
+        if parity.changes:
+            lines += [table(list(CHANGES_HEADER), [list(map(markdown_text, row)) for row in change_rows(parity)]), ""]
+        lines += [f"- {markdown_text(note)}" for note in parity.notes]
+        lines += [""] if parity.notes else []
+    return "\n".join(lines)
+
+
 def examples_section(summary: RunSummary) -> str:
     parts = ["## Example predictions", "",
              "Model output is shown verbatim in code spans; ⏎ marks a line break."]
@@ -150,5 +176,6 @@ def render_markdown(summary: RunSummary, plots: dict[str, list[tuple[str, str]]]
     lines += [section for section in (convergence_section(summary), degenerate_section(summary)) if section]
     lines += ["## Results per task", ""]
     lines += [task_section(summary, t, plots.get(t.task, [])) + "\n" for t in summary.tables]
+    lines += [section for section in (forms_section(summary),) if section]
     lines += [cost_section(summary), "", examples_section(summary), ""]
     return "\n".join(lines)

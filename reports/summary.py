@@ -30,6 +30,7 @@ from reports.failures import (
     convergence_failures,
     output_shares,
 )
+from reports.parity import FormParity, form_parities
 from reports.schema import RESULTS_DIR, ResultFile, load_result
 from reports.significance import (
     higher_is_better,
@@ -132,6 +133,7 @@ class RunSummary:
     examples: dict[str, list[ExampleRow]] = field(default_factory=dict)
     not_converged: dict[str, list[ConvergenceFailure]] = field(default_factory=dict)  # configuration -> failures
     degenerate: dict[str, dict[str, OutputShares]] = field(default_factory=dict)      # task -> configuration -> shares
+    forms: list[FormParity] = field(default_factory=list)                              # each form against its parent
 
     def converged(self, configuration: str) -> bool:
         return not self.not_converged.get(configuration)
@@ -201,7 +203,8 @@ def build_summary(run_dir: Path, *, n_resamples: int = 1000, seed: int = 0) -> R
         configurations=configurations, tables=tables, costs=costs,
         recommendations=[recommend(table, costs, ranked) for table in tables],
         examples={task: example_rows(by_config) for task, by_config in by_task.items()},
-        not_converged=not_converged, degenerate=_degenerate_shares(by_task))
+        not_converged=not_converged, degenerate=_degenerate_shares(by_task),
+        forms=form_parities(results, n_resamples=n_resamples, seed=seed))
 
 
 def _degenerate_shares(by_task: dict[str, dict[str, ResultFile]]) -> dict[str, dict[str, OutputShares]]:
@@ -292,12 +295,24 @@ def example_rows(by_config: dict[str, ResultFile], limit: int = EXAMPLES_PER_TAS
 
 
 def as_text(value) -> str:
-    """A prediction or reference as plain text (structured ones, like NER entities, as compact JSON)."""
+    """A prediction or reference as plain text: NER entities as `TYPE: text; …`, other structures as compact JSON."""
     if isinstance(value, str):
         return value
     if value is None:
         return ""
+    if isinstance(value, dict) and isinstance(value.get("entities"), list):
+        value = value["entities"]  # an NER prediction: the located entities, not the raw output
+    if isinstance(value, list) and all(isinstance(e, dict) and {"type", "text"} <= e.keys() for e in value):
+        return entities_text(value)
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def entities_text(entities: list[dict]) -> str:
+    """`PER: Ada; ORG: Bell Labs (not in the text)`; `(no entities)` for none."""
+    if not entities:
+        return "(no entities)"
+    return "; ".join(f"{e['type']}: {e['text']}" + (" (not in the text)" if e.get("start", 0) is None else "")
+                     for e in entities)
 
 
 def summary_json(summary: RunSummary) -> str:

@@ -58,6 +58,7 @@ def evaluate_task(task: TaskSpec, engine, *, split: str = "test", limit: int | N
     if rag is not None:
         check_rag_ready(task, examples)
     started = time.perf_counter()
+    tokens_before = getattr(engine, "tokens_processed", None)
     prompts, retrieved = [], []
     for example in examples:
         shots = fewshot_exemplars(task, example, k, seed)
@@ -80,6 +81,8 @@ def evaluate_task(task: TaskSpec, engine, *, split: str = "test", limit: int | N
         settings["rag"] = {**(settings["rag"] or {}), "mode": task.rag}
     cost = {"eval_seconds": seconds, "examples_per_second": len(examples) / seconds if seconds else 0.0,
             "seconds_per_example": seconds / len(examples)}
+    if tokens_before is not None and seconds:
+        cost["tokens_per_second"] = (engine.tokens_processed - tokens_before) / seconds
     return TaskResult(task, records, metrics, settings, cost)
 
 

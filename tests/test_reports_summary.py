@@ -118,3 +118,14 @@ def test_a_directory_without_results_is_not_a_run(tmp_path, capsys):
         main(["report", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "not a run directory" in capsys.readouterr().err
+
+
+def test_ner_predictions_show_their_entities_not_json():
+    from reports.summary import as_text
+
+    prediction = {"output": "PER: Ada\nORG: Bel", "entities": [
+        {"type": "PER", "text": "Ada", "start": 0, "end": 3}, {"type": "ORG", "text": "Bel", "start": None, "end": None}]}
+    assert as_text(prediction) == "PER: Ada; ORG: Bel (not in the text)"
+    assert as_text([{"type": "PER", "text": "Ada", "start": 0, "end": 3}]) == "PER: Ada"
+    assert as_text({"output": "none", "entities": []}) == "(no entities)"
+    assert as_text({"a": 1}) == '{"a": 1}'

@@ -141,7 +141,7 @@ def test_a_result_is_reused_only_for_the_device_and_dtype_it_was_computed_with(t
     weights = {"base": Artifact("base", tmp_path, "f" * 64)}
 
     def key(device, dtype):
-        prepared = Prepared(weights=weights, adapters={}, index=None, limit=16, rag_context_tokens=448,
+        prepared = Prepared(weights=weights, adapters={}, forms={}, index=None, limit=16, rag_context_tokens=448,
                             device=device, dtype=dtype)
         return _input_key(parse_configuration("base"), task, prepared, spec)
 

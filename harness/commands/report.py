@@ -44,18 +44,27 @@ def rescore_command(run_dir: Path) -> None:
 
 @click.command("compare")
 @click.argument("base_run", type=_RUN_DIR)
-@click.argument("new_run", type=_RUN_DIR)
+@click.argument("new_run", type=_RUN_DIR, required=False)
+@click.option("--forms", is_flag=True,
+              help="Gate each deployable form of BASE_RUN (merged, pruned, int8, nf4, gguf) against its parent.")
 @click.option("--max-drop", multiple=True, metavar="METRIC=TOL",
               help="Tolerated drop of a metric (repeatable), e.g. --max-drop f1=0.01; default 0.")
 @click.option("--resamples", default=1000, show_default=True, help="Bootstrap resamples per test.")
-def compare_command(base_run: Path, new_run: Path, max_drop: tuple[str, ...], resamples: int) -> None:
-    """Gate NEW_RUN against BASE_RUN: a Markdown table; exit 1 on a significant drop beyond tolerance.
+def compare_command(base_run: Path, new_run: Path | None, forms: bool, max_drop: tuple[str, ...],
+                    resamples: int) -> None:
+    """Gate NEW_RUN against BASE_RUN (or, with --forms, each form of BASE_RUN against its parent).
 
-    Exit codes: 0 no regression, 1 regression, 2 unusable input (e.g. different suites).
+    A Markdown table; exit 1 on a significant drop beyond tolerance. Exit codes: 0 no regression,
+    1 regression, 2 unusable input (e.g. different suites, no forms).
     """
-    from reports.compare import compare_runs, parse_max_drop, render_comparison
+    from harness.errors import DomainbenchError
+    from reports.compare import compare_forms, compare_runs, parse_max_drop, render_comparison
 
-    comparison = compare_runs(base_run, new_run, parse_max_drop(max_drop), n_resamples=resamples)
+    if forms == (new_run is not None):
+        raise DomainbenchError("compare: give BASE_RUN and NEW_RUN, or one run with --forms")
+    tolerances = parse_max_drop(max_drop)
+    comparison = (compare_forms(base_run, tolerances, n_resamples=resamples) if forms
+                  else compare_runs(base_run, new_run, tolerances, n_resamples=resamples))
     click.echo(render_comparison(comparison), nl=False)
     if comparison.regressions:
         sys.exit(1)
