@@ -103,6 +103,8 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
             finally:
                 if adapter:
                     _detach_adapter(engine.model)
+        if hasattr(engine, "close"):
+            engine.close()  # llama.cpp holds its model and context outside Python's memory
     if rebuild_report:
         from reports.run_report import write_report
 

@@ -58,7 +58,12 @@ def compare_command(base_run: Path, new_run: Path | None, forms: bool, max_drop:
     1 regression, 2 unusable input (e.g. different suites, no forms).
     """
     from harness.errors import DomainbenchError
-    from reports.compare import compare_forms, compare_runs, parse_max_drop, render_comparison
+    from reports.compare import (
+        compare_forms,
+        compare_runs,
+        parse_max_drop,
+        render_comparison,
+    )
 
     if forms == (new_run is not None):
         raise DomainbenchError("compare: give BASE_RUN and NEW_RUN, or one run with --forms")
