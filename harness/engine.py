@@ -31,6 +31,7 @@ from harness.requests import (
 from harness.scoring import ScoringRow, logprobs_from_logits, rolling_windows
 from harness.shared_context import SharedContextRow, batch_inputs, shared_context_rows
 from harness.stops import StopAfterAnswerBegins, cut_at_stop
+from harness.tokens import encode, encode_pairs, prefix_token_id
 
 DEFAULT_MAX_LENGTH = 2048
 
@@ -51,7 +52,7 @@ class Engine:
         self.static_cache = static_cache
         self.share_contexts = share_contexts
         self.progress = progress
-        self.prefix_token_id = _prefix_token_id(tokenizer)
+        self.prefix_token_id = prefix_token_id(tokenizer)
         self.rank, self.world = rank_and_world()
         self._head_only_scoring: bool | None = None
         # Tokens through the model (scored inputs, prompts, generated tokens): what tokens/s counts.
@@ -145,29 +146,11 @@ class Engine:
     # ----- tokenization ------------------------------------------------------------------------
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return encode(self.tokenizer, texts)
 
     def _encode_pairs(self, requests: list[LoglikelihoodRequest]) -> tuple[list, list]:
-        """Context and continuation ids, split the way lm-evaluation-harness splits them.
-
-        Trailing spaces of the context move to the continuation, and the pair is encoded whole and
-        then split, so the continuation's first token is the one the model would really see.
-        """
-        contexts, wholes = [], []
-        for request in requests:
-            context, continuation = request.context, request.continuation
-            n_spaces = len(context) - len(context.rstrip())
-            if n_spaces:
-                continuation = context[-n_spaces:] + continuation
-                context = context[:-n_spaces]
-            contexts.append(context)
-            wholes.append(context + continuation)
-        context_ids = self._encode(contexts)
-        whole_ids = self._encode(wholes)
-        continuation_ids = [whole[len(ctx):] for ctx, whole in zip(context_ids, whole_ids)]
-        return context_ids, continuation_ids
+        """Context and continuation ids, split the lm-evaluation-harness way (harness/tokens.py)."""
+        return encode_pairs(self.tokenizer, [(request.context, request.continuation) for request in requests])
 
     def _continuation_row(self, context: list[int], continuation: list[int]) -> ScoringRow:
         tokens = [self.prefix_token_id, *context, *continuation]
@@ -380,15 +363,6 @@ class Engine:
 
     def _bar(self, description: str, total: int):
         return counting_bar(description, total, enabled=self.progress and total > 0 and self.rank == 0)
-
-
-def _prefix_token_id(tokenizer) -> int:
-    # lm-evaluation-harness conditions the first token on BOS, falling back to EOS.
-    if tokenizer.bos_token_id is not None:
-        return tokenizer.bos_token_id
-    if tokenizer.eos_token_id is not None:
-        return tokenizer.eos_token_id
-    raise ValueError("tokenizer has neither a BOS nor an EOS token to condition the first token on")
 
 
 def _model_device(model) -> str | None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.engine import DEFAULT_MAX_LENGTH, Engine, _prefix_token_id
+from harness.engine import DEFAULT_MAX_LENGTH, Engine
 from harness.errors import DomainbenchError
 from harness.progress import counting_bar
 from harness.requests import (
@@ -35,6 +35,7 @@ from harness.requests import (
 )
 from harness.scoring import ScoringRow, logprobs_from_logits, rolling_windows
 from harness.stops import cut_at_stop
+from harness.tokens import prefix_token_id
 
 DEFAULT_BATCH_TOKENS = 512
 # Rows of fp32 logits per log-softmax: ~8 MB stays in a CPU's cache (as Engine's head chunks).
@@ -57,7 +58,7 @@ class LlamaCppEngine:
         """n_threads: CPU threads (default: all this process may use); n_gpu_layers: layers llama.cpp
         offloads to a GPU (-1: all), where its build has GPU support."""
         self.tokenizer = tokenizer
-        self.prefix_token_id = _prefix_token_id(tokenizer)
+        self.prefix_token_id = prefix_token_id(tokenizer)
         self.progress = progress
         self._llama = _LlamaContext(Path(gguf_path), max_length=max_length,
                                     n_batch=max_batch_tokens or DEFAULT_BATCH_TOKENS,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import DomainbenchError
+from harness.tokens import encode_pairs, prefix_token_id
 from tuning.loss import IGNORE_INDEX
 
 TRAINABLE_SPLITS = ("train", "dev")
@@ -55,10 +56,6 @@ def corpus_texts(path: Path, split: str) -> list[str]:
     return texts
 
 
-def prefix_token_id(tokenizer) -> int:
-    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-
-
 def packed_sequences(texts: list[str], tokenizer, seq_len: int) -> list[dict]:
     """Continued pre-training data: texts joined by EOS, cut into prefix + (seq_len - 1) tokens.
 
@@ -80,18 +77,14 @@ def packed_sequences(texts: list[str], tokenizer, seq_len: int) -> list[dict]:
 def sft_examples(pairs: list[tuple[str, str]], tokenizer, seq_len: int) -> list[dict]:
     """Supervised examples with the loss on the completion (and a closing EOS) only.
 
-    Prompt and completion are encoded whole and split where the prompt's tokens end, as the
-    engine does for log-likelihood; trailing spaces of the prompt move to the completion. A too
+    Prompt and completion are split exactly as the engine splits a log-likelihood request
+    (harness/tokens.py): trailing whitespace of the prompt moves to the completion. A too
     long example loses prompt tokens from the left (the prefix token stays), then completion tail.
     """
     prefix = prefix_token_id(tokenizer)
     examples = []
-    for prompt, completion in pairs:
-        stripped = prompt.rstrip(" ")
-        completion = prompt[len(stripped):] + completion
-        whole = tokenizer(stripped + completion, add_special_tokens=False)["input_ids"]
-        n_prompt = len(tokenizer(stripped, add_special_tokens=False)["input_ids"]) if stripped else 0
-        prompt_ids, completion_ids = whole[:n_prompt], [*whole[n_prompt:], tokenizer.eos_token_id]
+    for prompt_ids, completion_ids in zip(*encode_pairs(tokenizer, pairs)):
+        completion_ids = [*completion_ids, tokenizer.eos_token_id]
         completion_ids = completion_ids[:seq_len - 1]
         budget = seq_len - 1 - len(completion_ids)
         prompt_ids = prompt_ids[max(0, len(prompt_ids) - budget):]

@@ -28,11 +28,11 @@ import yaml
 from harness.atomic import staged_dir
 from harness.errors import DomainbenchError
 from harness.models import first_line, load_model
+from harness.tokens import prefix_token_id
 from tuning.artifact import MANIFEST, SCHEMA_VERSION, input_hash, reusable, work_path
 from tuning.data import (
     corpus_texts,
     examples_fingerprint,
-    prefix_token_id,
     subsample,
     suite_pairs,
     training_data,
