@@ -127,14 +127,27 @@ def load_model(spec: str, *, device: str | None = None, dtype: str | None = None
     path = resolve_model(spec)
     device = device or default_device()
     tokenizer = load_tokenizer(path, trust_remote_code=trust_remote_code)
+    # bitsandbytes weights are placed on their device while loading and cannot be moved after.
+    placed = {"device_map": {"": device}} if _quantized_by(path) == "bitsandbytes" else {}
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=parse_dtype(dtype, device), trust_remote_code=trust_remote_code)
+            path, dtype=parse_dtype(dtype, device), trust_remote_code=trust_remote_code, **placed)
     except (OSError, ValueError) as exc:
         raise DomainbenchError(f"model {spec}: cannot load weights from {path}: {first_line(exc)}") from exc
-    model.to(device).eval()
+    if not placed:
+        model.to(device)
+    model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, path=path,
                        fingerprint=model_fingerprint(path))
+
+
+def _quantized_by(path: Path) -> str | None:
+    """The quantization method a saved model dir declares (`torchao`, `bitsandbytes`, …), if any."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (config.get("quantization_config") or {}).get("quant_method")
 
 
 def load_tokenizer(path: Path, *, trust_remote_code: bool = False):
