@@ -27,9 +27,18 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
 def _register_commands() -> None:
     # Each area owns one module of commands; importing here keeps `domainbench --help` complete.
     from harness.commands import eval as eval_commands
-    from harness.commands import index, models, report, run, suite, suite_build, tune
+    from harness.commands import (
+        index,
+        models,
+        report,
+        run,
+        suite,
+        suite_build,
+        suite_new,
+        tune,
+    )
 
-    for module in (run, models, suite, suite_build, eval_commands, report, index, tune):
+    for module in (run, models, suite, suite_build, suite_new, eval_commands, report, index, tune):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -7,7 +7,8 @@ the corpus' train view (records with `split: train`), which continued pre-traini
 What counts as a test example's answer depends on the task type:
 
 - summarization: the summary; classification, ner and perplexity: the example text (its label
-  comes with it) — found as a whole-word substring, case and punctuation ignored.
+  comes with it); multiple_choice: the text completed with the right choice and the suffix (a
+  cloze sentence with its term) — found as a whole-word substring, case and punctuation ignored.
 - qa: answers come from a closed vocabulary (EXDEV, <fcntl.h>) that any domain text mentions, so
   the leak is the pair: the same question with the same answer in train/dev, or a source page
   that the corpus offers in its train view.
@@ -31,11 +32,13 @@ from harness.errors import DomainbenchError
 from retrieval.matching import normalized
 from retrieval.metrics import gold_documents
 from tasks.datafiles import read_rows
+from tasks.multiple_choice import completed_text
 from tasks.rag_policy import rag_mode
 from tasks.suite_files import suite_file
 
 TRAINING_SPLITS = ("train", "dev")
-_ANSWER_FIELD = {"summarization": "summary", "classification": "text", "ner": "text", "perplexity": "text"}
+_ANSWER_FIELD = {"summarization": "summary", "classification": "text", "ner": "text", "perplexity": "text",
+                 "multiple_choice": "completed text"}
 
 
 @dataclass(frozen=True)
@@ -100,10 +103,17 @@ def task_leaks(task: str, task_type: str, splits: dict[str, list[dict]], corpus:
     texts = [text for example in training for text in example_strings(example)]
     haystack = TrainingText(texts, corpus_train_view(corpus) if train_view is None else train_view)
     return [
-        Leak(task, example["id"], f"its {field} appears in the training text: {example[field][:60]!r}")
+        Leak(task, example["id"], f"its {field} appears in the training text: {answer_text(task_type, example)[:60]!r}")
         for example in splits.get("test", [])
-        if haystack.contains(example[field])
+        if haystack.contains(answer_text(task_type, example))
     ]
+
+
+def answer_text(task_type: str, example: dict) -> str:
+    """The text of a test example that no training text may contain (see the module docstring)."""
+    if task_type == "multiple_choice":
+        return completed_text(example)
+    return example[_ANSWER_FIELD[task_type]]
 
 
 def _qa_leaks(task: str, test: list[dict], training: list[dict], corpus: list[dict]) -> list[Leak]:
@@ -154,7 +164,8 @@ class KnowledgeBase:
 
 
 # The example field a query is made of, by task type (the task modules' rag_query).
-_QUERY_FIELD = {"qa": "question", "summarization": "document", "classification": "text", "ner": "text"}
+_QUERY_FIELD = {"qa": "question", "summarization": "document", "classification": "text", "ner": "text",
+                "multiple_choice": "completed text"}
 
 
 def retrieval_leaks(task: str, task_type: str, mode: str, test: list[dict], knowledge_base: KnowledgeBase) -> list[Leak]:
@@ -164,7 +175,7 @@ def retrieval_leaks(task: str, task_type: str, mode: str, test: list[dict], know
     field = _QUERY_FIELD[task_type]
     if mode == "on":
         return [Leak(task, example["id"], f"its {field} is in knowledge-base document {holders[0]!r} word for word")
-                for example in test if (holders := knowledge_base.holding(example[field]))]
+                for example in test if (holders := knowledge_base.holding(_query_text(task_type, example)))]
     leaks = []
     for example in test:
         sources = gold_documents(example.get("source"))
@@ -175,12 +186,16 @@ def retrieval_leaks(task: str, task_type: str, mode: str, test: list[dict], know
         if absent:
             leaks.append(Leak(task, example["id"], f"its source document {absent[0]!r} is not in the knowledge base "
                                                    "under that id, so excluding it would exclude nothing"))
-        if task_type == "classification":
-            others = [doc for doc in knowledge_base.holding(example[field]) if doc not in sources]
+        if task_type in ("classification", "multiple_choice"):
+            others = [doc for doc in knowledge_base.holding(_query_text(task_type, example)) if doc not in sources]
             if others:
                 leaks.append(Leak(task, example["id"], f"its text is also in knowledge-base document {others[0]!r}, "
                                                        "which retrieval does not exclude"))
     return leaks
+
+
+def _query_text(task_type: str, example: dict) -> str:
+    return completed_text(example) if task_type == "multiple_choice" else example[_QUERY_FIELD[task_type]]
 
 
 def _read_records(path: Path) -> list[dict]:

@@ -21,7 +21,8 @@ from retrieval.metrics import gold_documents
 
 RAG_MODES = ("on", "exclude-source", "off")
 DEFAULT_RAG_MODES = {"qa": "on", "summarization": "exclude-source", "classification": "exclude-source",
-                     "ner": "exclude-source", "perplexity": "off"}
+                     "ner": "exclude-source", "perplexity": "off",
+                     "multiple_choice": "exclude-source"}
 # Labels that are free text a passage could quote; other labels (a class, entity offsets, a
 # closed-vocabulary answer) reach the model only through the source document itself.
 _REFERENCE_FIELDS = {"summarization": "summary"}

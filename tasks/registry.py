@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from tasks import classification, ner, perplexity, qa, summarization
+from tasks import classification, multiple_choice, ner, perplexity, qa, summarization
 
 TASK_TYPES: dict[str, ModuleType] = {
     "qa": qa,
     "ner": ner,
     "classification": classification,
+    "multiple_choice": multiple_choice,
     "summarization": summarization,
     "perplexity": perplexity,
 }

@@ -1,0 +1,303 @@
+"""`domainbench suite new`: a team's documents → a suite directory, streaming, in passes over the data.
+
+1. walk → extract and clean (a process pool) → de-duplicate → corpus.jsonl.gz, each kept document
+   with its split, and the training documents' word counts;
+2. the domain-term list from those counts;
+3. corpus → each task's candidate examples (capped, stable samples);
+4. corpus → test examples whose text another document holds are dropped (the leakage guard).
+Then the data files, suite.yaml, the audit files and the data card are published together: a
+failed build leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+from harness.atomic import staged_dir
+from harness.errors import DomainbenchError
+from harness.progress import progress_bar
+from tasks.documents.audit import (
+    write_duplicates,
+    write_leaks,
+    write_terms,
+    write_unreadable,
+)
+from tasks.documents.card import data_card, suite_yaml
+from tasks.documents.clean import CleaningConfig
+from tasks.documents.collect import Collection, check_roots, walk_sources
+from tasks.documents.dedup import Deduplicator
+from tasks.documents.examples import (
+    CappedSelection,
+    ExampleSettings,
+    cloze_examples,
+    known_item_example,
+    path_title,
+    perplexity_example,
+    sentences,
+    title_form,
+)
+from tasks.documents.overlap import find_leaks
+from tasks.documents.process import (
+    Outcome,
+    ProcessSettings,
+    ordered_map,
+    process_source,
+)
+from tasks.documents.splits import SPLITS
+from tasks.documents.terms import Term, TermCounts, select_terms
+from tasks.multiple_choice import completed_text
+
+CORPUS_FILE = "corpus.jsonl.gz"
+# task -> its splits; perplexity needs no train split (the corpus' train view is that).
+TASK_SPLITS = {"perplexity": ("dev", "test"), "term-cloze": SPLITS, "known-item": SPLITS}
+# Test examples are drawn with this much spare, so the leakage guard's drops rarely leave fewer than the cap.
+TEST_SPARE = 1.5
+
+
+@dataclass(frozen=True)
+class SuiteOptions:
+    """Everything `suite new` takes; defaults are the command's."""
+
+    name: str
+    docs: tuple[Path, ...]
+    cleaning: CleaningConfig = field(default_factory=CleaningConfig)
+    near_duplicate_threshold: float = 0.8
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 1234
+    terms: int = 200
+    min_term_documents: int = 3
+    min_term_ratio: float = 100.0
+    test_examples: int = 500
+    choices: int = 4
+    perplexity_chars: int = 4000
+    text_field: str = "text"
+    exclude: tuple[str, ...] = ()
+    workers: int = 1
+
+    def cap(self, task: str, split: str) -> int:
+        return {"test": self.test_examples, "dev": max(1, self.test_examples // 4)}.get(split, 2 * self.test_examples)
+
+
+@dataclass
+class BuildStats:
+    """Counts after each step, for the data card and the command's summary."""
+
+    collection: Collection = field(default_factory=Collection)
+    documents: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+    decoded_as: Counter = field(default_factory=Counter)
+    repaired: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    languages: Counter = field(default_factory=Counter)
+    pii: Counter = field(default_factory=Counter)
+    exact_duplicates: int = 0
+    near_duplicates: int = 0
+    clusters: int = 0
+    split_documents: Counter = field(default_factory=Counter)
+    split_characters: Counter = field(default_factory=Counter)
+    bytes_in: int = 0
+    terms: list[Term] = field(default_factory=list)
+    examples: dict[str, dict[str, int]] = field(default_factory=dict)
+    leaks: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+    step_seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def timed(self, step: str):
+        started = time.perf_counter()
+        yield
+        self.step_seconds[step] = time.perf_counter() - started
+
+    @property
+    def kept(self) -> int:
+        return sum(self.split_documents.values())
+
+    @property
+    def cleaned(self) -> int:
+        return self.documents - len(self.unreadable) - sum(self.dropped.values())
+
+
+def build_documents_suite(options: SuiteOptions, out_dir: Path) -> BuildStats:
+    """Build the suite `options` describes into `out_dir` (replaced whole, only when the build succeeds)."""
+    check_roots(list(options.docs))
+    started = time.perf_counter()
+    stats = BuildStats()
+    with staged_dir(out_dir) as staging:
+        staging.chmod(0o755)  # mkdtemp's 0700 would keep a suite meant for the team from the team
+        corpus = staging / CORPUS_FILE
+        with stats.timed("extract, clean, de-duplicate"):
+            titles, counts = _write_corpus(options, stats, corpus, staging / "audit")
+        with stats.timed("terms"):
+            stats.terms = select_terms(counts, count=options.terms, min_docs=options.min_term_documents,
+                                       min_ratio=options.min_term_ratio)
+            write_terms(staging / "audit" / "terms.tsv", stats.terms)
+        with stats.timed("examples"):
+            selections = _candidate_examples(options, stats, corpus, titles)
+        with stats.timed("leakage guard"):
+            tasks = _guarded_examples(options, stats, corpus, selections, staging / "audit")
+        for task, splits in tasks.items():
+            for split, examples in splits.items():
+                _write_jsonl_gz(staging / task / f"{split}.jsonl.gz", examples)
+        stats.seconds = time.perf_counter() - started
+        (staging / "suite.yaml").write_text(suite_yaml(options, stats), encoding="utf-8")
+        (staging / "README.md").write_text(data_card(options, stats), encoding="utf-8")
+    return stats
+
+
+def _write_corpus(options: SuiteOptions, stats: BuildStats, corpus: Path,
+                  audit: Path) -> tuple[dict[str, list[str]], TermCounts]:
+    """Pass 1: every document through the pool, de-duplicated, kept ones written with their split."""
+    settings = ProcessSettings(options.cleaning, options.seed, options.fractions)
+    sources = walk_sources(list(options.docs), stats.collection, text_field=options.text_field,
+                           exclude=options.exclude)
+    dedup = Deduplicator(options.near_duplicate_threshold)
+    titles: dict[str, list[str]] = {"path": [], "heading": []}
+    counts = TermCounts()
+    audit.mkdir()
+    with _gzip_writer(corpus) as out, (audit / "dropped.jsonl").open("w", encoding="utf-8") as dropped, \
+            progress_bar() as progress:
+        bar = progress.add_task("documents", total=None, info="")
+        for outcome in ordered_map(partial(process_source, settings=settings), sources, workers=options.workers):
+            progress.update(bar, advance=1, info=outcome.doc_id[-60:])
+            stats.documents += 1
+            stats.bytes_in += outcome.bytes_in
+            if outcome.status == "unreadable":
+                stats.unreadable.append((outcome.doc_id, outcome.reason))
+                continue
+            _count_extraction(stats, outcome)
+            if outcome.status == "dropped":
+                stats.dropped[outcome.reason] += 1
+                dropped.write(json.dumps({"id": outcome.doc_id, "reason": outcome.reason,
+                                          "language": outcome.language}, ensure_ascii=False) + "\n")
+                continue
+            duplicate = dedup.check(outcome.doc_id, outcome.key, outcome.signature)
+            if duplicate is not None:
+                stats.exact_duplicates += duplicate.match == "exact"
+                stats.near_duplicates += duplicate.match == "near"
+                continue
+            record = {"id": outcome.doc_id, "title": outcome.title or path_title(outcome.doc_id),
+                      "section": _section(outcome.doc_id), "split": outcome.split, "text": outcome.text}
+            titles[title_form(record)].append(record["title"])
+            stats.split_documents[outcome.split] += 1
+            stats.split_characters[outcome.split] += len(outcome.text)
+            if outcome.words is not None:
+                counts.add(outcome.words, outcome.n_words)
+            out.write(_jsonl_line(record).encode("utf-8"))
+    stats.unreadable = [*stats.collection.unreadable, *stats.unreadable]
+    stats.clusters = len(dedup.clusters)
+    write_duplicates(audit / "duplicates.jsonl", dedup.clusters)
+    write_unreadable(audit / "unreadable.jsonl", stats.unreadable)
+    _check_enough(options, stats)
+    return titles, counts
+
+
+def _count_extraction(stats: BuildStats, outcome: Outcome) -> None:
+    stats.decoded_as[outcome.decoded_as] += 1
+    stats.repaired += outcome.repaired
+    stats.pii.update(outcome.pii)
+    if outcome.language:
+        stats.languages[outcome.language] += 1
+
+
+def _check_enough(options: SuiteOptions, stats: BuildStats) -> None:
+    docs = " ".join(map(str, options.docs))
+    readable = stats.documents - (len(stats.unreadable) - len(stats.collection.unreadable))
+    if readable == 0:
+        raise DomainbenchError(
+            f"--docs {docs}: no readable documents ({stats.collection.files} files: {stats.documents} "
+            f".txt/.md/.rst/.html/.pdf/.jsonl or archived ones, {len(stats.unreadable)} of them unreadable)")
+    empty = [split for split in SPLITS if not stats.split_documents[split]]
+    if empty:
+        raise DomainbenchError(
+            f"--docs {docs}: {stats.kept} documents left after cleaning and "
+            f"de-duplication (of {stats.documents}), and none in the {', '.join(empty)} split; a suite needs "
+            "documents in every split (more documents, a different --split, or looser filters)")
+
+
+def _candidate_examples(options: SuiteOptions, stats: BuildStats, corpus: Path,
+                        titles: dict[str, list[str]]) -> dict[str, dict[str, CappedSelection]]:
+    """Pass 3: each document's examples, into per-(task, split) capped samples."""
+    settings = ExampleSettings(seed=options.seed, choices=options.choices, perplexity_chars=options.perplexity_chars)
+    terms = {term.term.lower(): term.term for term in stats.terms}
+    selections = {task: {split: CappedSelection(int(options.cap(task, split) * (TEST_SPARE if split == "test" else 1)))
+                         for split in splits} for task, splits in TASK_SPLITS.items()}
+    for doc in _read_corpus(corpus):
+        split = doc["split"]
+        doc_sentences = sentences(doc["text"])
+        if split in selections["perplexity"]:
+            selections["perplexity"][split].add(perplexity_example(doc, settings))
+        for example in cloze_examples(doc, doc_sentences, terms, settings) if terms else ():
+            selections["term-cloze"][split].add(example)
+        if (example := known_item_example(doc, doc_sentences, titles, settings)) is not None:
+            selections["known-item"][split].add(example)
+    return selections
+
+
+def _guarded_examples(options: SuiteOptions, stats: BuildStats, corpus: Path,
+                      selections: dict[str, dict[str, CappedSelection]], audit: Path) -> dict[str, dict[str, list[dict]]]:
+    """Pass 4: drop test examples whose key text is in a document other than their own; cap the rest."""
+    test = {(task, example["id"]): (_key_text(task, example), example["source"]["doc_id"])
+            for task, splits in selections.items() for example in splits["test"].examples()}
+    leaking = find_leaks(test, _read_corpus(corpus))
+    write_leaks(audit / "leaks.jsonl", leaking)
+    stats.leaks.update(task for task, _ in leaking)
+    tasks = {}
+    for task, splits in selections.items():
+        examples = {split: selection.examples() for split, selection in splits.items()}
+        kept = CappedSelection(options.cap(task, "test"))
+        for example in examples["test"]:
+            if (task, example["id"]) not in leaking:
+                kept.add(example)
+        examples["test"] = kept.examples()
+        stats.examples[task] = {split: len(rows) for split, rows in examples.items()}
+        if examples["test"]:  # a task without test examples is left out (the data card says so)
+            tasks[task] = {split: rows for split, rows in examples.items() if rows}
+    if not tasks:
+        raise DomainbenchError(f"--docs {' '.join(map(str, options.docs))}: {stats.kept} documents kept, "
+                               "too few to make any task's test examples")
+    return tasks
+
+
+def _key_text(task: str, example: dict) -> str:
+    """The text of a test example no other document may hold (a known-item query: the query itself)."""
+    if task == "perplexity" or task == "known-item":
+        return example["text"]
+    return completed_text(example)
+
+
+def _section(doc_id: str) -> str:
+    """The folder under the root a document sits in (a package under /usr/share/doc); '' at the top."""
+    parts = doc_id.split("/")
+    return parts[1] if len(parts) > 2 else ""
+
+
+def _jsonl_line(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+@contextlib.contextmanager
+def _gzip_writer(path: Path):
+    # No name or time in the gzip header: the bytes depend only on the records.
+    with path.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
+        yield out
+
+
+def _read_corpus(path: Path) -> Iterator[dict]:
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            yield json.loads(line)
+
+
+def _write_jsonl_gz(path: Path, records: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _gzip_writer(path) as out:
+        for record in records:
+            out.write(_jsonl_line(record).encode("utf-8"))

@@ -1,0 +1,87 @@
+"""Domain terms: words far more frequent in the training documents than in general English.
+
+Method (keyness against a reference corpus, as in corpus linguistics; Kilgarriff 2009):
+
+- candidates are words of 3 to 30 characters that start with a letter (letters, digits, `-`, `_`),
+  outside e-mail addresses and URLs, counted case-insensitively over the *training* documents only, so test documents add nothing to
+  the term list;
+- the reference is wordfreq's large English list (wordfreq 3.x: Wikipedia, subtitles, news, books,
+  web text, Reddit and Twitter, shipped offline in the wheel), a word's frequency floored at 1e-8
+  (the list's smallest) so words it has never seen are finite;
+- a term must be in at least `min_docs` documents (not one document's private identifier) and at
+  least `min_ratio` times as frequent here as in English: p_domain / p_english ≥ min_ratio;
+- terms are ranked by keyness = documents × ln(p_domain / p_english), which favours words that are
+  rare in general text and spread over many documents — weighting by documents rather than
+  occurrences keeps one long changelog's contributor names off the list — and the top `count`
+  are kept. Each keeps its most frequent spelling (`systemd`, `GnuTLS`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+# A word is not part of a longer one: "doesn't" gives no "doesn", "foo-bar" is one word.
+WORD = re.compile(r"(?<![\w'’-])[A-Za-z][A-Za-z0-9]*(?:[-_][A-Za-z0-9]+)*(?![\w'’-])")
+# Addresses are not terms: their parts (com, org, gmail, a maintainer's login) would top the list.
+_ADDRESS = re.compile(r"\S+@\S+|\b(?:https?|ftp)://\S+|\bwww\.\S+")
+MIN_LENGTH, MAX_LENGTH = 3, 30
+ENGLISH_FLOOR = 1e-8
+
+
+@dataclass(frozen=True)
+class Term:
+    term: str            # most frequent spelling
+    count: int           # occurrences in the training documents
+    documents: int       # training documents holding it
+    domain_per_million: float
+    english_per_million: float
+    keyness: float
+
+
+def document_words(text: str) -> Counter:
+    """Occurrences of each candidate word (as spelled) in one document, e-mail addresses and URLs left out."""
+    prose = _ADDRESS.sub(" ", text)
+    return Counter(word for word in WORD.findall(prose) if MIN_LENGTH <= len(word) <= MAX_LENGTH)
+
+
+@dataclass
+class TermCounts:
+    """Counts accumulated one training document at a time."""
+
+    spellings: Counter = field(default_factory=Counter)   # spelling -> occurrences
+    documents: Counter = field(default_factory=Counter)   # lower case -> documents
+    words: int = 0                                         # all words of the training documents
+
+    def add(self, words: Counter, n_words: int) -> None:
+        self.spellings.update(words)
+        self.documents.update({word.lower() for word in words})
+        self.words += n_words
+
+
+def select_terms(counts: TermCounts, *, count: int, min_docs: int, min_ratio: float) -> list[Term]:
+    """The `count` terms of highest keyness that pass the document and ratio thresholds."""
+    from wordfreq import word_frequency
+
+    totals: Counter = Counter()
+    spelling: dict[str, tuple[int, str]] = {}
+    for word, n in counts.spellings.items():
+        lower = word.lower()
+        totals[lower] += n
+        # The most frequent spelling; ties broken by the spelling itself, so the choice is stable.
+        spelling[lower] = max(spelling.get(lower, (0, "")), (n, word), key=lambda pair: (pair[0], pair[1]))
+    terms = []
+    for lower, n in totals.items():
+        if counts.documents[lower] < min_docs or not counts.words:
+            continue
+        domain = n / counts.words
+        english = max(word_frequency(lower, "en", wordlist="large"), ENGLISH_FLOOR)
+        if domain / english < min_ratio:
+            continue
+        documents = counts.documents[lower]
+        terms.append(Term(spelling[lower][1], n, documents, round(domain * 1e6, 2), round(english * 1e6, 4),
+                          round(documents * math.log(domain / english), 1)))
+    terms.sort(key=lambda term: (-term.keyness, term.term))
+    return terms[:count]
