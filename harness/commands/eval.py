@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from harness.errors import DomainbenchError
-from tasks.evaluate import DEFAULT_FEWSHOT_SEED, TaskResult, evaluate_task
+from tasks.evaluate import DEFAULT_FEWSHOT_SEED, TaskResult, evaluate_task, rescore
 from tasks.suite import load_suite
+
+if TYPE_CHECKING:
+    from harness.endpoint import EndpointClient
+    from harness.openai_engine import OpenAIEngine
 
 
 @click.command("eval")
-@click.option("--model", "model_spec", required=True, help="Builtin name, HF model dir, .gguf file or hub id.")
+@click.option("--model", "model_spec", required=True,
+              help="Builtin name, HF model dir, .gguf file, hub id, or an OpenAI-compatible server: "
+                   "openai+http://HOST:PORT/v1 (optionally #MODEL).")
 @click.option("--suite", "suite_spec", required=True, help="Builtin suite name or a suite directory.")
 @click.option("--tasks", "task_names", default=None, help="Comma-separated task names (default: all).")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "dev", "test"]))
@@ -35,11 +46,38 @@ from tasks.suite import load_suite
               help="An index dir from `domainbench index build`: retrieve passages into every prompt.")
 @click.option("--rag-k", type=int, default=4, show_default=True, help="Passages retrieved per example.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model dir.")
+@click.option("--tokenizer", "tokenizer_spec", default=None,
+              help="With an endpoint: a model spec whose tokenizer the server's model uses (chat template, BOS, "
+                   "token counts). Without it prompts go to the server unchanged.")
+@click.option("--concurrency", type=int, default=8, show_default=True, help="With an endpoint: requests in flight.")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="With an endpoint: seconds per request attempt (3 retries with back-off).")
 def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split: str, limit: int | None,
                  num_fewshot: int | None, seed: int, device: str | None, dtype: str, batch_tokens: int | None,
                  output_dir: Path | None, configuration: str, adapter: Path | None, rag_index: Path | None,
-                 rag_k: int, trust_remote_code: bool) -> None:
+                 rag_k: int, trust_remote_code: bool, tokenizer_spec: str | None, concurrency: int,
+                 timeout: float) -> None:
     """Evaluate MODEL on SUITE; write one result file per task and print metrics with 95% intervals."""
+    from harness.endpoint import parse_endpoint
+    from harness.openai_engine import OpenAIEngine
+
+    endpoint = parse_endpoint(model_spec)
+    if endpoint is not None:
+        if adapter or device or batch_tokens:
+            raise DomainbenchError("--adapter, --device and --batch-tokens do not apply to an endpoint: "
+                                   "the server holds the model")
+        # Connect before anything else: a server that is down costs one line, not a suite load.
+        engine = OpenAIEngine(endpoint, concurrency=concurrency, timeout=timeout)
+        try:
+            _eval_endpoint(engine, suite_spec, task_names, split=split, limit=limit, num_fewshot=num_fewshot,
+                           seed=seed, output_dir=output_dir, configuration=configuration, rag_index=rag_index,
+                           rag_k=rag_k, tokenizer_spec=tokenizer_spec, model_spec=model_spec,
+                           trust_remote_code=trust_remote_code)
+        finally:
+            engine.close()
+        return
+    if tokenizer_spec:
+        raise DomainbenchError("--tokenizer applies to an endpoint only: a local model brings its own")
     from harness.distributed import (
         init_from_launcher,
         is_main_process,
@@ -81,6 +119,105 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
         return
     Console(width=None if sys.stdout.isatty() else 200).print(metrics_table(results, title=(
         f"{configuration}: {model_spec} on {suite.name} ({split})")))
+
+
+def _eval_endpoint(engine: OpenAIEngine, suite_spec: str, task_names: str | None, *, split: str, limit: int | None,
+                   num_fewshot: int | None, seed: int, output_dir: Path | None, configuration: str,
+                   rag_index: Path | None, rag_k: int, tokenizer_spec: str | None, model_spec: str,
+                   trust_remote_code: bool) -> None:
+    """`eval` against an OpenAI-compatible server: failed requests are recorded, not fatal.
+
+    Examples whose log-likelihood requests failed are left out of the metrics and listed; failed
+    generations score as wrong answers. A task the endpoint cannot score (no prompt log-probs) is
+    reported and the others still run; the command then ends with a one-line error naming them.
+    """
+    from harness.models import load_tokenizer, resolve_model
+    from harness.openai_engine import NotScorable
+    from reports.schema import result_file, result_path, write_result
+
+    suite = load_suite(suite_spec)
+    tasks = suite.select(_task_list(task_names))
+    _check_configuration_name(configuration)
+    if tokenizer_spec:
+        engine.tokenizer = load_tokenizer(resolve_model(tokenizer_spec), trust_remote_code=trust_remote_code)
+    if rag_index and engine.tokenizer is None:
+        raise DomainbenchError("--rag-index with an endpoint needs --tokenizer (passages are budgeted in tokens)")
+    rag = _rag(rag_index, engine.tokenizer, engine, rag_k) if rag_index else None
+    client = engine.client
+    host = urlsplit(client.endpoint.url).netloc.replace(":", "-")
+    output_dir = output_dir or Path("runs") / f"{suite.name}-{_slug(host)}"
+    results, not_scorable, unanswered = [], [], []
+    for task in tasks:
+        before = (len(client.errors), client.requests_made, len(client.latencies))
+        try:
+            result = evaluate_task(task, engine, split=split, limit=limit, num_fewshot=num_fewshot, seed=seed, rag=rag)
+        except NotScorable as exc:
+            click.echo(f"{task.name}: not scorable: {exc}", err=True)
+            not_scorable.append(task.name)
+            continue
+        result = _with_request_errors(result, client, *before)
+        if result is None:
+            unanswered.append(task.name)
+            continue
+        results.append(result)
+        record = result_file(result, run=output_dir.name, configuration=configuration, suite=suite,
+                             model_spec=model_spec, model_fingerprint=client.fingerprint)
+        record.model.update(endpoint=client.endpoint.url, served_model=client.model_id, tokenizer=tokenizer_spec)
+        path = write_result(result_path(output_dir, configuration, task.name), record)
+        click.echo(f"wrote {path}", err=True)
+    if client.errors:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in client.error_counts().items())
+        click.echo(f"{len(client.errors)} of {client.requests_made} requests to {client.endpoint.url} failed "
+                   f"({kinds}); recorded in the result files", err=True)
+    Console(width=None if sys.stdout.isatty() else 200).print(metrics_table(results, title=(
+        f"{configuration}: {client.endpoint.url} ({client.model_id}) on {suite.name} ({split})")))
+    problems = ([f"not scorable on this endpoint (no usable prompt log-probabilities): {', '.join(not_scorable)}"]
+                if not_scorable else [])
+    problems += [f"every request failed: {', '.join(unanswered)}"] if unanswered else []
+    if problems:
+        raise DomainbenchError(f"endpoint {client.endpoint.url}: {'; '.join(problems)}")
+
+
+def _with_request_errors(result: TaskResult, client: EndpointClient, errors_before: int, requests_before: int,
+                         latencies_before: int) -> TaskResult | None:
+    """The result with the task's failed requests recorded and failed scores out of its metrics.
+
+    None when no example is left to score.
+    """
+    errors = client.errors[errors_before:]
+    requests = client.requests_made - requests_before
+    unscored = [record.id for record in result.records if not _all_finite(record.scores)]
+    records, metrics = result.records, result.metrics
+    if unscored:
+        records = [record for record in result.records if record.id not in set(unscored)]
+        if not records:
+            return None
+        records, metrics = rescore(result.task, records)
+    latencies = sorted(client.latencies[latencies_before:])
+    serving = {"engine": "OpenAIEngine", "endpoint": client.endpoint.url, "served_model": client.model_id,
+               "concurrency": client.concurrency, "timeout_seconds": client.timeout, "requests": requests,
+               "request_errors": len(errors), "error_rate": len(errors) / requests if requests else 0.0,
+               "errors_by_kind": dict(sorted(Counter(error.kind for error in errors).items())),
+               "unscored_examples": unscored,
+               "latency_p50_seconds": _percentile(latencies, 0.50), "latency_p95_seconds": _percentile(latencies, 0.95)}
+    return dataclasses.replace(result, records=records, metrics=metrics, cost={**result.cost, "serving": serving})
+
+
+def _all_finite(value) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(v) for v in value)
+    return True
+
+
+def _percentile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of already sorted values; None when there are none."""
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, math.ceil(q * len(sorted_values)) - 1)]
 
 
 def _with_adapter(model, adapter: Path):

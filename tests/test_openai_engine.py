@@ -1,0 +1,424 @@
+"""OpenAIEngine: an OpenAI-compatible server evaluated like a local model.
+
+The reference is llama-cpp-python's own server on the builtin GGUF file against LlamaCppEngine on
+the same file: the same llama.cpp kernels once the server uses flash attention as llama.cpp's
+default context does (without it, scores differ by ~0.08 nats per token, measured). Measured with
+it on this 2-core CPU: mean |Δ log p| 4e-7 nats per token and identical greedy text. The server's
+quirk: it gives no log-prob for the first echoed token, even after the BOS token, so a rolling text
+scores one token fewer there. Fast tests drive a fake server for the protocol edges (retries,
+servers without prompt log-probs); tests marked slow start the real one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from harness.cli import main
+from harness.endpoint import Endpoint, parse_endpoint
+from harness.errors import DomainbenchError
+from harness.openai_engine import (
+    NotScorable,
+    OpenAIEngine,
+    _continuation_logprob,
+    is_failed,
+)
+from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
+from reports.schema import load_result, result_path
+
+SERVER_START_SECONDS = 90
+EXACT_TOKEN_TOLERANCE = 1e-3  # measured 4e-7 nats per token; a shifted position costs whole nats
+# Rolling windows that each open with the BOS token, against LlamaCppEngine's that do not: measured
+# 0.012 (stride 16) and 0.024 (disjoint) nats per token.
+WINDOW_TOKEN_TOLERANCE = 0.1
+WORDS = ["the", "open", "system", "call", "file", "descriptor", "returns", "error", "errno", "pathname", "rename",
+         "directory", "process", "signal", "memory", "socket", "buffer", "read", "write", "flags", "mode"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# ----- the endpoint spec ---------------------------------------------------------------------------
+
+def test_endpoint_specs_parse_and_other_model_specs_are_not_endpoints():
+    assert parse_endpoint("openai+http://127.0.0.1:8000/v1") == Endpoint("http://127.0.0.1:8000/v1", None)
+    assert parse_endpoint("openai+https://host/v1/#org/model") == Endpoint("https://host/v1", "org/model")
+    assert parse_endpoint("smollm2-135m-instruct") is None
+    assert parse_endpoint("Qwen/Qwen2.5-0.5B") is None
+    with pytest.raises(DomainbenchError, match="expected openai\\+http"):
+        parse_endpoint("openai+localhost:8000")
+
+
+def test_a_down_endpoint_is_one_line_and_exit_2_before_any_work(capsys, tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    started = time.perf_counter()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--model", f"openai+{url}", "--suite", "no-such-suite", "--output", str(tmp_path)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and url in error and "not reachable" in error
+    assert time.perf_counter() - started < 15
+    assert not any(tmp_path.iterdir())
+
+
+# ----- the protocol, against a fake server -----------------------------------------------------------
+
+class FakeServer:
+    """An OpenAI-compatible server on 127.0.0.1 that answers completions from `answer(body)`.
+
+    `answer` returns (status, json); the server records every completions body it received.
+    """
+
+    def __init__(self, answer):
+        self.answer, self.bodies = answer, []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self._send(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                fake.bodies.append(body)
+                self._send(*fake.answer(body))
+
+            def _send(self, status, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def fake_server():
+    servers = []
+
+    def start(answer):
+        servers.append(FakeServer(answer))
+        return servers[-1]
+    yield start
+    for server in servers:
+        server.close()
+
+
+def completion(text, usage=(5, 3), logprobs=None):
+    return 200, {"choices": [{"text": text, "index": 0, "logprobs": logprobs, "finish_reason": "stop"}],
+                 "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1]}}
+
+
+def test_generation_is_greedy_and_cuts_stops_after_the_answer_begins(fake_server):
+    server = fake_server(lambda body: completion("\nParis\nLyon"))
+    engine = OpenAIEngine(f"openai+{server.url}", progress=False)
+    answers = engine.generate([GenerationRequest("Capital?", stop=("\n",), max_new_tokens=7),
+                               GenerationRequest("Capital?", max_new_tokens=7)])
+    assert answers == ["\nParis", "\nParis\nLyon"]  # as Engine: a leading stop string does not end the answer
+    body = server.bodies[0]
+    assert body["temperature"] == 0 and body["max_tokens"] == 7 and "stop" not in body
+    assert body["model"] == "fake-model" and body["prompt"] == "Capital?"
+    assert engine.tokens_processed == 16 and engine.errors == []
+
+
+def test_server_errors_are_retried_with_backoff_then_recorded_not_raised(fake_server):
+    attempts = []
+
+    def flaky(body):
+        attempts.append(body["prompt"])
+        if body["prompt"] == "broken":
+            return 500, {"error": "boom"}
+        if body["prompt"] == "wrong":
+            return 400, {"error": "bad request"}
+        return (503, {"error": "busy"}) if attempts.count(body["prompt"]) <= 2 else completion(" ok")
+
+    server = fake_server(flaky)
+    engine = OpenAIEngine(f"openai+{server.url}", retries=2, backoff=0.01, concurrency=3, progress=False)
+    answers = engine.generate([GenerationRequest(p, max_new_tokens=2) for p in ("busy", "broken", "wrong")])
+    assert answers == [" ok", "", ""]
+    assert attempts.count("busy") == 3 and attempts.count("broken") == 3
+    assert attempts.count("wrong") == 1  # a 4xx other than 429 is the request's fault: not retried
+    assert engine.client.error_counts() == {"http_500": 1, "http_400": 1} and engine.client.requests_made == 3
+
+
+def test_a_server_without_prompt_logprobs_makes_loglikelihood_not_scorable(fake_server):
+    server = fake_server(lambda body: completion(" Paris"))  # as Ollama or TGI: logprobs null
+    engine = OpenAIEngine(f"openai+{server.url}", progress=False)
+    with pytest.raises(NotScorable, match="no log-probabilities") as raised:
+        engine.loglikelihood([LoglikelihoodRequest("The capital of France is", " Paris")])
+    assert server.url in str(raised.value) and "\n" not in str(raised.value)
+    with pytest.raises(NotScorable):
+        engine.loglikelihood_rolling([RollingRequest("Some text.")])
+    assert engine.generate([GenerationRequest("x", max_new_tokens=2)]) == [" Paris"]
+
+
+def character_model(body):
+    """A fake model whose tokens are characters, each with log-prob -1; it always generates "!"."""
+    if not body.get("echo"):
+        return completion("!", logprobs={"tokens": ["!"], "text_offset": [0], "token_logprobs": [-1.0],
+                                         "top_logprobs": [{"!": -1.0}]})
+    text = body["prompt"] + "!"
+    logprobs = [None] + [-1.0] * (len(text) - 1)
+    return completion(text, logprobs={"tokens": list(text), "text_offset": list(range(len(text))),
+                                      "token_logprobs": logprobs, "top_logprobs": [{"!": -1.0}] * len(text)},
+                      usage=(len(text) - 1, 1))
+
+
+def test_eval_leaves_examples_whose_requests_failed_out_of_the_metrics_and_lists_them(fake_server, tmp_path,
+                                                                                        capsys):
+    def malloc_fails(body):  # as vLLM refuses a prompt longer than its context
+        return (400, {"error": "prompt too long"}) if "malloc" in body["prompt"] else character_model(body)
+
+    server = fake_server(malloc_fails)
+    main(["eval", "--model", f"openai+{server.url}", "--suite", "tiny", "--tasks", "section-classification",
+          "--num-fewshot", "0", "--output", str(tmp_path)])
+    result = load_result(result_path(tmp_path, "base", "section-classification"))
+    serving = result.cost["serving"]
+    assert serving["unscored_examples"] == ["cls-te-2"] and "cls-te-2" not in [e["id"] for e in result.examples]
+    assert result.metrics["accuracy"]["n"] == 4
+    assert serving["errors_by_kind"] == {"http_400": 2} and serving["request_errors"] == 2
+    assert serving["requests"] == 2 + 10  # the log-prob check, then two labels for each of five examples
+    assert "2 of 12 requests" in capsys.readouterr().err
+
+
+def test_eval_reports_tasks_an_endpoint_cannot_score_and_still_runs_the_others(fake_server, tmp_path, capsys):
+    server = fake_server(lambda body: completion(" EACCES"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--model", f"openai+{server.url}", "--suite", "tiny", "--tasks",
+              "section-classification,errno-qa", "--output", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "section-classification: not scorable" in err
+    assert err.strip().splitlines()[-1].startswith(f"error: endpoint {server.url}: not scorable")
+    assert load_result(result_path(tmp_path, "base", "errno-qa")).metrics["exact_match"]["value"] > 0
+    assert not result_path(tmp_path, "base", "section-classification").exists()
+
+
+def echoed(tokens, offsets, logprobs, completion_tokens=1):
+    tops = [None if value is None else {token: value} for token, value in zip(tokens, logprobs)]
+    return {"choices": [{"text": "", "logprobs": {"tokens": tokens, "text_offset": offsets,
+                                                   "token_logprobs": logprobs, "top_logprobs": tops}}],
+            "usage": {"completion_tokens": completion_tokens}}
+
+
+def test_the_continuation_is_found_from_the_end_of_the_echoed_prompt():
+    # vLLM: the BOS token is echoed at offset 0 and the offsets count its text.
+    vllm = echoed(["<s>", "The", " capital", " is", " Paris", "."], [0, 3, 6, 14, 17, 23],
+                  [None, -5.0, -2.0, -1.0, -0.5, -0.1])
+    assert _continuation_logprob(vllm, len(" Paris")).n_tokens == 1
+    assert _continuation_logprob(vllm, len(" Paris")).logprob == -0.5
+    # llama-cpp-python: the BOS is dropped, special tokens render as "", a generated EOS is not echoed.
+    llama_cpp = echoed(["user", "", "\n", "Hi", " there"], [0, 4, 4, 5, 7], [None, -1.0, -2.0, -3.0, -4.0], 0)
+    whole = _continuation_logprob(llama_cpp, len("Hi there"))
+    assert (whole.logprob, whole.n_tokens) == (-7.0, 2)
+    # A token that straddles the boundary counts as continuation, as when Engine encodes the pair whole.
+    assert _continuation_logprob(llama_cpp, len("i there")).n_tokens == 2
+
+
+# ----- the real thing: llama-cpp-python's server on the builtin GGUF --------------------------------
+
+def start_llama_server(log_path):
+    """llama_cpp.server on 127.0.0.1 and a free port: (process, url), ready to answer."""
+    pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python's server extra (fastapi, uvicorn, …)")
+    from harness.models import _smollm2_gguf_path
+
+    port = free_port()
+    # flash attention: the attention kernel llama.cpp's default context (LlamaCppEngine's) uses on a CPU.
+    # One thread: on a shared 2-core machine llama.cpp's spinning threads made two 5x slower (measured).
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(_smollm2_gguf_path()), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--flash_attn", "true"]
+    with open(log_path, "wb") as log:  # the server keeps its own copy of the descriptor
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"llama_cpp.server exited with {process.returncode}: {log_path.read_text()[-500:]}")
+        try:
+            if httpx.get(f"{url}/models", timeout=1.0).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    stop_server(process)
+    pytest.fail(f"llama_cpp.server not ready after {SERVER_START_SECONDS} s: {log_path.read_text()[-500:]}")
+
+
+def stop_server(process):
+    """SIGTERM, then SIGKILL after 5 s: by PID, only the process this test started."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    process, url = start_llama_server(tmp_path_factory.mktemp("server") / "server.log")
+    yield url
+    stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from harness.models import load_tokenizer, resolve_model
+
+    return load_tokenizer(resolve_model("smollm2-135m-instruct"))
+
+
+@pytest.fixture(scope="module")
+def endpoint_engine(llama_server, tokenizer):
+    engine = OpenAIEngine(f"openai+{llama_server}", tokenizer, concurrency=2, progress=False)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def gguf_engine(tokenizer):
+    from harness.llama_engine import LlamaCppEngine
+    from harness.models import _smollm2_gguf_path
+
+    engine = LlamaCppEngine(_smollm2_gguf_path(), tokenizer, max_length=2048, n_threads=1, progress=False)
+    yield engine
+    engine.close()
+
+
+def mean_token_difference(ours, reference) -> float:
+    return sum(abs(a.logprob - b.logprob) for a, b in zip(ours, reference)) / sum(r.n_tokens for r in reference)
+
+
+@pytest.mark.slow
+def test_loglikelihood_from_prompt_logprobs_equals_llama_cpp_in_process(endpoint_engine, gguf_engine):
+    rng = random.Random(0)
+    requests = []
+    for _ in range(2):
+        context = " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 12))) + " Answer:"
+        requests += [LoglikelihoodRequest(context, f" {label}") for label in ("yes", "maybe so")]
+    requests.append(LoglikelihoodRequest("The capital of France is", " Paris"))
+    ours, reference = endpoint_engine.loglikelihood(requests), gguf_engine.loglikelihood(requests)
+    assert [r.n_tokens for r in ours] == [r.n_tokens for r in reference]
+    assert mean_token_difference(ours, reference) < EXACT_TOKEN_TOLERANCE
+    assert [r.is_greedy for r in ours] == [r.is_greedy for r in reference]
+    assert ours[-1].is_greedy and ours[-1].logprob > -1.0
+
+
+@pytest.mark.slow
+def test_rolling_equals_llama_cpp_but_for_the_first_token_the_server_does_not_score(endpoint_engine, gguf_engine,
+                                                                                    tokenizer):
+    texts = ["The open() system call opens the file specified by pathname.",
+             "Größe: 42 Bytes — ünïcödé text counts bytes, not characters."]
+    ours = endpoint_engine.loglikelihood_rolling([RollingRequest(t) for t in texts])
+    reference = gguf_engine.loglikelihood_rolling([RollingRequest(t) for t in texts])
+    first_tokens = [tokenizer.decode(tokenizer(t, add_special_tokens=False)["input_ids"][:1]) for t in texts]
+    firsts = gguf_engine.loglikelihood_rolling([RollingRequest(t) for t in first_tokens])
+    for mine, theirs, first in zip(ours, reference, firsts):
+        assert mine.n_tokens == theirs.n_tokens - 1
+        expected = theirs.logprob - first.logprob
+        assert mine.logprob == pytest.approx(expected, abs=EXACT_TOKEN_TOLERANCE * theirs.n_tokens)
+
+
+@pytest.mark.slow
+def test_texts_longer_than_the_context_are_scored_in_windows_every_token_once(llama_server, tokenizer):
+    from harness.llama_engine import LlamaCppEngine
+    from harness.models import _smollm2_gguf_path
+
+    rng = random.Random(1)
+    text = [RollingRequest(" ".join(rng.choice(WORDS) for _ in range(40)))]
+    # Windows of 32 tokens: the engine keeps 3 of its max_length for the prefix, a context and a generated token.
+    endpoint = OpenAIEngine(f"openai+{llama_server}", tokenizer, max_length=35, concurrency=2, progress=False)
+    reference = LlamaCppEngine(_smollm2_gguf_path(), tokenizer, max_length=32, n_threads=1, progress=False)
+    try:
+        (mine,), (theirs,) = endpoint.loglikelihood_rolling(text, stride=16), reference.loglikelihood_rolling(text,
+                                                                                                             stride=16)
+        first_token = tokenizer.decode(tokenizer(text[0].text, add_special_tokens=False)["input_ids"][:1])
+        (first,) = reference.loglikelihood_rolling([RollingRequest(first_token)])
+    finally:
+        endpoint.close()
+        reference.close()
+    assert theirs.n_tokens > 32 and mine.n_tokens == theirs.n_tokens - 1
+    assert abs(mine.logprob - (theirs.logprob - first.logprob)) / mine.n_tokens < WINDOW_TOKEN_TOLERANCE
+
+
+@pytest.mark.slow
+def test_generation_equals_llama_cpp_in_process_and_stops_apply(endpoint_engine, gguf_engine):
+    question = endpoint_engine.chat_prompt("What is the capital of France? Answer in one word.")
+    counting = endpoint_engine.chat_prompt("Count from one to ten in words, separated by commas.")
+    requests = [GenerationRequest(question, stop=("\n",), max_new_tokens=10),
+                GenerationRequest(counting, stop=(",",), max_new_tokens=8)]
+    ours = endpoint_engine.generate(requests)
+    assert ours == gguf_engine.generate(requests)
+    assert "paris" in ours[0].lower() and "," not in ours[1] and ours[1].strip()
+
+
+@pytest.mark.slow
+def test_echo_logprobs_shifted_by_the_server_are_caught_not_used(llama_server):
+    # Without the tokenizer no BOS opens the prompt, and llama-cpp-python then echoes each token's
+    # log-prob from the position after it.
+    engine = OpenAIEngine(f"openai+{llama_server}", progress=False)
+    with pytest.raises(NotScorable, match="misaligned"):
+        engine.loglikelihood([LoglikelihoodRequest("The capital of France is", " Paris")])
+
+
+@pytest.mark.slow
+def test_eval_on_an_endpoint_writes_results_with_serving_figures(llama_server, tmp_path):
+    main(["eval", "--model", f"openai+{llama_server}", "--tokenizer", "smollm2-135m-instruct", "--suite", "tiny",
+          "--tasks", "section-classification,errno-qa", "--limit", "2", "--num-fewshot", "0", "--concurrency", "2",
+          "--output", str(tmp_path)])
+    for task in ("section-classification", "errno-qa"):
+        result = load_result(result_path(tmp_path, "base", task))
+        assert result.model["endpoint"] == llama_server and result.model["served_model"].endswith(".gguf")
+        assert len(result.model["fingerprint"]) == 64 and len(result.examples) == 2
+        serving = result.cost["serving"]
+        assert serving["request_errors"] == 0 and serving["requests"] >= 2 and serving["latency_p50_seconds"] > 0
+        assert result.settings["device"] == "endpoint" and result.cost["tokens_per_second"] > 0
+
+
+@pytest.mark.slow
+def test_a_server_killed_mid_run_gives_recorded_errors_not_a_crash(tmp_path, tokenizer):
+    process, url = start_llama_server(tmp_path / "server.log")
+    try:
+        engine = OpenAIEngine(f"openai+{url}", tokenizer, concurrency=2, retries=2, backoff=0.1, timeout=20,
+                              progress=False)
+        requests = [GenerationRequest(engine.chat_prompt(f"Name {n} colors."), max_new_tokens=16) for n in range(2, 12)]
+        answers: list = []
+        running = threading.Thread(target=lambda: answers.extend(engine.generate(requests)))
+        started = time.perf_counter()
+        running.start()
+        while engine.client.requests_made < 2 and running.is_alive():
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        running.join(timeout=60)
+        assert not running.is_alive() and time.perf_counter() - started < 60
+        assert len(answers) == len(requests) and sum(bool(a) for a in answers) >= 2
+        assert engine.errors and set(engine.client.error_counts()) <= {"connection", "timeout"}
+        assert engine.client.requests_made == len(requests)
+        scores = engine.loglikelihood([LoglikelihoodRequest("The capital of France is", " Paris")])
+        assert is_failed(scores[0]) and engine.errors[-1].kind == "connection"
+    finally:
+        stop_server(process)
