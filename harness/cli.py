@@ -28,17 +28,19 @@ def _register_commands() -> None:
     # Each area owns one module of commands; importing here keeps `domainbench --help` complete.
     from harness.commands import eval as eval_commands
     from harness.commands import (
+        deploy,
         index,
         models,
         report,
         run,
+        serve,
         suite,
         suite_build,
         suite_new,
         tune,
     )
 
-    for module in (run, models, suite, suite_build, suite_new, eval_commands, report, index, tune):
+    for module in (run, models, suite, suite_build, suite_new, eval_commands, report, index, tune, serve, deploy):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -1,0 +1,3 @@
+"""`domainbench deploy`."""
+
+COMMANDS: list = []

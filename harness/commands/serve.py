@@ -1,0 +1,3 @@
+"""`domainbench serve`."""
+
+COMMANDS: list = []
