@@ -92,6 +92,9 @@ def _item_figures(item: CostItem) -> list[str]:
             format_count(item.total_params), _size(item.artifact_mb)]
 
 
-def slug(name: str) -> str:
-    """A file-name-safe form of a task or run name (plots, per-run pages)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "unnamed"
+def slug(name: str, *, fallback: str = "unnamed") -> str:
+    """A file-name-safe form of a name (run dirs, index dirs, plots, per-run pages): the one rule for all.
+
+    Letters, digits and `_ . + -` stay (configurations are named with `+`); any other run becomes `-`.
+    """
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", name).strip("-._") or fallback

@@ -14,7 +14,7 @@ def test_report_command_writes_every_report_file(tmp_path, capsys):
     run = standard_run(tmp_path / "run")
     main(["report", str(run)])
     for name in ("report.md", "report.html", "summary.json", "summary.csv", "plots/errno-qa-metrics.png",
-                 "plots/errno-qa-quality_vs_cost.png"):
+                 "plots/errno-qa-quality-vs-cost.png"):
         assert (run / name).stat().st_size > 0, name
     assert "errno-qa: best f1 is adapter" in capsys.readouterr().out
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.errors import DomainbenchError
+from reports.formatting import slug
 from tasks.evaluate import DEFAULT_FEWSHOT_SEED, TaskResult, evaluate_task, rescore
 from tasks.suite import load_suite
 
@@ -99,7 +100,7 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
     suite = load_suite(suite_spec)
     tasks = suite.select(_task_list(task_names))
     _check_configuration_name(configuration)
-    output_dir = output_dir or Path("runs") / f"{suite.name}-{_slug(model_spec)}"
+    output_dir = output_dir or Path("runs") / f"{suite.name}-{slug(Path(model_spec).name or model_spec, fallback='model')}"
     loaded = load_model(model_spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
     model = _with_adapter(loaded.model, adapter) if adapter else loaded.model
     engine = Engine(model, loaded.tokenizer, max_batch_tokens=batch_tokens)
@@ -145,7 +146,7 @@ def _eval_endpoint(engine: OpenAIEngine, suite_spec: str, task_names: str | None
     rag = _rag(rag_index, engine.tokenizer, engine, rag_k) if rag_index else None
     client = engine.client
     host = urlsplit(client.endpoint.url).netloc.replace(":", "-")
-    output_dir = output_dir or Path("runs") / f"{suite.name}-{_slug(host)}"
+    output_dir = output_dir or Path("runs") / f"{suite.name}-{slug(host, fallback='endpoint')}"
     results, not_scorable, unanswered = [], [], []
     for task in tasks:
         before = (len(client.errors), client.requests_made, len(client.latencies))
@@ -260,10 +261,6 @@ def _check_configuration_name(name: str) -> None:
     # The name becomes a directory under results/.
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
         raise DomainbenchError(f"--configuration {name!r}: use letters, digits and _ . + - (it names a directory)")
-
-
-def _slug(model_spec: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", Path(model_spec).name or model_spec).strip("-") or "model"
 
 
 COMMANDS = [eval_command]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ from rich.table import Table
 
 from harness.errors import DomainbenchError
 from harness.models import cache_dir
+from reports.formatting import slug
 from retrieval.chunking import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_OVERLAP_TOKENS,
@@ -59,7 +59,7 @@ def build_command(suite_spec: str | None, corpus_path: Path | None, encoder: str
         raise DomainbenchError("index build: give exactly one of --suite NAME or --corpus PATH")
     source = suite_corpus_path(suite_spec) if suite_spec else corpus_path
     name = suite_spec if suite_spec and not Path(suite_spec).exists() else _stem(source)
-    out_dir = out_dir or cache_dir() / "indexes" / _slug(f"{name}-{Path(encoder).name}-{kind}")
+    out_dir = out_dir or cache_dir() / "indexes" / slug(f"{name}-{Path(encoder).name}-{kind}", fallback="index")
     documents = load_corpus(source)
     result = build_index(documents, out_dir, encoder=encoder, kind=kind, params=_parse_params(params),
                          chunking=ChunkingSettings(chunk_tokens, overlap), device=device, batch_size=batch_size,
@@ -120,10 +120,6 @@ def _stem(path: Path) -> str:
         if name.endswith(suffix):
             return path.parent.name if name.startswith("corpus") else name[: -len(suffix)]
     return name
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text).strip("-") or "index"
 
 
 COMMANDS = [index_group]
