@@ -58,11 +58,6 @@ class RagAugmenter:
         """
         return self.fit(prompt, self.retriever.search(query, self.k, exclude=exclude))
 
-    def augment_many(self, queries: list[str], prompts: list[str]) -> list[tuple[str, list[dict]]]:
-        """augment() for many examples, with one batched retrieval."""
-        return [self.fit(prompt, hits)
-                for prompt, hits in zip(prompts, self.retriever.search_many(queries, self.k), strict=True)]
-
     def fit(self, prompt: str, hits: list[Hit]) -> tuple[str, list[dict]]:
         """Place `hits` before `prompt` within the budget."""
         available = self.context_budget_tokens - self._count(self.template.format(passages="", prompt=prompt))

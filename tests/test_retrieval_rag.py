@@ -71,12 +71,6 @@ def test_records_carry_ids_section_and_score(tiny_tokenizer):
                           "prompt_tokens": _count(tiny_tokenizer, _hits(2, words=3)[0].text)}
 
 
-def test_augment_many_equals_augment(tiny_tokenizer):
-    augmenter = RagAugmenter(StubRetriever(_hits()), tiny_tokenizer, context_budget_tokens=400)
-    prompts = [QUESTION, "Question: short?\nAnswer:"]
-    assert augmenter.augment_many(["a", "b"], prompts) == [augmenter.augment("a", p) for p in prompts]
-
-
 def test_custom_template_is_used_and_validated(tiny_tokenizer):
     template = "Docs:\n{passages}\n---\n{prompt}"
     augmented, _ = RagAugmenter(StubRetriever(_hits(1, words=3)), tiny_tokenizer, template=template).augment(
