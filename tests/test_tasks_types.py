@@ -319,3 +319,13 @@ def test_limit_draws_a_seeded_sample_in_split_order(tiny):
     assert chosen == [i for i in ids if i in chosen]
     larger = [record.id for record in evaluate_task(task, FakeEngine(), limit=3, seed=1, progress=False).records]
     assert set(chosen) <= set(larger)
+
+
+def test_every_task_type_implements_the_protocol():
+    import types
+
+    from tasks.registry import TASK_TYPES
+    from tasks.task_type import missing_members
+
+    assert {name: missing_members(module) for name, module in TASK_TYPES.items()} == {name: [] for name in TASK_TYPES}
+    assert missing_members(types.SimpleNamespace(METRICS=(), check_example=1)) != []
