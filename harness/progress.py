@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -43,6 +44,10 @@ def quiet_libraries() -> None:
         transformers_logging.set_verbosity_error()
     for message in _LIBRARY_WARNINGS:
         warnings.filterwarnings("ignore", message=re.escape(message), category=FutureWarning)
+    # torchao logs every optional CUDA kernel library it cannot load on a CPU machine, and torch's
+    # pytree logs a deprecation for torchao's enums at import: neither is the user's concern.
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def progress_bar(*, transient: bool = False) -> Progress:
