@@ -155,12 +155,11 @@ def _evaluate_configuration(spec, suite, configuration, tasks, engine, prepared:
     adapter = prepared.adapters[configuration.adapter] if configuration.adapter else None
     model_artifact = prepared.forms.get(configuration.model_key) or prepared.weights[configuration.weights]
     for task in tasks:
-        click.echo(f"{configuration.name} / {task.name}", err=True)
         if configuration.rag and task.rag == "off" and _copy_retrieval_free_result(configuration, task, prepared, spec,
                                                                                  run_dir=run_dir):
             continue
         result = evaluate_task(task, engine, limit=prepared.limit, num_fewshot=spec.num_fewshot, seed=spec.seed,
-                               rag=rag)
+                               rag=rag, label=f"{configuration.name} / {task.name}")
         result.settings["input_key"] = _input_key(configuration, task, prepared, spec)
         result.cost["training"] = _training_cost(configuration, prepared)
         result.cost["serving"] = _serving_cost(engine, model_artifact, adapter, configuration)
@@ -208,6 +207,7 @@ def _copy_retrieval_free_result(configuration: Configuration, task, prepared: Pr
                    cost={**stored.cost, "training": _training_cost(configuration, prepared)},
                    model={**stored.model, "index_fingerprint": prepared.index.fingerprint})
     write_result(result_path(run_dir, configuration.name, task.name), copy)
+    click.echo(f"{configuration.name} / {task.name}: retrieval is off for this task, the result of {twin.name}", err=True)
     return True
 
 

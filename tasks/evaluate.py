@@ -42,7 +42,7 @@ class TaskResult:
 
 def evaluate_task(task: TaskSpec, engine, *, split: str = "test", limit: int | None = None,
                   num_fewshot: int | None = None, seed: int = DEFAULT_FEWSHOT_SEED, rag=None,
-                  progress: bool = True) -> TaskResult:
+                  progress: bool = True, label: str | None = None) -> TaskResult:
     """Evaluate one task on one split through `engine`, optionally retrieval-augmented.
 
     `rag.augment(query, prompt, exclude=...) -> (prompt, chunks)` adds retrieved context; the
@@ -67,7 +67,8 @@ def evaluate_task(task: TaskSpec, engine, *, split: str = "test", limit: int | N
         prompts.append(prompt)
         retrieved.append(chunks)
     requests = [module.requests_for_prompt(task, ex, prompt) for ex, prompt in zip(examples, prompts)]
-    with status(f"{task.name}: {len(examples)} {split} examples") if progress else contextlib.nullcontext():
+    # `label` names what is being evaluated (a run's `configuration / task`), so one line says it all.
+    with status(f"{label or task.name}: {len(examples)} {split} examples") if progress else contextlib.nullcontext():
         responses = _per_example(run_requests(engine, [r for rs in requests for r in rs]), requests)
     records = [module.score(task, example, answer) for example, answer in zip(examples, responses)]
     for record, chunks, example in zip(records, retrieved, examples):
