@@ -26,7 +26,6 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
 
 def _register_commands() -> None:
     # Each area owns one module of commands; importing here keeps `domainbench --help` complete.
-    from harness.commands import eval as eval_commands
     from harness.commands import (
         deploy,
         index,
@@ -39,6 +38,7 @@ def _register_commands() -> None:
         suite_new,
         tune,
     )
+    from harness.commands import eval as eval_commands
 
     for module in (run, models, suite, suite_build, suite_new, eval_commands, report, index, tune, serve, deploy):
         for command in module.COMMANDS:
@@ -52,7 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        cli.main(args=args, prog_name="domainbench", standalone_mode=False)
+        code = cli.main(args=args, prog_name="domainbench", standalone_mode=False)
+        # Without standalone mode click returns a command's `ctx.exit(n)` code instead of exiting.
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except DomainbenchError as exc:
         if "--debug" in args:
             raise

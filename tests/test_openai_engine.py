@@ -15,15 +15,12 @@ import json
 import os
 import random
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
+from servers import free_port, start_llama_server, stop_server
 
 from harness.cli import main
 from harness.endpoint import Endpoint, parse_endpoint
@@ -37,19 +34,12 @@ from harness.openai_engine import (
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 from reports.schema import load_result, result_path
 
-SERVER_START_SECONDS = 90
 EXACT_TOKEN_TOLERANCE = 1e-3  # measured 4e-7 nats per token; a shifted position costs whole nats
 # Rolling windows that each open with the BOS token, against LlamaCppEngine's that do not: measured
 # 0.012 (stride 16) and 0.024 (disjoint) nats per token.
 WINDOW_TOKEN_TOLERANCE = 0.1
 WORDS = ["the", "open", "system", "call", "file", "descriptor", "returns", "error", "errno", "pathname", "rename",
          "directory", "process", "signal", "memory", "socket", "buffer", "read", "write", "flags", "mode"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # ----- the endpoint spec ---------------------------------------------------------------------------
@@ -241,43 +231,6 @@ def test_the_continuation_is_found_from_the_end_of_the_echoed_prompt():
 
 # ----- the real thing: llama-cpp-python's server on the builtin GGUF --------------------------------
 
-def start_llama_server(log_path):
-    """llama_cpp.server on 127.0.0.1 and a free port: (process, url), ready to answer."""
-    pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python's server extra (fastapi, uvicorn, …)")
-    from harness.models import _smollm2_gguf_path
-
-    port = free_port()
-    # flash attention: the attention kernel llama.cpp's default context (LlamaCppEngine's) uses on a CPU.
-    # One thread: on a shared 2-core machine llama.cpp's spinning threads made two 5x slower (measured).
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(_smollm2_gguf_path()), "--host", "127.0.0.1",
-               "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--flash_attn", "true"]
-    with open(log_path, "wb") as log:  # the server keeps its own copy of the descriptor
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited with {process.returncode}: {log_path.read_text()[-500:]}")
-        try:
-            if httpx.get(f"{url}/models", timeout=1.0).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    stop_server(process)
-    pytest.fail(f"llama_cpp.server not ready after {SERVER_START_SECONDS} s: {log_path.read_text()[-500:]}")
-
-
-def stop_server(process):
-    """SIGTERM, then SIGKILL after 5 s: by PID, only the process this test started."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
     process, url = start_llama_server(tmp_path_factory.mktemp("server") / "server.log")
@@ -302,9 +255,9 @@ def endpoint_engine(llama_server, tokenizer):
 @pytest.fixture(scope="module")
 def gguf_engine(tokenizer):
     from harness.llama_engine import LlamaCppEngine
-    from harness.models import _smollm2_gguf_path
+    from harness.models import gguf_origin
 
-    engine = LlamaCppEngine(_smollm2_gguf_path(), tokenizer, max_length=2048, n_threads=1, progress=False)
+    engine = LlamaCppEngine(gguf_origin("smollm2-135m-instruct"), tokenizer, max_length=2048, n_threads=1, progress=False)
     yield engine
     engine.close()
 
@@ -346,13 +299,13 @@ def test_rolling_equals_llama_cpp_but_for_the_first_token_the_server_does_not_sc
 @pytest.mark.slow
 def test_texts_longer_than_the_context_are_scored_in_windows_every_token_once(llama_server, tokenizer):
     from harness.llama_engine import LlamaCppEngine
-    from harness.models import _smollm2_gguf_path
+    from harness.models import gguf_origin
 
     rng = random.Random(1)
     text = [RollingRequest(" ".join(rng.choice(WORDS) for _ in range(40)))]
     # Windows of 32 tokens: the engine keeps 3 of its max_length for the prefix, a context and a generated token.
     endpoint = OpenAIEngine(f"openai+{llama_server}", tokenizer, max_length=35, concurrency=2, progress=False)
-    reference = LlamaCppEngine(_smollm2_gguf_path(), tokenizer, max_length=32, n_threads=1, progress=False)
+    reference = LlamaCppEngine(gguf_origin("smollm2-135m-instruct"), tokenizer, max_length=32, n_threads=1, progress=False)
     try:
         (mine,), (theirs,) = endpoint.loglikelihood_rolling(text, stride=16), reference.loglikelihood_rolling(text,
                                                                                                              stride=16)

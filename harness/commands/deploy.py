@@ -1,3 +1,219 @@
-"""`domainbench deploy`."""
+"""`domainbench loadtest` and `domainbench monitor`: how fast and reliable a served model is, and
+whether it still scores what its baseline run scored."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import DomainbenchError
+
+if TYPE_CHECKING:
+    from harness.openai_engine import OpenAIEngine
+
+
+def _connect(endpoint_spec: str, tokenizer_spec: str | None, **options) -> OpenAIEngine:
+    """The engine on ENDPOINT, connected before any work (a server that is down is one line, exit 2)."""
+    from harness.endpoint import parse_endpoint
+    from harness.models import load_tokenizer, resolve_model
+    from harness.openai_engine import OpenAIEngine
+
+    endpoint = parse_endpoint(endpoint_spec)
+    if endpoint is None:
+        raise DomainbenchError(f"ENDPOINT {endpoint_spec}: expected openai+http://HOST:PORT/v1 (optionally #MODEL)")
+    engine = OpenAIEngine(endpoint, progress=False, **options)
+    if tokenizer_spec:
+        engine.tokenizer = load_tokenizer(resolve_model(tokenizer_spec))
+    return engine
+
+
+def _levels(value: str) -> list[int]:
+    try:
+        levels = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        levels = []
+    if not levels or min(levels) < 1:
+        raise DomainbenchError(f"--concurrency {value!r}: expected comma-separated positive integers, e.g. 1,8")
+    return levels
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+@click.command("loadtest")
+@click.argument("endpoint_spec", metavar="ENDPOINT")
+@click.option("--suite", "suite_spec", required=True, help="Builtin suite name or suite dir whose prompts to replay.")
+@click.option("--tasks", "task_names", default=None, help="Comma-separated task names (default: all).")
+@click.option("--concurrency", "concurrency_levels", default="1,8", show_default=True,
+              help="Comma-separated concurrency levels: requests in flight.")
+@click.option("--requests", "n_requests", type=int, default=32, show_default=True,
+              help="Requests per concurrency level (the suite's prompts, cycled).")
+@click.option("--max-tokens", type=int, default=32, show_default=True, help="Tokens generated per request at most.")
+@click.option("--tokenizer", "tokenizer_spec", default=None,
+              help="A model spec whose chat template the prompts go through, as with `eval --tokenizer`.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Result file (default: runs/loadtest-<suite>-<host>.json).")
+def loadtest_command(endpoint_spec: str, suite_spec: str, task_names: str | None, concurrency_levels: str,
+                     n_requests: int, max_tokens: int, tokenizer_spec: str | None, timeout: float,
+                     out_path: Path | None) -> None:
+    """Replay SUITE's generation prompts on ENDPOINT at each concurrency; latency, TTFT, throughput, errors."""
+    from harness.commands.eval import _task_list
+    from harness.loadtest import (
+        loadtest_record,
+        run_level,
+        suite_prompts,
+        write_loadtest,
+    )
+    from tasks.suite import load_suite
+
+    levels = _levels(concurrency_levels)
+    if n_requests < 1 or max_tokens < 1:
+        raise DomainbenchError("--requests and --max-tokens: expected positive numbers")
+    engine = _connect(endpoint_spec, tokenizer_spec, timeout=timeout)
+    try:
+        suite = load_suite(suite_spec)
+        tasks = _task_list(task_names)
+        prompts = suite_prompts(suite, tasks, engine)
+        if not prompts:
+            raise DomainbenchError(f"suite {suite.name}: no generation prompts in "
+                                   f"{', '.join(tasks) if tasks else 'any task'} to replay")
+        results = []
+        for concurrency in levels:
+            click.echo(f"concurrency {concurrency}: {n_requests} streamed requests", err=True)
+            results.append(run_level(engine.client.endpoint.url, engine.client.model_id, prompts,
+                                     concurrency=concurrency, n_requests=n_requests, max_tokens=max_tokens,
+                                     timeout=timeout))
+        record = loadtest_record(engine, suite.name, tasks, max_tokens, results)
+    finally:
+        engine.close()
+    host = urlsplit(record["endpoint"]).netloc.replace(":", "-")
+    path = write_loadtest(out_path or Path("runs") / f"loadtest-{suite.name}-{host}.json", record)
+    click.echo(f"wrote {path}", err=True)
+    table = Table(title=f"load test: {record['endpoint']} ({record['served_model']}) with {suite.name} prompts, "
+                        f"max {max_tokens} tokens")
+    for column in ("concurrency", "requests", "errors", "latency p50 s", "p95 s", "p99 s", "TTFT p50 s", "TTFT p95 s",
+                   "output tok/s", "req/s"):
+        table.add_column(column, justify="right")
+    for level in results:
+        table.add_row(str(level.concurrency), str(level.requests), f"{level.errors} ({level.error_rate:.0%})",
+                      _seconds(level.latency_p50_seconds), _seconds(level.latency_p95_seconds),
+                      _seconds(level.latency_p99_seconds), _seconds(level.ttft_p50_seconds),
+                      _seconds(level.ttft_p95_seconds), f"{level.output_tokens_per_second:.1f}",
+                      f"{level.requests_per_second:.2f}")
+    _console().print(table)
+
+
+@click.command("monitor")
+@click.argument("endpoint_spec", metavar="ENDPOINT")
+@click.option("--baseline", "baseline_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="The approved run dir whose examples and scores the endpoint is held to.")
+@click.option("--configuration", default="base", show_default=True, help="Which of the baseline's configurations.")
+@click.option("--suite", "suite_spec", default=None,
+              help="Builtin suite name or suite dir (default: the suite the baseline names).")
+@click.option("--tasks", "task_names", default=None, help="Comma-separated task names (default: all the baseline's).")
+@click.option("--sample", type=int, default=16, show_default=True, help="Canary examples per task per round.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the canary sample.")
+@click.option("--every", type=float, default=None, help="Seconds between rounds (runs until a round fails).")
+@click.option("--once", is_flag=True, help="One round, then exit 0 (pass) or 1 (fail): for CI.")
+@click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=Path("monitor.sqlite"),
+              show_default=True, help="SQLite time series the rounds are appended to.")
+@click.option("--max-error-rate", type=float, default=0.05, show_default=True, help="Fail above this request error rate.")
+@click.option("--max-p95", type=float, default=None, help="Fail above this p95 request latency (seconds).")
+@click.option("--max-drop", multiple=True, help="Tolerated drop per metric, e.g. --max-drop f1=0.02 (default 0).")
+@click.option("--tokenizer", "tokenizer_spec", default=None,
+              help="The served model's tokenizer (default: the one the baseline's endpoint eval used, else the "
+                   "baseline's model).")
+@click.option("--concurrency", type=int, default=4, show_default=True, help="Requests in flight.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request attempt.")
+def monitor_command(endpoint_spec: str, baseline_dir: Path, configuration: str, suite_spec: str | None,
+                    task_names: str | None, sample: int, seed: int, every: float | None, once: bool, db_path: Path,
+                    max_error_rate: float, max_p95: float | None, max_drop: tuple[str, ...],
+                    tokenizer_spec: str | None, concurrency: int, timeout: float) -> None:
+    """Replay a seeded canary sample of BASELINE's examples on ENDPOINT; exit 1 when quality, errors or p95 fail."""
+    from harness.commands.eval import _task_list
+    from harness.monitor import baseline_results
+    from reports.compare import parse_max_drop
+    from tasks.suite import load_suite
+
+    if once == (every is not None):
+        raise DomainbenchError("monitor: give exactly one of --once and --every SECONDS")
+    if sample < 1 or (every is not None and every <= 0):
+        raise DomainbenchError("--sample and --every: expected positive numbers")
+    tolerances = parse_max_drop(max_drop)
+    engine = _connect(endpoint_spec, None, concurrency=concurrency, timeout=timeout)
+    try:
+        baseline = baseline_results(baseline_dir, configuration, _task_list(task_names))
+        suite = load_suite(suite_spec or baseline[0].suite["name"])
+        engine.tokenizer = _baseline_tokenizer(tokenizer_spec, baseline[0])
+        while True:
+            if not _watch_once(engine, suite, baseline, baseline_dir, endpoint_spec, sample=sample, seed=seed,
+                               db_path=db_path, max_drop=tolerances, max_error_rate=max_error_rate, max_p95=max_p95):
+                sys.exit(1)
+            if once:
+                return
+            time.sleep(every)
+    finally:
+        engine.close()
+
+
+def _baseline_tokenizer(tokenizer_spec: str | None, baseline) -> object | None:
+    """The tokenizer named, else the one the baseline's endpoint eval named, else the baseline model's own."""
+    from harness.models import load_tokenizer, resolve_model
+
+    spec = tokenizer_spec or (baseline.model.get("tokenizer") if baseline.model.get("endpoint")
+                              else baseline.model.get("spec"))
+    return load_tokenizer(resolve_model(spec)) if spec else None
+
+
+def _watch_once(engine: OpenAIEngine, suite, baseline: list, baseline_dir: Path, endpoint_spec: str, *, sample: int,
+                seed: int, db_path: Path, max_drop: dict[str, float], max_error_rate: float,
+                max_p95: float | None) -> bool:
+    """One round: replay, store, print the verdict; whether it passed."""
+    from harness.monitor import (
+        is_first_round,
+        monitor_round,
+        round_problems,
+        store_round,
+    )
+
+    url, configuration = engine.client.endpoint.url, baseline[0].configuration
+    parity = is_first_round(db_path, url, str(baseline_dir.resolve()), configuration)
+    round_ = monitor_round(engine, suite, baseline, sample=sample, seed=seed, max_drop=max_drop,
+                           endpoint_spec=endpoint_spec)
+    problems = round_problems(round_, max_error_rate=max_error_rate, max_p95=max_p95)
+    store_round(db_path, round_, endpoint=url, served_model=engine.client.model_id,
+                baseline=str(baseline_dir.resolve()), configuration=configuration, sample=sample, seed=seed,
+                parity=parity, problems=problems)
+    kind = "parity check (first round): served vs offline" if parity else "canary round"
+    table = Table(title=f"{kind} — {url} against {baseline_dir} ({configuration}), {round_.started}")
+    for column in ("task", "metric", "n", "baseline", "served", "difference", "p", "verdict"):
+        table.add_column(column, justify="left" if column in ("task", "metric", "verdict") else "right")
+    for change in round_.changes:
+        difference = change.difference
+        table.add_row(change.task, change.metric, str(difference.n) if difference else "-", f"{change.base:.4g}",
+                      f"{change.new:.4g}", f"{difference.difference:+.4g}" if difference else "-",
+                      f"{difference.p_value:.3f}" if difference else "-", change.verdict)
+    _console().print(table)
+    for note in round_.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"requests {round_.requests}, errors {round_.errors} ({round_.error_rate:.1%}), latency p50 "
+               f"{_seconds(round_.latency_p50_seconds)} s, p95 {_seconds(round_.latency_p95_seconds)} s; "
+               f"stored in {db_path}")
+    click.echo("verdict: " + ("FAIL: " + "; ".join(problems) if problems else "pass"))
+    return not problems
+
+
+COMMANDS = [loadtest_command, monitor_command]

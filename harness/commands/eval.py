@@ -156,7 +156,7 @@ def _eval_endpoint(engine: OpenAIEngine, suite_spec: str, task_names: str | None
             click.echo(f"{task.name}: not scorable: {exc}", err=True)
             not_scorable.append(task.name)
             continue
-        result = _with_request_errors(result, client, *before)
+        result = with_request_errors(result, client, *before)
         if result is None:
             unanswered.append(task.name)
             continue
@@ -179,7 +179,7 @@ def _eval_endpoint(engine: OpenAIEngine, suite_spec: str, task_names: str | None
         raise DomainbenchError(f"endpoint {client.endpoint.url}: {'; '.join(problems)}")
 
 
-def _with_request_errors(result: TaskResult, client: EndpointClient, errors_before: int, requests_before: int,
+def with_request_errors(result: TaskResult, client: EndpointClient, errors_before: int, requests_before: int,
                          latencies_before: int) -> TaskResult | None:
     """The result with the task's failed requests recorded and failed scores out of its metrics.
 

@@ -1,0 +1,178 @@
+"""Load-testing an OpenAI-compatible server with a suite's own generation prompts.
+
+At each concurrency level, `requests` streamed completions (`stream: true`, server-sent events)
+run in a closed loop, `concurrency` in flight at a time — as `vllm bench serve` and guidellm's
+"concurrent" profile do. Streaming is what makes time to first token measurable. Each level
+reports latency p50/p95/p99, time to first token p50/p95, output tokens/s, requests/s and the
+error rate.
+
+httpx rather than a maintained load generator: guidellm pulls in its own stack (pydantic
+settings, its own backends and reports) for what is here a thread pool of streamed requests.
+
+Requests are not retried: a load test measures what a user of the endpoint gets, and a failed
+request is counted by kind (`connection`, `timeout`, `http_<status>`, `bad_response`), never
+raised, so a server that dies mid-test still gives a complete result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from harness import __version__
+from harness.atomic import write_atomic
+from harness.openai_engine import OpenAIEngine
+
+# Greedy, as OpenAIEngine generates (llama-cpp-python applies repeat_penalty unless told otherwise).
+_GREEDY = {"temperature": 0.0, "top_p": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0,
+           "repeat_penalty": 1.0}
+
+
+@dataclass
+class StreamedRequest:
+    """One streamed completion: seconds to its first text and to its end, tokens out, or its error kind."""
+
+    latency: float
+    ttft: float | None = None
+    output_tokens: int = 0
+    error: str | None = None
+
+
+@dataclass
+class LevelResult:
+    """What one concurrency level measured."""
+
+    concurrency: int
+    requests: int
+    errors: int
+    error_rate: float
+    errors_by_kind: dict[str, int]
+    seconds: float
+    requests_per_second: float
+    output_tokens_per_second: float
+    latency_p50_seconds: float | None
+    latency_p95_seconds: float | None
+    latency_p99_seconds: float | None
+    ttft_p50_seconds: float | None
+    ttft_p95_seconds: float | None
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (as eval's serving figures); None when there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def stream_completion(client: httpx.Client, model: str, prompt: str, max_tokens: int) -> StreamedRequest:
+    """POST one streamed /completions and time it; failures come back as an error kind, never raised.
+
+    Output tokens: the server's `usage` where it sends one in the stream (vLLM with include_usage),
+    else the number of text-bearing events (llama.cpp's server and vLLM send one token per event).
+    """
+    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "stream": True,
+            "stream_options": {"include_usage": True}, **_GREEDY}
+    started = time.perf_counter()
+    ttft, events, usage_tokens = None, 0, None
+    try:
+        with client.stream("POST", "/completions", json=body) as response:
+            if response.status_code != 200:
+                response.read()
+                return StreamedRequest(time.perf_counter() - started, error=f"http_{response.status_code}")
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[len("data:"):].strip()
+                if data == "[DONE]":
+                    break
+                chunk = json.loads(data)
+                if (chunk.get("usage") or {}).get("completion_tokens") is not None:
+                    usage_tokens = int(chunk["usage"]["completion_tokens"])
+                if any(choice.get("text") for choice in chunk.get("choices") or []):
+                    events += 1
+                    ttft = ttft if ttft is not None else time.perf_counter() - started
+    except httpx.TimeoutException:
+        return StreamedRequest(time.perf_counter() - started, error="timeout")
+    except httpx.TransportError:
+        return StreamedRequest(time.perf_counter() - started, error="connection")
+    except (ValueError, AttributeError, TypeError):
+        return StreamedRequest(time.perf_counter() - started, error="bad_response")
+    return StreamedRequest(time.perf_counter() - started, ttft, usage_tokens if usage_tokens is not None else events)
+
+
+def run_level(url: str, model: str, prompts: list[str], *, concurrency: int, n_requests: int, max_tokens: int,
+              timeout: float) -> LevelResult:
+    """`n_requests` streamed completions over `prompts` (cycled), `concurrency` in flight at a time."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    chosen = [prompts[i % len(prompts)] for i in range(n_requests)]
+    with httpx.Client(base_url=url, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                      limits=limits) as client, ThreadPoolExecutor(max_workers=concurrency) as pool:
+        started = time.perf_counter()
+        done = list(pool.map(lambda prompt: stream_completion(client, model, prompt, max_tokens), chosen))
+        seconds = time.perf_counter() - started
+    return summarize_level(concurrency, done, seconds)
+
+
+def summarize_level(concurrency: int, done: list[StreamedRequest], seconds: float) -> LevelResult:
+    answered = [request for request in done if request.error is None]
+    failed = [request.error for request in done if request.error is not None]
+    kinds = {kind: failed.count(kind) for kind in sorted(set(failed))}
+    latencies = [request.latency for request in answered]
+    ttfts = [request.ttft for request in answered if request.ttft is not None]
+    tokens = sum(request.output_tokens for request in answered)
+    return LevelResult(
+        concurrency=concurrency, requests=len(done), errors=len(failed),
+        error_rate=len(failed) / len(done) if done else 0.0, errors_by_kind=kinds, seconds=seconds,
+        requests_per_second=len(answered) / seconds if seconds else 0.0,
+        output_tokens_per_second=tokens / seconds if seconds else 0.0,
+        latency_p50_seconds=percentile(latencies, 0.50), latency_p95_seconds=percentile(latencies, 0.95),
+        latency_p99_seconds=percentile(latencies, 0.99), ttft_p50_seconds=percentile(ttfts, 0.50),
+        ttft_p95_seconds=percentile(ttfts, 0.95))
+
+
+def suite_prompts(suite, task_names: list[str] | None, engine: OpenAIEngine, *, split: str = "test",
+                  seed: int | None = None) -> list[str]:
+    """The generation prompts of the suite's tasks (few-shot exemplars and chat template as `eval`
+    builds them), in suite order; tasks without generation requests give none."""
+    from harness.requests import GenerationRequest
+    from tasks.evaluate import DEFAULT_FEWSHOT_SEED, build_requests
+    from tasks.prompts import fewshot_exemplars
+    from tasks.registry import task_module
+
+    seed = DEFAULT_FEWSHOT_SEED if seed is None else seed
+    prompts = []
+    for task in suite.select(task_names):
+        k = task.num_fewshot if task_module(task.type).TAKES_FEWSHOT else 0
+        for example in task.examples.get(split, []):
+            shots = fewshot_exemplars(task, example, k, seed)
+            for request in build_requests(task, example, shots, engine_chat=engine.chat_prompt):
+                if isinstance(request, GenerationRequest):
+                    prompts.append(request.prompt)
+    return prompts
+
+
+def loadtest_record(engine: OpenAIEngine, suite_name: str, tasks: list[str] | None, max_tokens: int,
+                    levels: list[LevelResult]) -> dict:
+    """The load test's result file: what was measured, against what, on what machine."""
+    return {
+        "kind": "loadtest", "endpoint": engine.client.endpoint.url, "served_model": engine.client.model_id,
+        "suite": suite_name, "tasks": tasks, "max_tokens": max_tokens, "streaming": True,
+        "levels": [asdict(level) for level in levels],
+        "machine": {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0], "platform": platform.platform()},
+        "versions": {"domainbench": __version__, "httpx": httpx.__version__, "python": platform.python_version()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def write_loadtest(path: Path, record: dict) -> Path:
+    write_atomic(path, json.dumps(record, indent=1, allow_nan=False) + "\n")
+    return Path(path)

@@ -1,0 +1,61 @@
+"""Real servers for loopback tests: llama-cpp-python's server on the builtin GGUF, on 127.0.0.1 and a
+free port, ready before the test goes on, stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+SERVER_START_SECONDS = 90
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_llama_server(log_path):
+    """llama_cpp.server on 127.0.0.1 and a free port: (process, url), ready to answer."""
+    pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python's server extra (fastapi, uvicorn, …)")
+    from harness.models import gguf_origin
+
+    port = free_port()
+    # flash attention: the attention kernel llama.cpp's default context (LlamaCppEngine's) uses on a CPU.
+    # One thread: on a shared 2-core machine llama.cpp's spinning threads made two 5x slower (measured).
+    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_origin("smollm2-135m-instruct")), "--host", "127.0.0.1",
+               "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--flash_attn", "true",
+               # llama-cpp-python's server cancels a running stream when a new request arrives unless told not to.
+               "--interrupt_requests", "false"]
+    with open(log_path, "wb") as log:  # the server keeps its own copy of the descriptor
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"llama_cpp.server exited with {process.returncode}: {log_path.read_text()[-500:]}")
+        try:
+            if httpx.get(f"{url}/models", timeout=1.0).status_code == 200:
+                return process, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    stop_server(process)
+    pytest.fail(f"llama_cpp.server not ready after {SERVER_START_SECONDS} s: {log_path.read_text()[-500:]}")
+
+
+def stop_server(process):
+    """SIGTERM, then SIGKILL after 5 s: by PID, only the process this test started."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()

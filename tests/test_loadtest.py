@@ -1,0 +1,86 @@
+"""`domainbench loadtest`: streamed completions at set concurrencies against llama-cpp-python's server
+on the builtin GGUF. Requests are bounded in count (a handful per level) and tokens (8 at most)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+from servers import free_port, start_llama_server, stop_server
+
+from harness.cli import main
+from harness.loadtest import percentile
+
+# A request of 8 tokens takes well under a second here; a killed server must not leave it hanging.
+LOADTEST_SECONDS = 60
+
+
+def test_percentiles_are_nearest_rank():
+    values = [float(v) for v in range(1, 101)]
+    assert [percentile(values, q) for q in (0.5, 0.95, 0.99)] == [50.0, 95.0, 99.0]
+    assert percentile([3.0], 0.99) == 3.0 and percentile([], 0.5) is None
+
+
+def test_a_down_endpoint_is_one_line_and_exit_2_before_any_work(capsys, tmp_path):
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    out = tmp_path / "loadtest.json"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["loadtest", f"openai+{url}", "--suite", "tiny", "--out", str(out)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and url in error and "not reachable" in error
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    process, url = start_llama_server(tmp_path_factory.mktemp("server") / "server.log")
+    yield url
+    stop_server(process)
+
+
+@pytest.mark.slow
+def test_loadtest_at_two_concurrencies_writes_sane_figures(llama_server, tmp_path, capsys):
+    out = tmp_path / "loadtest.json"
+    started = time.perf_counter()
+    main(["loadtest", f"openai+{llama_server}", "--suite", "tiny", "--tasks", "errno-qa", "--concurrency", "1,2",
+          "--requests", "4", "--max-tokens", "8", "--out", str(out)])
+    assert time.perf_counter() - started < LOADTEST_SECONDS
+    record = json.loads(out.read_text())
+    assert record["endpoint"] == llama_server and [level["concurrency"] for level in record["levels"]] == [1, 2]
+    for level in record["levels"]:
+        assert level["requests"] == 4 and level["errors"] == 0 and level["error_rate"] == 0
+        assert 0 < level["latency_p50_seconds"] <= level["latency_p95_seconds"] <= level["latency_p99_seconds"]
+        assert 0 < level["ttft_p50_seconds"] <= level["ttft_p95_seconds"] <= level["latency_p99_seconds"]
+        assert level["output_tokens_per_second"] > 0 and level["requests_per_second"] > 0
+        assert level["requests_per_second"] <= level["requests"] / level["latency_p50_seconds"] * level["concurrency"]
+    assert "TTFT p50" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_server_killed_mid_loadtest_gives_counted_errors_and_a_result(tmp_path):
+    log = tmp_path / "server.log"
+    process, url = start_llama_server(log)
+    out = tmp_path / "loadtest.json"
+    try:
+        running = threading.Thread(target=main, args=([
+            "loadtest", f"openai+{url}", "--suite", "tiny", "--tasks", "errno-qa", "--concurrency", "1",
+            "--requests", "12", "--max-tokens", "8", "--timeout", "20", "--out", str(out)],))
+        running.start()
+        deadline = time.monotonic() + LOADTEST_SECONDS
+        # uvicorn logs each request as its response starts: kill once two have been answered.
+        while log.read_text(errors="replace").count("POST /v1/completions") < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGKILL)
+        running.join(timeout=LOADTEST_SECONDS)
+        assert not running.is_alive()
+    finally:
+        stop_server(process)
+    (level,) = json.loads(out.read_text())["levels"]
+    assert level["requests"] == 12 and 1 <= level["errors"] <= 11
+    assert set(level["errors_by_kind"]) == {"connection"}
+    assert level["error_rate"] == pytest.approx(level["errors"] / 12) and level["latency_p50_seconds"] > 0
