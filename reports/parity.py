@@ -115,9 +115,11 @@ def headline(parity: FormParity) -> str:
         return (f"{parity.configuration} is indistinguishable from {parity.parent} on all {len(tested)} paired "
                 "metrics at this n.")
     worse = [c for c in differing if improvement(c.metric, c.difference.difference) < 0]
-    named = ", ".join(f"{c.task} {c.metric}" for c in (worse or differing)[:4])
+    better = [c for c in differing if c not in worse]
+    sides = [f"{label} on {', '.join(f'{c.task} {c.metric}' for c in changes[:4])}{' …' if len(changes) > 4 else ''}"
+             for label, changes in (("worse", worse), ("better", better)) if changes]
     return (f"{parity.configuration} differs significantly from {parity.parent} on {len(differing)} of "
-            f"{len(tested)} paired metrics ({len(worse)} worse: {named or 'none'}).")
+            f"{len(tested)} paired metrics: {'; '.join(sides)}.")
 
 
 def savings_rows(parity: FormParity) -> list[list[str]]:
