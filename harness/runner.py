@@ -91,11 +91,11 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
             continue
         loaded = engine = None  # the previous model is freed before the next one loads
         reset_peak_memory()  # each model's serving peak is its own, not the previous model's
-        loaded = _load(model_key, prepared, spec)
+        loaded = load_model_key(model_key, prepared, spec)
         for adapter, group in by_adapter.items():
             if not any(pending[c.name] for c in group):
                 continue
-            engine = _engine(loaded, prepared.adapters[adapter] if adapter else None)
+            engine = engine_for(loaded, prepared.adapters[adapter] if adapter else None)
             try:
                 for configuration in group:
                     _evaluate_configuration(spec, suite, configuration, pending[configuration.name], engine,
@@ -122,7 +122,7 @@ class _Loaded:
     model_bytes: int
 
 
-def _load(model_key: str, prepared: Prepared, spec: RunSpec) -> _Loaded:
+def load_model_key(model_key: str, prepared: Prepared, spec: RunSpec) -> _Loaded:
     """The model behind a model key: tuned weights, or a form (a model dir, or a GGUF file for llama.cpp)."""
     from harness.models import load_tokenizer
     from tuning.forms import form_model_path, model_bytes
@@ -135,7 +135,7 @@ def _load(model_key: str, prepared: Prepared, spec: RunSpec) -> _Loaded:
     return _Loaded(loaded.model, loaded.tokenizer, None, model_bytes(path))
 
 
-def _engine(loaded: _Loaded, adapter: Artifact | None):
+def engine_for(loaded: _Loaded, adapter: Artifact | None):
     """The engine that runs a loaded model: llama.cpp for a GGUF file, ours for the rest."""
     if loaded.gguf is not None:
         from harness.llama_engine import LlamaCppEngine
@@ -151,7 +151,7 @@ def _engine(loaded: _Loaded, adapter: Artifact | None):
 
 def _evaluate_configuration(spec, suite, configuration, tasks, engine, prepared: Prepared, *, run_dir):
     tokenizer = engine.tokenizer
-    rag = _augmenter(prepared, tokenizer, engine, spec) if configuration.rag else None
+    rag = rag_augmenter(prepared, tokenizer, engine, spec) if configuration.rag else None
     adapter = prepared.adapters[configuration.adapter] if configuration.adapter else None
     model_artifact = prepared.forms.get(configuration.model_key) or prepared.weights[configuration.weights]
     for task in tasks:
@@ -226,12 +226,17 @@ def _detach_adapter(peft_model) -> None:
     peft_model.unload()
 
 
-def _augmenter(prepared: Prepared, tokenizer, engine, spec: RunSpec):
+def rag_augmenter(prepared: Prepared, tokenizer, engine, spec: RunSpec):
     from retrieval.rag import RagAugmenter
     from retrieval.retriever import Retriever
 
     budget = min(prepared.rag_context_tokens, engine.max_length // 2)
     return RagAugmenter(Retriever.load(prepared.index.path), tokenizer, k=spec.rag.k, context_budget_tokens=budget)
+
+
+def load_key(configuration: Configuration) -> str:
+    """What a configuration loads: its form (a merged adapter is inside it), else its weights."""
+    return configuration.model_key if configuration.forms else configuration.weights
 
 
 def _grouped(configurations: list[Configuration]) -> dict[str, dict[str | None, list[Configuration]]]:
@@ -242,10 +247,8 @@ def _grouped(configurations: list[Configuration]) -> dict[str, dict[str | None, 
     """
     groups: dict[str, dict[str | None, list[Configuration]]] = {}
     for configuration in sorted(configurations, key=lambda c: c.adapter is not None):
-        if configuration.forms:
-            groups.setdefault(configuration.model_key, {}).setdefault(None, []).append(configuration)
-        else:
-            groups.setdefault(configuration.weights, {}).setdefault(configuration.adapter, []).append(configuration)
+        adapter = None if configuration.forms else configuration.adapter
+        groups.setdefault(load_key(configuration), {}).setdefault(adapter, []).append(configuration)
     return groups
 
 

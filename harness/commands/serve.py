@@ -1,3 +1,42 @@
 """`domainbench serve`."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from harness.errors import DomainbenchError
+
+
+@click.command("serve")
+@click.argument("run_dir", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--configuration", default=None, help="Which of the run's configurations to serve (adapter+rag, …).")
+@click.option("--model", "model_spec", default=None,
+              help="Serve a model spec (builtin name, HF dir, .gguf) instead of a run's configuration.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--device", default=None, help="cpu, cuda … (default: the run's device, else cuda if present).")
+@click.option("--dtype", default=None, help="With --model: auto, float32, bfloat16, float16.")
+def serve_command(run_dir: Path | None, configuration: str | None, model_spec: str | None, host: str, port: int,
+                  device: str | None, dtype: str | None) -> None:
+    """Serve what a run evaluated (or a model) as an OpenAI-compatible API with Prometheus metrics.
+
+    Endpoints: /v1/completions, /v1/chat/completions, /v1/models, /health, /metrics.
+    Greedy decoding only; one request at a time through the in-process engine.
+    """
+    from harness.serving import serve, served_from_run, served_from_spec
+
+    if (run_dir is None) == (model_spec is None):
+        raise DomainbenchError("serve: give a RUN_DIR (with --configuration) or --model SPEC, not both")
+    if run_dir is not None and configuration is None:
+        raise DomainbenchError(f"serve {run_dir}: --configuration is required (which of the run's configurations)")
+    if model_spec is not None and configuration is not None:
+        raise DomainbenchError("serve: --configuration names a run's configuration; it goes with RUN_DIR, not --model")
+    served = (served_from_run(run_dir, configuration, device=device) if run_dir is not None
+              else served_from_spec(model_spec, device=device, dtype=dtype))
+    click.echo(f"serving {served.name} on http://{host}:{port}/v1 (metrics at /metrics)", err=True)
+    serve(served, host=host, port=port)
+
+
+COMMANDS: list = [serve_command]

@@ -1,0 +1,201 @@
+"""`domainbench serve`: an OpenAI-compatible server for a model or a run's configuration."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from harness.engine import Engine
+from harness.requests import GenerationRequest, LoglikelihoodRequest
+from harness.serving import ServedModel, create_app
+
+STARTUP_SECONDS = 60
+STOP_SECONDS = 15
+
+
+@pytest.fixture
+def client(tiny_model, tiny_tokenizer):
+    engine = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    with TestClient(create_app(ServedModel("tiny", engine))) as client:
+        yield client, engine
+
+
+def test_completion_is_the_engines_greedy_generation(client):
+    client, engine = client
+    body = client.post("/v1/completions", json={"prompt": "Hello there", "max_tokens": 5, "stop": ["\n"]}).json()
+    expected = engine.generate([GenerationRequest("Hello there", ("\n",), 5)])[0]
+    assert body["choices"][0]["text"] == expected
+    assert body["usage"]["completion_tokens"] <= 5 and body["model"] == "tiny"
+
+
+def test_echoed_prompt_logprobs_score_like_the_engine(client):
+    """What harness.openai_engine scores log-likelihood tasks with equals the offline engine's score."""
+    from harness.openai_engine import _continuation_logprob, _prefix_text
+
+    client, engine = client
+    context, continuation = "The errno for a missing file is", " ENOENT"
+    prompt = _prefix_text(engine.tokenizer) + context + continuation
+    body = client.post("/v1/completions", json={"prompt": prompt, "max_tokens": 1, "echo": True, "logprobs": 1,
+                                                "temperature": 0}).json()
+    served = _continuation_logprob(body, len(continuation))
+    offline = engine.loglikelihood([LoglikelihoodRequest(context, continuation)])[0]
+    assert served.n_tokens == offline.n_tokens
+    assert math.isclose(served.logprob, offline.logprob, abs_tol=1e-3)
+    assert body["choices"][0]["text"].startswith(prompt)
+
+
+@pytest.mark.parametrize("field, value", [("temperature", 0.7), ("top_p", 0.9), ("n", 2), ("stream", True)])
+def test_sampling_and_streaming_are_refused_with_one_line(client, field, value):
+    client, _ = client
+    response = client.post("/v1/completions", json={"prompt": "x", field: value})
+    assert response.status_code == 400
+    assert "\n" not in response.json()["error"]["message"]
+    assert f'kind="{response.json()["error"]["code"]}"' in client.get("/metrics").text
+
+
+def test_model_output_is_json_encoded(client, monkeypatch):
+    client, engine = client
+    hostile = '"}\n{"injected": true} \u2028 <script>\x00'
+    monkeypatch.setattr(engine, "generate", lambda requests: [hostile for _ in requests])
+    body = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}).json()
+    assert body["choices"][0]["message"]["content"] == hostile
+
+
+# ----- the command, as a process ---------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start(args: list[str], env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "harness.cli", "serve", *args, "--port", str(port)],
+                               env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited {process.returncode}: {process.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    _stop(process)
+    raise AssertionError(f"serve did not answer /health within {STARTUP_SECONDS} s")
+
+
+def _stop(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(value) for value in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE))
+
+
+@pytest.mark.slow
+def test_served_model_answers_meters_and_stops_cleanly_on_sigterm(tiny_tokenizer):
+    from harness.openai_engine import OpenAIEngine
+
+    process, url = _start(["--model", "tiny-random-llama"])
+    try:
+        with httpx.Client(base_url=url, timeout=30) as http:
+            assert http.get("/v1/models").json()["data"][0]["id"] == "tiny-random-llama"
+            completion = http.post("/v1/completions", json={"prompt": "Hello", "max_tokens": 4}).json()
+            assert completion["choices"][0]["finish_reason"] in ("length", "stop")
+            chat = http.post("/v1/chat/completions",
+                             json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}).json()
+            assert chat["choices"][0]["message"]["role"] == "assistant"
+            endpoint = OpenAIEngine(f"openai+{url}/v1", tiny_tokenizer, concurrency=2, progress=False)
+            scored = endpoint.loglikelihood([LoglikelihoodRequest("Question: x\nAnswer:", " EINVAL")])[0]
+            assert scored.n_tokens > 0 and not endpoint.errors  # the log-prob check passed: scorable
+            endpoint.close()
+            metrics = http.get("/metrics").text
+        assert _metric(metrics, "domainbench_requests_total") >= 4
+        assert _metric(metrics, "domainbench_generated_tokens_total") > 0
+        assert _metric(metrics, "domainbench_time_to_first_token_seconds_count") >= 2
+        assert _metric(metrics, "process_resident_memory_bytes") > 0
+        assert _metric(metrics, "domainbench_requests_in_flight") == 0
+    finally:
+        code = _stop(process)
+    assert code == 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", int(url.rsplit(":", 1)[1])))  # the port is released
+
+
+@pytest.mark.slow
+def test_serves_the_adapter_with_retrieval_a_run_evaluated(tmp_path):
+    import json
+
+    from test_runner import tiny_recipes, write_run_suite
+
+    from harness.runner import run
+    from harness.spec import load_spec
+
+    env = {"DOMAINBENCH_CACHE": str(tmp_path / "cache")}
+    os.environ.update(env)  # the run's artifacts are built where the server will find them
+    try:
+        suite = write_run_suite(tmp_path / "suite")
+        run_dir = run(load_spec(None, {
+            "name": "s1", "suite": str(suite), "model": "tiny-random-llama", "output": str(tmp_path / "runs"),
+            "profile": "quick", "device": "cpu", "recipes": tiny_recipes(tmp_path), "tasks": ["errno-qa"],
+            "configurations": ["adapter+rag"]}), rebuild_report=False)
+    finally:
+        os.environ.pop("DOMAINBENCH_CACHE")
+    evaluated = json.loads((run_dir / "results" / "adapter+rag" / "errno-qa.json").read_text())["model"]
+
+    process, url = _start([str(run_dir), "--configuration", "adapter+rag"], env)
+    try:
+        model = httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]
+        assert model["id"] == "s1/adapter+rag"
+        assert [model[key] for key in ("fingerprint", "adapter_fingerprint", "index_fingerprint")] == [
+            evaluated[key] for key in ("fingerprint", "adapter_fingerprint", "index_fingerprint")]
+        prompt = "Question: Which errno means an argument is invalid?\nAnswer:"
+        answer = httpx.post(f"{url}/v1/completions", json={"prompt": prompt, "max_tokens": 3, "echo": True},
+                            timeout=30).json()
+        assert answer["choices"][0]["text"].startswith("Reference documentation:")  # retrieval in front
+        assert prompt in answer["choices"][0]["text"]
+    finally:
+        assert _stop(process) == 0
+
+
+def test_a_configuration_the_run_did_not_evaluate_is_refused(tmp_path):
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    (tmp_path / "run.yaml").write_text("name: r\nconfigurations: [base]\n")
+    result = CliRunner().invoke(cli, ["serve", str(tmp_path), "--configuration", "adapter+rag"])
+    assert "did not evaluate configuration 'adapter+rag'" in str(result.exception)
+
+
+def test_concurrent_requests_answer_as_they_would_alone(client):
+    """Requests that wait for the engine run as one batch; each still gets its own greedy answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    client, engine = client
+    prompts = [f"Prompt number {i} is" for i in range(6)]
+    alone = [engine.generate([GenerationRequest(p, (), 6)])[0] for p in prompts]
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda p: client.post("/v1/completions", json={"prompt": p, "max_tokens": 6}).json(),
+                                prompts))
+    assert [a["choices"][0]["text"] for a in answers] == alone
