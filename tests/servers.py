@@ -37,17 +37,23 @@ def start_llama_server(log_path):
     with open(log_path, "wb") as log:  # the server keeps its own copy of the descriptor
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + SERVER_START_SECONDS
+    wait_until_ready(process, f"{url}/models", SERVER_START_SECONDS, lambda: log_path.read_text()[-500:])
+    return process, url
+
+
+def wait_until_ready(process, probe_url: str, seconds: float, output) -> None:
+    """Poll `probe_url` until it answers 200; fail with the server's last `output()` if it exits or times out."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited with {process.returncode}: {log_path.read_text()[-500:]}")
+            pytest.fail(f"server exited with {process.returncode}: {output()}")
         try:
-            if httpx.get(f"{url}/models", timeout=1.0).status_code == 200:
-                return process, url
+            if httpx.get(probe_url, timeout=1.0).status_code == 200:
+                return
         except httpx.HTTPError:
             time.sleep(0.2)
     stop_server(process)
-    pytest.fail(f"llama_cpp.server not ready after {SERVER_START_SECONDS} s: {log_path.read_text()[-500:]}")
+    pytest.fail(f"server not ready at {probe_url} after {seconds} s: {output()}")
 
 
 def stop_server(process):

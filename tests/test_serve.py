@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import httpx
 import pytest
@@ -18,6 +17,7 @@ from fastapi.testclient import TestClient
 from harness.engine import Engine
 from harness.requests import GenerationRequest, LoglikelihoodRequest
 from harness.serving import ServedModel, create_app
+from tests.servers import free_port, wait_until_ready
 
 STARTUP_SECONDS = 60
 STOP_SECONDS = 15
@@ -73,29 +73,14 @@ def test_model_output_is_json_encoded(client, monkeypatch):
 
 # ----- the command, as a process ---------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start(args: list[str], env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "harness.cli", "serve", *args, "--port", str(port)],
                                env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited {process.returncode}: {process.stderr.read()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    _stop(process)
-    raise AssertionError(f"serve did not answer /health within {STARTUP_SECONDS} s")
+    wait_until_ready(process, f"{url}/health", STARTUP_SECONDS, lambda: process.stderr.read()[-2000:])
+    return process, url
 
 
 def _stop(process: subprocess.Popen) -> int:
