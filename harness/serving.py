@@ -23,6 +23,7 @@ message) as its query, with no per-task exclusions — the server does not know 
 
 from __future__ import annotations
 
+import json
 import queue
 import signal
 import threading
@@ -36,7 +37,7 @@ from pathlib import Path
 import uvicorn
 import yaml
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from harness.errors import DomainbenchError
@@ -184,8 +185,8 @@ def check_greedy(body: dict) -> None:
         if value is not None and value not in allowed:
             raise BadRequest(f"{name}={value!r} asks for sampling; this server decodes greedily only "
                              f"(use {name}={allowed[0]!r} or leave it out)", kind="sampling_refused")
-    if body.get("stream"):
-        raise BadRequest("stream=true is not supported by this server yet", kind="stream_refused")
+    if body.get("stream") and body.get("logprobs") is not None:
+        raise BadRequest("stream=true with logprobs is not supported", kind="stream_refused")
     if body.get("logit_bias"):
         raise BadRequest("logit_bias is not supported", kind="invalid_request")
 
@@ -328,6 +329,19 @@ def _token_pieces(tokenizer, ids: list[int]) -> tuple[list[str], list[int]]:
 
 # ----- the HTTP app ----------------------------------------------------------------------------------
 
+def sse_events(response: dict, usage: dict):
+    """A finished response as OpenAI's server-sent events: one chunk per choice, usage, then [DONE].
+
+    The engine decodes a batch at once, so the first chunk carries each choice's whole text: a
+    client's time to first token is the whole latency (what it is for this engine) — honest
+    rather than a token-by-token replay of text that was already complete.
+    """
+    for choice in response["choices"]:
+        yield f"data: {json.dumps({**response, 'choices': [choice], 'usage': None})}\n\n"
+    yield f"data: {json.dumps({**response, 'choices': [], 'usage': usage})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
 def create_app(served: ServedModel, metrics: ServingMetrics | None = None):
     """The FastAPI app serving `served`; blocking model work runs in the thread pool."""
     metrics = metrics or ServingMetrics()
@@ -362,6 +376,8 @@ def create_app(served: ServedModel, metrics: ServingMetrics | None = None):
             metrics.generated(route, prompt_tokens=usage["prompt_tokens"],
                               completion_tokens=usage["completion_tokens"], seconds=seconds,
                               first_token_seconds=seconds)
+            if body.get("stream"):
+                return StreamingResponse(sse_events(response, usage), media_type="text/event-stream")
             return JSONResponse(response)
 
     @app.post("/v1/completions")

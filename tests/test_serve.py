@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -54,7 +55,7 @@ def test_echoed_prompt_logprobs_score_like_the_engine(client):
     assert body["choices"][0]["text"].startswith(prompt)
 
 
-@pytest.mark.parametrize("field, value", [("temperature", 0.7), ("top_p", 0.9), ("n", 2), ("stream", True)])
+@pytest.mark.parametrize("field, value", [("temperature", 0.7), ("top_p", 0.9), ("n", 2)])
 def test_sampling_and_streaming_are_refused_with_one_line(client, field, value):
     client, _ = client
     response = client.post("/v1/completions", json={"prompt": "x", field: value})
@@ -184,3 +185,44 @@ def test_concurrent_requests_answer_as_they_would_alone(client):
         answers = list(pool.map(lambda p: client.post("/v1/completions", json={"prompt": p, "max_tokens": 6}).json(),
                                 prompts))
     assert [a["choices"][0]["text"] for a in answers] == alone
+
+
+def test_a_streamed_completion_arrives_as_server_sent_events(client):
+    client, _ = client
+    body = {"prompt": "Hello", "max_tokens": 4, "stream": True}
+    with client.stream("POST", "/v1/completions", json=body) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    plain = client.post("/v1/completions", json={"prompt": "Hello", "max_tokens": 4}).json()
+    assert "".join(c["text"] for chunk in chunks for c in chunk["choices"]) == plain["choices"][0]["text"]
+    assert chunks[-1]["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]
+
+
+@pytest.mark.slow
+def test_our_server_is_evaluated_load_tested_and_monitored_through_the_endpoint_path(tmp_path, capsys):
+    """Deploy, then watch: eval through the endpoint, a load test, and a monitor round whose parity holds."""
+    import sqlite3
+
+    from harness.cli import main
+
+    process, url = _start(["--model", "tiny-random-llama"])
+    endpoint = f"openai+{url}/v1"
+    try:
+        main(["eval", "--model", endpoint, "--tokenizer", "tiny-random-llama", "--suite", "tiny", "--limit", "3",
+              "--num-fewshot", "0", "--output", str(tmp_path / "baseline")])
+        out = tmp_path / "loadtest.json"
+        main(["loadtest", endpoint, "--suite", "tiny", "--concurrency", "1,2", "--requests", "4", "--max-tokens", "4",
+              "--tokenizer", "tiny-random-llama", "--out", str(out)])
+        levels = json.loads(out.read_text())["levels"]
+        assert [level["concurrency"] for level in levels] == [1, 2]
+        assert all(level["errors"] == 0 and level["latency_p50_seconds"] > 0 for level in levels)
+        db = tmp_path / "monitor.sqlite"
+        main(["monitor", endpoint, "--baseline", str(tmp_path / "baseline"), "--once", "--sample", "3",
+              "--tokenizer", "tiny-random-llama", "--db", str(db)])
+    finally:
+        assert _stop(process) == 0
+    assert "verdict: pass" in capsys.readouterr().out
+    with sqlite3.connect(db) as connection:
+        assert connection.execute("SELECT parity, passed, errors FROM rounds").fetchall() == [(1, 1, 0)]
