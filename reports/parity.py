@@ -156,3 +156,19 @@ def change_rows(parity: FormParity) -> list[list[str]]:
         rows.append([change.task, change.metric, format_value(change.base), format_value(change.new), delta,
                      parity_verdict(change)])
     return rows
+
+
+SERVING_HEADER = ("configuration", "engine", "size on disk", "peak memory (RSS while evaluating)", "latency / example",
+                  "tokens/s")
+
+
+def serving_row(configuration: str, figures: Footprint) -> list[str]:
+    """What serving one configuration took during its evaluation, as plain text cells."""
+    from reports.formatting import MISSING, format_seconds
+
+    def megabytes(value, decimals):
+        return MISSING if value is None else f"{value / 2**20:,.{decimals}f} MB"
+
+    return [configuration, figures.engine or MISSING, megabytes(figures.model_bytes, 1),
+            megabytes(figures.peak_memory_bytes, 0), format_seconds(figures.seconds_per_example),
+            MISSING if figures.tokens_per_second is None else f"{figures.tokens_per_second:,.0f} tok/s"]

@@ -20,9 +20,11 @@ from reports.formatting import (
 from reports.parity import (
     CHANGES_HEADER,
     SAVINGS_HEADER,
+    SERVING_HEADER,
     change_rows,
     headline,
     savings_rows,
+    serving_row,
 )
 from reports.summary import RunSummary, TaskTable
 
@@ -135,6 +137,18 @@ def degenerate_section(summary: RunSummary) -> str:
             + (f"\n<ul>{callouts}</ul>" if callouts else ""))
 
 
+def serving_section(summary: RunSummary) -> str:
+    """What serving each configuration took while it was evaluated; "" for runs from before it was recorded."""
+    rows = [serving_row(config, figures) for config, figures in summary.serving.items() if figures.engine]
+    if not rows:
+        return ""
+    return ("<h2>Serving cost per configuration</h2>\n<p class='note'>Measured while each configuration was "
+            "evaluated on this run's machine: the model files it loads, the process's resident peak since that model "
+            "was loaded, and throughput over all its tasks (<code>domainbench loadtest</code> measures a served "
+            "endpoint under concurrency).</p>\n"
+            + html_table(list(SERVING_HEADER), [[text_cell(cell) for cell in row] for row in rows]))
+
+
 def forms_section(summary: RunSummary) -> str:
     """Each deployable form against its parent: what it saves and whether it is the same model in practice."""
     if not summary.forms:
@@ -184,6 +198,6 @@ def render_html(summary: RunSummary, plots: dict[str, list[tuple[str, bytes]]]) 
         *(section for section in (convergence_section(summary), degenerate_section(summary)) if section),
         "<h2>Results per task</h2>",
         *(task_section(summary, table, plots.get(table.task, [])) for table in summary.tables),
-        *(section for section in (forms_section(summary),) if section),
+        *(section for section in (forms_section(summary), serving_section(summary)) if section),
         cost_section(summary), examples_section(summary)])
     return page(f"domainbench report: {summary.run}", body)

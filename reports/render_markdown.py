@@ -24,9 +24,11 @@ from reports.formatting import (
 from reports.parity import (
     CHANGES_HEADER,
     SAVINGS_HEADER,
+    SERVING_HEADER,
     change_rows,
     headline,
     savings_rows,
+    serving_row,
 )
 from reports.summary import RunSummary, TaskTable
 
@@ -128,6 +130,18 @@ def _share_cells(shares: OutputShares) -> list[str]:
     return [MISSING if share is None else f"{share:.0%}" for share in (shares.empty, shares.loop, shares.unparseable)]
 
 
+def serving_section(summary: RunSummary) -> str:
+    """What serving each configuration took while it was evaluated; "" for runs from before it was recorded."""
+    rows = [serving_row(config, figures) for config, figures in summary.serving.items() if figures.engine]
+    if not rows:
+        return ""
+    return ("## Serving cost per configuration\n\n"
+            "Measured while each configuration was evaluated on this run's machine: the model files it loads, "
+            "the process's resident peak since that model was loaded, and throughput over all its tasks "
+            "(`domainbench loadtest` measures a served endpoint under concurrency).\n\n"
+            + table(list(SERVING_HEADER), [list(map(markdown_text, row)) for row in rows]) + "\n")
+
+
 def forms_section(summary: RunSummary) -> str:
     """Each deployable form against its parent: what it saves and whether it is the same model in practice."""
     if not summary.forms:
@@ -176,6 +190,6 @@ def render_markdown(summary: RunSummary, plots: dict[str, list[tuple[str, str]]]
     lines += [section for section in (convergence_section(summary), degenerate_section(summary)) if section]
     lines += ["## Results per task", ""]
     lines += [task_section(summary, t, plots.get(t.task, [])) + "\n" for t in summary.tables]
-    lines += [section for section in (forms_section(summary),) if section]
+    lines += [section for section in (forms_section(summary), serving_section(summary)) if section]
     lines += [cost_section(summary), "", examples_section(summary), ""]
     return "\n".join(lines)

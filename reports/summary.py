@@ -30,7 +30,7 @@ from reports.failures import (
     convergence_failures,
     output_shares,
 )
-from reports.parity import FormParity, form_parities
+from reports.parity import Footprint, FormParity, footprint, form_parities
 from reports.schema import RESULTS_DIR, ResultFile, load_result
 from reports.significance import (
     higher_is_better,
@@ -134,6 +134,7 @@ class RunSummary:
     not_converged: dict[str, list[ConvergenceFailure]] = field(default_factory=dict)  # configuration -> failures
     degenerate: dict[str, dict[str, OutputShares]] = field(default_factory=dict)      # task -> configuration -> shares
     forms: list[FormParity] = field(default_factory=list)                              # each form against its parent
+    serving: dict[str, Footprint] = field(default_factory=dict)                        # configuration -> what serving it took
 
     def converged(self, configuration: str) -> bool:
         return not self.not_converged.get(configuration)
@@ -204,7 +205,8 @@ def build_summary(run_dir: Path, *, n_resamples: int = 1000, seed: int = 0) -> R
         recommendations=[recommend(table, costs, ranked) for table in tables],
         examples={task: example_rows(by_config) for task, by_config in by_task.items()},
         not_converged=not_converged, degenerate=_degenerate_shares(by_task),
-        forms=form_parities(results, n_resamples=n_resamples, seed=seed))
+        forms=form_parities(results, n_resamples=n_resamples, seed=seed),
+        serving={c: footprint(by_configuration[c]) for c in configurations})
 
 
 def _degenerate_shares(by_task: dict[str, dict[str, ResultFile]]) -> dict[str, dict[str, OutputShares]]:

@@ -93,6 +93,7 @@ def test_merged_adapter_scores_like_the_adapter_and_the_report_pairs_them(tmp_pa
 
     report = (run_dir / "report.md").read_text()
     assert "### adapter+merged vs adapter" in report and "### base+int8 vs base" in report
+    assert "## Serving cost per configuration" in report and "| base+int8 | Engine |" in report
     assert "indistinguishable" in report
     gate = compare_forms(run_dir)
     assert not gate.regressions and {c.configuration for c in gate.changes} == {
