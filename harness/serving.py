@@ -103,6 +103,44 @@ def served_from_spec(spec: str, *, device: str | None = None, dtype: str | None 
     return ServedModel(spec, engine, about={"model_spec": spec, "fingerprint": model_fingerprint(resolve_model(spec))})
 
 
+def gguf_to_serve(run_dir: Path | None, configuration: str | None, model_spec: str | None) -> Path:
+    """The GGUF file behind a `.gguf` model spec, or behind a run's gguf form; one line when there is none."""
+    if model_spec is not None:
+        path = Path(model_spec).expanduser()
+        if path.suffix != ".gguf" or not path.is_file():
+            raise DomainbenchError(f"serve --engine llama.cpp: --model {model_spec} is not a .gguf file")
+        return path
+    from harness.spec import parse_configuration
+    from tuning.forms import form_model_path
+
+    config = parse_configuration(configuration)
+    if "gguf" not in config.forms or config.rag:
+        raise DomainbenchError(f"serve --engine llama.cpp: {configuration} is not a gguf form without retrieval "
+                               "(llama.cpp's server cannot put retrieval in front)")
+    resolved = _read_run_yaml(Path(run_dir))
+    form = (resolved.get("forms") or {}).get(config.model_key)
+    if configuration not in resolved["configurations"] or form is None:
+        raise DomainbenchError(f"run {run_dir}: did not evaluate configuration {configuration!r}")
+    return form_model_path(Path(form["path"]))
+
+
+def serve_with_llama_cpp(gguf: Path, *, host: str, port: int) -> None:
+    """Replace this process with llama.cpp's OpenAI-compatible server on `gguf` (same PID, so stop it by PID).
+
+    `--interrupt_requests false`: by default llama-cpp-python's server cancels a running stream
+    when the next request arrives, which a load test would count as short successes.
+    """
+    import importlib.util
+    import os
+    import sys
+
+    if importlib.util.find_spec("llama_cpp.server") is None or importlib.util.find_spec("uvicorn") is None:
+        raise DomainbenchError("serve --engine llama.cpp: needs llama-cpp-python's server extra "
+                               "(pip install 'llama-cpp-python[server]'; make setup installs it)")
+    os.execv(sys.executable, [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", host,
+                              "--port", str(port), "--n_ctx", "2048", "--interrupt_requests", "false", "--verbose", "false"])
+
+
 def served_from_run(run_dir: Path, configuration: str, *, device: str | None = None) -> ServedModel:
     """The model (and retriever) a run evaluated as `configuration`, loaded from the artifacts run.yaml records."""
     from harness import runner

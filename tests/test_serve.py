@@ -74,13 +74,13 @@ def test_model_output_is_json_encoded(client, monkeypatch):
 
 # ----- the command, as a process ---------------------------------------------------------------------
 
-def _start(args: list[str], env: dict | None = None) -> tuple[subprocess.Popen, str]:
+def _start(args: list[str], env: dict | None = None, probe: str = "/health") -> tuple[subprocess.Popen, str]:
     port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "harness.cli", "serve", *args, "--port", str(port)],
                                env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
     url = f"http://127.0.0.1:{port}"
-    wait_until_ready(process, f"{url}/health", STARTUP_SECONDS, lambda: process.stderr.read()[-2000:])
+    wait_until_ready(process, f"{url}{probe}", STARTUP_SECONDS, lambda: process.stderr.read()[-2000:])
     return process, url
 
 
@@ -226,3 +226,27 @@ def test_our_server_is_evaluated_load_tested_and_monitored_through_the_endpoint_
     assert "verdict: pass" in capsys.readouterr().out
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT parity, passed, errors FROM rounds").fetchall() == [(1, 1, 0)]
+
+
+def test_llama_cpp_engine_needs_a_gguf(tmp_path, capsys):
+    from harness.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--model", "tiny-random-llama", "--engine", "llama.cpp"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().endswith("is not a .gguf file")
+
+
+@pytest.mark.slow
+def test_a_gguf_is_handed_to_llama_cpps_own_server_under_the_same_pid():
+    from harness.models import gguf_origin
+
+    process, url = _start(["--model", str(gguf_origin("smollm2-135m-instruct")), "--engine", "llama.cpp"],
+                          probe="/v1/models")  # llama-cpp-python's server has no /health
+    try:
+        completion = httpx.post(f"{url}/v1/completions", json={"prompt": "The ls command", "max_tokens": 4,
+                                                               "temperature": 0}, timeout=60).json()
+        assert completion["choices"][0]["text"] and completion["model"].endswith(".gguf")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=STOP_SECONDS)  # the PID we started is the server's: stopped by it

@@ -18,14 +18,25 @@ from harness.errors import DomainbenchError
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda … (default: the run's device, else cuda if present).")
 @click.option("--dtype", default=None, help="With --model: auto, float32, bfloat16, float16.")
+@click.option("--engine", "engine_name", type=click.Choice(["in-process", "llama.cpp"]), default="in-process",
+              show_default=True,
+              help="llama.cpp: hand a GGUF model (a .gguf --model, or a run's gguf form without rag) to llama.cpp's "
+                   "own OpenAI-compatible server, in this process's place (same PID; no /metrics).")
 def serve_command(run_dir: Path | None, configuration: str | None, model_spec: str | None, host: str, port: int,
-                  device: str | None, dtype: str | None) -> None:
+                  device: str | None, dtype: str | None, engine_name: str) -> None:
     """Serve what a run evaluated (or a model) as an OpenAI-compatible API with Prometheus metrics.
 
     Endpoints: /v1/completions, /v1/chat/completions, /v1/models, /health, /metrics.
-    Greedy decoding only; one request at a time through the in-process engine.
+    Greedy decoding only; concurrent requests are batched through the in-process engine, or
+    `--engine llama.cpp` hands a GGUF to llama.cpp's own server.
     """
-    from harness.serving import serve, served_from_run, served_from_spec
+    from harness.serving import (
+        gguf_to_serve,
+        serve,
+        serve_with_llama_cpp,
+        served_from_run,
+        served_from_spec,
+    )
 
     if (run_dir is None) == (model_spec is None):
         raise DomainbenchError("serve: give a RUN_DIR (with --configuration) or --model SPEC, not both")
@@ -33,6 +44,10 @@ def serve_command(run_dir: Path | None, configuration: str | None, model_spec: s
         raise DomainbenchError(f"serve {run_dir}: --configuration is required (which of the run's configurations)")
     if model_spec is not None and configuration is not None:
         raise DomainbenchError("serve: --configuration names a run's configuration; it goes with RUN_DIR, not --model")
+    if engine_name == "llama.cpp":
+        gguf = gguf_to_serve(run_dir, configuration, model_spec)
+        click.echo(f"serving {gguf} through llama.cpp's server on http://{host}:{port}/v1", err=True)
+        serve_with_llama_cpp(gguf, host=host, port=port)  # does not return
     served = (served_from_run(run_dir, configuration, device=device) if run_dir is not None
               else served_from_spec(model_spec, device=device, dtype=dtype))
     click.echo(f"serving {served.name} on http://{host}:{port}/v1 (metrics at /metrics)", err=True)
