@@ -28,10 +28,21 @@ from harness.requests import (
     LoglikelihoodRequest,
     RollingRequest,
 )
-from harness.scoring import ScoringRow, logprobs_from_logits, rolling_windows
+from harness.scoring import (
+    ScoringRow,
+    continuation_row,
+    logprobs_from_logits,
+    rolling_windows,
+)
 from harness.shared_context import SharedContextRow, batch_inputs, shared_context_rows
 from harness.stops import StopAfterAnswerBegins, cut_at_stop
-from harness.tokens import encode, encode_pairs, prefix_token_id
+from harness.tokens import (
+    chat_prompt,
+    encode,
+    encode_pairs,
+    prefix_token_id,
+    with_prefix,
+)
 
 DEFAULT_MAX_LENGTH = 2048
 
@@ -138,10 +149,7 @@ class Engine:
 
     def chat_prompt(self, user_text: str) -> str:
         """`user_text` as one user turn in the model's chat template, or unchanged if it has none."""
-        if not getattr(self.tokenizer, "chat_template", None):
-            return user_text
-        return self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True)
+        return chat_prompt(self.tokenizer, user_text)
 
     # ----- tokenization ------------------------------------------------------------------------
 
@@ -153,16 +161,10 @@ class Engine:
         return encode_pairs(self.tokenizer, [(request.context, request.continuation) for request in requests])
 
     def _continuation_row(self, context: list[int], continuation: list[int]) -> ScoringRow:
-        tokens = [self.prefix_token_id, *context, *continuation]
-        # Keep the last max_length + 1 ids: the input is everything but the final id.
-        tokens = tokens[-(self.max_length + 1):]
-        return ScoringRow(tuple(tokens), min(len(continuation), self.max_length))
+        return continuation_row(self.prefix_token_id, context, continuation, self.max_length)
 
     def _with_prefix(self, ids: list[int]) -> list[int]:
-        # A chat template may already open with the prefix token; don't double it.
-        if ids and ids[0] == self.prefix_token_id:
-            return ids
-        return [self.prefix_token_id, *ids]
+        return with_prefix(self.prefix_token_id, ids)
 
     # ----- scoring -----------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.engine import DEFAULT_MAX_LENGTH, Engine
+from harness.engine import DEFAULT_MAX_LENGTH
 from harness.errors import DomainbenchError
 from harness.progress import counting_bar
 from harness.requests import (
@@ -33,9 +33,20 @@ from harness.requests import (
     LoglikelihoodRequest,
     RollingRequest,
 )
-from harness.scoring import ScoringRow, logprobs_from_logits, rolling_windows
+from harness.scoring import (
+    ScoringRow,
+    continuation_row,
+    logprobs_from_logits,
+    rolling_windows,
+)
 from harness.stops import cut_at_stop
-from harness.tokens import prefix_token_id
+from harness.tokens import (
+    chat_prompt,
+    encode,
+    encode_pairs,
+    prefix_token_id,
+    with_prefix,
+)
 
 DEFAULT_BATCH_TOKENS = 512
 # Rows of fp32 logits per log-softmax: ~8 MB stays in a CPU's cache (as Engine's head chunks).
@@ -45,12 +56,21 @@ _LOGPROB_CHUNK_BYTES = 1 << 23
 class LlamaCppEngine:
     """Runs the three request types on a GGUF file through llama.cpp, tokenized by `tokenizer`."""
 
-    # Tokenization is Engine's code, borrowed rather than copied, so both engines score the same ids.
-    _encode = Engine._encode
-    _encode_pairs = Engine._encode_pairs
-    _continuation_row = Engine._continuation_row
-    _with_prefix = Engine._with_prefix
-    chat_prompt = Engine.chat_prompt
+    # Tokenization is harness/tokens.py's, as Engine's is, so both engines score the same ids.
+    def chat_prompt(self, user_text: str) -> str:
+        return chat_prompt(self.tokenizer, user_text)
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        return encode(self.tokenizer, texts)
+
+    def _encode_pairs(self, requests: list[LoglikelihoodRequest]) -> tuple[list, list]:
+        return encode_pairs(self.tokenizer, [(request.context, request.continuation) for request in requests])
+
+    def _continuation_row(self, context: list[int], continuation: list[int]) -> ScoringRow:
+        return continuation_row(self.prefix_token_id, context, continuation, self.max_length)
+
+    def _with_prefix(self, ids: list[int]) -> list[int]:
+        return with_prefix(self.prefix_token_id, ids)
 
     def __init__(self, gguf_path: str | Path, tokenizer, *, max_length: int | None = None,
                  max_batch_tokens: int | None = None, n_threads: int | None = None, n_gpu_layers: int = 0,

@@ -15,6 +15,12 @@ class ScoringRow:
     n_scored: int
 
 
+def continuation_row(prefix_id: int, context: list[int], continuation: list[int], max_length: int) -> ScoringRow:
+    """The row scoring `continuation` after `context`, kept to the last max_length + 1 ids (the input is all but the last)."""
+    tokens = [prefix_id, *context, *continuation][-(max_length + 1):]
+    return ScoringRow(tuple(tokens), min(len(continuation), max_length))
+
+
 def rolling_windows(tokens: list[int], prefix_token_id: int, max_length: int, stride: int):
     """Scoring rows covering `tokens` so that each token is scored exactly once.
 

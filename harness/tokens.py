@@ -43,3 +43,18 @@ def encode_pairs(tokenizer, pairs: list[tuple[str, str]]) -> tuple[list[list[int
     context_ids = encode(tokenizer, [context for context, _ in split])
     whole_ids = encode(tokenizer, [context + continuation for context, continuation in split])
     return context_ids, [whole[len(ctx):] for ctx, whole in zip(context_ids, whole_ids)]
+
+
+def with_prefix(prefix_id: int, ids: list[int]) -> list[int]:
+    """`ids` opened by the prefix token, unless they already open with it (a chat template may add it)."""
+    if ids and ids[0] == prefix_id:
+        return ids
+    return [prefix_id, *ids]
+
+
+def chat_prompt(tokenizer, user_text: str) -> str:
+    """`user_text` as one user turn in the tokenizer's chat template, or unchanged if it has none."""
+    if not getattr(tokenizer, "chat_template", None):
+        return user_text
+    return tokenizer.apply_chat_template([{"role": "user", "content": user_text}], tokenize=False,
+                                         add_generation_prompt=True)
