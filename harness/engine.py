@@ -30,24 +30,18 @@ from harness.requests import (
 )
 from harness.scoring import (
     ScoringRow,
-    continuation_row,
+    TokenizedRequests,
     logprobs_from_logits,
     rolling_windows,
 )
 from harness.shared_context import SharedContextRow, batch_inputs, shared_context_rows
 from harness.stops import StopAfterAnswerBegins, cut_at_stop
-from harness.tokens import (
-    chat_prompt,
-    encode,
-    encode_pairs,
-    prefix_token_id,
-    with_prefix,
-)
+from harness.tokens import prefix_token_id
 
 DEFAULT_MAX_LENGTH = 2048
 
 
-class Engine:
+class Engine(TokenizedRequests):
     """Runs the three request types on one model and tokenizer."""
 
     def __init__(self, model, tokenizer, *, device: str | None = None, max_length: int | None = None,
@@ -146,25 +140,6 @@ class Engine:
         for index, text in gather_indexed(done, self.world):
             results[index] = text
         return results
-
-    def chat_prompt(self, user_text: str) -> str:
-        """`user_text` as one user turn in the model's chat template, or unchanged if it has none."""
-        return chat_prompt(self.tokenizer, user_text)
-
-    # ----- tokenization ------------------------------------------------------------------------
-
-    def _encode(self, texts: list[str]) -> list[list[int]]:
-        return encode(self.tokenizer, texts)
-
-    def _encode_pairs(self, requests: list[LoglikelihoodRequest]) -> tuple[list, list]:
-        """Context and continuation ids, split the lm-evaluation-harness way (harness/tokens.py)."""
-        return encode_pairs(self.tokenizer, [(request.context, request.continuation) for request in requests])
-
-    def _continuation_row(self, context: list[int], continuation: list[int]) -> ScoringRow:
-        return continuation_row(self.prefix_token_id, context, continuation, self.max_length)
-
-    def _with_prefix(self, ids: list[int]) -> list[int]:
-        return with_prefix(self.prefix_token_id, ids)
 
     # ----- scoring -----------------------------------------------------------------------------
 

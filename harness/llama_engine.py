@@ -35,42 +35,20 @@ from harness.requests import (
 )
 from harness.scoring import (
     ScoringRow,
-    continuation_row,
+    TokenizedRequests,
     logprobs_from_logits,
     rolling_windows,
 )
 from harness.stops import cut_at_stop
-from harness.tokens import (
-    chat_prompt,
-    encode,
-    encode_pairs,
-    prefix_token_id,
-    with_prefix,
-)
+from harness.tokens import prefix_token_id
 
 DEFAULT_BATCH_TOKENS = 512
 # Rows of fp32 logits per log-softmax: ~8 MB stays in a CPU's cache (as Engine's head chunks).
 _LOGPROB_CHUNK_BYTES = 1 << 23
 
 
-class LlamaCppEngine:
+class LlamaCppEngine(TokenizedRequests):
     """Runs the three request types on a GGUF file through llama.cpp, tokenized by `tokenizer`."""
-
-    # Tokenization is harness/tokens.py's, as Engine's is, so both engines score the same ids.
-    def chat_prompt(self, user_text: str) -> str:
-        return chat_prompt(self.tokenizer, user_text)
-
-    def _encode(self, texts: list[str]) -> list[list[int]]:
-        return encode(self.tokenizer, texts)
-
-    def _encode_pairs(self, requests: list[LoglikelihoodRequest]) -> tuple[list, list]:
-        return encode_pairs(self.tokenizer, [(request.context, request.continuation) for request in requests])
-
-    def _continuation_row(self, context: list[int], continuation: list[int]) -> ScoringRow:
-        return continuation_row(self.prefix_token_id, context, continuation, self.max_length)
-
-    def _with_prefix(self, ids: list[int]) -> list[int]:
-        return with_prefix(self.prefix_token_id, ids)
 
     def __init__(self, gguf_path: str | Path, tokenizer, *, max_length: int | None = None,
                  max_batch_tokens: int | None = None, n_threads: int | None = None, n_gpu_layers: int = 0,

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
+from harness.requests import LoglikelihoodRequest
+from harness.tokens import chat_prompt, encode, encode_pairs, with_prefix
+
 
 @dataclass(frozen=True)
 class ScoringRow:
@@ -43,3 +46,28 @@ def logprobs_from_logits(logits, targets, greedy: bool):
     target_logits = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     is_argmax = logits.argmax(-1) == targets if greedy else torch.zeros_like(targets, dtype=torch.bool)
     return target_logits - logits.logsumexp(-1), is_argmax
+
+
+class TokenizedRequests:
+    """How every local engine turns requests into token ids (harness/tokens.py's rules), written once.
+
+    Needs `tokenizer`, `prefix_token_id` and `max_length` on the engine; Engine and LlamaCppEngine
+    share it, so both score exactly the same ids.
+    """
+
+    def chat_prompt(self, user_text: str) -> str:
+        """`user_text` as one user turn in the model's chat template, or unchanged if it has none."""
+        return chat_prompt(self.tokenizer, user_text)
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        return encode(self.tokenizer, texts)
+
+    def _encode_pairs(self, requests: list[LoglikelihoodRequest]) -> tuple[list, list]:
+        """Context and continuation ids, split the lm-evaluation-harness way (harness/tokens.py)."""
+        return encode_pairs(self.tokenizer, [(request.context, request.continuation) for request in requests])
+
+    def _continuation_row(self, context: list[int], continuation: list[int]) -> ScoringRow:
+        return continuation_row(self.prefix_token_id, context, continuation, self.max_length)
+
+    def _with_prefix(self, ids: list[int]) -> list[int]:
+        return with_prefix(self.prefix_token_id, ids)
