@@ -15,10 +15,9 @@ from pathlib import Path
 
 import click
 
+from harness.manifest import read_manifest
 from harness.models import cache_dir, gguf_origin, model_fingerprint, resolve_model
 from harness.spec import WEIGHTS, Configuration, RunSpec
-
-MANIFEST = "domainbench_manifest.json"
 
 
 @dataclass
@@ -97,7 +96,7 @@ def prepare_index(spec: RunSpec, suite, *, profile: str, run_dir: Path) -> Artif
     cost = {"wall_seconds": manifest.get("build_seconds"), "chunks": manifest["counts"]["chunks"],
             "chunks_per_second": manifest.get("chunks_per_second"), "scope": scope,
             "artifact_bytes": sum(f.stat().st_size for f in out.iterdir() if f.is_file())}
-    return Artifact("index", out, manifest["input_fingerprint"], cost)
+    return Artifact("index", out, manifest["input_hash"], cost)
 
 
 def prepare_forms(spec: RunSpec, suite, configurations: list[Configuration], weights: dict[str, Artifact],
@@ -155,7 +154,7 @@ def _tuned(strategy: str, spec: RunSpec, suite, *, profile: str, run_dir: Path,
     path = tune(strategy, spec.model, suite, config=Path(recipe) if recipe else None, profile=profile,
                 teacher=teacher.path if teacher else None)
     _link(run_dir, strategy, path)
-    manifest = json.loads((path / MANIFEST).read_text())
+    manifest = read_manifest(path)
     cost = {**manifest.get("cost", {}), "convergence": convergence(manifest)}
     return Artifact(strategy, path, model_fingerprint(path), cost, built_from=[teacher] if teacher else [])
 
@@ -172,4 +171,3 @@ def _link(run_dir: Path, name: str, target: Path) -> None:
     if link.is_symlink() or link.exists():
         link.unlink()
     os.symlink(Path(target).resolve(), link, target_is_directory=True)
-

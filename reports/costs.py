@@ -134,10 +134,6 @@ def _add_evaluation(cost: ConfigurationCost, results: list) -> None:
         if isinstance(per_example, (int, float)):
             seconds += per_example * n
             examples += n
-        elif isinstance(result.cost.get("eval_seconds"), (int, float)) and n:
-            seconds += result.cost["eval_seconds"]
-            examples += n
     if examples:
         cost.eval_seconds_per_example = seconds / examples
         cost.eval_examples = examples
-

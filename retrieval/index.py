@@ -1,10 +1,10 @@
 """FAISS indexes over corpus chunks: build (or reuse), persist with a manifest, load, search.
 
 An index directory holds `index.faiss`, `chunks.jsonl` (one chunk per vector, in vector order)
-and `manifest.json`, which records everything the index was made from — encoder spec and
-fingerprint, chunking settings, corpus fingerprint, index kind and parameters — plus counts,
-timings and, for approximate kinds, recall@10 against the exact index. `build_index` reuses a
-directory whose manifest has the same input fingerprint and rebuilds it otherwise. A build is
+and the manifest (`harness/manifest.py`), which records everything the index was made from —
+encoder spec and fingerprint, chunking settings, corpus fingerprint, index kind and parameters —
+plus counts, timings and, for approximate kinds, recall@10 against the exact index. `build_index`
+reuses a directory whose manifest has the same input hash and rebuilds it otherwise. A build is
 written to a temporary directory beside the target and renamed into place, so a crash never
 leaves a half-written index.
 
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -24,8 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.atomic import replace_dir
+from harness.atomic import staged_dir
 from harness.errors import DomainbenchError
+from harness.manifest import (
+    MANIFEST_FILE,
+    input_hash,
+    read_manifest,
+    reusable,
+    write_manifest,
+)
 from retrieval.chunking import Chunk, ChunkingSettings, chunk_corpus
 from retrieval.corpus import Document, corpus_fingerprint, json_record
 from retrieval.embedding import (
@@ -36,7 +41,7 @@ from retrieval.embedding import (
     load_encoder,
 )
 
-INDEX_FILE, CHUNKS_FILE, MANIFEST_FILE = "index.faiss", "chunks.jsonl", "manifest.json"
+INDEX_FILE, CHUNKS_FILE = "index.faiss", "chunks.jsonl"
 MANIFEST_FORMAT = 1
 DEFAULT_PARAMS = {
     "flat": {},
@@ -86,9 +91,10 @@ def build_index(documents: list[Document], out_dir: str | Path, *, encoder: str 
     inputs = {"encoder": {"spec": spec, "fingerprint": fingerprint, "dtype": dtype},
               "chunking": chunking.as_dict(), "corpus": {"fingerprint": corpus_fingerprint(documents)},
               "index": {"kind": kind, "params": params}}
-    input_fingerprint = _digest(json.dumps(inputs, sort_keys=True).encode())
-    existing = _read_manifest_if_any(out_dir)
-    if not force and existing and existing.get("input_fingerprint") == input_fingerprint and _complete(out_dir):
+    key = input_hash(inputs)
+    existing = reusable(out_dir, key)
+    # Same inputs in an older manifest format: `load_index` would refuse it, so build it again.
+    if not force and existing and existing.get("format") == MANIFEST_FORMAT and _complete(out_dir):
         return BuildResult(existing, reused=True)
 
     started = time.perf_counter()
@@ -102,7 +108,7 @@ def build_index(documents: list[Document], out_dir: str | Path, *, encoder: str 
     faiss_index, params = build_faiss_index(vectors, kind, params)
     recall = approximate_recall(vectors, faiss_index) if kind != "flat" else None
     manifest = {
-        "format": MANIFEST_FORMAT, "input_fingerprint": input_fingerprint, **inputs,
+        "format": MANIFEST_FORMAT, "input_hash": key, **inputs,
         "corpus": {**inputs["corpus"], "source": source, "documents": len(documents)},
         "encoder": {**inputs["encoder"], "dimension": int(vectors.shape[1]), "max_tokens": loaded.max_tokens},
         "index": {"kind": kind, "params": params, "metric": "inner_product"},
@@ -179,7 +185,7 @@ def load_index(index_dir: str | Path) -> LoadedIndex:
     index_dir = Path(index_dir)
     if not index_dir.is_dir():
         raise DomainbenchError(f"{index_dir}: no such index directory (build one with `domainbench index build`)")
-    manifest = read_manifest(index_dir)
+    manifest = _index_manifest(index_dir)
     index_file = index_dir / INDEX_FILE
     if not index_file.is_file():
         raise DomainbenchError(f"{index_file}: missing; rebuild the index")
@@ -198,35 +204,28 @@ def load_index(index_dir: str | Path) -> LoadedIndex:
     return LoadedIndex(path=index_dir, faiss_index=faiss_index, chunks=chunks, manifest=manifest)
 
 
-def read_manifest(index_dir: Path) -> dict:
-    path = Path(index_dir) / MANIFEST_FILE
+def _index_manifest(index_dir: Path) -> dict:
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise DomainbenchError(f"{path}: missing; not an index directory") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DomainbenchError(f"{path}: not valid JSON ({exc}); rebuild the index") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise DomainbenchError(f"{path}: format: expected manifest format {MANIFEST_FORMAT}; rebuild the index")
+        manifest = read_manifest(index_dir)
+    except DomainbenchError as exc:
+        raise DomainbenchError(f"{exc}; rebuild the index") from exc
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise DomainbenchError(f"{index_dir / MANIFEST_FILE}: format: expected manifest format {MANIFEST_FORMAT}; "
+                               "rebuild the index")
     return manifest
 
 
 def _write_index_dir(out_dir: Path, faiss_index, chunks: list[Chunk], manifest: dict) -> None:
     import faiss
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-building-", dir=out_dir.parent))
-    try:
+    with staged_dir(out_dir) as staging:
         faiss.write_index(faiss_index, str(staging / INDEX_FILE))
         manifest["index"]["file_sha256"] = _file_sha256(staging / INDEX_FILE)
         manifest["index"]["file_bytes"] = (staging / INDEX_FILE).stat().st_size
         with open(staging / CHUNKS_FILE, "w", encoding="utf-8") as handle:
             for chunk in chunks:
                 handle.write(json.dumps(chunk.as_dict(), ensure_ascii=False) + "\n")
-        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        replace_dir(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        write_manifest(staging, manifest)
 
 
 def _read_chunks(path: Path) -> list[Chunk]:
@@ -240,13 +239,6 @@ def _read_chunks(path: Path) -> list[Chunk]:
             except TypeError as exc:
                 raise DomainbenchError(f"{path}:{number}: chunk: unexpected fields ({exc}); rebuild the index") from exc
     return chunks
-
-
-def _read_manifest_if_any(index_dir: Path) -> dict | None:
-    try:
-        return read_manifest(index_dir)
-    except DomainbenchError:
-        return None
 
 
 def _complete(index_dir: Path) -> bool:
@@ -285,7 +277,3 @@ def _file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 22), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -47,7 +47,7 @@ class RagAugmenter:
         """What a result file records about the augmentation."""
         return {"k": self.k, "context_budget_tokens": self.context_budget_tokens, "template": self.template,
                 "index": str(self.retriever.index.path),
-                "index_fingerprint": self.retriever.index.manifest["input_fingerprint"]}
+                "index_fingerprint": self.retriever.index.manifest["input_hash"]}
 
     def augment(self, query: str, prompt: str, *, exclude: Exclusion | None = None) -> tuple[str, list[dict]]:
         """The prompt with passages before it, and one record per retrieved chunk (best first).

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import DomainbenchError
+from harness.manifest import MANIFEST_FILE
 from retrieval.embedding import Encoder, encoder_fingerprint, load_encoder
 from retrieval.index import LoadedIndex, load_index
 from retrieval.matching import Exclusion
@@ -94,5 +95,5 @@ class Retriever:
 
 
 def _mismatch(index_dir: Path, built_with: dict, asked: str) -> str:
-    return (f"{index_dir / 'manifest.json'}: encoder: the index was built with {built_with['spec']} "
+    return (f"{index_dir / MANIFEST_FILE}: encoder: the index was built with {built_with['spec']} "
             f"(fingerprint {built_with['fingerprint'][:12]}), not {asked}; rebuild it with that encoder")

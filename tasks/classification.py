@@ -15,9 +15,9 @@ import numpy as np
 
 from harness.requests import LoglikelihoodRequest
 from tasks.metrics import precision_recall_f1
-from tasks.prompts import render
 from tasks.records import ExampleRecord
-from tasks.stats import Metric, Statistic, bootstrap_metrics, mean_statistic
+from tasks.stats import Statistic, mean_statistic
+from tasks.task_type import bootstrap_aggregate, template_training_pair
 
 if TYPE_CHECKING:
     from tasks.suite import TaskSpec
@@ -47,15 +47,12 @@ def target(task: "TaskSpec", example: dict) -> str:
     return task.labels[str(example["label"])]
 
 
-def training_pair(task: "TaskSpec", example: dict) -> tuple[str, str]:
-    return render(task.template, example), target(task, example)
+training_pair = template_training_pair(target)
 
 
 def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[LoglikelihoodRequest]:
     """One request per label, in the label set's order."""
     return [LoglikelihoodRequest(prompt, verbaliser) for verbaliser in task.labels.values()]
-
-
 
 
 def score(task: "TaskSpec", example: dict, responses) -> ExampleRecord:
@@ -84,9 +81,7 @@ def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[n
     return rows, {name: statistics[name] for name in task.metrics}
 
 
-def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
-    """Each of the task's metrics with its bootstrap interval."""
-    return bootstrap_metrics(*metric_statistics(task, records))
+aggregate = bootstrap_aggregate(metric_statistics)
 
 
 def _macro_f1(rows: np.ndarray) -> float:

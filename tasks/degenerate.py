@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 
 OK, EMPTY, LOOP, UNPARSEABLE = "ok", "empty", "loop", "unparseable"
-VERDICTS = (OK, EMPTY, LOOP, UNPARSEABLE)
 
 MAX_LOOP_WORDS = 4
 MIN_LOOP_REPEATS = 3

@@ -167,4 +167,3 @@ def _settings(task: TaskSpec, module, engine, *, split, limit, num_fewshot, seed
         "bootstrap": {"resamples": DEFAULT_RESAMPLES, "seed": DEFAULT_BOOTSTRAP_SEED, "confidence": 0.95},
         "scoring": module.scoring_settings(task),
     }
-

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.requests import LoglikelihoodRequest
-from tasks.prompts import render
 from tasks.records import ExampleRecord
-from tasks.stats import Metric, Statistic, bootstrap_metrics, mean_statistic
+from tasks.stats import Statistic, mean_statistic
+from tasks.task_type import bootstrap_aggregate, template_training_pair
 
 if TYPE_CHECKING:
     from tasks.suite import TaskSpec
@@ -64,8 +64,7 @@ def target(task: "TaskSpec", example: dict) -> str:
     return example["choices"][example["answer"]] + example.get("suffix", "")
 
 
-def training_pair(task: "TaskSpec", example: dict) -> tuple[str, str]:
-    return render(task.template, example), target(task, example)
+training_pair = template_training_pair(target)
 
 
 def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[LoglikelihoodRequest]:
@@ -99,9 +98,7 @@ def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[n
     return rows, {name: statistics[name] for name in task.metrics}
 
 
-def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
-    """Each of the task's metrics with its bootstrap interval."""
-    return bootstrap_metrics(*metric_statistics(task, records))
+aggregate = bootstrap_aggregate(metric_statistics)
 
 
 def rescore_record(task: "TaskSpec", record: ExampleRecord) -> ExampleRecord:

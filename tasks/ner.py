@@ -12,11 +12,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.requests import GenerationRequest
 from tasks.metrics import entity_counts, precision_recall_f1
-from tasks.prompts import generation_requests, render
 from tasks.records import ExampleRecord
-from tasks.stats import Metric, Statistic, bootstrap_metrics
+from tasks.stats import Statistic
+from tasks.task_type import (
+    bootstrap_aggregate,
+    generation_requests,
+    rescore_from_prediction,
+    template_training_pair,
+)
 
 if TYPE_CHECKING:
     from tasks.suite import TaskSpec
@@ -70,14 +74,8 @@ def target(task: "TaskSpec", example: dict) -> str:
     return "\n" + "\n".join(lines) if lines else " " + NO_ENTITIES
 
 
-def training_pair(task: "TaskSpec", example: dict) -> tuple[str, str]:
-    return render(task.template, example), target(task, example)
-
-
-def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[GenerationRequest]:
-    return generation_requests(task, prompt)
-
-
+training_pair = template_training_pair(target)
+requests_for_prompt = generation_requests
 
 
 def parse_entities(output: str, text: str, labels) -> list[dict]:
@@ -162,9 +160,7 @@ def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[n
     return rows, statistics
 
 
-def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
-    """Each of the task's metrics with its bootstrap interval."""
-    return bootstrap_metrics(*metric_statistics(task, records))
+aggregate = bootstrap_aggregate(metric_statistics)
 
 
 def _micro(position: int):
@@ -179,9 +175,7 @@ def _per_type_f1(type_index: int):
     return statistic
 
 
-def rescore_record(task: "TaskSpec", record: ExampleRecord) -> ExampleRecord:
-    """Scores recomputed from stored located predictions and gold entities."""
-    return score_prediction(record.id, record.prediction, record.reference)
+rescore_record = rescore_from_prediction(score_prediction)
 
 
 def scoring_settings(task: "TaskSpec") -> dict:

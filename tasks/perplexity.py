@@ -17,7 +17,8 @@ import numpy as np
 from harness.requests import RollingRequest
 from tasks.prompts import render
 from tasks.records import ExampleRecord
-from tasks.stats import Metric, Statistic, bootstrap_metrics
+from tasks.stats import Statistic
+from tasks.task_type import bootstrap_aggregate, nonempty_string_problems
 
 if TYPE_CHECKING:
     from tasks.suite import TaskSpec
@@ -33,9 +34,7 @@ _LOGPROB, _TOKENS, _WORDS, _BYTES = range(4)
 
 
 def check_example(task: "TaskSpec", example: dict) -> list[tuple[str, str]]:
-    if not isinstance(example.get("text"), str) or not example["text"].strip():
-        return [("text", "expected a non-empty string")]
-    return []
+    return nonempty_string_problems(example, REQUIRED_FIELDS)
 
 
 def rag_query(example: dict) -> None:
@@ -54,8 +53,6 @@ def training_pair(task: "TaskSpec", example: dict) -> tuple[str, str]:
 
 def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[RollingRequest]:
     return [RollingRequest(prompt)]
-
-
 
 
 def count_words(text: str) -> int:
@@ -79,9 +76,7 @@ def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[n
     return rows, {name: statistics[name] for name in task.metrics}
 
 
-def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
-    """Each of the task's metrics with its bootstrap interval."""
-    return bootstrap_metrics(*metric_statistics(task, records))
+aggregate = bootstrap_aggregate(metric_statistics)
 
 
 def _perplexity_per(unit: int):

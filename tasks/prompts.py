@@ -113,11 +113,3 @@ def training_pairs(task: "TaskSpec", split: str, *,
             prompt = chat_prompt(prompt)
         pairs.append((prompt, completion))
     return pairs
-
-
-def generation_requests(task: "TaskSpec", prompt: str) -> list:
-    """One greedy generation request with the task's stop strings and token budget."""
-    from harness.requests import GenerationRequest
-
-    return [GenerationRequest(prompt, stop=tuple(task.generation["stop"]),
-                              max_new_tokens=task.generation["max_new_tokens"])]

@@ -10,11 +10,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.requests import GenerationRequest
 from tasks.metrics import answer_containment, exact_match, token_f1
-from tasks.prompts import generation_requests, render
 from tasks.records import ExampleRecord
-from tasks.stats import Metric, Statistic, bootstrap_metrics, mean_statistic
+from tasks.stats import Statistic, mean_statistic
+from tasks.task_type import (
+    bootstrap_aggregate,
+    generation_requests,
+    rescore_from_prediction,
+    template_training_pair,
+)
 
 if TYPE_CHECKING:
     from tasks.suite import TaskSpec
@@ -45,13 +49,8 @@ def target(task: "TaskSpec", example: dict) -> str:
     return " " + example["answers"][0]
 
 
-def training_pair(task: "TaskSpec", example: dict) -> tuple[str, str]:
-    return render(task.template, example), target(task, example)
-
-
-def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[GenerationRequest]:
-    return generation_requests(task, prompt)
-
+training_pair = template_training_pair(target)
+requests_for_prompt = generation_requests
 
 
 def score(task: "TaskSpec", example: dict, responses: list[str]) -> ExampleRecord:
@@ -75,17 +74,10 @@ def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[n
     return rows, {name: statistics[name] for name in task.metrics}
 
 
-def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
-    """Each of the task's metrics with its bootstrap interval."""
-    return bootstrap_metrics(*metric_statistics(task, records))
-
-
-def rescore_record(task: "TaskSpec", record: ExampleRecord) -> ExampleRecord:
-    """Scores recomputed from a stored prediction and reference."""
-    return score_prediction(record.id, record.prediction, record.reference)
+aggregate = bootstrap_aggregate(metric_statistics)
+rescore_record = rescore_from_prediction(score_prediction)
 
 
 def scoring_settings(task: "TaskSpec") -> dict:
     return {"normalization": "SQuAD v1.1 normalize_answer", "references": "max over answers",
             "answer_containment": "a normalised answer appears in the normalised prediction as whole tokens"}
-

@@ -150,4 +150,3 @@ def _percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[flo
     tail = (1 - confidence) / 2
     low, high = np.quantile(replicates, [tail, 1 - tail])
     return float(low), float(high)
-

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.requests import GenerationRequest
 from tasks.metrics import (
     ROUGE_TYPES,
     bleu_signature,
@@ -15,9 +14,15 @@ from tasks.metrics import (
     corpus_bleu_from_statistics,
     rouge_f1,
 )
-from tasks.prompts import generation_requests, render
 from tasks.records import ExampleRecord
-from tasks.stats import Metric, Statistic, bootstrap_metrics, mean_statistic
+from tasks.stats import Statistic, mean_statistic
+from tasks.task_type import (
+    bootstrap_aggregate,
+    generation_requests,
+    nonempty_string_problems,
+    rescore_from_prediction,
+    template_training_pair,
+)
 
 if TYPE_CHECKING:
     from tasks.suite import TaskSpec
@@ -30,8 +35,7 @@ METRICS = (*ROUGE_TYPES, "bleu")
 
 
 def check_example(task: "TaskSpec", example: dict) -> list[tuple[str, str]]:
-    return [(name, "expected a non-empty string") for name in REQUIRED_FIELDS
-            if not isinstance(example.get(name), str) or not example[name].strip()]
+    return nonempty_string_problems(example, REQUIRED_FIELDS)
 
 
 def rag_query(example: dict) -> str:
@@ -42,14 +46,8 @@ def target(task: "TaskSpec", example: dict) -> str:
     return " " + example["summary"]
 
 
-def training_pair(task: "TaskSpec", example: dict) -> tuple[str, str]:
-    return render(task.template, example), target(task, example)
-
-
-def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[GenerationRequest]:
-    return generation_requests(task, prompt)
-
-
+training_pair = template_training_pair(target)
+requests_for_prompt = generation_requests
 
 
 def score(task: "TaskSpec", example: dict, responses: list[str]) -> ExampleRecord:
@@ -71,17 +69,14 @@ def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[n
     return rows, {name: statistics[name] for name in task.metrics}
 
 
-def aggregate(task: "TaskSpec", records: list[ExampleRecord]) -> dict[str, Metric]:
-    """Each of the task's metrics with its bootstrap interval."""
-    return bootstrap_metrics(*metric_statistics(task, records))
+aggregate = bootstrap_aggregate(metric_statistics)
 
 
 def _corpus_bleu(rows: np.ndarray) -> float:
     return corpus_bleu_from_statistics(rows[:, len(ROUGE_TYPES):].sum(axis=0))
 
 
-def rescore_record(task: "TaskSpec", record: ExampleRecord) -> ExampleRecord:
-    return score_prediction(record.id, record.prediction, record.reference)
+rescore_record = rescore_from_prediction(score_prediction)
 
 
 def scoring_settings(task: "TaskSpec") -> dict:

@@ -4,11 +4,19 @@ A task type is a module (tasks/qa.py, tasks/ner.py, …) rather than a class: it
 plain, its constants are data, and a rescore needs no instance. Modules satisfy a Protocol
 structurally (mypy checks `TASK_TYPES: dict[str, TaskType]`); `missing_members` is the same check
 at run time, so a new type that forgets a function fails its test, not a user's run.
+
+Members several types implement alike are written once below; a type binds them to its own
+pieces (`aggregate = bootstrap_aggregate(metric_statistics)`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
+
+from harness.requests import GenerationRequest
+from tasks.prompts import render
+from tasks.stats import bootstrap_metrics
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,3 +74,40 @@ def missing_members(module) -> list[str]:
         if callable(member) and not name.startswith("_") and not callable(getattr(module, name, None)):
             missing.append(name)
     return missing
+
+
+# ----- members several types share ------------------------------------------------------------
+
+def nonempty_string_problems(example: dict, fields: tuple[str, ...]) -> list[tuple[str, str]]:
+    """`check_example` of a type whose fields are all free text: each must be a non-empty string."""
+    return [(name, "expected a non-empty string") for name in fields
+            if not isinstance(example.get(name), str) or not example[name].strip()]
+
+
+def generation_requests(task: TaskSpec, example: dict, prompt: str) -> list[GenerationRequest]:
+    """`requests_for_prompt` of the generation types: one greedy generation with the task's stops and budget."""
+    return [GenerationRequest(prompt, stop=tuple(task.generation["stop"]),
+                              max_new_tokens=task.generation["max_new_tokens"])]
+
+
+def template_training_pair(target: Callable[[TaskSpec, dict], str]) -> Callable[[TaskSpec, dict], tuple[str, str]]:
+    """`training_pair` of a type trained on its evaluation prompt followed by the gold `target`."""
+    def training_pair(task: TaskSpec, example: dict) -> tuple[str, str]:
+        return render(task.template, example), target(task, example)
+    return training_pair
+
+
+def bootstrap_aggregate(metric_statistics: Callable[[TaskSpec, list[ExampleRecord]], tuple[np.ndarray, dict]]
+                        ) -> Callable[[TaskSpec, list[ExampleRecord]], dict[str, Metric]]:
+    """`aggregate`: each of the task's metrics from the type's `metric_statistics`, with its bootstrap interval."""
+    def aggregate(task: TaskSpec, records: list[ExampleRecord]) -> dict[str, Metric]:
+        return bootstrap_metrics(*metric_statistics(task, records))
+    return aggregate
+
+
+def rescore_from_prediction(score_prediction: Callable[[str, Any, Any], ExampleRecord]
+                            ) -> Callable[[TaskSpec, ExampleRecord], ExampleRecord]:
+    """`rescore_record` of a type whose stored prediction and reference are all its scores need."""
+    def rescore_record(task: TaskSpec, record: ExampleRecord) -> ExampleRecord:
+        return score_prediction(record.id, record.prediction, record.reference)
+    return rescore_record

@@ -9,12 +9,12 @@ import pytest
 from retrieval_fakes import fake_encoder, minilm_tokenizer, sample_documents
 
 from harness.errors import DomainbenchError
+from harness.manifest import MANIFEST_FILE
 from retrieval.chunking import ChunkingSettings
 from retrieval.corpus import Document
 from retrieval.index import (
     CHUNKS_FILE,
     INDEX_FILE,
-    MANIFEST_FILE,
     approximate_recall,
     build_faiss_index,
     build_index,
@@ -83,9 +83,9 @@ def test_a_changed_input_rebuilds_the_index(built, encoder, change):
         kwargs["encoder"] = fake_encoder(encoder.tokenizer, salt=1)
     else:
         kwargs["kind"] = "hnsw"
-    before = json.loads((built / MANIFEST_FILE).read_text())["input_fingerprint"]
+    before = json.loads((built / MANIFEST_FILE).read_text())["input_hash"]
     result = build_index(documents, built, **kwargs)
-    assert not result.reused and result.manifest["input_fingerprint"] != before
+    assert not result.reused and result.manifest["input_hash"] != before
     assert json.loads((built / MANIFEST_FILE).read_text()) == result.manifest
 
 

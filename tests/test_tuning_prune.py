@@ -11,8 +11,8 @@ import torch
 from test_tuning_data import write_suite
 
 from harness.errors import DomainbenchError
+from harness.manifest import MANIFEST_FILE
 from harness.tiny import build_tiny_model, build_tiny_tokenizer
-from tuning.artifact import MANIFEST
 from tuning.prune import (
     block_influence,
     calibration_examples,
@@ -79,7 +79,7 @@ def test_half_of_four_layers_leaves_two_in_a_smaller_dir_that_plain_transformers
     assert size["parameters_after"] == sum(p.numel() for p in pruned.parameters()) < size["parameters_before"]
     assert size["weight_bytes_before"] == weight_bytes(source)
     assert size["weight_bytes_after"] == weight_bytes(tmp_path / "pruned") < size["weight_bytes_before"]
-    assert json.loads((tmp_path / "pruned" / MANIFEST).read_text())["pruning"] == manifest["pruning"]
+    assert json.loads((tmp_path / "pruned" / MANIFEST_FILE).read_text())["pruning"] == manifest["pruning"]
     # The KV cache finds each layer by its renumbered layer_idx: cached greedy decoding matches uncached.
     ids = tokenizer(PROMPT, return_tensors="pt")
     cached = pruned.generate(**ids, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id)
@@ -177,9 +177,9 @@ def test_layer_types_keep_the_types_of_the_kept_layers(tokenizer, tmp_path):
 def test_a_rerun_with_the_same_inputs_reuses_the_dir(four_layers, tmp_path):
     _, source = four_layers
     first = prune_model(source, tmp_path / "pruned", _recipe(ratio=0.5), calibration_texts=TEXTS)
-    stamp = (tmp_path / "pruned" / MANIFEST).stat().st_mtime_ns
+    stamp = (tmp_path / "pruned" / MANIFEST_FILE).stat().st_mtime_ns
     assert prune_model(source, tmp_path / "pruned", _recipe(ratio=0.5), calibration_texts=TEXTS) == first
-    assert (tmp_path / "pruned" / MANIFEST).stat().st_mtime_ns == stamp
+    assert (tmp_path / "pruned" / MANIFEST_FILE).stat().st_mtime_ns == stamp
 
 
 def test_calibration_texts_come_from_the_train_split_only(tmp_path):

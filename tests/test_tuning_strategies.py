@@ -12,9 +12,9 @@ import torch
 from test_tuning_data import write_suite
 
 from harness.errors import DomainbenchError
+from harness.manifest import MANIFEST_FILE, read_manifest
 from harness.models import load_model
 from harness.tiny import build_tiny_model, build_tiny_tokenizer
-from tuning.artifact import MANIFEST, read_manifest
 from tuning.distill import check_same_tokenizer, student_from_teacher
 from tuning.peft_adapters import peft_config
 from tuning.recipe import load_recipe
@@ -118,9 +118,9 @@ def test_full_artifact_loads_with_load_model_and_is_reused_when_unchanged(tiny_m
     assert not torch.equal(trained["model.layers.1.mlp.up_proj.weight"], original["model.layers.1.mlp.up_proj.weight"])
     assert set(manifest["cost"]) >= {"wall_seconds", "tokens_seen", "tokens_per_second", "peak_memory_bytes",
                                      "trainable_parameters", "total_parameters", "artifact_bytes"}
-    stamp = (artifact / MANIFEST).stat().st_mtime_ns
+    stamp = (artifact / MANIFEST_FILE).stat().st_mtime_ns
     assert tune_full(str(tiny_model_dir), suite, recipe, output=tmp_path / "full") == artifact
-    assert (artifact / MANIFEST).stat().st_mtime_ns == stamp
+    assert (artifact / MANIFEST_FILE).stat().st_mtime_ns == stamp
 
 
 def test_distilled_student_has_half_the_layers_and_trains(tmp_path, suite):

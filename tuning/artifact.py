@@ -1,4 +1,4 @@
-"""Tuned artifacts: a standard directory plus `domainbench_manifest.json`, cached by input hash.
+"""Tuned artifacts: a standard directory plus its manifest (`harness/manifest.py`), cached by input hash.
 
 A full or distilled model is a `save_pretrained` dir (`harness.models.load_model(dir)` loads it);
 an adapter is a PEFT adapter dir (`peft.PeftModel.from_pretrained(base, dir)` loads it). The
@@ -9,8 +9,6 @@ artifact, a change to any of them trains a new one.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import shutil
 import time
@@ -18,15 +16,10 @@ from importlib import metadata
 from pathlib import Path
 
 from harness.atomic import staged_dir
+from harness.manifest import write_manifest
 from harness.models import cache_dir
 
-MANIFEST = "domainbench_manifest.json"
 SCHEMA_VERSION = 1
-
-
-def input_hash(inputs: dict) -> str:
-    """sha256 of the canonical JSON of everything an artifact is made from."""
-    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def artifact_path(strategy: str, key: str, output: Path | None = None) -> Path:
@@ -39,26 +32,13 @@ def work_path(artifact: Path) -> Path:
     return artifact.with_name(f"{artifact.name}.work")
 
 
-def read_manifest(artifact: Path) -> dict | None:
-    try:
-        return json.loads((Path(artifact) / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def reusable(artifact: Path, key: str) -> dict | None:
-    """The manifest of an existing artifact made from exactly these inputs, else None."""
-    manifest = read_manifest(artifact)
-    return manifest if manifest and manifest.get("input_hash") == key else None
-
-
 def publish(artifact: Path, save, manifest: dict) -> Path:
     """Write an artifact atomically: `save(staging_dir)`, then the manifest, then one rename."""
     artifact = Path(artifact)
     with staged_dir(artifact) as staging:
         save(staging)
         manifest = {**manifest, "cost": {**manifest.get("cost", {}), "artifact_bytes": directory_bytes(staging)}}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        write_manifest(staging, manifest)
     shutil.rmtree(work_path(artifact), ignore_errors=True)
     return artifact
 

@@ -9,21 +9,20 @@ format it is deployed in, so it loads without the run that made it:
 - `nf4`: bitsandbytes 4-bit NormalFloat (CUDA only), an HF dir likewise;
 - `gguf`: a GGUF file llama.cpp runs — the source file itself when the parent *is* a GGUF model
   (the builtin), else an export (tuning/gguf_export.py).
-The manifest (`domainbench_manifest.json`, as for tuned artifacts) records the parent's
+The manifest (`harness/manifest.py`, as for tuned artifacts) records the parent's
 fingerprint, the settings and what the form cost to make.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.atomic import staged_dir
 from harness.errors import DomainbenchError
+from harness.manifest import input_hash, read_manifest, reusable, write_manifest
 from harness.models import cache_dir, load_tokenizer, model_fingerprint
-from tuning.artifact import MANIFEST, input_hash, read_manifest, reusable
 
 GGUF_FILE = "model.gguf"
 SCHEMA_VERSION = 1
@@ -67,7 +66,7 @@ def build_form(form: str, source: FormSource, *, settings: dict, prune_recipe: d
                     "cost": {"wall_seconds": time.perf_counter() - started, "parent_bytes": model_bytes(source.path),
                              "artifact_bytes": model_bytes(form_model_path(staging))},
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        write_manifest(staging, manifest)
     return artifact, manifest
 
 

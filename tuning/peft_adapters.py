@@ -13,13 +13,12 @@ from pathlib import Path
 import torch
 
 from harness.errors import DomainbenchError
+from harness.manifest import input_hash, reusable
 from harness.models import load_model
 from tuning.artifact import (
     artifact_path,
-    input_hash,
     manifest_for,
     publish_model,
-    reusable,
     work_path,
 )
 from tuning.data import training_data

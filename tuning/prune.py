@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import shutil
 import time
 from importlib import metadata
@@ -27,9 +26,10 @@ import yaml
 
 from harness.atomic import staged_dir
 from harness.errors import DomainbenchError
+from harness.manifest import input_hash, reusable, write_manifest
 from harness.models import first_line, load_model
 from harness.tokens import prefix_token_id
-from tuning.artifact import MANIFEST, SCHEMA_VERSION, input_hash, reusable, work_path
+from tuning.artifact import SCHEMA_VERSION, work_path
 from tuning.data import (
     corpus_texts,
     examples_fingerprint,
@@ -166,7 +166,7 @@ def prune_model(model_dir: Path, out_dir: Path, recipe: dict, *, calibration_tex
         loaded.tokenizer.save_pretrained(staging)
         manifest["size"]["weight_bytes_after"] = weight_bytes(staging)
         manifest["cost"] = {"wall_seconds": time.perf_counter() - started, "scoring_seconds": scoring_seconds}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        write_manifest(staging, manifest)
     return manifest
 
 

@@ -48,11 +48,11 @@ def run_strategy(strategy: str, model_spec: str, suite_spec: str, *, config: Pat
 
 
 def _print_summary(artifact: Path) -> None:
-    from tuning.artifact import read_manifest
+    from harness.manifest import MANIFEST_FILE, read_manifest
 
-    manifest = read_manifest(artifact)
-    if manifest is None:
+    if not (Path(artifact) / MANIFEST_FILE).is_file():
         return  # a non-main process under torchrun: the main one prints
+    manifest = read_manifest(artifact)
     cost, quality = manifest["cost"], manifest["quality"]
     table = Table(title=f"{manifest['strategy']} ({manifest['recipe']['profile'] or 'default'} profile): {artifact}")
     table.add_column("measure")

@@ -11,8 +11,6 @@ import re
 
 from tasks.manpages.roff import BOLD, Paragraph
 
-ENTITY_TYPES = ("FUNCTION", "ERRNO", "CONSTANT", "HEADER", "PATH", "TYPE")
-
 # The errno names Linux defines (errno(3)); a closed list, so that bold EOF or EXIT_SUCCESS are
 # constants and not errors.
 ERRNO_NAMES = frozenset(

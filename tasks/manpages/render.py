@@ -23,15 +23,6 @@ def _groff_env() -> dict[str, str]:
     return env
 
 
-def groff_version() -> str:
-    """The groff version ("1.22.4"): its rendering details are part of what the build depends on."""
-    try:
-        first = subprocess.run(["groff", "--version"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise DomainbenchError(f"groff is needed to build the man-pages suite: {exc}") from exc
-    return first.split("\n", 1)[0].rsplit(" ", 1)[-1]
-
-
 def render_page(source: str) -> str:
     """The page as plain text: no running header/footer, trailing spaces and blank runs trimmed."""
     completed = subprocess.run(
