@@ -1,9 +1,10 @@
 """An OpenAI-compatible server as a model source: its spec, and the one client that talks to it.
 
 `openai+http://HOST:PORT/v1` (optionally `#model-id`) names a server — vLLM, TGI, llama.cpp's
-server, Ollama. The client checks that it is up (GET /models) before any work, posts completions
-with retries, and keeps what serving cost: requests, the tokens the server counted, latencies,
-and every request that failed, by kind.
+server, Ollama; `openai-chat+http://…` one that offers only chat completions. The client checks
+that it is up (GET /models) before any work, posts completions (or chat completions) with retries,
+and keeps what serving cost: requests, the tokens the server counted, latencies, and every
+request that failed, by kind.
 
 Connection errors, timeouts, 429 and 5xx are retried with exponential back-off (a 429's
 Retry-After is honoured); another 4xx is the request's own fault and is not. A request that still
@@ -26,26 +27,43 @@ import httpx
 from harness.errors import DomainbenchError
 
 ENDPOINT_SCHEME = "openai+"
+CHAT_ENDPOINT_SCHEME = "openai-chat+"
 _MAX_BACKOFF_SECONDS = 8.0
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """An OpenAI-compatible server: its base URL (…/v1) and, optionally, which of its models."""
+    """An OpenAI-compatible server: its base URL (…/v1), optionally which of its models, and whether it
+    is spoken to through chat completions only."""
 
     url: str
     model: str | None = None
+    chat: bool = False
+
+    @property
+    def route(self) -> str:
+        return "/chat/completions" if self.chat else "/completions"
 
 
 def parse_endpoint(spec: str) -> Endpoint | None:
-    """`openai+http://HOST:PORT/v1[#model-id]` as an Endpoint; None for any other model spec."""
-    if not spec.startswith(ENDPOINT_SCHEME):
+    """`openai+http://HOST:PORT/v1[#model-id]` (or `openai-chat+…`) as an Endpoint; None for any other model spec."""
+    scheme = next((s for s in (ENDPOINT_SCHEME, CHAT_ENDPOINT_SCHEME) if spec.startswith(s)), None)
+    if scheme is None:
         return None
-    url, _, model = spec[len(ENDPOINT_SCHEME):].partition("#")
+    url, _, model = spec[len(scheme):].partition("#")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise DomainbenchError(f"model {spec}: expected openai+http://HOST:PORT/v1 (optionally #model-id)")
-    return Endpoint(url.rstrip("/"), model or None)
+        raise DomainbenchError(f"model {spec}: expected {scheme}http://HOST:PORT/v1 (optionally #model-id)")
+    return Endpoint(url.rstrip("/"), model or None, chat=scheme == CHAT_ENDPOINT_SCHEME)
+
+
+def response_text(body: dict, *, chat: bool) -> str:
+    """The generated text of a completions (or chat completions) response body."""
+    choice = body["choices"][0]
+    text = choice["message"]["content"] if chat else choice["text"]
+    if not isinstance(text, str):
+        raise TypeError(f"generated text is {type(text).__name__}, not a string")
+    return text
 
 
 @dataclass(frozen=True)
@@ -58,7 +76,8 @@ class RequestError:
 
 
 class EndpointClient:
-    """POSTs to one server's /completions, safe to share between threads, counting what it costs."""
+    """POSTs to one server's /completions (or /chat/completions), safe to share between threads, counting what
+    it costs."""
 
     def __init__(self, endpoint: Endpoint, *, concurrency: int = 8, timeout: float = 60.0, retries: int = 3,
                  backoff: float = 0.5):
@@ -77,7 +96,9 @@ class EndpointClient:
                                     limits=httpx.Limits(max_connections=concurrency,
                                                         max_keepalive_connections=concurrency))
         try:
-            self.model_id, self.max_model_len = self._connect()
+            self.model_info = self._connect()
+            self.model_id = self.model_info["id"]
+            self.max_model_len = self.model_info.get("max_model_len")  # vLLM says; others do not
         except DomainbenchError:
             self._client.close()
             raise
@@ -94,7 +115,7 @@ class EndpointClient:
         self._client.close()
 
     def post(self, request: object, body: dict) -> dict | None:
-        """POST /completions with retries: the response body, or None with the failure kept in `errors`."""
+        """POST the endpoint's route with retries: the response body, or None with the failure kept in `errors`."""
         answer = self.attempt(request, body)
         if isinstance(answer, RequestError):
             self.record(answer)
@@ -102,12 +123,12 @@ class EndpointClient:
         return answer
 
     def attempt(self, request: object, body: dict) -> dict | RequestError:
-        """POST /completions with retries: the response body, or the failure (not kept)."""
+        """POST the endpoint's route with retries: the response body, or the failure (not kept)."""
         body = {"model": self.model_id, **body}
         for attempt in range(self.retries + 1):
             started = time.perf_counter()
             try:
-                response = self._client.post("/completions", json=body)
+                response = self._client.post(self.endpoint.route, json=body)
             except httpx.TimeoutException as exc:
                 failure = RequestError("timeout", f"no answer in {self.timeout:g} s ({_describe(exc)})", request)
             except httpx.TransportError as exc:
@@ -130,8 +151,8 @@ class EndpointClient:
             self.requests_made += not counted
             self.errors.append(failure)
 
-    def _connect(self) -> tuple[str, int | None]:
-        """The served model's id and context length (where the server says), or a one-line error."""
+    def _connect(self) -> dict:
+        """The served model's entry in GET /models (its id, and whatever else the server says), or a one-line error."""
         url = self.endpoint.url
         try:
             response = self._client.get("/models", timeout=min(self.timeout, 10.0))
@@ -150,15 +171,14 @@ class EndpointClient:
                                    f"({', '.join(ids[:5]) or 'none'})")
         if wanted is not None and wanted not in ids:
             raise DomainbenchError(f"endpoint {url}: no model {wanted!r} (serves {', '.join(ids[:5]) or 'none'})")
-        model = models[ids.index(wanted or ids[0])]
-        return model["id"], model.get("max_model_len")  # vLLM says; others do not
+        return models[ids.index(wanted or ids[0])]
 
     def _succeeded(self, response: httpx.Response, request: object, seconds: float) -> dict | RequestError:
         try:
             body = response.json()
             usage = body.get("usage") or {}
             tokens = int(usage.get("prompt_tokens") or 0) + int(usage.get("completion_tokens") or 0)
-            body["choices"][0]["text"]
+            response_text(body, chat=self.endpoint.chat)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             return RequestError("bad_response", response.text[:200], request)
         with self._lock:

@@ -29,6 +29,7 @@ import httpx
 
 from harness import __version__
 from harness.atomic import write_atomic
+from harness.endpoint import Endpoint
 from harness.openai_engine import OpenAIEngine
 
 # Greedy, as OpenAIEngine generates (llama-cpp-python applies repeat_penalty unless told otherwise).
@@ -73,18 +74,21 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def stream_completion(client: httpx.Client, model: str, prompt: str, max_tokens: int) -> StreamedRequest:
-    """POST one streamed /completions and time it; failures come back as an error kind, never raised.
+def stream_completion(client: httpx.Client, endpoint: Endpoint, model: str, prompt: str,
+                      max_tokens: int) -> StreamedRequest:
+    """POST one streamed /completions (a chat endpoint: /chat/completions, the prompt as one user message) and
+    time it; failures come back as an error kind, never raised.
 
     Output tokens: the server's `usage` where it sends one in the stream (vLLM with include_usage),
     else the number of text-bearing events (llama.cpp's server and vLLM send one token per event).
     """
-    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "stream": True,
+    asked = {"messages": [{"role": "user", "content": prompt}]} if endpoint.chat else {"prompt": prompt}
+    body = {"model": model, **asked, "max_tokens": max_tokens, "stream": True,
             "stream_options": {"include_usage": True}, **_GREEDY}
     started = time.perf_counter()
     ttft, events, usage_tokens = None, 0, None
     try:
-        with client.stream("POST", "/completions", json=body) as response:
+        with client.stream("POST", endpoint.route, json=body) as response:
             if response.status_code != 200:
                 response.read()
                 return StreamedRequest(time.perf_counter() - started, error=f"http_{response.status_code}")
@@ -97,7 +101,7 @@ def stream_completion(client: httpx.Client, model: str, prompt: str, max_tokens:
                 chunk = json.loads(data)
                 if (chunk.get("usage") or {}).get("completion_tokens") is not None:
                     usage_tokens = int(chunk["usage"]["completion_tokens"])
-                if any(choice.get("text") for choice in chunk.get("choices") or []):
+                if any(_streamed_text(choice) for choice in chunk.get("choices") or []):
                     events += 1
                     ttft = ttft if ttft is not None else time.perf_counter() - started
     except httpx.TimeoutException:
@@ -109,15 +113,20 @@ def stream_completion(client: httpx.Client, model: str, prompt: str, max_tokens:
     return StreamedRequest(time.perf_counter() - started, ttft, usage_tokens if usage_tokens is not None else events)
 
 
-def run_level(url: str, model: str, prompts: list[str], *, concurrency: int, n_requests: int, max_tokens: int,
-              timeout: float) -> LevelResult:
+def _streamed_text(choice: dict) -> str | None:
+    """The text one streamed choice carries: `text` for completions, `delta.content` for chat."""
+    return choice.get("text") or (choice.get("delta") or {}).get("content")
+
+
+def run_level(endpoint: Endpoint, model: str, prompts: list[str], *, concurrency: int, n_requests: int,
+              max_tokens: int, timeout: float) -> LevelResult:
     """`n_requests` streamed completions over `prompts` (cycled), `concurrency` in flight at a time."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     chosen = [prompts[i % len(prompts)] for i in range(n_requests)]
-    with httpx.Client(base_url=url, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+    with httpx.Client(base_url=endpoint.url, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                       limits=limits) as client, ThreadPoolExecutor(max_workers=concurrency) as pool:
         started = time.perf_counter()
-        done = list(pool.map(lambda prompt: stream_completion(client, model, prompt, max_tokens), chosen))
+        done = list(pool.map(lambda prompt: stream_completion(client, endpoint, model, prompt, max_tokens), chosen))
         seconds = time.perf_counter() - started
     return summarize_level(concurrency, done, seconds)
 
@@ -160,11 +169,29 @@ def suite_prompts(suite, task_names: list[str] | None, engine: OpenAIEngine, *, 
     return prompts
 
 
+# What servers that do not name their engine put in GET /models' `owned_by`.
+_OWNERS = {"vllm": "vLLM", "me": "llama-cpp-python server", "llamacpp": "llama.cpp server"}
+
+
+def served_engine(model_info: dict) -> str | None:
+    """The serving engine, as far as the endpoint's GET /models entry tells."""
+    owner = model_info.get("owned_by")
+    if owner == "domainbench":
+        return f"domainbench serve ({model_info.get('engine') or 'engine not named'})"
+    return _OWNERS.get(owner, owner)
+
+
 def loadtest_record(engine: OpenAIEngine, suite_name: str, tasks: list[str] | None, max_tokens: int,
-                    levels: list[LevelResult]) -> dict:
-    """The load test's result file: what was measured, against what, on what machine."""
+                    levels: list[LevelResult], *, configuration: str | None = None) -> dict:
+    """The load test's result file: what was measured, against what, on what machine.
+
+    `configuration`: the run's configuration the endpoint serves, when the result is attached to a run.
+    """
     return {
-        "kind": "loadtest", "endpoint": engine.client.endpoint.url, "served_model": engine.client.model_id,
+        "kind": "loadtest", "configuration": configuration, "endpoint": engine.client.endpoint.url,
+        "route": engine.client.endpoint.route,
+        "served_model": engine.client.model_id, "engine": served_engine(engine.client.model_info),
+        "server": engine.client.model_info,
         "suite": suite_name, "tasks": tasks, "max_tokens": max_tokens, "streaming": True,
         "levels": [asdict(level) for level in levels],
         "machine": {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0], "platform": platform.platform()},

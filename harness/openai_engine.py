@@ -2,7 +2,9 @@
 
 A model spec `openai+http://HOST:PORT/v1` (optionally `#model-id`) names such a server
 (harness.endpoint); the engine speaks `/v1/completions` to it, so a deployed model is evaluated
-like a local one.
+like a local one. `openai-chat+http://…` names a server that offers only `/v1/chat/completions`:
+each prompt goes as one user message through the server's own chat template (so no local template
+and no prefix token), generation only; log-likelihood tasks are `NotScorable` there.
 
 - Generation: greedy (temperature 0, no penalties), `max_new_tokens` at most. Stop strings are
   cut here with `cut_at_stop`, as `Engine` cuts them, and not sent: servers stop at a stop
@@ -31,7 +33,13 @@ from __future__ import annotations
 import math
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from harness.endpoint import Endpoint, EndpointClient, RequestError, parse_endpoint
+from harness.endpoint import (
+    Endpoint,
+    EndpointClient,
+    RequestError,
+    parse_endpoint,
+    response_text,
+)
 from harness.errors import DomainbenchError
 from harness.progress import counting_bar
 from harness.requests import (
@@ -103,9 +111,14 @@ class OpenAIEngine:
         self.client.close()
 
     @property
+    def chat(self) -> bool:
+        """Whether the server is spoken to through chat completions only (its template, its prefix token)."""
+        return self.client.endpoint.chat
+
+    @property
     def _prefix_text(self) -> str:
         # A property, so a tokenizer set after connecting (the CLI connects first) takes effect.
-        return _prefix_text(self.tokenizer)
+        return "" if self.chat else _prefix_text(self.tokenizer)
 
     # ----- request API -------------------------------------------------------------------------
 
@@ -154,8 +167,9 @@ class OpenAIEngine:
         return self._map(lambda pair: self._generate_one(*pair), list(zip(prompts, requests)), "generate")
 
     def chat_prompt(self, user_text: str) -> str:
-        """`user_text` as one user turn in the tokenizer's chat template, or unchanged without one."""
-        if not getattr(self.tokenizer, "chat_template", None):
+        """`user_text` as one user turn in the tokenizer's chat template, or unchanged without one (or when the
+        server applies its own: a chat endpoint)."""
+        if self.chat or not getattr(self.tokenizer, "chat_template", None):
             return user_text
         return self.tokenizer.apply_chat_template(
             [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True)
@@ -168,10 +182,11 @@ class OpenAIEngine:
         return prompt if prompt.startswith(self._prefix_text) else self._prefix_text + prompt
 
     def _generate_one(self, prompt: str, request: GenerationRequest) -> str:
-        body = self.client.post(request, {"prompt": prompt, "max_tokens": request.max_new_tokens, **_GREEDY})
+        asked = {"messages": [{"role": "user", "content": prompt}]} if self.chat else {"prompt": prompt}
+        body = self.client.post(request, {**asked, "max_tokens": request.max_new_tokens, **_GREEDY})
         if body is None:
             return ""
-        return cut_at_stop(body["choices"][0]["text"], request.stop)
+        return cut_at_stop(response_text(body, chat=self.chat), request.stop)
 
     # ----- scoring -----------------------------------------------------------------------------
 
@@ -219,6 +234,8 @@ class OpenAIEngine:
         Raises NotScorable where it does not. False where the check itself could not reach the
         server: then every request is recorded as failed the way the check failed.
         """
+        if self._scorable is None and self.chat:
+            self._scorable = "it is spoken to through chat completions only, which give no prompt log-probabilities"
         if self._scorable is None:
             try:
                 self._scorable = self._probe()

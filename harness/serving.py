@@ -89,7 +89,8 @@ def served_from_spec(spec: str, *, device: str | None = None, dtype: str | None 
     from harness.models import load_model, model_fingerprint, resolve_model
 
     engine = Engine.from_loaded(load_model(spec, device=device, dtype=dtype), progress=False)
-    return ServedModel(spec, engine, about={"model_spec": spec, "fingerprint": model_fingerprint(resolve_model(spec))})
+    return ServedModel(spec, engine, about={"model_spec": spec, "fingerprint": model_fingerprint(resolve_model(spec)),
+                                            "engine": type(engine).__name__})
 
 
 def gguf_to_serve(run_dir: Path | None, configuration: str | None, model_spec: str | None) -> Path:
@@ -128,6 +129,77 @@ def serve_with_llama_cpp(gguf: Path, *, host: str, port: int) -> None:
                                "(pip install 'llama-cpp-python[server]'; make setup installs it)")
     os.execv(sys.executable, [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", host,
                               "--port", str(port), "--n_ctx", "2048", "--interrupt_requests", "false", "--verbose", "false"])
+
+
+# Forms that are plain Hugging Face dirs vLLM loads as they are (int8/nf4 are bitsandbytes-quantized by
+# transformers, gguf is llama.cpp's): a served model must be exactly what the run evaluated.
+VLLM_FORMS = ("merged", "pruned")
+
+
+def vllm_model(run_dir: Path | None, configuration: str | None, model_spec: str | None) -> tuple[Path, str, str]:
+    """(HF model dir, served model name, dtype) for `vllm serve`; one line when vLLM cannot serve it as evaluated."""
+    if model_spec is not None:
+        from harness.models import resolve_model
+
+        if Path(model_spec).suffix == ".gguf":
+            raise DomainbenchError(f"serve --engine vllm: --model {model_spec} is a GGUF file (serve it with "
+                                   "--engine llama.cpp)")
+        return resolve_model(model_spec), model_spec, "auto"
+    return _vllm_model_of_run(Path(run_dir), configuration)
+
+
+def _vllm_model_of_run(run_dir: Path, configuration: str) -> tuple[Path, str, str]:
+    """A run's configuration as one HF dir: its weights, its form, or for an adapter the run's merged form."""
+    from harness.artifacts import Artifact
+    from harness.spec import parse_configuration
+
+    config = parse_configuration(configuration)
+    unsupported = [form for form in config.forms if form not in VLLM_FORMS]
+    if config.rag or unsupported:
+        raise DomainbenchError(f"serve --engine vllm: {configuration} cannot be served by vLLM as evaluated ("
+                               + ("vLLM cannot put retrieval in front" if config.rag else
+                                  f"the {unsupported[0]} form is not a plain Hugging Face model dir") + ")")
+    resolved = _read_run_yaml(run_dir)
+    if configuration not in resolved["configurations"]:
+        raise DomainbenchError(f"run {run_dir}: did not evaluate configuration {configuration!r}")
+    forms = resolved.get("forms") or {}
+    if not (config.forms or config.adapter):
+        key, block = config.weights, resolved["weights"][config.weights]
+    else:  # an adapter beside the weights is served as the run's merged form of it
+        key = config.model_key if config.forms else f"{config.model_key}+merged"
+        block = forms.get(key)
+    if block is None:
+        raise DomainbenchError(f"serve --engine vllm: {configuration} keeps its adapter beside the weights and the "
+                               f"run has no {key} form; vLLM serves one merged model: add {key} to the run's "
+                               "configurations (or serve with --engine in-process)")
+    artifact = Artifact(key, Path(block["path"]), block["fingerprint"])
+    _check_unchanged(artifact, is_form=key in forms)
+    dtype = (resolved.get("spec") or {}).get("dtype") or "auto"
+    return artifact.path, f"{resolved['name']}/{configuration}", dtype
+
+
+def vllm_command(executable: str, model_dir: Path, *, name: str, dtype: str, host: str, port: int) -> list[str]:
+    """The `vllm serve` command line for one model dir (run with os.execv: same PID, so it is stopped by PID)."""
+    return [executable, "serve", str(model_dir), "--host", host, "--port", str(port), "--served-model-name", name,
+            "--dtype", dtype]
+
+
+def vllm_executable() -> str:
+    """The `vllm` command of this environment; one line when vLLM or a CUDA GPU is missing."""
+    import importlib.util
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / "vllm"
+    executable = str(beside) if beside.is_file() else shutil.which("vllm")
+    if importlib.util.find_spec("vllm") is None or executable is None:
+        raise DomainbenchError("serve --engine vllm: needs vLLM (pip install 'domainbench[vllm]' on a GPU machine)")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DomainbenchError("serve --engine vllm: needs a CUDA GPU (torch sees none); on a CPU use --engine "
+                               "in-process, or llama.cpp for a GGUF")
+    return executable
 
 
 def served_from_run(run_dir: Path, configuration: str, *, device: str | None = None) -> ServedModel:
@@ -169,7 +241,8 @@ def served_from_run(run_dir: Path, configuration: str, *, device: str | None = N
     engine = runner.engine_for(loaded, adapter)
     engine.progress = False
     augmenter = runner.rag_augmenter(prepared, engine.tokenizer, engine, spec) if config.rag else None
-    about = {"run": resolved["name"], "configuration": configuration, "fingerprint": model_artifact.fingerprint,
+    about = {"run": resolved["name"], "configuration": configuration, "engine": type(engine).__name__,
+             "fingerprint": model_artifact.fingerprint,
              "adapter_fingerprint": adapter.fingerprint if adapter else None,
              "index_fingerprint": prepared.index.fingerprint if config.rag else None}
     return ServedModel(f"{resolved['name']}/{configuration}", engine, augmenter, about)

@@ -196,6 +196,11 @@ def sse_events(response: dict, usage: dict):
     client's time to first token is the whole latency (what it is for this engine) — honest
     rather than a token-by-token replay of text that was already complete.
     """
+    chat = response["object"] == "chat.completion"
+    if chat:  # streamed chat chunks carry the message as a `delta`, as OpenAI's do
+        response = {**response, "object": "chat.completion.chunk",
+                    "choices": [{"index": c["index"], "delta": c["message"], "finish_reason": c["finish_reason"]}
+                                for c in response["choices"]]}
     for choice in response["choices"]:
         yield f"data: {json.dumps({**response, 'choices': [choice], 'usage': None})}\n\n"
     yield f"data: {json.dumps({**response, 'choices': [], 'usage': usage})}\n\n"

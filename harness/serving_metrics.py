@@ -1,4 +1,4 @@
-"""The Prometheus metrics `domainbench serve` exposes on /metrics.
+"""The Prometheus metrics `domainbench serve` exposes on /metrics, and `domainbench monitor` while it watches.
 
 One registry per server (not prometheus-client's global one), so an app can be built twice in one
 process. Resident memory is prometheus-client's own process collector
@@ -7,17 +7,27 @@ process. Resident memory is prometheus-client's own process collector
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
+    Info,
     ProcessCollector,
     generate_latest,
+    start_http_server,
 )
+
+from harness.errors import DomainbenchError
+
+if TYPE_CHECKING:
+    from harness.monitor import MonitorRound
 
 # CPU serving of a 135M model takes 0.1–10 s a request; the defaults stop at 10 s.
 _SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -73,3 +83,60 @@ class ServingMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class MonitorMetrics:
+    """The latest canary round as gauges (quality against the baseline, latency, errors) and rounds by verdict."""
+
+    def __init__(self, *, endpoint: str, baseline: str, configuration: str):
+        self.registry = CollectorRegistry()
+        Info("domainbench_monitor", "What the monitor watches", registry=self.registry).info(
+            {"endpoint": endpoint, "baseline": baseline, "configuration": configuration})
+        self.rounds = Counter("domainbench_monitor_rounds", "Canary rounds, by verdict", ["verdict"],
+                              registry=self.registry)
+        self.passed = Gauge("domainbench_monitor_round_passed", "1 when the latest round passed the gate, else 0",
+                            registry=self.registry)
+        self.finished = Gauge("domainbench_monitor_last_round_timestamp_seconds", "When the latest round ended",
+                              registry=self.registry)
+        self.served = Gauge("domainbench_monitor_served_metric", "The latest round's metric on the canary sample",
+                            ["task", "metric"], registry=self.registry)
+        self.baseline = Gauge("domainbench_monitor_baseline_metric", "The baseline's metric on the same examples",
+                              ["task", "metric"], registry=self.registry)
+        self.requests = Gauge("domainbench_monitor_requests", "Requests of the latest round", registry=self.registry)
+        self.error_rate = Gauge("domainbench_monitor_error_rate", "Failed share of the latest round's requests",
+                                registry=self.registry)
+        self.errors = Gauge("domainbench_monitor_request_errors", "Failed requests of the latest round, by kind",
+                            ["kind"], registry=self.registry)
+        self.latency = Gauge("domainbench_monitor_latency_seconds", "Request latency of the latest round "
+                             "(NaN when no request was answered)", ["quantile"], registry=self.registry)
+
+    def observe(self, round_: MonitorRound, problems: list[str]) -> None:
+        """Publish one round; series of a previous round that this one lacks are dropped."""
+        self.rounds.labels("fail" if problems else "pass").inc()
+        self.passed.set(0 if problems else 1)
+        self.finished.set(time.time())
+        for gauge in (self.served, self.baseline, self.errors):
+            gauge.clear()
+        for change in round_.changes:
+            self.served.labels(change.task, change.metric).set(change.new)
+            self.baseline.labels(change.task, change.metric).set(change.base)
+        self.requests.set(round_.requests)
+        self.error_rate.set(round_.error_rate)
+        for kind, count in round_.errors_by_kind.items():
+            self.errors.labels(kind).set(count)
+        for quantile, seconds in (("0.5", round_.latency_p50_seconds), ("0.95", round_.latency_p95_seconds)):
+            self.latency.labels(quantile).set(math.nan if seconds is None else seconds)
+
+    @contextmanager
+    def exposed(self, host: str, port: int) -> Iterator[None]:
+        """Serve the registry over HTTP (any path, /metrics included) for the block; the port is freed after."""
+        try:
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise DomainbenchError(f"--metrics-port {port}: cannot listen on {host}:{port} ({exc.strerror})") from None
+        try:
+            yield
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)

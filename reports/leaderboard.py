@@ -11,6 +11,7 @@ from html import escape
 from pathlib import Path
 
 from reports.formatting import format_interval, format_seconds, format_value, slug
+from reports.load_tests import LEADERBOARD_LOAD_HEADER, leaderboard_load_cells
 from reports.render_html import (
     STYLE,
     configuration_cell,
@@ -110,9 +111,19 @@ def _sort_cell(text: str, sort_key: float | None) -> str:
     return f'<td class="num"{attribute}>{escape(text)}</td>'
 
 
+def has_load_tests(entries: list[RunEntry]) -> bool:
+    """Whether any run has a load test attached: only then does the leaderboard show serving columns."""
+    return any(entry.summary.load_tests for entry in entries)
+
+
+def load_cells(entry: RunEntry, configuration: str) -> list[tuple[str, float | None]]:
+    return leaderboard_load_cells(entry.summary.load_tests.get(configuration))
+
+
 def index_page(entries: list[RunEntry], columns: list[tuple[str, str]]) -> str:
+    serving = has_load_tests(entries)
     header = ["run", "suite", "configuration", *(f"{task}: {metric}" for task, metric in columns),
-              "training time", "eval latency / example"]
+              *(LEADERBOARD_LOAD_HEADER if serving else ()), "training time", "eval latency / example"]
     rows = []
     for entry, configuration, cells in leaderboard_rows(entries, columns):
         cost = entry.summary.costs[configuration]
@@ -123,11 +134,13 @@ def index_page(entries: list[RunEntry], columns: list[tuple[str, str]]) -> str:
                       for (_, metric), cell in cells.items()]
         rows.append([link, text_cell(entry.summary.suite.get("name") or "?"),
                      configuration_cell(entry.summary, configuration), *metric_tds,
+                     *(_sort_cell(text, key) for text, key in (load_cells(entry, configuration) if serving else [])),
                      _sort_cell(format_seconds(cost.training_seconds), cost.training_seconds),
                      _sort_cell(format_seconds(cost.eval_seconds_per_example), cost.eval_seconds_per_example)])
     body = ("<h1>domainbench leaderboard</h1>\n<p class='note'>One row per run and configuration; each task shows "
-            "its headline metric with the 95% bootstrap interval. Click a column to sort (metric columns sort "
-            "best first).</p>\n" + html_table(header, rows, table_id="leaderboard").replace("<table", '<table class="sortable"', 1))
+            "its headline metric with the 95% bootstrap interval; where a load test is attached, the p95 latency "
+            "and output tokens/s of its busiest level stand beside. Click a column to sort (metric and serving "
+            "columns sort best first).</p>\n" + html_table(header, rows, table_id="leaderboard").replace("<table", '<table class="sortable"', 1))
     return page("domainbench leaderboard", body, style=LEADERBOARD_STYLE, script=SORT_SCRIPT)
 
 
@@ -143,11 +156,16 @@ def run_page(summary: RunSummary) -> str:
 
 
 def leaderboard_markdown(entries: list[RunEntry], columns: list[tuple[str, str]]) -> str:
-    header = ["run", "suite", "configuration", *(markdown_text(f"{task}: {metric}") for task, metric in columns)]
+    serving = has_load_tests(entries)
+    header = ["run", "suite", "configuration", *(markdown_text(f"{task}: {metric}") for task, metric in columns),
+              *(LEADERBOARD_LOAD_HEADER if serving else ())]
     rows = [[f"[{markdown_text(entry.summary.run)}]({RUNS_DIR}/{entry.page_dir}/index.html)",
              markdown_text(entry.summary.suite.get("name") or "?"), configuration_label(entry.summary, configuration),
              *("—" if cell is None else f"{format_value(cell.value)} {format_interval(cell.ci_low, cell.ci_high)}"
-               for cell in cells.values())]
+               for cell in cells.values()),
+             *(markdown_text(text) for text, _ in (load_cells(entry, configuration) if serving else []))]
             for entry, configuration, cells in leaderboard_rows(entries, columns)]
-    return ("# domainbench leaderboard\n\nEach task shows its headline metric with the 95% bootstrap interval.\n\n"
-            + table(header, rows) + "\n")
+    serving_note = (" Where a load test is attached, the p95 latency and output tokens/s of its busiest level stand "
+                    "beside." if serving else "")
+    return ("# domainbench leaderboard\n\nEach task shows its headline metric with the 95% bootstrap interval."
+            + serving_note + "\n\n" + table(header, rows) + "\n")

@@ -17,6 +17,7 @@ from reports.formatting import (
     format_interval,
     format_value,
 )
+from reports.load_tests import LOAD_HEADER, load_note, load_rows
 from reports.parity import (
     CHANGES_HEADER,
     SAVINGS_HEADER,
@@ -149,6 +150,23 @@ def serving_section(summary: RunSummary) -> str:
             + html_table(list(SERVING_HEADER), [[text_cell(cell) for cell in row] for row in rows]))
 
 
+def load_section(summary: RunSummary) -> str:
+    """Each configuration's endpoint under `domainbench loadtest`, level by level; "" when none is attached."""
+    if not summary.load_tests:
+        return ""
+    rows, classes = [], []
+    for test in summary.load_tests.values():
+        for position, row in enumerate(load_rows(test)):
+            rows.append([*map(text_cell, row[:3]), *(f'<td class="num">{escape(cell)}</td>' for cell in row[3:])])
+            classes.append("item" if position else "")
+    notes = "".join(f"<li>{escape(load_note(test))}</li>" for test in summary.load_tests.values())
+    return ("<h2>Serving under load</h2>\n<p class='note'>Measured by <code>domainbench loadtest</code> on the "
+            "endpoint serving each configuration: streamed completions of the suite's prompts, each level keeping "
+            "that many requests in flight. Latency runs to the last token, TTFT to the first; the figures describe "
+            "the machine that served, not the one that evaluated.</p>\n"
+            + html_table(list(LOAD_HEADER), rows, row_classes=classes) + f"\n<ul>{notes}</ul>")
+
+
 def forms_section(summary: RunSummary) -> str:
     """Each deployable form against its parent: what it saves and whether it is the same model in practice."""
     if not summary.forms:
@@ -198,6 +216,7 @@ def render_html(summary: RunSummary, plots: dict[str, list[tuple[str, bytes]]]) 
         *(section for section in (convergence_section(summary), degenerate_section(summary)) if section),
         "<h2>Results per task</h2>",
         *(task_section(summary, table, plots.get(table.task, [])) for table in summary.tables),
-        *(section for section in (forms_section(summary), serving_section(summary)) if section),
+        *(section for section in (forms_section(summary), serving_section(summary), load_section(summary))
+          if section),
         cost_section(summary), examples_section(summary)])
     return page(f"domainbench report: {summary.run}", body)

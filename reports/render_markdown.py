@@ -21,6 +21,7 @@ from reports.formatting import (
     format_interval,
     format_value,
 )
+from reports.load_tests import LOAD_HEADER, load_note, load_rows
 from reports.parity import (
     CHANGES_HEADER,
     SAVINGS_HEADER,
@@ -33,6 +34,9 @@ from reports.parity import (
 from reports.summary import RunSummary, TaskTable
 
 MAX_PREDICTION_CHARS = 300
+LOAD_NOTE = ("Measured by `domainbench loadtest` on the endpoint serving each configuration: streamed completions of "
+             "the suite's prompts, each level keeping that many requests in flight. Latency runs to the last token, "
+             "TTFT to the first; the figures describe the machine that served, not the one that evaluated.")
 FLAG = "⚠ did not converge"
 # Characters that can start emphasis, code, links, HTML, entities or cell breaks anywhere in a line.
 _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]<>&|~])")
@@ -142,6 +146,15 @@ def serving_section(summary: RunSummary) -> str:
             + table(list(SERVING_HEADER), [list(map(markdown_text, row)) for row in rows]) + "\n")
 
 
+def load_section(summary: RunSummary) -> str:
+    """Each configuration's endpoint under `domainbench loadtest`, level by level; "" when none is attached."""
+    if not summary.load_tests:
+        return ""
+    rows = [list(map(markdown_text, row)) for test in summary.load_tests.values() for row in load_rows(test)]
+    notes = [f"- {markdown_text(load_note(test))}" for test in summary.load_tests.values()]
+    return "\n".join(["## Serving under load", "", LOAD_NOTE, "", table(list(LOAD_HEADER), rows), "", *notes, ""])
+
+
 def forms_section(summary: RunSummary) -> str:
     """Each deployable form against its parent: what it saves and whether it is the same model in practice."""
     if not summary.forms:
@@ -190,6 +203,7 @@ def render_markdown(summary: RunSummary, plots: dict[str, list[tuple[str, str]]]
     lines += [section for section in (convergence_section(summary), degenerate_section(summary)) if section]
     lines += ["## Results per task", ""]
     lines += [task_section(summary, t, plots.get(t.task, [])) + "\n" for t in summary.tables]
-    lines += [section for section in (forms_section(summary), serving_section(summary)) if section]
+    lines += [section for section in (forms_section(summary), serving_section(summary), load_section(summary))
+              if section]
     lines += [cost_section(summary), "", examples_section(summary), ""]
     return "\n".join(lines)

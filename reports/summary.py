@@ -30,6 +30,7 @@ from reports.failures import (
     convergence_failures,
     output_shares,
 )
+from reports.load_tests import LoadTest, load_run_load_tests
 from reports.parity import Footprint, FormParity, footprint, form_parities
 from reports.schema import RESULTS_DIR, ResultFile, load_result
 from reports.significance import (
@@ -135,6 +136,7 @@ class RunSummary:
     degenerate: dict[str, dict[str, OutputShares]] = field(default_factory=dict)      # task -> configuration -> shares
     forms: list[FormParity] = field(default_factory=list)                              # each form against its parent
     serving: dict[str, Footprint] = field(default_factory=dict)                        # configuration -> what serving it took
+    load_tests: dict[str, LoadTest] = field(default_factory=dict)                      # configuration -> its endpoint under load
 
     def converged(self, configuration: str) -> bool:
         return not self.not_converged.get(configuration)
@@ -206,7 +208,14 @@ def build_summary(run_dir: Path, *, n_resamples: int = 1000, seed: int = 0) -> R
         examples={task: example_rows(by_config) for task, by_config in by_task.items()},
         not_converged=not_converged, degenerate=_degenerate_shares(by_task),
         forms=form_parities(results, n_resamples=n_resamples, seed=seed),
-        serving={c: footprint(by_configuration[c]) for c in configurations})
+        serving={c: footprint(by_configuration[c]) for c in configurations},
+        load_tests=_in_order(load_run_load_tests(run_dir), configurations))
+
+
+def _in_order(load_tests: dict[str, LoadTest], configurations: list[str]) -> dict[str, LoadTest]:
+    """The load tests in the run's configuration order, any of another configuration after them."""
+    order = {c: i for i, c in enumerate(configurations)}
+    return dict(sorted(load_tests.items(), key=lambda item: order.get(item[0], len(order))))
 
 
 def _degenerate_shares(by_task: dict[str, dict[str, ResultFile]]) -> dict[str, dict[str, OutputShares]]:

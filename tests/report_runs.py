@@ -8,6 +8,7 @@ tuning and retrieval rooms write, so the files are what `domainbench run` writes
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from reports.schema import ResultFile, result_path, write_result
@@ -142,3 +143,27 @@ def standard_run(run_dir: Path, name: str = "nightly", *, adapter_correct: int =
                                                     size_mb=0.6)},
                 "rag": {"index": index_block(5.0)}}
     return write_run(run_dir, results, training)
+
+
+def attach_load_test(run_dir: Path, configuration: str, *, p95: float = 0.8, tokens_per_second: float = 120.0,
+                     endpoint: str = "http://127.0.0.1:8000/v1", engine: str = "vLLM",
+                     served_model: str = "nightly/adapter") -> Path:
+    """A load-test record at concurrency 1 and 8 as `domainbench loadtest --run` writes it; its path."""
+    from reports.load_tests import load_test_path
+
+    def level(concurrency: int, scale: float) -> dict:
+        return {"concurrency": concurrency, "requests": 32, "errors": concurrency // 8, "error_rate": concurrency / 256,
+                "errors_by_kind": {"timeout": 1} if concurrency == 8 else {}, "seconds": 10.0,
+                "requests_per_second": 3.1 * concurrency, "output_tokens_per_second": tokens_per_second * scale,
+                "latency_p50_seconds": p95 * scale / 2, "latency_p95_seconds": p95 * scale,
+                "latency_p99_seconds": p95 * scale * 1.2, "ttft_p50_seconds": 0.05 * scale,
+                "ttft_p95_seconds": 0.09 * scale}
+
+    record = {"kind": "loadtest", "configuration": configuration, "endpoint": endpoint, "served_model": served_model,
+              "engine": engine, "server": {"id": served_model, "owned_by": "vllm"}, "suite": "manpages",
+              "tasks": None, "max_tokens": 32, "streaming": True, "levels": [level(8, 1.0), level(1, 0.25)],
+              "created": "2025-01-02T03:04:05+0000"}
+    path = load_test_path(run_dir, configuration)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record), encoding="utf-8")
+    return path

@@ -1,8 +1,10 @@
-"""Real servers for loopback tests: llama-cpp-python's server on the builtin GGUF, on 127.0.0.1 and a
-free port, ready before the test goes on, stopped by PID."""
+"""Real servers for loopback tests, on 127.0.0.1 and a free port, ready before the test goes on:
+llama-cpp-python's server on the builtin GGUF (a process, stopped by PID), or an app served in a
+thread of the test process (stopped with the block)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -65,3 +67,29 @@ def stop_server(process):
         except subprocess.TimeoutExpired:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@contextlib.contextmanager
+def app_in_thread(app, seconds: float = 30.0):
+    """An ASGI app served by uvicorn in a thread of this process on 127.0.0.1 and a free port: its /v1 url.
+
+    For fast tests of the endpoint path on the tiny model; stopped (should_exit, join) when the block ends.
+    """
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True, name="test-server")
+    thread.start()
+    deadline = time.monotonic() + seconds
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        if not server.started:
+            pytest.fail(f"in-thread server not started on port {port} after {seconds} s")
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=seconds)

@@ -84,3 +84,64 @@ def test_a_server_killed_mid_loadtest_gives_counted_errors_and_a_result(tmp_path
     assert level["requests"] == 12 and 1 <= level["errors"] <= 11
     assert set(level["errors_by_kind"]) == {"connection"}
     assert level["error_rate"] == pytest.approx(level["errors"] / 12) and level["latency_p50_seconds"] > 0
+
+
+@pytest.fixture
+def tiny_endpoint(tiny_model, tiny_tokenizer):
+    """`domainbench serve`'s app on the tiny model, in a thread, saying it serves configuration `base`."""
+    from servers import app_in_thread
+
+    from harness.engine import Engine
+    from harness.serving import ServedModel, create_app
+
+    engine = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    with app_in_thread(create_app(ServedModel("tiny", engine, about={"configuration": "base",
+                                                                     "engine": "Engine"}))) as url:
+        yield f"openai+{url}"
+
+
+def _evaluated_run(tmp_path):
+    from report_runs import qa_result, write_run
+
+    return write_run(tmp_path / "run", [qa_result("nightly", "base", 10)])
+
+
+def test_a_load_test_attached_to_a_run_is_what_its_report_shows(tiny_endpoint, tmp_path, capsys):
+    run = _evaluated_run(tmp_path)
+    main(["loadtest", tiny_endpoint, "--suite", "tiny", "--tasks", "errno-qa", "--concurrency", "1,2",
+          "--requests", "2", "--max-tokens", "4", "--tokenizer", "tiny-random-llama", "--timeout", "30",
+          "--run", str(run), "--configuration", "base"])
+    record = json.loads((run / "serving" / "base.json").read_text())
+    assert record["configuration"] == "base" and record["engine"] == "domainbench serve (Engine)"
+    assert [(level["concurrency"], level["errors"]) for level in record["levels"]] == [(1, 0), (2, 0)]
+    main(["report", str(run)])
+    report = (run / "report.md").read_text()
+    assert "## Serving under load" in report and "domainbench serve (Engine)" in report
+    assert record["endpoint"] in report and "| 2 | 2 |" in report
+
+
+def test_an_endpoint_serving_another_configuration_is_refused(tiny_endpoint, tmp_path, capsys):
+    from report_runs import qa_result, write_run
+
+    run = write_run(tmp_path / "run", [qa_result("nightly", "adapter", 10)])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["loadtest", tiny_endpoint, "--suite", "tiny", "--run", str(run), "--configuration", "adapter"])
+    assert exit_info.value.code == 2
+    assert "serves configuration 'base', not --configuration 'adapter'" in capsys.readouterr().err
+    assert not (run / "serving").exists()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--configuration", "base"], "it goes with --run RUN_DIR"),
+    (["--run", "{run}"], "--configuration is required"),
+    (["--run", "{run}", "--configuration", "adapter"], "no results for configuration 'adapter'"),
+    (["--run", "{run}", "--configuration", "base", "--out", "x.json"], "give --out or --run, not both"),
+])
+def test_attaching_to_a_run_is_checked_before_any_work(arguments, message, tmp_path, capsys):
+    run = _evaluated_run(tmp_path)
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: the check must come first
+    with pytest.raises(SystemExit) as exit_info:
+        main(["loadtest", f"openai+{url}", "--suite", "tiny", *(a.format(run=run) for a in arguments)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and message in error

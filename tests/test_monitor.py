@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import threading
+import time
 
+import httpx
 import pytest
 from servers import free_port, start_llama_server, stop_server
 
 from harness.cli import main
 
 TASKS = "errno-qa,section-classification"
+WATCH_SECONDS = 60
 
 
 def test_a_down_endpoint_is_one_line_and_exit_2_before_any_work(capsys, tmp_path):
@@ -84,3 +88,60 @@ def test_a_significant_drop_against_the_baseline_exits_1_and_is_stored(served_ba
     assert "REGRESSION" in out and "verdict: FAIL" in out and "errno-qa exact_match" in out
     ((parity, passed, *_),) = rounds(db)
     assert (parity, passed) == (1, 0)
+
+
+def _scrape(url: str) -> dict[str, float]:
+    """Sample name with labels -> value, from a Prometheus text exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url, timeout=5).text
+    return {name + json.dumps(labels, sort_keys=True): value for family in text_string_to_metric_families(text)
+            for name, labels, value, *_ in family.samples}
+
+
+def _exit_code(codes: list, argv: list[str]) -> None:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        codes.append(exc.code)
+
+
+def test_the_monitor_exposes_each_rounds_figures_to_prometheus_while_it_watches(tiny_model, tiny_tokenizer,
+                                                                                  tmp_path, capsys):
+    """Rounds every 0.2 s against the tiny model served in a thread; scraped while watching; the server's end
+    fails the next round, which ends the watch (exit 1)."""
+    from servers import app_in_thread
+
+    from harness.engine import Engine
+    from harness.serving import ServedModel, create_app
+
+    engine = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    port = free_port()
+    metrics_url = f"http://127.0.0.1:{port}/metrics"
+    with app_in_thread(create_app(ServedModel("tiny", engine))) as url:
+        main(["eval", "--model", f"openai+{url}", "--tokenizer", "tiny-random-llama", "--suite", "tiny",
+              "--tasks", "errno-qa", "--limit", "2", "--num-fewshot", "0", "--output", str(tmp_path / "baseline")])
+        exit_codes = []
+        watching = threading.Thread(target=_exit_code, daemon=True, args=(exit_codes, [
+            "monitor", f"openai+{url}", "--baseline", str(tmp_path / "baseline"), "--every", "0.2", "--sample", "2",
+            "--timeout", "10", "--db", str(tmp_path / "monitor.sqlite"), "--metrics-port", str(port)]))
+        watching.start()
+        deadline, samples = time.monotonic() + WATCH_SECONDS, {}
+        while samples.get('domainbench_monitor_rounds_total{"verdict": "pass"}', 0) < 2:
+            assert time.monotonic() < deadline and watching.is_alive(), "no two passing rounds scraped"
+            time.sleep(0.2)
+            try:
+                samples = _scrape(metrics_url)
+            except httpx.TransportError:
+                samples = {}  # not listening yet
+    assert samples["domainbench_monitor_round_passed{}"] == 1
+    assert samples['domainbench_monitor_served_metric{"metric": "exact_match", "task": "errno-qa"}'] == samples[
+        'domainbench_monitor_baseline_metric{"metric": "exact_match", "task": "errno-qa"}']
+    assert samples["domainbench_monitor_requests{}"] > 0 and samples["domainbench_monitor_error_rate{}"] == 0
+    assert samples['domainbench_monitor_latency_seconds{"quantile": "0.95"}'] > 0
+    assert samples[f'domainbench_monitor_info{{"baseline": "{(tmp_path / "baseline").resolve()}", '
+                   f'"configuration": "base", "endpoint": "{url}"}}'] == 1
+    watching.join(timeout=WATCH_SECONDS)
+    assert exit_codes == [1] and "verdict: FAIL" in capsys.readouterr().out
+    with pytest.raises(httpx.TransportError):
+        httpx.get(metrics_url, timeout=2)  # the port is released when the watch ends

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -13,10 +14,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from harness.commands.options import task_list
 from harness.errors import DomainbenchError
 
 if TYPE_CHECKING:
     from harness.openai_engine import OpenAIEngine
+    from harness.serving_metrics import MonitorMetrics
 
 
 def _connect(endpoint_spec: str, tokenizer_spec: str | None, **options) -> OpenAIEngine:
@@ -27,7 +30,8 @@ def _connect(endpoint_spec: str, tokenizer_spec: str | None, **options) -> OpenA
 
     endpoint = parse_endpoint(endpoint_spec)
     if endpoint is None:
-        raise DomainbenchError(f"ENDPOINT {endpoint_spec}: expected openai+http://HOST:PORT/v1 (optionally #MODEL)")
+        raise DomainbenchError(f"ENDPOINT {endpoint_spec}: expected openai+http://HOST:PORT/v1 or openai-chat+http://… "
+                               "(optionally #MODEL)")
     engine = OpenAIEngine(endpoint, progress=False, **options)
     if tokenizer_spec:
         engine.tokenizer = load_tokenizer(resolve_model(tokenizer_spec))
@@ -66,11 +70,14 @@ def _console() -> Console:
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Result file (default: runs/loadtest-<suite>-<host>.json).")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Attach the result to this run (RUN/serving/<configuration>.json), shown by its report and "
+                   "the leaderboard beside quality; needs --configuration.")
+@click.option("--configuration", default=None, help="With --run: the run's configuration ENDPOINT serves.")
 def loadtest_command(endpoint_spec: str, suite_spec: str, task_names: str | None, concurrency_levels: str,
                      n_requests: int, max_tokens: int, tokenizer_spec: str | None, timeout: float,
-                     out_path: Path | None) -> None:
+                     out_path: Path | None, run_dir: Path | None, configuration: str | None) -> None:
     """Replay SUITE's generation prompts on ENDPOINT at each concurrency; latency, TTFT, throughput, errors."""
-    from harness.commands.eval import _task_list
     from harness.loadtest import (
         loadtest_record,
         run_level,
@@ -82,10 +89,12 @@ def loadtest_command(endpoint_spec: str, suite_spec: str, task_names: str | None
     levels = _levels(concurrency_levels)
     if n_requests < 1 or max_tokens < 1:
         raise DomainbenchError("--requests and --max-tokens: expected positive numbers")
+    attached = _attached_path(run_dir, configuration, out_path)
     engine = _connect(endpoint_spec, tokenizer_spec, timeout=timeout)
     try:
+        _check_serves(engine, configuration)
         suite = load_suite(suite_spec)
-        tasks = _task_list(task_names)
+        tasks = task_list(task_names)
         prompts = suite_prompts(suite, tasks, engine)
         if not prompts:
             raise DomainbenchError(f"suite {suite.name}: no generation prompts in "
@@ -93,17 +102,49 @@ def loadtest_command(endpoint_spec: str, suite_spec: str, task_names: str | None
         results = []
         for concurrency in levels:
             click.echo(f"concurrency {concurrency}: {n_requests} streamed requests", err=True)
-            results.append(run_level(engine.client.endpoint.url, engine.client.model_id, prompts,
+            results.append(run_level(engine.client.endpoint, engine.client.model_id, prompts,
                                      concurrency=concurrency, n_requests=n_requests, max_tokens=max_tokens,
                                      timeout=timeout))
-        record = loadtest_record(engine, suite.name, tasks, max_tokens, results)
+        record = loadtest_record(engine, suite.name, tasks, max_tokens, results, configuration=configuration)
     finally:
         engine.close()
     host = urlsplit(record["endpoint"]).netloc.replace(":", "-")
-    path = write_loadtest(out_path or Path("runs") / f"loadtest-{suite.name}-{host}.json", record)
-    click.echo(f"wrote {path}", err=True)
-    table = Table(title=f"load test: {record['endpoint']} ({record['served_model']}) with {suite.name} prompts, "
-                        f"max {max_tokens} tokens")
+    path = write_loadtest(attached or out_path or Path("runs") / f"loadtest-{suite.name}-{host}.json", record)
+    click.echo(f"wrote {path}" + (f" (shown by `domainbench report {run_dir}`)" if attached else ""), err=True)
+    _console().print(_loadtest_table(record, results))
+
+
+def _attached_path(run_dir: Path | None, configuration: str | None, out_path: Path | None) -> Path | None:
+    """Where an attached result goes (RUN/serving/<configuration>.json), checked before any work; None if not attached."""
+    from reports.load_tests import load_test_path
+    from reports.schema import RESULTS_DIR
+
+    if run_dir is None:
+        if configuration is not None:
+            raise DomainbenchError("loadtest: --configuration names a run's configuration; it goes with --run RUN_DIR")
+        return None
+    if configuration is None:
+        raise DomainbenchError(f"loadtest --run {run_dir}: --configuration is required (which one ENDPOINT serves)")
+    if out_path is not None:
+        raise DomainbenchError("loadtest: give --out or --run, not both (an attached result lives in the run)")
+    if not (run_dir / RESULTS_DIR / configuration).is_dir():
+        raise DomainbenchError(f"loadtest --run {run_dir}: no results for configuration {configuration!r} "
+                               f"(expected {run_dir / RESULTS_DIR / configuration})")
+    return load_test_path(run_dir, configuration)
+
+
+def _check_serves(engine: OpenAIEngine, configuration: str | None) -> None:
+    """Refuse to attach figures to a configuration when the endpoint says it serves another one."""
+    served = engine.client.model_info.get("configuration")
+    if configuration is not None and served is not None and served != configuration:
+        raise DomainbenchError(f"endpoint {engine.client.endpoint.url} serves configuration {served!r}, "
+                               f"not --configuration {configuration!r}")
+
+
+def _loadtest_table(record: dict, results: list) -> Table:
+    served = ", ".join(str(part) for part in (record["served_model"], record["engine"]) if part)
+    table = Table(title=f"load test: {record['endpoint']} ({served}) with {record['suite']} prompts, "
+                        f"max {record['max_tokens']} tokens")
     for column in ("concurrency", "requests", "errors", "latency p50 s", "p95 s", "p99 s", "TTFT p50 s", "TTFT p95 s",
                    "output tok/s", "req/s"):
         table.add_column(column, justify="right")
@@ -113,7 +154,7 @@ def loadtest_command(endpoint_spec: str, suite_spec: str, task_names: str | None
                       _seconds(level.latency_p99_seconds), _seconds(level.ttft_p50_seconds),
                       _seconds(level.ttft_p95_seconds), f"{level.output_tokens_per_second:.1f}",
                       f"{level.requests_per_second:.2f}")
-    _console().print(table)
+    return table
 
 
 @click.command("monitor")
@@ -138,13 +179,18 @@ def loadtest_command(endpoint_spec: str, suite_spec: str, task_names: str | None
                    "baseline's model).")
 @click.option("--concurrency", type=int, default=4, show_default=True, help="Requests in flight.")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request attempt.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Expose the latest round (quality against the baseline, latency, error rate) and rounds by verdict "
+                   "as Prometheus metrics on this port while watching.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics port binds.")
 def monitor_command(endpoint_spec: str, baseline_dir: Path, configuration: str, suite_spec: str | None,
                     task_names: str | None, sample: int, seed: int, every: float | None, once: bool, db_path: Path,
                     max_error_rate: float, max_p95: float | None, max_drop: tuple[str, ...],
-                    tokenizer_spec: str | None, concurrency: int, timeout: float) -> None:
+                    tokenizer_spec: str | None, concurrency: int, timeout: float, metrics_port: int | None,
+                    metrics_host: str) -> None:
     """Replay a seeded canary sample of BASELINE's examples on ENDPOINT; exit 1 when quality, errors or p95 fail."""
-    from harness.commands.eval import _task_list
     from harness.monitor import baseline_results
+    from harness.serving_metrics import MonitorMetrics
     from reports.compare import parse_max_drop
     from tasks.suite import load_suite
 
@@ -155,16 +201,22 @@ def monitor_command(endpoint_spec: str, baseline_dir: Path, configuration: str, 
     tolerances = parse_max_drop(max_drop)
     engine = _connect(endpoint_spec, None, concurrency=concurrency, timeout=timeout)
     try:
-        baseline = baseline_results(baseline_dir, configuration, _task_list(task_names))
+        baseline = baseline_results(baseline_dir, configuration, task_list(task_names))
         suite = load_suite(suite_spec or baseline[0].suite["name"])
         engine.tokenizer = _baseline_tokenizer(tokenizer_spec, baseline[0])
-        while True:
-            if not _watch_once(engine, suite, baseline, baseline_dir, endpoint_spec, sample=sample, seed=seed,
-                               db_path=db_path, max_drop=tolerances, max_error_rate=max_error_rate, max_p95=max_p95):
-                sys.exit(1)
-            if once:
-                return
-            time.sleep(every)
+        metrics = MonitorMetrics(endpoint=engine.client.endpoint.url, baseline=str(baseline_dir.resolve()),
+                                 configuration=configuration)
+        with metrics.exposed(metrics_host, metrics_port) if metrics_port is not None else nullcontext():
+            if metrics_port is not None:
+                click.echo(f"metrics at http://{metrics_host}:{metrics_port}/metrics", err=True)
+            while True:
+                if not _watch_once(engine, suite, baseline, baseline_dir, endpoint_spec, sample=sample, seed=seed,
+                                   db_path=db_path, max_drop=tolerances, max_error_rate=max_error_rate,
+                                   max_p95=max_p95, metrics=metrics):
+                    sys.exit(1)
+                if once:
+                    return
+                time.sleep(every)
     finally:
         engine.close()
 
@@ -180,8 +232,8 @@ def _baseline_tokenizer(tokenizer_spec: str | None, baseline) -> object | None:
 
 def _watch_once(engine: OpenAIEngine, suite, baseline: list, baseline_dir: Path, endpoint_spec: str, *, sample: int,
                 seed: int, db_path: Path, max_drop: dict[str, float], max_error_rate: float,
-                max_p95: float | None) -> bool:
-    """One round: replay, store, print the verdict; whether it passed."""
+                max_p95: float | None, metrics: MonitorMetrics) -> bool:
+    """One round: replay, store, publish, print the verdict; whether it passed."""
     from harness.monitor import (
         is_first_round,
         monitor_round,
@@ -197,6 +249,7 @@ def _watch_once(engine: OpenAIEngine, suite, baseline: list, baseline_dir: Path,
     store_round(db_path, round_, endpoint=url, served_model=engine.client.model_id,
                 baseline=str(baseline_dir.resolve()), configuration=configuration, sample=sample, seed=seed,
                 parity=parity, problems=problems)
+    metrics.observe(round_, problems)
     kind = "parity check (first round): served vs offline" if parity else "canary round"
     table = Table(title=f"{kind} — {url} against {baseline_dir} ({configuration}), {round_.started}")
     for column in ("task", "metric", "n", "baseline", "served", "difference", "p", "verdict"):

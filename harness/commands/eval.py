@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from harness.commands.options import task_list
 from harness.errors import DomainbenchError
 from reports.formatting import slug
 from tasks.evaluate import DEFAULT_FEWSHOT_SEED, TaskResult, evaluate_task, rescore
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 @click.command("eval")
 @click.option("--model", "model_spec", required=True,
               help="Builtin name, HF model dir, .gguf file, hub id, or an OpenAI-compatible server: "
-                   "openai+http://HOST:PORT/v1 (optionally #MODEL).")
+                   "openai+http://HOST:PORT/v1 (optionally #MODEL; openai-chat+http://… for a server that offers "
+                   "only chat completions: generation tasks only).")
 @click.option("--suite", "suite_spec", required=True, help="Builtin suite name or a suite directory.")
 @click.option("--tasks", "task_names", default=None, help="Comma-separated task names (default: all).")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "dev", "test"]))
@@ -98,7 +100,7 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
     if device is None and launched_world_size() > 1:
         device = local_device()
     suite = load_suite(suite_spec)
-    tasks = suite.select(_task_list(task_names))
+    tasks = suite.select(task_list(task_names))
     _check_configuration_name(configuration)
     output_dir = output_dir or Path("runs") / f"{suite.name}-{slug(Path(model_spec).name or model_spec, fallback='model')}"
     loaded = load_model(model_spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
@@ -137,7 +139,7 @@ def _eval_endpoint(engine: OpenAIEngine, suite_spec: str, task_names: str | None
     from reports.schema import result_file, result_path, write_result
 
     suite = load_suite(suite_spec)
-    tasks = suite.select(_task_list(task_names))
+    tasks = suite.select(task_list(task_names))
     _check_configuration_name(configuration)
     if tokenizer_spec:
         engine.tokenizer = load_tokenizer(resolve_model(tokenizer_spec), trust_remote_code=trust_remote_code)
@@ -246,15 +248,6 @@ def metrics_table(results: list[TaskResult], *, title: str) -> Table:
             table.add_row(result.task.name, name, f"{metric.value:.4g}",
                           f"[{metric.ci_low:.4g}, {metric.ci_high:.4g}]", str(metric.n))
     return table
-
-
-def _task_list(task_names: str | None) -> list[str] | None:
-    if task_names is None:
-        return None
-    names = [name.strip() for name in task_names.split(",") if name.strip()]
-    if not names:
-        raise DomainbenchError("--tasks: expected comma-separated task names")
-    return names
 
 
 def _check_configuration_name(name: str) -> None:

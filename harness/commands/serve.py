@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -18,17 +19,19 @@ from harness.errors import DomainbenchError
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--device", default=None, help="cpu, cuda … (default: the run's device, else cuda if present).")
 @click.option("--dtype", default=None, help="With --model: auto, float32, bfloat16, float16.")
-@click.option("--engine", "engine_name", type=click.Choice(["in-process", "llama.cpp"]), default="in-process",
+@click.option("--engine", "engine_name", type=click.Choice(["in-process", "llama.cpp", "vllm"]), default="in-process",
               show_default=True,
               help="llama.cpp: hand a GGUF model (a .gguf --model, or a run's gguf form without rag) to llama.cpp's "
-                   "own OpenAI-compatible server, in this process's place (same PID; no /metrics).")
+                   "own OpenAI-compatible server, in this process's place (same PID; no /metrics). vllm: hand the "
+                   "model dir (an adapter as the run's merged form; no rag, no gguf/int8/nf4) to `vllm serve` on a "
+                   "CUDA GPU, likewise in this process's place (its own /metrics).")
 def serve_command(run_dir: Path | None, configuration: str | None, model_spec: str | None, host: str, port: int,
                   device: str | None, dtype: str | None, engine_name: str) -> None:
     """Serve what a run evaluated (or a model) as an OpenAI-compatible API with Prometheus metrics.
 
     Endpoints: /v1/completions, /v1/chat/completions, /v1/models, /health, /metrics.
     Greedy decoding only; concurrent requests are batched through the in-process engine, or
-    `--engine llama.cpp` hands a GGUF to llama.cpp's own server.
+    `--engine llama.cpp` hands a GGUF to llama.cpp's own server, `--engine vllm` a model dir to vLLM.
     """
     from harness.serving import (
         gguf_to_serve,
@@ -36,6 +39,9 @@ def serve_command(run_dir: Path | None, configuration: str | None, model_spec: s
         serve_with_llama_cpp,
         served_from_run,
         served_from_spec,
+        vllm_command,
+        vllm_executable,
+        vllm_model,
     )
 
     if (run_dir is None) == (model_spec is None):
@@ -44,6 +50,11 @@ def serve_command(run_dir: Path | None, configuration: str | None, model_spec: s
         raise DomainbenchError(f"serve {run_dir}: --configuration is required (which of the run's configurations)")
     if model_spec is not None and configuration is not None:
         raise DomainbenchError("serve: --configuration names a run's configuration; it goes with RUN_DIR, not --model")
+    if engine_name == "vllm":
+        model_dir, name, dtype = vllm_model(run_dir, configuration, model_spec)
+        command = vllm_command(vllm_executable(), model_dir, name=name, dtype=dtype, host=host, port=port)
+        click.echo(f"serving {model_dir} as {name} through vLLM on http://{host}:{port}/v1", err=True)
+        os.execv(command[0], command)  # does not return
     if engine_name == "llama.cpp":
         gguf = gguf_to_serve(run_dir, configuration, model_spec)
         click.echo(f"serving {gguf} through llama.cpp's server on http://{host}:{port}/v1", err=True)
