@@ -25,6 +25,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m pytest benchmarks -q -s --benchmark-columns=min,median,max
 
 clean:

@@ -27,6 +27,7 @@ from harness.atomic import atomic_file, staged_dir, write_atomic
 from harness.errors import DomainbenchError
 from harness.models import cpu_has_native_bf16
 from harness.progress import progress_bar
+from tuning.batches import collate, model_inputs, packable, packed_collate
 from tuning.loss import IGNORE_INDEX, causal_lm_loss_sum
 from tuning.memory import peak_memory
 from tuning.recipe import TrainConfig
@@ -79,9 +80,13 @@ def final_hidden(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     `logits_to_keep=1` makes the model project only the last position, so the full logits are
     never computed; prompt tuning prepends virtual positions, which the slice drops.
     """
-    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    output_hidden_states=True, logits_to_keep=1, use_cache=False)
+    outputs = model(**model_inputs(batch), output_hidden_states=True, logits_to_keep=1, use_cache=False)
     return outputs.hidden_states[-1][:, -batch["input_ids"].shape[1]:]
+
+
+def batch_maker(model: torch.nn.Module, config: TrainConfig) -> Callable[..., dict]:
+    """Packed micro-batches where the recipe asks and the model allows (tuning/batches.py), else padded."""
+    return packed_collate if config.packing and packable(unwrap(model)) else collate
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -109,6 +114,7 @@ def train(model: torch.nn.Module, train_examples: list[dict], dev_examples: list
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = accelerator.prepare(model)
+    batch_of = batch_maker(model, config)
     trainable = [p for p in unwrap(model).parameters() if p.requires_grad]
     optimizer = _optimizer(trainable, config)
     scheduler = _scheduler(optimizer, config)
@@ -127,7 +133,7 @@ def train(model: torch.nn.Module, train_examples: list[dict], dev_examples: list
         task = bar.add_task(description, total=config.max_steps, info="", completed=state.step)
         while state.step < config.max_steps and not state.stopped_early:
             step_started = time.perf_counter()
-            batches = [collate([train_examples[i] for i in _batch_indices(
+            batches = [batch_of([train_examples[i] for i in _batch_indices(
                 state.position + k, len(train_examples), config, rank, world, per_epoch)], pad_id, accelerator.device)
                 for k in range(config.grad_accum)]
             loss = _accumulate(model, batches, loss_fn, accelerator)
@@ -171,10 +177,11 @@ def dev_loss(model, dev_examples: list[dict], config: TrainConfig, accelerator, 
     was_training = model.training
     model.eval()
     mine = dev_examples[accelerator.process_index::accelerator.num_processes]
+    batch_of = batch_maker(model, config)
     total, tokens = 0.0, 0
     with torch.no_grad(), accelerator.autocast():
         for start in range(0, len(mine), config.batch_size):
-            loss, n = loss_fn(model, collate(mine[start:start + config.batch_size], pad_id, accelerator.device))
+            loss, n = loss_fn(model, batch_of(mine[start:start + config.batch_size], pad_id, accelerator.device))
             total, tokens = total + float(loss), tokens + n
     model.train(was_training)
     total = _reduced_sum(accelerator, total)
@@ -237,20 +244,6 @@ def _batch_indices(position: int, n: int, config: TrainConfig, rank: int, world:
     order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
     start = (within * world + rank) * config.batch_size
     return order[start:start + config.batch_size].tolist()
-
-
-def collate(examples: list[dict], pad_id: int, device) -> dict:
-    """Right-padded tensors; padding is masked out of attention and labels."""
-    length = max(len(example["input_ids"]) for example in examples)
-    input_ids = torch.full((len(examples), length), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), length), IGNORE_INDEX, dtype=torch.long)
-    attention_mask = torch.zeros((len(examples), length), dtype=torch.long)
-    for row, example in enumerate(examples):
-        n = len(example["input_ids"])
-        input_ids[row, :n] = torch.tensor(example["input_ids"])
-        labels[row, :n] = torch.tensor(example["labels"])
-        attention_mask[row, :n] = 1
-    return {"input_ids": input_ids.to(device), "labels": labels.to(device), "attention_mask": attention_mask.to(device)}
 
 
 def _optimizer(trainable: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:

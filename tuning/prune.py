@@ -30,6 +30,7 @@ from harness.manifest import input_hash, reusable, write_manifest
 from harness.models import first_line, load_model
 from harness.tokens import prefix_token_id
 from tuning.artifact import SCHEMA_VERSION, work_path
+from tuning.batches import collate
 from tuning.data import (
     corpus_texts,
     examples_fingerprint,
@@ -38,7 +39,7 @@ from tuning.data import (
     training_data,
 )
 from tuning.full import transformer_layers
-from tuning.loop import collate, train
+from tuning.loop import train
 from tuning.recipe import RECIPES_DIR, load_recipe
 
 RECIPE = RECIPES_DIR / "prune.yaml"

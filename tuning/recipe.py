@@ -53,6 +53,7 @@ class TrainConfig:
     loss_chunk_size: int
     gradient_checkpointing: bool
     mixed_precision: str = "auto"
+    packing: bool = True
     seed: int = 0
 
 
