@@ -15,7 +15,7 @@ import math
 import pytest
 import torch
 
-from benchmarks.conftest import seconds
+from benchmarks.conftest import seconds, training_steps
 from harness.engine import Engine
 from harness.models import cpu_has_native_bf16, load_model
 from harness.requests import GenerationRequest, RollingRequest
@@ -89,7 +89,6 @@ def test_minilm_encoding(benchmark):
 @pytest.mark.parametrize("strategy", ["lora", "full"])
 def test_training_steps_under_autocast(benchmark, smollm, strategy):
     """Forward, chunked loss, backward and AdamW at the quick profile's shape (4 x 128 tokens)."""
-    from tuning.loop import causal_lm_loss
 
     fp32_model, _, tokenizer = smollm
     ids = torch.randint(3, tokenizer.vocab_size, (4, 128), generator=torch.Generator().manual_seed(0))
@@ -102,16 +101,7 @@ def test_training_steps_under_autocast(benchmark, smollm, strategy):
 
             model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32,
                                                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-
-        def run():
-            for _ in range(n):
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                    loss, count = causal_lm_loss(model, batch, chunk_size=1024)
-                (loss / count).backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-        return run
+        return training_steps(model, [batch] * n, autocast=autocast)
 
     fp32_seconds = seconds(steps(False), repeats=1)
     benchmark.pedantic(steps(True), rounds=1, iterations=1)

@@ -12,7 +12,7 @@ import copy
 import pytest
 import torch
 
-from benchmarks.conftest import seconds
+from benchmarks.conftest import seconds, training_steps
 from tuning.loop import causal_lm_loss
 
 BATCH, LENGTH, STEPS = 4, 256, 2
@@ -95,17 +95,7 @@ def test_quick_profile_steps_packed_in_bf16_vs_padded_in_fp32(benchmark, strateg
     def steps(make_batch, autocast: bool):
         model = copy.deepcopy(loaded.model).train()
         model = _lora(model) if strategy == "lora" else model
-        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
-        batches = [make_batch(group, pad, "cpu") for group in groups]
-
-        def run():
-            for batch in batches:
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-                    loss, n = causal_lm_loss(model, batch, chunk_size=1024)
-                (loss / n).backward()
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-        return run
+        return training_steps(model, [make_batch(group, pad, "cpu") for group in groups], autocast=autocast)
 
     baseline = seconds(steps(collate, False), repeats=1)
     benchmark.pedantic(steps(packed_collate, cpu_has_native_bf16()), rounds=1, iterations=1)

@@ -38,3 +38,19 @@ def seconds(fn, repeats: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return best
+
+
+def training_steps(model, batches: list[dict], *, autocast: bool):
+    """A closure running one AdamW step per batch (chunked loss, bf16 autocast when asked)."""
+    from tuning.loop import causal_lm_loss
+
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+
+    def run():
+        for batch in batches:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                loss, count = causal_lm_loss(model, batch, chunk_size=1024)
+            (loss / count).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    return run

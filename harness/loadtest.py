@@ -31,6 +31,7 @@ from harness import __version__
 from harness.atomic import write_atomic
 from harness.endpoint import Endpoint
 from harness.openai_engine import OpenAIEngine
+from reports.load_tests import LoadLevel
 
 # Greedy, as OpenAIEngine generates (llama-cpp-python applies repeat_penalty unless told otherwise).
 _GREEDY = {"temperature": 0.0, "top_p": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0,
@@ -45,25 +46,6 @@ class StreamedRequest:
     ttft: float | None = None
     output_tokens: int = 0
     error: str | None = None
-
-
-@dataclass
-class LevelResult:
-    """What one concurrency level measured."""
-
-    concurrency: int
-    requests: int
-    errors: int
-    error_rate: float
-    errors_by_kind: dict[str, int]
-    seconds: float
-    requests_per_second: float
-    output_tokens_per_second: float
-    latency_p50_seconds: float | None
-    latency_p95_seconds: float | None
-    latency_p99_seconds: float | None
-    ttft_p50_seconds: float | None
-    ttft_p95_seconds: float | None
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -119,7 +101,7 @@ def _streamed_text(choice: dict) -> str | None:
 
 
 def run_level(endpoint: Endpoint, model: str, prompts: list[str], *, concurrency: int, n_requests: int,
-              max_tokens: int, timeout: float) -> LevelResult:
+              max_tokens: int, timeout: float) -> LoadLevel:
     """`n_requests` streamed completions over `prompts` (cycled), `concurrency` in flight at a time."""
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     chosen = [prompts[i % len(prompts)] for i in range(n_requests)]
@@ -131,14 +113,14 @@ def run_level(endpoint: Endpoint, model: str, prompts: list[str], *, concurrency
     return summarize_level(concurrency, done, seconds)
 
 
-def summarize_level(concurrency: int, done: list[StreamedRequest], seconds: float) -> LevelResult:
+def summarize_level(concurrency: int, done: list[StreamedRequest], seconds: float) -> LoadLevel:
     answered = [request for request in done if request.error is None]
     failed = [request.error for request in done if request.error is not None]
     kinds = {kind: failed.count(kind) for kind in sorted(set(failed))}
     latencies = [request.latency for request in answered]
     ttfts = [request.ttft for request in answered if request.ttft is not None]
     tokens = sum(request.output_tokens for request in answered)
-    return LevelResult(
+    return LoadLevel(
         concurrency=concurrency, requests=len(done), errors=len(failed),
         error_rate=len(failed) / len(done) if done else 0.0, errors_by_kind=kinds, seconds=seconds,
         requests_per_second=len(answered) / seconds if seconds else 0.0,
@@ -182,7 +164,7 @@ def served_engine(model_info: dict) -> str | None:
 
 
 def loadtest_record(engine: OpenAIEngine, suite_name: str, tasks: list[str] | None, max_tokens: int,
-                    levels: list[LevelResult], *, configuration: str | None = None) -> dict:
+                    levels: list[LoadLevel], *, configuration: str | None = None) -> dict:
     """The load test's result file: what was measured, against what, on what machine.
 
     `configuration`: the run's configuration the endpoint serves, when the result is attached to a run.

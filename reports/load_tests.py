@@ -3,7 +3,7 @@
 `domainbench loadtest ENDPOINT --run RUN --configuration C` writes its record to
 `RUN/serving/<configuration>.json` (`load_test_path`); the report shows every level of it beside
 quality ("Serving under load") and the leaderboard shows the busiest level's p95 latency and
-output tokens/s. The record is built by harness/loadtest.py; this module reads it, checks the
+output tokens/s. harness/loadtest.py measures the levels (as `LoadLevel`s) and writes the record; this module reads it, checks the
 fields the reports use (naming the file and field when one is wrong), and turns it into plain-text
 rows that each renderer escapes its own way.
 """
@@ -11,7 +11,8 @@ rows that each renderer escapes its own way.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import MISSING as NO_DEFAULT
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from harness.errors import DomainbenchError
@@ -35,6 +36,8 @@ class LoadLevel:
     latency_p99_seconds: float | None
     ttft_p50_seconds: float | None
     ttft_p95_seconds: float | None
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+    seconds: float | None = None          # the level's wall time
 
 
 @dataclass
@@ -89,11 +92,11 @@ def read_load_test(path: Path) -> LoadTest:
 
 
 def _level(path: Path, index: int, level: object) -> LoadLevel:
-    names = [f.name for f in fields(LoadLevel)]
-    missing = [name for name in names if not isinstance(level, dict) or name not in level]
+    required = [f.name for f in fields(LoadLevel) if f.default is NO_DEFAULT and f.default_factory is NO_DEFAULT]
+    missing = [name for name in required if not isinstance(level, dict) or name not in level]
     if missing:
         raise DomainbenchError(f"{path}: levels[{index}]: missing {', '.join(missing)}")
-    return LoadLevel(**{name: level[name] for name in names})
+    return LoadLevel(**{f.name: level[f.name] for f in fields(LoadLevel) if f.name in level})
 
 
 # ----- plain-text rows every renderer shows (Markdown and HTML escape them their own way) ------------
