@@ -29,7 +29,13 @@ from harness.artifacts import (
 )
 from harness.atomic import write_atomic
 from harness.errors import DomainbenchError
-from harness.models import default_device, load_model, parse_dtype
+from harness.models import (
+    default_device,
+    detach_adapter,
+    load_model,
+    parse_dtype,
+    with_adapter,
+)
 from harness.preflight import check_run
 from harness.spec import (
     PROFILE_LIMITS,
@@ -102,7 +108,7 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
                                             prepared, run_dir=run_dir)
             finally:
                 if adapter:
-                    _detach_adapter(engine.model)
+                    detach_adapter(engine.model)
         if hasattr(engine, "close"):
             engine.close()  # llama.cpp holds its model and context outside Python's memory
     if rebuild_report:
@@ -144,7 +150,8 @@ def engine_for(loaded: _Loaded, adapter: Artifact | None):
     else:
         from harness.engine import Engine
 
-        engine = Engine(_attach_adapter(loaded.model, adapter) if adapter else loaded.model, loaded.tokenizer)
+        engine = Engine(with_adapter(loaded.model, adapter.path, name=adapter.name) if adapter else loaded.model,
+                        loaded.tokenizer)
     engine.model_bytes = loaded.model_bytes
     return engine
 
@@ -209,21 +216,6 @@ def _copy_retrieval_free_result(configuration: Configuration, task, prepared: Pr
     write_result(result_path(run_dir, configuration.name, task.name), copy)
     click.echo(f"{configuration.name} / {task.name}: retrieval is off for this task, the result of {twin.name}", err=True)
     return True
-
-
-def _attach_adapter(model, adapter: Artifact):
-    """Wrap the loaded weights with a PEFT adapter without reloading them."""
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(model, str(adapter.path), adapter_name=adapter.name).eval()
-
-
-def _detach_adapter(peft_model) -> None:
-    # LoRA layers are injected into the base modules in place: unload() takes them out again so
-    # the next configuration sees the untouched weights. Prompt-learning adapters never touched them.
-    if peft_model.active_peft_config.is_prompt_learning:
-        return
-    peft_model.unload()
 
 
 def rag_augmenter(prepared: Prepared, tokenizer, engine, spec: RunSpec):

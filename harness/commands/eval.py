@@ -88,7 +88,7 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
         local_device,
     )
     from harness.engine import Engine
-    from harness.models import load_model
+    from harness.models import load_model, require_adapter_dir, with_adapter
     from harness.preflight import check_device
     from reports.schema import result_file, result_path, write_result
 
@@ -103,8 +103,10 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
     tasks = suite.select(task_list(task_names))
     _check_configuration_name(configuration)
     output_dir = output_dir or Path("runs") / f"{suite.name}-{slug(Path(model_spec).name or model_spec, fallback='model')}"
+    if adapter:
+        require_adapter_dir(adapter)
     loaded = load_model(model_spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    model = _with_adapter(loaded.model, adapter) if adapter else loaded.model
+    model = with_adapter(loaded.model, adapter) if adapter else loaded.model
     engine = Engine(model, loaded.tokenizer, max_batch_tokens=batch_tokens)
     rag = _rag(rag_index, loaded.tokenizer, engine, rag_k) if rag_index else None
     results = []
@@ -221,14 +223,6 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
     if not sorted_values:
         return None
     return sorted_values[min(len(sorted_values) - 1, math.ceil(q * len(sorted_values)) - 1)]
-
-
-def _with_adapter(model, adapter: Path):
-    from peft import PeftModel
-
-    if not (adapter / "adapter_config.json").is_file():
-        raise DomainbenchError(f"--adapter {adapter}: no adapter_config.json (expected a PEFT adapter dir)")
-    return PeftModel.from_pretrained(model, str(adapter)).eval()
 
 
 def _rag(index: Path, tokenizer, engine, k: int):
