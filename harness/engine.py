@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import torch
 
+from harness.cpu_attention import use_decode_attention
 from harness.distributed import gather_indexed, rank_and_world
+from harness.greedy import can_decode, eos_token_ids, greedy_generate, stop_rule
 from harness.models import LoadedModel, default_device
 from harness.progress import counting_bar
 from harness.requests import (
@@ -64,7 +66,10 @@ class Engine(TokenizedRequests):
         self.progress = progress
         self.prefix_token_id = prefix_token_id(tokenizer)
         self.rank, self.world = rank_and_world()
+        if self.device.type == "cpu":
+            use_decode_attention(model)  # bf16 decoding steps without torch's slow one-query CPU kernel
         self._head_only_scoring: bool | None = None
+        self._decodes_itself: bool | None = None
         # Tokens through the model (scored inputs, prompts, generated tokens): what tokens/s counts.
         self.tokens_processed = 0
 
@@ -345,6 +350,8 @@ class Engine(TokenizedRequests):
     def _generate_batch(self, prompts: list[list[int]], request: GenerationRequest) -> list[str]:
         budget = self.max_length - request.max_new_tokens
         prompts = [p[-budget:] if budget > 0 else p[-1:] for p in prompts]
+        if self._uses_own_decoding():
+            return self._decode_batch(prompts, request)
         input_ids, attention_mask, _ = self._left_padded(prompts)
         options = dict(max_new_tokens=request.max_new_tokens, do_sample=False, num_beams=1,
                        pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
@@ -355,6 +362,24 @@ class Engine(TokenizedRequests):
         output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
         new_tokens = output[:, input_ids.shape[1]:]
         self.tokens_processed += int(attention_mask.sum()) + int((new_tokens != self.tokenizer.pad_token_id).sum())
+        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return [cut_at_stop(text, request.stop) for text in texts]
+
+    def _uses_own_decoding(self) -> bool:
+        """Whether generation takes harness.greedy (a CPU, a plain causal LM) rather than `generate`.
+
+        On a GPU a padded batch prefill is what keeps the device busy, and a static cache asks for
+        `generate`'s compiled path.
+        """
+        if self._decodes_itself is None:
+            self._decodes_itself = self.device.type == "cpu" and not self.static_cache and can_decode(self.model)
+        return self._decodes_itself
+
+    def _decode_batch(self, prompts: list[list[int]], request: GenerationRequest) -> list[str]:
+        finished = stop_rule(self.tokenizer, request.stop, eos_token_ids(self.model, self.tokenizer))
+        new_tokens = greedy_generate(self.model, prompts, max_new_tokens=request.max_new_tokens, finished=finished,
+                                     prefill_tokens=self.max_batch_tokens)
+        self.tokens_processed += sum(map(len, prompts)) + sum(map(len, new_tokens))
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [cut_at_stop(text, request.stop) for text in texts]
 
