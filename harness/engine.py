@@ -13,6 +13,10 @@ How scoring stays fast and batch-independent:
 - batches are sized by tokens (rows x longest row), longest first, so memory stays flat;
 - the continuations of one context (a multiple-choice example's labels) share a row and the
   context is computed once (harness/shared_context.py).
+
+Generation on a CPU runs harness/greedy.py (prompts prefilled without padding where they are long,
+finished rows leaving the batch) with bf16 decoding steps through harness/cpu_attention.py; on a
+GPU, and for models that need it, transformers' `generate`.
 """
 
 from __future__ import annotations
