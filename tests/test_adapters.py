@@ -51,6 +51,7 @@ def test_lora_is_merged_into_a_copy_with_peft_wrappers_logits_and_the_base_untou
 def test_prompt_learning_adapters_wrap_the_model_and_detach_leaves_it_as_it_was(tiny_model, tmp_path):
     from peft import PeftModel, PromptTuningConfig
 
+    tiny_model = copy.deepcopy(tiny_model)  # PEFT freezes what it wraps; the fixture is shared
     adapter = _saved_adapter(tiny_model, tmp_path, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=3))
     ids = torch.tensor([[1, 20, 30, 40]])
     base_before = _logits(tiny_model, ids)
