@@ -82,8 +82,9 @@ def greedy_generate(model, prompts: list[list[int]], *, max_new_tokens: int, fin
         mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
         input_ids = torch.tensor([[tokens[row][-1]] for row in rows], device=device)
         positions = torch.tensor([[len(prompts[row]) + len(tokens[row]) - 1] for row in rows], device=device)
-        logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
-                       logits_to_keep=1, **{cache_argument: cache}).logits[:, -1]
+        padded = not bool(mask.all())  # without padding no mask needs building at each step
+        logits = model(input_ids=input_ids, attention_mask=mask if padded else None, position_ids=positions,
+                       use_cache=True, logits_to_keep=1, **{cache_argument: cache}).logits[:, -1]
         for row, token in zip(rows, logits.argmax(-1).tolist()):
             tokens[row].append(token)
 
