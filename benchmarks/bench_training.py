@@ -78,10 +78,13 @@ def test_quick_profile_steps_packed_in_bf16_vs_padded_in_fp32(benchmark, strateg
     Baseline: fp32, right-padded micro-batches (the loop before either). Throughput counts real
     (unpadded) tokens, as the loop's tok/s does.
     """
+    from peft import get_peft_model
+
     from harness.models import cpu_has_native_bf16, load_model
     from tasks.suite import load_suite
     from tuning.batches import collate, packed_collate
     from tuning.data import training_data
+    from tuning.peft_adapters import peft_config
     from tuning.recipe import load_recipe
 
     recipe = load_recipe(strategy, profile="quick")
@@ -94,7 +97,8 @@ def test_quick_profile_steps_packed_in_bf16_vs_padded_in_fp32(benchmark, strateg
 
     def steps(make_batch, autocast: bool):
         model = copy.deepcopy(loaded.model).train()
-        model = _lora(model) if strategy == "lora" else model
+        if strategy == "lora":  # the adapter the quick profile trains (rank, modules, dropout)
+            model = get_peft_model(model, peft_config(recipe.method["adapter"], model))
         return training_steps(model, [make_batch(group, pad, "cpu") for group in groups], autocast=autocast)
 
     baseline = seconds(steps(collate, False), repeats=1)
