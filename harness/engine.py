@@ -37,6 +37,7 @@ from harness.requests import (
 from harness.scoring import (
     ScoringRow,
     TokenizedRequests,
+    left_padded,
     logprobs_from_logits,
     rolling_windows,
 )
@@ -324,15 +325,7 @@ class Engine(TokenizedRequests):
         return self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.prefix_token_id
 
     def _left_padded(self, sequences: list[list[int]]):
-        width = max(len(s) for s in sequences)
-        pad = self._pad_id
-        input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-        for i, seq in enumerate(sequences):
-            input_ids[i, width - len(seq):] = torch.tensor(seq)
-            attention_mask[i, width - len(seq):] = 1
-        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        return input_ids.to(self.device), attention_mask.to(self.device), position_ids.to(self.device)
+        return left_padded(sequences, self._pad_id, self.device)
 
     # ----- generation --------------------------------------------------------------------------
 
@@ -366,8 +359,7 @@ class Engine(TokenizedRequests):
         output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
         new_tokens = output[:, input_ids.shape[1]:]
         self.tokens_processed += int(attention_mask.sum()) + int((new_tokens != self.tokenizer.pad_token_id).sum())
-        texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        return [cut_at_stop(text, request.stop) for text in texts]
+        return self._answers(new_tokens, request)
 
     def _uses_own_decoding(self) -> bool:
         """Whether generation takes harness.greedy (a CPU, a plain causal LM) rather than `generate`.
@@ -384,6 +376,9 @@ class Engine(TokenizedRequests):
         new_tokens = greedy_generate(self.model, prompts, max_new_tokens=request.max_new_tokens, finished=finished,
                                      prefill_tokens=self.max_batch_tokens)
         self.tokens_processed += sum(map(len, prompts)) + sum(map(len, new_tokens))
+        return self._answers(new_tokens, request)
+
+    def _answers(self, new_tokens, request: GenerationRequest) -> list[str]:
         texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
         return [cut_at_stop(text, request.stop) for text in texts]
 

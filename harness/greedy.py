@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from harness.scoring import left_padded
 from harness.stops import cut_at_stop
 
 # Generation-config fields that make `generate` change the logits or the stopping rule; a model
@@ -132,18 +133,12 @@ def _prefill(model, prompts: list[list[int]], device, cache_argument: str):
     """
     from transformers import DynamicCache
 
-    width = max(map(len, prompts))
-    input_ids = torch.zeros((len(prompts), width), dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        input_ids[row, width - len(prompt):] = torch.tensor(prompt)
-        mask[row, width - len(prompt):] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    input_ids, mask, positions = left_padded(prompts, 0, device)  # pad id 0: masked, never attended to
     padded = not bool(mask.all())
     cache = DynamicCache(config=model.config)
     # Without padding there is no mask, and attention takes the (faster) causal kernel.
-    output = model(input_ids=input_ids.to(device), attention_mask=mask.to(device) if padded else None,
-                   position_ids=positions.to(device), use_cache=True, logits_to_keep=1, **{cache_argument: cache})
+    output = model(input_ids=input_ids, attention_mask=mask if padded else None,
+                   position_ids=positions, use_cache=True, logits_to_keep=1, **{cache_argument: cache})
     return cache, output.logits[:, -1]
 
 
