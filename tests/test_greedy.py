@@ -9,7 +9,7 @@ import torch
 
 from harness.cpu_attention import NAME, attention, use_decode_attention
 from harness.engine import Engine
-from harness.greedy import can_decode, greedy_generate
+from harness.greedy import ReservedLayer, can_decode, greedy_generate
 from harness.requests import GenerationRequest
 
 PROMPTS = [
@@ -48,6 +48,19 @@ def test_rows_that_finish_leave_the_batch_without_changing_the_others(tiny_model
                               finished=lambda tokens: any(tokens == free[row][:n] for row, n in stops.items()))
     for row, tokens in enumerate(stopped):
         assert tokens == free[row][:stops.get(row, 8)]
+
+
+def test_a_reserved_cache_layer_holds_what_concatenation_would_and_grows_past_its_room():
+    prompt_keys, prompt_values = torch.randn(2, 3, 5, 4), torch.randn(2, 3, 5, 4)
+    layer = ReservedLayer(torch.nn.functional.pad(prompt_keys, (0, 0, 0, 2)),
+                          torch.nn.functional.pad(prompt_values, (0, 0, 0, 2)), length=5)
+    steps = [(torch.randn(2, 3, 1, 4), torch.randn(2, 3, 1, 4)) for _ in range(4)]  # 2 past the room
+    for keys, values in steps:
+        assert layer.get_mask_sizes(1)[0] >= layer.get_seq_length() + 1
+        layer.update(keys, values)
+    assert layer.get_seq_length() == 9
+    assert torch.equal(layer.keys[:, :, :9], torch.cat([prompt_keys, *(k for k, _ in steps)], dim=-2))
+    assert torch.equal(layer.values[:, :, :9], torch.cat([prompt_values, *(v for _, v in steps)], dim=-2))
 
 
 def test_models_whose_generate_changes_the_logits_keep_generate(tiny_model):
