@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from harness.spec import DEFAULT_CONFIGURATIONS, PROFILES, load_spec
+from harness.spec import DEFAULT_CONFIGURATIONS, FULL_PROFILE_CONFIGURATIONS, PROFILES, load_spec
 
 
 @click.command("run")
@@ -15,7 +15,8 @@ from harness.spec import DEFAULT_CONFIGURATIONS, PROFILES, load_spec
 @click.option("--suite", default=None, help="Builtin suite name or suite directory (default: manpages).")
 @click.option("--model", default=None, help="Model spec (default: smollm2-135m-instruct).")
 @click.option("--configurations", default=None,
-              help=f"Comma-separated, e.g. base,rag,adapter+rag (default: {','.join(DEFAULT_CONFIGURATIONS)}).")
+              help=f"Comma-separated, e.g. base,rag,adapter+rag (default: {','.join(DEFAULT_CONFIGURATIONS)}; "
+                   f"the full profile adds {','.join(FULL_PROFILE_CONFIGURATIONS)}).")
 @click.option("--profile", type=click.Choice(PROFILES), default=None,
               help="quick (CPU smoke budgets), full (GPU budgets), auto (by device; default).")
 @click.option("--tasks", default=None, help="Comma-separated task names (default: all).")
