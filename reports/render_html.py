@@ -212,7 +212,7 @@ def render_html(summary: RunSummary, plots: dict[str, list[tuple[str, bytes]]]) 
     body = "\n".join([
         f"<h1>domainbench report: {escape(summary.run)}</h1>", intro,
         "<h2>Recommendation</h2>", f"<ul>{recommendations}</ul>",
-        "<p class='note'>Cheapest means least compute: training time plus evaluation time on the task.</p>",
+        "<p class='note'>Cheapest means least compute (training time plus evaluation time on the task) among the configurations the paired bootstrap does not find significantly worse than the best.</p>",
         *(section for section in (convergence_section(summary), degenerate_section(summary)) if section),
         "<h2>Results per task</h2>",
         *(task_section(summary, table, plots.get(table.task, [])) for table in summary.tables),

@@ -3,8 +3,8 @@
 Per task: configurations x metrics, each with its 95% interval; the best configuration of a metric
 is marked only when a paired bootstrap finds it significantly better than every other one. Per
 configuration: what it cost, item by item, and whether its training converged. Per task: a
-recommendation (the best, and the cheapest configuration whose figure lies inside the best one's
-interval), the share of degenerate predictions, and a few example predictions.
+recommendation (the best, and the cheapest configuration the paired bootstrap cannot tell from
+it), the share of degenerate predictions, and a few example predictions.
 
 A configuration that did not converge at its training budget stays in every table, flagged, but is
 never the marked best nor the recommendation: its figures describe a failure, not the strategy.
@@ -98,7 +98,7 @@ class Recommendation:
     metric: str
     best: str | None      # None when every configuration reporting the metric did not converge
     best_is_significant: bool
-    cheapest: str | None  # cheapest configuration whose figure is inside the best one's interval
+    cheapest: str | None  # cheapest ranked configuration not significantly worse than the best (paired)
     set_aside: list[str] = field(default_factory=list)  # reported the metric but did not converge
 
     def sentence(self) -> str:
@@ -110,9 +110,9 @@ class Recommendation:
                    else "not significantly better than every other configuration")
         line = f"{self.task}: best {self.metric} is {self.best} ({verdict}{'; ' + aside if aside else ''})"
         if self.cheapest and self.cheapest != self.best:
-            return f"{line}; {self.cheapest} is the cheapest configuration within the best one's 95% interval."
+            return f"{line}; {self.cheapest} is the cheapest configuration not significantly worse than it."
         if self.cheapest:
-            return f"{line}; it is also the cheapest configuration within its 95% interval."
+            return f"{line}; no cheaper configuration comes within significance of it."
         return f"{line}; cost figures are missing, so no cheaper alternative can be named."
 
 
@@ -204,7 +204,8 @@ def build_summary(run_dir: Path, *, n_resamples: int = 1000, seed: int = 0) -> R
         run=run_name(run_dir, results), suite={"name": results[0].suite.get("name"),
                                                "fingerprint": results[0].suite.get("fingerprint")},
         configurations=configurations, tables=tables, costs=costs,
-        recommendations=[recommend(table, costs, ranked) for table in tables],
+        recommendations=[recommend(table, by_task[table.task], costs, ranked, n_resamples=n_resamples, seed=seed)
+                         for table in tables],
         examples={task: example_rows(by_config) for task, by_config in by_task.items()},
         not_converged=not_converged, degenerate=_degenerate_shares(by_task),
         forms=form_parities(results, n_resamples=n_resamples, seed=seed),
@@ -273,20 +274,32 @@ def significant_best(table: TaskTable, by_config: dict[str, ResultFile], metric:
     return best
 
 
-def recommend(table: TaskTable, costs: dict[str, ConfigurationCost], ranked: list[str]) -> Recommendation:
-    """Best ranked configuration on the task's headline metric, and the cheapest ranked one inside its interval."""
+def recommend(table: TaskTable, by_config: dict[str, ResultFile], costs: dict[str, ConfigurationCost],
+              ranked: list[str], *, n_resamples: int, seed: int) -> Recommendation:
+    """Best ranked configuration on the task's headline metric, and the cheapest ranked one as good as it.
+
+    "As good" is the test behind the ★: the paired bootstrap on the shared examples does not find it
+    significantly worse. Overlapping per-configuration intervals would say less, and could name a
+    cheaper configuration that the same report marks as significantly beaten.
+    """
     metric = table.headline
     set_aside = [c for c in table.configurations if metric in table.cells[c] and c not in ranked]
     best = best_configuration(table, metric, ranked)
     if best is None:
         return Recommendation(table.task, metric, None, False, None, set_aside)
-    best_cell = table.cells[best][metric]
-    within = [c for c in table.configurations if c in ranked and metric in table.cells[c]
-              and best_cell.ci_low <= table.cells[c][metric].value <= best_cell.ci_high]
-    priced = [(costs[c].compute_seconds(table.n_examples[c]), c) for c in within]
+    candidates = [c for c in table.configurations if c in ranked and metric in table.cells[c]]
+    as_good = [c for c in candidates if c == best or not _significantly_worse(
+        by_config[c], by_config[best], metric, n_resamples=n_resamples, seed=seed)]
+    priced = [(costs[c].compute_seconds(table.n_examples[c]), c) for c in as_good]
     priced = [(seconds, c) for seconds, c in priced if seconds is not None]
     cheapest = min(priced)[1] if priced else None
-    return Recommendation(table.task, metric, best, best_cell.best, cheapest, set_aside)
+    return Recommendation(table.task, metric, best, table.cells[best][metric].best, cheapest, set_aside)
+
+
+def _significantly_worse(result: ResultFile, best: ResultFile, metric: str, *, n_resamples: int, seed: int) -> bool:
+    compared = paired_differences(result, best, [metric], n_resamples=n_resamples, seed=seed).get(metric)
+    return (compared is not None and is_significant(compared.difference)
+            and improvement(metric, compared.difference.difference) > 0)
 
 
 def example_rows(by_config: dict[str, ResultFile], limit: int = EXAMPLES_PER_TASK) -> list[ExampleRow]:

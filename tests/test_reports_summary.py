@@ -50,7 +50,7 @@ def test_best_is_marked_on_retrieval_metrics_too(tmp_path):
         assert _cell(summary, "errno-qa", "rag", metric).best and not _cell(summary, "errno-qa", "adapter+rag", metric).best
 
 
-def test_recommendation_names_the_cheapest_configuration_inside_the_best_interval(tmp_path):
+def test_recommendation_names_the_cheapest_configuration_not_significantly_worse_than_the_best(tmp_path):
     results = [qa_result("r", "base", 10), qa_result("r", "adapter", 11), qa_result("r", "full", 30)]
     training = {"adapter": {"lora": training_block(60.0, purpose="adapter")}, "full": {"full": training_block(600.0)}}
     run = write_run(tmp_path / "run", results, training)
@@ -60,6 +60,19 @@ def test_recommendation_names_the_cheapest_configuration_inside_the_best_interva
     run = write_run(tmp_path / "run2", results, training)
     recommendation = build_summary(run, n_resamples=300).recommendations[0]
     assert (recommendation.best, recommendation.cheapest) == ("full", "base")
+
+
+def test_a_configuration_the_paired_test_separates_from_the_best_is_not_recommended_as_cheaper(tmp_path):
+    # full answers every question base answers and 5 more: the intervals overlap (base's 0.30 lies
+    # inside full's), but on the shared examples full is significantly better.
+    results = [qa_result("r", "base", 12), qa_result("r", "full", 17)]
+    run = write_run(tmp_path / "run", results, {"full": {"full": training_block(600.0)}})
+    summary = build_summary(run, n_resamples=300)
+    full = _cell(summary, "errno-qa", "full", "f1")
+    assert full.ci_low <= _cell(summary, "errno-qa", "base", "f1").value and full.best
+    recommendation = summary.recommendations[0]
+    assert (recommendation.best, recommendation.cheapest) == ("full", "full")
+    assert "no cheaper configuration comes within significance of it" in recommendation.sentence()
 
 
 def test_costs_come_from_the_results_and_missing_figures_stay_unknown(tmp_path):

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from harness.spec import DEFAULT_CONFIGURATIONS, FULL_PROFILE_CONFIGURATIONS, PROFILES, load_spec
+from harness.spec import (
+    DEFAULT_CONFIGURATIONS,
+    FULL_PROFILE_CONFIGURATIONS,
+    PROFILES,
+    load_spec,
+)
 
 
 @click.command("run")
