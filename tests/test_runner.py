@@ -152,7 +152,7 @@ def test_a_result_is_reused_only_for_the_device_and_dtype_it_was_computed_with(t
 
 def test_default_configurations_follow_the_profile():
     spec = load_spec(None, {})
-    assert spec.configuration_names("quick") == ["base", "rag", "adapter", "finetuned", "adapter+rag"]
+    assert spec.configuration_names("quick") == ["base", "rag", "adapter", "finetuned"]
     assert spec.configuration_names("full") == ["base", "rag", "adapter", "finetuned", "adapter+rag", "distilled",
                                                 "prefix"]
     assert "distilled" in load_spec(None, {"configurations": ["base", "distilled"]}).configuration_names("quick")
