@@ -100,6 +100,7 @@ class Recommendation:
     best_is_significant: bool
     cheapest: str | None  # cheapest ranked configuration not significantly worse than the best (paired)
     set_aside: list[str] = field(default_factory=list)  # reported the metric but did not converge
+    cheaper_are_worse: bool = False  # cheaper configurations exist, all significantly worse than the best
 
     def sentence(self) -> str:
         aside = (f"{', '.join(self.set_aside)} {NOT_CONVERGED} and {'is' if len(self.set_aside) == 1 else 'are'}"
@@ -111,8 +112,10 @@ class Recommendation:
         line = f"{self.task}: best {self.metric} is {self.best} ({verdict}{'; ' + aside if aside else ''})"
         if self.cheapest and self.cheapest != self.best:
             return f"{line}; {self.cheapest} is the cheapest configuration not significantly worse than it."
+        if self.cheapest and self.cheaper_are_worse:
+            return f"{line}; every cheaper configuration is significantly worse."
         if self.cheapest:
-            return f"{line}; no cheaper configuration comes within significance of it."
+            return f"{line}; it is also the cheapest configuration."
         return f"{line}; cost figures are missing, so no cheaper alternative can be named."
 
 
@@ -293,7 +296,11 @@ def recommend(table: TaskTable, by_config: dict[str, ResultFile], costs: dict[st
     priced = [(costs[c].compute_seconds(table.n_examples[c]), c) for c in as_good]
     priced = [(seconds, c) for seconds, c in priced if seconds is not None]
     cheapest = min(priced)[1] if priced else None
-    return Recommendation(table.task, metric, best, table.cells[best][metric].best, cheapest, set_aside)
+    best_seconds = costs[best].compute_seconds(table.n_examples[best])
+    cheaper = [c for c in candidates if best_seconds is not None
+               and (seconds := costs[c].compute_seconds(table.n_examples[c])) is not None and seconds < best_seconds]
+    return Recommendation(table.task, metric, best, table.cells[best][metric].best, cheapest, set_aside,
+                          cheaper_are_worse=cheapest == best and bool(cheaper))
 
 
 def _significantly_worse(result: ResultFile, best: ResultFile, metric: str, *, n_resamples: int, seed: int) -> bool:

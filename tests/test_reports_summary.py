@@ -72,7 +72,13 @@ def test_a_configuration_the_paired_test_separates_from_the_best_is_not_recommen
     assert full.ci_low <= _cell(summary, "errno-qa", "base", "f1").value and full.best
     recommendation = summary.recommendations[0]
     assert (recommendation.best, recommendation.cheapest) == ("full", "full")
-    assert "no cheaper configuration comes within significance of it" in recommendation.sentence()
+    assert "every cheaper configuration is significantly worse" in recommendation.sentence()
+    # The cheapest configuration as the best: nothing cheaper to weigh.
+    results = [qa_result("r", "base", 17), qa_result("r", "full", 12)]
+    run = write_run(tmp_path / "run2", results, {"full": {"full": training_block(600.0)}})
+    recommendation = build_summary(run, n_resamples=300).recommendations[0]
+    assert (recommendation.best, recommendation.cheapest) == ("base", "base")
+    assert recommendation.sentence().endswith("; it is also the cheapest configuration.")
 
 
 def test_costs_come_from_the_results_and_missing_figures_stay_unknown(tmp_path):
