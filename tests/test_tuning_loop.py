@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 
 from harness.errors import DomainbenchError
 from tuning.data import packed_sequences
-from tuning.loop import causal_lm_loss, train
+from tuning.loop import (
+    causal_lm_loss,
+    compile_layers,
+    train,
+    transformer_layers,
+    uncompile,
+)
 from tuning.recipe import load_recipe
 
 # The dev loss before training takes 3 loss calls (6 dev examples, batches of 2); each step takes 2.
@@ -88,3 +95,17 @@ def test_early_stopping_keeps_the_best_dev_weights(tiny_model, tiny_tokenizer, e
     result = _run(copy.deepcopy(tiny_model).train(), examples, tiny_tokenizer, tmp_path / "stop", config)
     assert result.state.stopped_early and result.state.step < 40
     assert result.state.best_dev_loss == min(loss for _, loss in result.state.dev_losses)
+
+
+def test_compiled_layers_train_as_the_eager_ones_and_come_back_eager(tiny_model, tiny_tokenizer, examples, tmp_path):
+    eager_model, compiled_model = copy.deepcopy(tiny_model).train(), copy.deepcopy(tiny_model).train()
+    config = _config(max_steps=3, eval_every=3, checkpoint_every=3, mixed_precision="fp32")
+    eager = _run(eager_model, examples, tiny_tokenizer, tmp_path / "eager", config)
+    compiled = _run(compiled_model, examples, tiny_tokenizer, tmp_path / "compiled",
+                    dataclasses.replace(config, compile=True))
+    assert compiled.state.losses == pytest.approx(eager.state.losses, rel=1e-4)
+    assert list(compiled_model.state_dict()) == list(eager_model.state_dict())  # compiled in place: same keys
+    assert all(layer._compiled_call_impl is None for layer in transformer_layers(compiled_model))
+    layers = compile_layers(compiled_model)  # what the compiled run trained with
+    assert layers and all(layer._compiled_call_impl is not None for layer in layers)
+    uncompile(layers)

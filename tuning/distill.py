@@ -28,8 +28,7 @@ from tuning.artifact import (
 )
 from tuning.batches import collate
 from tuning.data import training_data
-from tuning.full import transformer_layers
-from tuning.loop import final_hidden, mean_dev_loss, train, unwrap
+from tuning.loop import final_hidden, mean_dev_loss, train, transformer_layers, unwrap
 from tuning.loss import distillation_loss_sums
 from tuning.recipe import Recipe, load_recipe
 

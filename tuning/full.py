@@ -19,7 +19,7 @@ from tuning.artifact import (
     work_path,
 )
 from tuning.data import training_data
-from tuning.loop import train
+from tuning.loop import train, transformer_layers
 from tuning.recipe import Recipe
 
 
@@ -56,10 +56,3 @@ def freeze(model: torch.nn.Module, *, embeddings: bool, bottom_layers: int) -> N
     for layer in layers[:bottom_layers]:
         layer.requires_grad_(False)
 
-
-def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    """The decoder's stack of layers (`model.model.layers` in Llama-style models)."""
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and name.endswith("layers"):
-            return module
-    raise DomainbenchError(f"{type(model).__name__}: no stack of transformer layers found (a ModuleList named *layers)")

@@ -113,6 +113,7 @@ def train(model: torch.nn.Module, train_examples: list[dict], dev_examples: list
     set_seed(config.seed)
     if config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    compiled = compile_layers(model) if config.compile else []
     model = accelerator.prepare(model)
     batch_of = batch_maker(model, config)
     trainable = [p for p in unwrap(model).parameters() if p.requires_grad]
@@ -158,10 +159,39 @@ def train(model: torch.nn.Module, train_examples: list[dict], dev_examples: list
     if (checkpoints / BEST_WEIGHTS).is_file():
         _load_trainable(unwrap(model), torch.load(checkpoints / BEST_WEIGHTS, weights_only=True))
     model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # the plain forward again, no autocast
+    uncompile(compiled)  # evaluation runs other shapes and grad modes: each would compile again
     model.eval()
     memory, kind = peak_memory()
     return TrainResult(state=state, wall_seconds=time.perf_counter() - started, peak_memory_bytes=memory,
                        peak_memory_kind=kind, world_size=world, mixed_precision=str(accelerator.mixed_precision))
+
+
+def compile_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """Compile each transformer layer in place (`train.compile`): regional compilation.
+
+    The layers share one compiled graph, so it compiles once, and in place the state-dict keys stay
+    as they are (checkpoints, adapters and merges are unaffected). LoRA on SmolLM2-135M, 4 x 128
+    tokens, bf16 autocast, 2-core AVX-512 BF16 CPU (2026-12-02): 1.79 s a step against 2.05 eager,
+    for ~29 s of compilation in the first step (the whole model compiled at once: 122 s). That pays
+    after ~110 steps: a full-profile budget, not the quick one.
+    """
+    layers = list(transformer_layers(unwrap(model)))
+    for layer in layers:
+        layer.compile()
+    return layers
+
+
+def uncompile(layers: list[torch.nn.Module]) -> None:
+    for layer in layers:
+        layer._compiled_call_impl = None  # what nn.Module.compile() set; None is the eager forward
+
+
+def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The decoder's stack of layers (`model.model.layers` in Llama-style models)."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and name.endswith("layers"):
+            return module
+    raise DomainbenchError(f"{type(model).__name__}: no stack of transformer layers found (a ModuleList named *layers)")
 
 
 def mean_dev_loss(model, dev_examples: list[dict], config: TrainConfig, pad_id: int,

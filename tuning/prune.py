@@ -38,8 +38,7 @@ from tuning.data import (
     suite_pairs,
     training_data,
 )
-from tuning.full import transformer_layers
-from tuning.loop import train
+from tuning.loop import train, transformer_layers
 from tuning.recipe import RECIPES_DIR, load_recipe
 
 RECIPE = RECIPES_DIR / "prune.yaml"

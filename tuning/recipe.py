@@ -54,6 +54,7 @@ class TrainConfig:
     gradient_checkpointing: bool
     mixed_precision: str = "auto"
     packing: bool = True
+    compile: bool = False
     seed: int = 0
 
 
