@@ -84,6 +84,7 @@ def test_quick_profile_steps_packed_in_bf16_vs_padded_in_fp32(benchmark, strateg
     from tasks.suite import load_suite
     from tuning.batches import collate, packed_collate
     from tuning.data import training_data
+    from tuning.loop import compile_layers
     from tuning.peft_adapters import peft_config
     from tuning.recipe import load_recipe
 
@@ -95,19 +96,27 @@ def test_quick_profile_steps_packed_in_bf16_vs_padded_in_fp32(benchmark, strateg
     pad = loaded.tokenizer.pad_token_id
     real_tokens = sum(len(example["input_ids"]) for group in groups for example in group)
 
-    def steps(make_batch, autocast: bool):
+    def steps(make_batch, autocast: bool, compiled: bool = False):
         model = copy.deepcopy(loaded.model).train()
         if strategy == "lora":  # the adapter the quick profile trains (rank, modules, dropout)
             model = get_peft_model(model, peft_config(recipe.method["adapter"], model))
+        if compiled:
+            compile_layers(model)
         return training_steps(model, [make_batch(group, pad, "cpu") for group in groups], autocast=autocast)
 
     baseline = seconds(steps(collate, False), repeats=1)
     benchmark.pedantic(steps(packed_collate, cpu_has_native_bf16()), rounds=1, iterations=1)
     ours = benchmark.stats.stats.min
     packed_fp32 = seconds(steps(packed_collate, False), repeats=1)
+    compiled_steps = steps(packed_collate, cpu_has_native_bf16(), compiled=True)  # train.compile: true
+    first_compiled = seconds(compiled_steps, repeats=1)  # compiles (once per new shape), then steps
+    compiled = seconds(compiled_steps, repeats=1)
     benchmark.extra_info.update({"baseline_tokens_per_second": real_tokens / baseline,
                                  "tokens_per_second": real_tokens / ours, "speedup": baseline / ours,
-                                 "packing_alone_speedup": baseline / packed_fp32})
+                                 "packing_alone_speedup": baseline / packed_fp32,
+                                 "compiled_speedup": baseline / compiled,
+                                 "compile_seconds": first_compiled - compiled})
     print(f"\n{strategy}, quick-profile data, {len(groups)} steps of {size}: packed+bf16 {real_tokens / ours:,.0f} "
           f"real tok/s vs padded fp32 {real_tokens / baseline:,.0f} -> {baseline / ours:.2f}x "
-          f"(packing alone, fp32: {baseline / packed_fp32:.2f}x; goal 2x)")
+          f"(packing alone, fp32: {baseline / packed_fp32:.2f}x; with train.compile {baseline / compiled:.2f}x "
+          f"after {first_compiled - compiled:.0f} s of compilation; goal 2x)")
