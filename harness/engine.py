@@ -63,10 +63,9 @@ class Engine(TokenizedRequests):
         # parallelism (2 cores are busy with one) and costs padding and a masked attention:
         # perplexity of 10 man pages, fp32, 25.9 s at 4,096 tokens per batch, 20.7 s at 1,024.
         self.max_batch_tokens = max_batch_tokens or (65536 if on_gpu else 1024)
-        # Generation is bound by reading the weights once per step, so it batches wide. On a CPU
-        # prompts are prefilled in groups of max_batch_tokens whatever the batch, so the batch only
-        # bounds the decoding cache: 48 man-page NER prompts x 32 new tokens (SmolLM2-135M, bf16,
-        # 2-core AVX-512 BF16) took 14.3-15.6 s in batches of 16, 11.4-13.2 s in one batch of 48.
+        # Generation reads the weights once per step, so it batches wide (on a CPU prefill stays in
+        # max_batch_tokens groups): 48 NER prompts x 32 tokens, SmolLM2-135M bf16, 2-core AVX-512
+        # BF16: 14.3-15.6 s in batches of 16, 11.4-13.2 s in one batch of 48.
         self.generation_batch_tokens = max(self.max_batch_tokens, 65536 if on_gpu else 32768)
         self.max_generation_batch = max_generation_batch or 64
         self.static_cache = static_cache

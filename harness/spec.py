@@ -181,7 +181,7 @@ class RunSpec:
         return Path(self.output) / self.name
 
     def configuration_names(self, profile: str) -> list[str]:
-        """The configurations asked for, or the defaults (the full profile adds `distilled` and `prefix`).
+        """The configurations asked for, or the defaults (the full profile adds FULL_PROFILE_CONFIGURATIONS).
 
         A form is always evaluated beside its parent: a parent not asked for is added before it.
         """

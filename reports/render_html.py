@@ -27,7 +27,7 @@ from reports.parity import (
     savings_rows,
     serving_row,
 )
-from reports.summary import RunSummary, TaskTable
+from reports.summary import CHEAPEST_NOTE, RunSummary, TaskTable
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
@@ -212,7 +212,7 @@ def render_html(summary: RunSummary, plots: dict[str, list[tuple[str, bytes]]]) 
     body = "\n".join([
         f"<h1>domainbench report: {escape(summary.run)}</h1>", intro,
         "<h2>Recommendation</h2>", f"<ul>{recommendations}</ul>",
-        "<p class='note'>Cheapest means least compute (training time plus evaluation time on the task) among the configurations the paired bootstrap does not find significantly worse than the best.</p>",
+        f"<p class='note'>{escape(CHEAPEST_NOTE)}</p>",
         *(section for section in (convergence_section(summary), degenerate_section(summary)) if section),
         "<h2>Results per task</h2>",
         *(task_section(summary, table, plots.get(table.task, [])) for table in summary.tables),

@@ -31,7 +31,7 @@ from reports.parity import (
     savings_rows,
     serving_row,
 )
-from reports.summary import RunSummary, TaskTable
+from reports.summary import CHEAPEST_NOTE, RunSummary, TaskTable
 
 MAX_PREDICTION_CHARS = 300
 LOAD_NOTE = ("Measured by `domainbench loadtest` on the endpoint serving each configuration: streamed completions of "
@@ -199,7 +199,7 @@ def render_markdown(summary: RunSummary, plots: dict[str, list[tuple[str, str]]]
              "every other on that metric (paired bootstrap, p < 0.05).", "",
              "## Recommendation", ""]
     lines += [f"- {markdown_text(rec.sentence())}" for rec in summary.recommendations]
-    lines += ["", "Cheapest means least compute (training time plus evaluation time on the task) among the configurations the paired bootstrap does not find significantly worse than the best.", ""]
+    lines += ["", CHEAPEST_NOTE, ""]
     lines += [section for section in (convergence_section(summary), degenerate_section(summary)) if section]
     lines += ["## Results per task", ""]
     lines += [task_section(summary, t, plots.get(t.task, [])) + "\n" for t in summary.tables]

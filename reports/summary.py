@@ -92,6 +92,11 @@ class TaskTable:
                 "undetected (80% power, two-sided 5% test, bound without pairing).")
 
 
+# Under the recommendations in every rendering: what "cheapest" weighs.
+CHEAPEST_NOTE = ("Cheapest means least compute (training time plus evaluation time on the task) among the "
+                 "configurations the paired bootstrap does not find significantly worse than the best.")
+
+
 @dataclass
 class Recommendation:
     task: str
@@ -290,17 +295,15 @@ def recommend(table: TaskTable, by_config: dict[str, ResultFile], costs: dict[st
     best = best_configuration(table, metric, ranked)
     if best is None:
         return Recommendation(table.task, metric, None, False, None, set_aside)
-    candidates = [c for c in table.configurations if c in ranked and metric in table.cells[c]]
-    as_good = [c for c in candidates if c == best or not _significantly_worse(
+    seconds = {c: costs[c].compute_seconds(table.n_examples[c]) for c in table.configurations
+               if c in ranked and metric in table.cells[c]}
+    priced = {c: s for c, s in seconds.items() if s is not None}
+    as_good = [c for c in priced if c == best or not _significantly_worse(
         by_config[c], by_config[best], metric, n_resamples=n_resamples, seed=seed)]
-    priced = [(costs[c].compute_seconds(table.n_examples[c]), c) for c in as_good]
-    priced = [(seconds, c) for seconds, c in priced if seconds is not None]
-    cheapest = min(priced)[1] if priced else None
-    best_seconds = costs[best].compute_seconds(table.n_examples[best])
-    cheaper = [c for c in candidates if best_seconds is not None
-               and (seconds := costs[c].compute_seconds(table.n_examples[c])) is not None and seconds < best_seconds]
+    cheapest = min(as_good, key=lambda c: (priced[c], c)) if as_good else None
+    cheaper = best in priced and any(s < priced[best] for s in priced.values())
     return Recommendation(table.task, metric, best, table.cells[best][metric].best, cheapest, set_aside,
-                          cheaper_are_worse=cheapest == best and bool(cheaper))
+                          cheaper_are_worse=cheapest == best and cheaper)
 
 
 def _significantly_worse(result: ResultFile, best: ResultFile, metric: str, *, n_resamples: int, seed: int) -> bool:
