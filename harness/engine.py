@@ -8,8 +8,9 @@ How scoring stays fast and batch-independent:
   scored tokens of every row sit in the last K positions;
 - explicit position ids (counted from the first real token) make a padded row compute exactly
   what the unpadded row would;
-- the output projection over the vocabulary is applied only to the scored positions, in chunks,
-  so [batch, length, vocab] logits are never materialised;
+- the output projection over the vocabulary is applied only to the scored positions, in row
+  chunks (on a CPU also in vocabulary slices, harness/scoring.py), so [batch, length, vocab]
+  logits are never materialised;
 - batches are sized by tokens (rows x longest row), longest first, so memory stays flat;
 - the continuations of one context (a multiple-choice example's labels) share a row and the
   context is computed once (harness/shared_context.py).
@@ -37,6 +38,7 @@ from harness.requests import (
 from harness.scoring import (
     ScoringRow,
     TokenizedRequests,
+    head_logprobs,
     left_padded,
     logprobs_from_logits,
     rolling_windows,
@@ -198,7 +200,7 @@ class Engine(TokenizedRequests):
         logprobs, is_argmax = [], []
         if picks:
             batch_index, _, columns, targets = (torch.tensor(column, device=self.device) for column in zip(*picks))
-            token_logprobs, token_greedy = self._chunked_head_logprobs(hidden[batch_index, columns], targets, True)
+            token_logprobs, token_greedy = head_logprobs(hidden[batch_index, columns], self._head, targets, True)
             logprobs, is_argmax = token_logprobs.double().tolist(), token_greedy.tolist()
         sums = [[0.0] * len(row.members) for row in rows]
         greedy = [[True] * len(row.members) for row in rows]
@@ -264,34 +266,14 @@ class Engine(TokenizedRequests):
             hidden = self.model.get_decoder()(input_ids=input_ids, attention_mask=mask,
                                               position_ids=position_ids).last_hidden_state
             hidden = hidden[:, -n_keep:][scored]
-            return self._chunked_head_logprobs(hidden, targets, greedy)
+            return head_logprobs(hidden, self._head, targets, greedy)
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                             logits_to_keep=n_keep).logits
         return logprobs_from_logits(logits[scored].float(), targets, greedy)
 
-    def _chunked_head_logprobs(self, hidden, targets, greedy):
-        head = self.model.get_output_embeddings()
-        chunk = self._head_chunk_rows(head)
-        logprobs, is_argmax = [], []
-        for start in range(0, hidden.shape[0], chunk):
-            logits = head(hidden[start:start + chunk]).float()
-            chunk_logprobs, chunk_argmax = logprobs_from_logits(logits, targets[start:start + chunk], greedy)
-            logprobs.append(chunk_logprobs)
-            is_argmax.append(chunk_argmax)
-        return torch.cat(logprobs), torch.cat(is_argmax)
-
-    def _head_chunk_rows(self, head) -> int:
-        """Rows of hidden states projected at once: bounded logits, matmuls that still pay.
-
-        Measured on a 2-core AVX-512 BF16 CPU, SmolLM2's 49k-row head over 8,192 tokens
-        (projection + log-softmax): bf16 2.30 s at 42 rows, 1.97 s at 128, 2.68 s at 256; fp32
-        6.56 s at 42, 4.42 s at 512 (100 MB of logits), 3.96 s at 2,048. On a GPU ~512 MB of
-        logits per chunk keeps the matmuls large.
-        """
-        vocab = head.weight.shape[0]
-        if self.device.type == "cuda":
-            return max(1, (1 << 27) // vocab)
-        return 512 if head.weight.dtype == torch.float32 else 128
+    @property
+    def _head(self):
+        return self.model.get_output_embeddings()
 
     def _uses_head_only_scoring(self) -> bool:
         """Whether decoder + output projection reproduce the model's own logits.

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from harness.engine import Engine
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
-from harness.scoring import rolling_windows
+from harness.scoring import logprobs_from_logits, rolling_windows, vocab_tiled_logprobs
 from harness.shared_context import shared_context_rows
 from harness.stops import cut_at_stop
 
@@ -124,6 +124,27 @@ def test_head_only_scoring_equals_full_logits_path(tiny_model, tiny_tokenizer):
     for a, b in zip(fast.loglikelihood(PAIRS), exact.loglikelihood(PAIRS)):
         assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
         assert a.is_greedy == b.is_greedy
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_vocab_tiled_logprobs_equal_whole_logits(bias):
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 37, bias=bias)
+    hidden = torch.randn(11, 16)
+    with torch.no_grad():
+        # Rows 3 and 12 (different tiles) tie for the top logit of hidden row 0: argmax takes the first.
+        head.weight[3] = head.weight[12] = hidden[0] * 10
+        if bias:
+            head.bias[3] = head.bias[12]
+        logits = head(hidden)
+        targets = torch.randint(0, 37, (11,))
+        targets[0], targets[1] = 3, logits[1].argmax()
+        expected = logprobs_from_logits(logits, targets, True)
+        got = vocab_tiled_logprobs(hidden, head, targets, True, tile=5)
+        tie_loser = vocab_tiled_logprobs(hidden[:1], head, torch.tensor([12]), True, tile=5)
+    assert torch.allclose(got[0], expected[0], atol=1e-5)
+    assert torch.equal(got[1], expected[1]) and bool(got[1][0]) and bool(got[1][1])
+    assert not bool(tie_loser[1][0])
 
 
 def test_greedy_flag_marks_the_argmax_continuation(engine, tiny_model, tiny_tokenizer):
