@@ -34,6 +34,7 @@ from harness.requests import (
     Loglikelihood,
     LoglikelihoodRequest,
     RollingRequest,
+    TokenCallback,
 )
 from harness.scoring import (
     ScoringRow,
@@ -142,8 +143,12 @@ class Engine(TokenizedRequests):
             totals[owner][2] += score.n_tokens
         return [Loglikelihood(logprob, greedy, n) for logprob, greedy, n in totals]
 
-    def generate(self, requests: list[GenerationRequest]) -> list[str]:
-        """Greedy continuations, each cut at its first stop string (not included)."""
+    def generate(self, requests: list[GenerationRequest], *, on_token: TokenCallback | None = None) -> list[str]:
+        """Greedy continuations, each cut at its first stop string (not included).
+
+        `on_token(request_index, token)` hears each new token as it is decoded (own CPU decoding),
+        or a batch's tokens once it is done (transformers' `generate`).
+        """
         results: list[str | None] = [None] * len(requests)
         prompts = self._encode([r.prompt for r in requests])
         prompts = [self._with_prefix(p) for p in prompts]
@@ -153,7 +158,8 @@ class Engine(TokenizedRequests):
         done = []
         with self._bar("generate", len(requests)) as advance:
             for batch in batches:
-                texts = self._generate_batch([prompts[i] for i in batch], requests[batch[0]])
+                heard = None if on_token is None else (lambda b, token, batch=batch: on_token(batch[b], token))
+                texts = self._generate_batch([prompts[i] for i in batch], requests[batch[0]], heard)
                 done.extend(zip(batch, texts))
                 advance(len(batch) * self.world)
         for index, text in gather_indexed(done, self.world):
@@ -328,11 +334,12 @@ class Engine(TokenizedRequests):
         return batches
 
     @torch.inference_mode()
-    def _generate_batch(self, prompts: list[list[int]], request: GenerationRequest) -> list[str]:
+    def _generate_batch(self, prompts: list[list[int]], request: GenerationRequest,
+                        on_token: TokenCallback | None) -> list[str]:
         budget = self.max_length - request.max_new_tokens
         prompts = [p[-budget:] if budget > 0 else p[-1:] for p in prompts]
         if self._uses_own_decoding():
-            return self._decode_batch(prompts, request)
+            return self._decode_batch(prompts, request, on_token)
         input_ids, attention_mask, _ = self._left_padded(prompts)
         options = dict(max_new_tokens=request.max_new_tokens, do_sample=False, num_beams=1,
                        pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
@@ -343,6 +350,10 @@ class Engine(TokenizedRequests):
         output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
         new_tokens = output[:, input_ids.shape[1]:]
         self.tokens_processed += int(attention_mask.sum()) + int((new_tokens != self.tokenizer.pad_token_id).sum())
+        if on_token is not None:
+            for row, row_tokens in enumerate(new_tokens.tolist()):
+                for token in row_tokens:
+                    on_token(row, token)
         return self._answers(new_tokens, request)
 
     def _uses_own_decoding(self) -> bool:
@@ -355,10 +366,11 @@ class Engine(TokenizedRequests):
             self._decodes_itself = self.device.type == "cpu" and not self.static_cache and can_decode(self.model)
         return self._decodes_itself
 
-    def _decode_batch(self, prompts: list[list[int]], request: GenerationRequest) -> list[str]:
+    def _decode_batch(self, prompts: list[list[int]], request: GenerationRequest,
+                      on_token: TokenCallback | None) -> list[str]:
         finished = stop_rule(self.tokenizer, request.stop, eos_token_ids(self.model, self.tokenizer))
         new_tokens = greedy_generate(self.model, prompts, max_new_tokens=request.max_new_tokens, finished=finished,
-                                     prefill_tokens=self.max_batch_tokens)
+                                     prefill_tokens=self.max_batch_tokens, on_token=on_token)
         self.tokens_processed += sum(map(len, prompts)) + sum(map(len, new_tokens))
         return self._answers(new_tokens, request)
 

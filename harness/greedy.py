@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
+from harness.requests import TokenCallback
 from harness.scoring import left_padded
 from harness.stops import cut_at_stop
 
@@ -53,12 +54,14 @@ def can_decode(model) -> bool:
 
 @torch.inference_mode()
 def greedy_generate(model, prompts: list[list[int]], *, max_new_tokens: int, finished: Callable[[list[int]], bool],
-                    prefill_tokens: int = 1024) -> list[list[int]]:
+                    prefill_tokens: int = 1024, on_token: TokenCallback | None = None) -> list[list[int]]:
     """The greedy new tokens of each prompt, up to `max_new_tokens`; a row stops once `finished(tokens)`.
 
     Prompts are prefilled in groups of consecutive prompts whose padded size fits `prefill_tokens`
     (long ones alone, without padding; short ones together), so pass them longest first.
+    `on_token(prompt_index, token)` hears each new token as soon as it is chosen (a server streams them).
     """
+    on_token = on_token or _ignore
     if max_new_tokens <= 0:
         return [[] for _ in prompts]
     device = next(model.parameters()).device
@@ -66,7 +69,9 @@ def greedy_generate(model, prompts: list[list[int]], *, max_new_tokens: int, fin
     tokens, caches = [], []
     for group in _prefill_groups([len(p) for p in prompts], prefill_tokens):
         cache, logits = _prefill(model, [prompts[i] for i in group], device, cache_argument)
-        tokens.extend([token] for token in logits.argmax(-1).tolist())
+        for index, token in zip(group, logits.argmax(-1).tolist()):
+            tokens.append([token])
+            on_token(index, token)
         caches.append(cache)
     cache, mask = _left_padded_cache(caches, [len(p) for p in prompts], device, room=max_new_tokens)
     del caches
@@ -86,6 +91,11 @@ def greedy_generate(model, prompts: list[list[int]], *, max_new_tokens: int, fin
                        use_cache=True, logits_to_keep=1, **{cache_argument: cache}).logits[:, -1]
         for row, token in zip(rows, logits.argmax(-1).tolist()):
             tokens[row].append(token)
+            on_token(row, token)
+
+
+def _ignore(index: int, token: int) -> None:
+    pass
 
 
 def stop_rule(tokenizer, stops: tuple[str, ...], eos_ids: set[int]) -> Callable[[list[int]], bool]:

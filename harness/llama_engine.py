@@ -32,6 +32,7 @@ from harness.requests import (
     Loglikelihood,
     LoglikelihoodRequest,
     RollingRequest,
+    TokenCallback,
 )
 from harness.scoring import (
     ScoringRow,
@@ -97,13 +98,17 @@ class LlamaCppEngine(TokenizedRequests):
             totals[owner][2] += score.n_tokens
         return [Loglikelihood(logprob, greedy, n) for logprob, greedy, n in totals]
 
-    def generate(self, requests: list[GenerationRequest]) -> list[str]:
-        """Greedy continuations, each cut at its first stop string (not included)."""
+    def generate(self, requests: list[GenerationRequest], *, on_token: TokenCallback | None = None) -> list[str]:
+        """Greedy continuations, each cut at its first stop string (not included).
+
+        `on_token(request_index, token)` hears each new token as it is decoded.
+        """
         prompts = [self._with_prefix(p) for p in self._encode([r.prompt for r in requests])]
         results: list[str | None] = [None] * len(requests)
         with self._bar("generate", len(requests)) as advance:
             for index in sorted(range(len(requests)), key=lambda i: prompts[i]):
-                results[index] = self._generate_one(prompts[index], requests[index])
+                heard = None if on_token is None else (lambda token, index=index: on_token(index, token))
+                results[index] = self._generate_one(prompts[index], requests[index], heard)
                 advance(1)
         return results
 
@@ -145,7 +150,7 @@ class LlamaCppEngine(TokenizedRequests):
 
     # ----- generation --------------------------------------------------------------------------
 
-    def _generate_one(self, prompt: list[int], request: GenerationRequest) -> str:
+    def _generate_one(self, prompt: list[int], request: GenerationRequest, on_token=None) -> str:
         budget = self.max_length - request.max_new_tokens
         tokens = prompt[-budget:] if budget > 0 else prompt[-1:]
         n_prompt = len(tokens)
@@ -156,6 +161,8 @@ class LlamaCppEngine(TokenizedRequests):
             if token == self.tokenizer.eos_token_id or self._llama.is_end_of_generation(token):
                 break
             tokens.append(token)
+            if on_token is not None:
+                on_token(token)
             if request.stop and self._stops_here(tokens[n_prompt:], request.stop):
                 break
         text = self.tokenizer.decode(tokens[n_prompt:], skip_special_tokens=True)

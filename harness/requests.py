@@ -6,7 +6,11 @@ that only builds or reads requests (suite validation, `compare`) never imports t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+# How an engine reports each generated token as it is decoded: (request index, token id).
+TokenCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)

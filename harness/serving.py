@@ -13,7 +13,9 @@ are harness/serving_api.py's.
 
 The engine is not thread-safe, so one thread drives it: generation requests that arrive while it is
 busy wait and then run together as one `engine.generate` batch (the engine batches them by stop
-strings and budget, as in evaluation); prompt scoring for `logprobs` takes the same lock.
+strings and budget, as in evaluation); prompt scoring for `logprobs` takes the same lock. Each
+token the engine decodes goes to the callback of the request it belongs to, which is how a
+streamed request sends text before its batch is done.
 Requests count as in flight while they wait. Retrieval for `+rag` uses the prompt (or the last user
 message) as its query, with no per-task exclusions — the server does not know the task.
 """
@@ -32,7 +34,7 @@ import uvicorn
 import yaml
 
 from harness.errors import DomainbenchError
-from harness.requests import GenerationRequest
+from harness.requests import GenerationRequest, TokenCallback
 from harness.serving_api import create_app
 
 __all__ = ["ServedModel", "create_app", "serve", "served_from_run", "served_from_spec"]
@@ -52,8 +54,11 @@ class ServedModel:
     _waiting: queue.Queue = field(default_factory=queue.Queue)
     _worker: threading.Thread | None = None
 
-    def generate(self, requests: list[GenerationRequest]) -> list[str]:
-        """engine.generate(requests), batched with whatever other requests are waiting."""
+    def generate(self, requests: list[GenerationRequest], on_token: TokenCallback | None = None) -> list[str]:
+        """engine.generate(requests), batched with whatever other requests are waiting.
+
+        `on_token(index into requests, token)` hears each token as the engine decodes it (streaming).
+        """
         if self._worker is None:
             with self.lock:
                 if self._worker is None:
@@ -61,7 +66,7 @@ class ServedModel:
                                                     name="domainbench-generate")
                     self._worker.start()
         answer: Future = Future()
-        self._waiting.put((requests, answer))
+        self._waiting.put((requests, answer, on_token))
         return answer.result()
 
     def _generate_waiting(self) -> None:
@@ -69,16 +74,29 @@ class ServedModel:
             batch = [self._waiting.get()]
             while len(batch) < MAX_BATCHED_REQUESTS and not self._waiting.empty():
                 batch.append(self._waiting.get_nowait())
-            requests = [request for asked, _ in batch for request in asked]
+            requests = [request for asked, _, _ in batch for request in asked]
             try:
                 with self.lock:
-                    texts = iter(self.engine.generate(requests))
+                    texts = iter(self.engine.generate(requests, **_token_routing(batch)))
             except Exception as exc:  # noqa: BLE001 — each waiting request gets the failure to answer with
-                for _, answer in batch:
+                for _, answer, _ in batch:
                     answer.set_exception(exc)
                 continue
-            for asked, answer in batch:
+            for asked, answer, _ in batch:
                 answer.set_result([next(texts) for _ in asked])
+
+
+def _token_routing(batch: list) -> dict:
+    """engine.generate's `on_token` for a batch of waiting requests: each token to its own asker's callback."""
+    owners = [(on_token, local) for asked, _, on_token in batch for local in range(len(asked))]
+    if not any(on_token for on_token, _ in owners):
+        return {}
+
+    def route(index: int, token: int) -> None:
+        on_token, local = owners[index]
+        if on_token is not None:
+            on_token(local, token)
+    return {"on_token": route}
 
 
 # ----- building the model --------------------------------------------------------------------------

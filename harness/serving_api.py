@@ -4,22 +4,28 @@ Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET 
 GET /metrics (harness.serving_metrics). Decoding is greedy only: sampling parameters are refused
 with a 400. `echo` with `logprobs` gives prompt log-probabilities (OpenAI's legacy format, what
 harness.openai_engine scores log-likelihood tasks with), so an `openai+http://…` eval against
-this server scores every task type. harness/serving.py builds the ServedModel and runs uvicorn.
+this server scores every task type. `stream` sends server-sent events as the engine decodes (a
+request's time to first token is when its first final text leaves). harness/serving.py builds the
+ServedModel and runs uvicorn.
 """
 
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 import uuid
+from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from harness.requests import GenerationRequest
+from harness.requests import GenerationRequest, TokenCallback
 from harness.serving_metrics import ServingMetrics
+from harness.stops import StreamedAnswer
 
 if TYPE_CHECKING:
     from harness.serving import ServedModel
@@ -45,13 +51,13 @@ def check_greedy(body: dict) -> None:
         if value is not None and value not in allowed:
             raise BadRequest(f"{name}={value!r} asks for sampling; this server decodes greedily only "
                              f"(use {name}={allowed[0]!r} or leave it out)", kind="sampling_refused")
-    if body.get("stream") and body.get("logprobs") is not None:
-        raise BadRequest("stream=true with logprobs is not supported", kind="stream_refused")
+    if body.get("stream") and (body.get("logprobs") is not None or body.get("echo")):
+        raise BadRequest("stream=true with logprobs or echo is not supported", kind="stream_refused")
     if body.get("logit_bias"):
         raise BadRequest("logit_bias is not supported", kind="invalid_request")
 
 
-def completion(served: ServedModel, body: dict) -> tuple[dict, dict]:
+def completion(served: ServedModel, body: dict, on_token: TokenCallback | None = None) -> tuple[dict, dict]:
     """The /v1/completions response for `body`, and the token counts for the metrics."""
     prompts = body.get("prompt")
     prompts = [prompts] if isinstance(prompts, str) else prompts
@@ -64,7 +70,7 @@ def completion(served: ServedModel, body: dict) -> tuple[dict, dict]:
     stop = _stop(body)
     if served.augmenter is not None:
         prompts = [served.augmenter.augment(p, p)[0] for p in prompts]
-    texts = _generate(served, prompts, stop, max_tokens)
+    texts = _generate(served, prompts, stop, max_tokens, on_token)
     tokenizer = served.engine.tokenizer
     choices, prompt_tokens, completion_tokens = [], 0, 0
     for index, (prompt, text) in enumerate(zip(prompts, texts)):
@@ -84,7 +90,7 @@ def completion(served: ServedModel, body: dict) -> tuple[dict, dict]:
             "model": served.name, "choices": choices, "usage": usage}, usage
 
 
-def chat_completion(served: ServedModel, body: dict) -> tuple[dict, dict]:
+def chat_completion(served: ServedModel, body: dict, on_token: TokenCallback | None = None) -> tuple[dict, dict]:
     """The /v1/chat/completions response for `body` (the tokenizer's chat template), and the token counts."""
     messages = body.get("messages")
     if not messages or not all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role")
@@ -98,7 +104,7 @@ def chat_completion(served: ServedModel, body: dict) -> tuple[dict, dict]:
         content = messages[-1]["content"]
         messages[-1]["content"] = served.augmenter.augment(content, content)[0]
     prompt = _chat_prompt(served.engine, messages)
-    text = _generate(served, [prompt], _stop(body), max_tokens)[0]
+    text = _generate(served, [prompt], _stop(body), max_tokens, on_token)[0]
     tokenizer = served.engine.tokenizer
     prompt_tokens = len(tokenizer(prompt, add_special_tokens=True)["input_ids"])
     completion_tokens = len(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -118,10 +124,11 @@ def _chat_prompt(engine, messages: list[dict]) -> str:
     return engine.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
-def _generate(served: ServedModel, prompts: list[str], stop: tuple[str, ...], max_tokens: int) -> list[str]:
+def _generate(served: ServedModel, prompts: list[str], stop: tuple[str, ...], max_tokens: int,
+              on_token: TokenCallback | None) -> list[str]:
     if max_tokens == 0:
         return [""] * len(prompts)
-    return served.generate([GenerationRequest(prompt, stop, max_tokens) for prompt in prompts])
+    return served.generate([GenerationRequest(prompt, stop, max_tokens) for prompt in prompts], on_token)
 
 
 def _max_tokens(body: dict) -> int:
@@ -189,22 +196,81 @@ def _token_pieces(tokenizer, ids: list[int]) -> tuple[list[str], list[int]]:
 
 # ----- the HTTP app ----------------------------------------------------------------------------------
 
-def sse_events(response: dict, usage: dict):
-    """A finished response as OpenAI's server-sent events: one chunk per choice, usage, then [DONE].
+def start_streaming(served: ServedModel, body: dict, build) -> queue.Queue:
+    """Run `build` in a thread of its own; its tokens, then its end or failure, arrive on the queue returned.
 
-    The engine decodes a batch at once, so the first chunk carries each choice's whole text: a
-    client's time to first token is the whole latency (what it is for this engine) — honest
-    rather than a token-by-token replay of text that was already complete.
+    Events: ("token", choice index, token id), ("done", response, usage), ("error", exception).
     """
-    chat = response["object"] == "chat.completion"
-    if chat:  # streamed chat chunks carry the message as a `delta`, as OpenAI's do
-        response = {**response, "object": "chat.completion.chunk",
-                    "choices": [{"index": c["index"], "delta": c["message"], "finish_reason": c["finish_reason"]}
-                                for c in response["choices"]]}
-    for choice in response["choices"]:
-        yield f"data: {json.dumps({**response, 'choices': [choice], 'usage': None})}\n\n"
-    yield f"data: {json.dumps({**response, 'choices': [], 'usage': usage})}\n\n"
-    yield "data: [DONE]\n\n"
+    events: queue.Queue = queue.Queue()
+
+    def run() -> None:
+        try:
+            events.put(("done", *build(served, body, lambda index, token: events.put(("token", index, token)))))
+        except Exception as exc:  # noqa: BLE001 — handed to the stream, which answers with it
+            events.put(("error", exc))
+    threading.Thread(target=run, daemon=True, name="domainbench-stream").start()
+    return events
+
+
+def sse_events(served: ServedModel, body: dict, first: tuple, events: queue.Queue, *, chat: bool,
+               on_first_text, on_end):
+    """OpenAI's server-sent events for a streamed request, a chunk as each piece of text becomes final.
+
+    Text is released through harness.stops.StreamedAnswer, so the chunks join into exactly the
+    unstreamed answer. After the last text: a chunk with the usage, then [DONE]. An engine failure
+    mid-stream (the status line is long sent) is an `error` event. `on_first_text()` marks the time
+    to first token; `on_end(usage or None, exception or None)` closes the request's accounting.
+    """
+    stops = _stop(body)
+    answers: dict[int, StreamedAnswer] = {}
+    meta = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}",
+            "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": int(time.time()), "model": served.name}
+
+    opened: set[int] = set()  # choices whose first chunk (the one naming the role) has gone
+
+    def chunk(index: int, text: str, finish_reason: str | None) -> str:
+        if chat:
+            delta = {"content": text} if text else {}
+            if index not in opened:
+                delta = {"role": "assistant", **delta}
+            choice = {"index": index, "delta": delta, "finish_reason": finish_reason}
+        else:
+            choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}
+        opened.add(index)
+        return f"data: {json.dumps({**meta, 'choices': [choice], 'usage': None})}\n\n"
+
+    event, usage, failure = first, None, None
+    try:
+        while event[0] == "token":
+            _, index, token = event
+            piece = answers.setdefault(index, StreamedAnswer(served.engine.tokenizer, stops)).add(token)
+            if piece:
+                on_first_text()
+                yield chunk(index, piece, None)
+            event = events.get()
+        if event[0] == "error":
+            failure = event[1]
+            yield f"data: {json.dumps({'error': _error_body(failure)})}\n\n"
+        else:
+            response, usage = event[1], event[2]
+            for choice in response["choices"]:
+                text = choice["message"]["content"] if chat else choice["text"]
+                rest = answers.setdefault(choice["index"], StreamedAnswer(served.engine.tokenizer, stops)).finish(text)
+                if rest:
+                    on_first_text()
+                yield chunk(choice["index"], rest, choice["finish_reason"])
+            yield f"data: {json.dumps({**meta, 'choices': [], 'usage': usage})}\n\n"
+        yield "data: [DONE]\n\n"
+    finally:
+        on_end(usage, failure)
+
+
+def _error_body(exc: Exception) -> dict:
+    """An engine failure as OpenAI's error object: one line, and a code naming the exception type."""
+    message = str(exc).splitlines()[0] if str(exc) else ""
+    return {"message": f"{type(exc).__name__}: {message}", "type": "server_error",
+            "code": f"engine_{type(exc).__name__}"}
 
 
 def create_app(served: ServedModel, metrics: ServingMetrics | None = None):
@@ -217,9 +283,12 @@ def create_app(served: ServedModel, metrics: ServingMetrics | None = None):
         return JSONResponse({"error": {"message": message, "type": "invalid_request_error" if status == 400
                                        else "server_error", "code": kind}}, status_code=status)
 
-    async def answer(request: Request, route: str, build) -> JSONResponse:
-        with metrics.request(route) as outcome:
-            started = time.perf_counter()
+    async def answer(request: Request, route: str, build) -> Response:
+        accounting = ExitStack()
+        outcome = accounting.enter_context(metrics.request(route))
+        started = time.perf_counter()
+        streaming = False
+        try:
             try:
                 body = await request.json()
             except ValueError as exc:
@@ -229,21 +298,51 @@ def create_app(served: ServedModel, metrics: ServingMetrics | None = None):
                 if not isinstance(body, dict):
                     raise BadRequest("expected a JSON object")
                 check_greedy(body)
+                if body.get("stream"):
+                    events = start_streaming(served, body, build)
+                    first = await run_in_threadpool(events.get)  # a bad request fails before its first token
+                    if first[0] == "error":
+                        raise first[1]
+                    streaming = True
+                    return StreamingResponse(streamed(route, body, first, events, started, outcome, accounting),
+                                             media_type="text/event-stream")
                 response, usage = await run_in_threadpool(build, served, body)
             except BadRequest as exc:
                 outcome["status"] = 400
                 return refused(400, str(exc), exc.kind)
             except Exception as exc:  # noqa: BLE001 — an engine failure is answered 500 and counted by type, not dropped
                 outcome["status"] = 500
-                return refused(500, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                               f"engine_{type(exc).__name__}")
+                error = _error_body(exc)
+                return refused(500, error["message"], error["code"])
             seconds = time.perf_counter() - started
             metrics.generated(route, prompt_tokens=usage["prompt_tokens"],
                               completion_tokens=usage["completion_tokens"], seconds=seconds,
                               first_token_seconds=seconds)
-            if body.get("stream"):
-                return StreamingResponse(sse_events(response, usage), media_type="text/event-stream")
             return JSONResponse(response)
+        finally:
+            if not streaming:  # a stream closes its own accounting when it ends
+                accounting.close()
+
+    def streamed(route: str, body: dict, first: tuple, events: queue.Queue, started: float, outcome: dict,
+                 accounting: ExitStack):
+        first_text: list[float] = []
+
+        def on_first_text() -> None:
+            if not first_text:
+                first_text.append(time.perf_counter() - started)
+
+        def on_end(usage: dict | None, failure: Exception | None) -> None:
+            seconds = time.perf_counter() - started
+            if failure is not None:
+                outcome["status"] = 500
+                metrics.errors.labels(_error_body(failure)["code"]).inc()
+            elif usage is not None:
+                metrics.generated(route, prompt_tokens=usage["prompt_tokens"],
+                                  completion_tokens=usage["completion_tokens"], seconds=seconds,
+                                  first_token_seconds=first_text[0] if first_text else seconds)
+            accounting.close()
+        return sse_events(served, body, first, events, chat=route == "chat_completions",
+                          on_first_text=on_first_text, on_end=on_end)
 
     @app.post("/v1/completions")
     async def completions(request: Request):

@@ -11,6 +11,7 @@ from harness.cpu_attention import NAME, attention, use_decode_attention
 from harness.engine import Engine
 from harness.greedy import ReservedLayer, can_decode, greedy_generate
 from harness.requests import GenerationRequest
+from harness.stops import cut_at_stop
 
 PROMPTS = [
     "The open() system call opens the file specified by pathname. If the specified file does not exist,",
@@ -48,6 +49,21 @@ def test_rows_that_finish_leave_the_batch_without_changing_the_others(tiny_model
                               finished=lambda tokens: any(tokens == free[row][:n] for row, n in stops.items()))
     for row, tokens in enumerate(stopped):
         assert tokens == free[row][:stops.get(row, 8)]
+
+
+@pytest.mark.parametrize("decoding", ["own", "generate"])
+def test_each_request_hears_its_tokens_and_they_spell_its_answer(tiny_model, tiny_tokenizer, decoding):
+    own, hf = _engines(tiny_model, tiny_tokenizer, max_batch_tokens=64)
+    engine = own if decoding == "own" else hf
+    requests = [GenerationRequest(p, stop=("\n",), max_new_tokens=10) for p in PROMPTS]
+    requests += [GenerationRequest(p, stop=(), max_new_tokens=6) for p in PROMPTS[:2]]
+    heard: dict[int, list[int]] = {}
+    answers = engine.generate(requests, on_token=lambda index, token: heard.setdefault(index, []).append(token))
+    assert sorted(heard) == list(range(len(requests)))
+    for index, request in enumerate(requests):
+        text = tiny_tokenizer.decode(heard[index], skip_special_tokens=True)
+        assert cut_at_stop(text, request.stop) == answers[index]
+        assert len(heard[index]) <= request.max_new_tokens
 
 
 def test_a_reserved_cache_layer_holds_what_concatenation_would_and_grows_past_its_room():

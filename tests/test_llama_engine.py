@@ -17,6 +17,7 @@ from harness.errors import DomainbenchError
 from harness.llama_engine import LlamaCppEngine
 from harness.models import gguf_origin, load_model
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
+from harness.stops import cut_at_stop
 
 MAX_LENGTH = 128
 # The builtin Q4_1 file against float32 HF on its dequantized weights, measured on this 2-core
@@ -128,11 +129,15 @@ def test_results_do_not_depend_on_request_order_or_company(gguf_engine):
 def test_generate_answers_and_cuts_at_stops_after_the_answer_begins(gguf_engine):
     question = gguf_engine.chat_prompt("What is the capital of France? Answer in one word.")
     counting = gguf_engine.chat_prompt("Count from one to ten in words, separated by commas.")
-    answer, counted, short = gguf_engine.generate([
-        GenerationRequest(question, stop=("\n",), max_new_tokens=16),
-        GenerationRequest(counting, stop=(",",), max_new_tokens=32),
-        GenerationRequest(counting, max_new_tokens=3),
-    ])
+    requests = [GenerationRequest(question, stop=("\n",), max_new_tokens=16),
+                GenerationRequest(counting, stop=(",",), max_new_tokens=32),
+                GenerationRequest(counting, max_new_tokens=3)]
+    heard: dict[int, list[int]] = {}
+    answer, counted, short = gguf_engine.generate(
+        requests, on_token=lambda index, token: heard.setdefault(index, []).append(token))
+    for index, text in enumerate((answer, counted, short)):  # what a streaming server hears spells the answer
+        decoded = gguf_engine.tokenizer.decode(heard[index], skip_special_tokens=True)
+        assert cut_at_stop(decoded, requests[index].stop) == text
     assert "paris" in answer.lower()
     assert "," not in counted and counted.strip()
     assert len(gguf_engine.tokenizer(short, add_special_tokens=False)["input_ids"]) <= 3

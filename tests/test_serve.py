@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import httpx
 import pytest
@@ -18,7 +19,9 @@ from fastapi.testclient import TestClient
 from harness.engine import Engine
 from harness.requests import GenerationRequest, LoglikelihoodRequest
 from harness.serving import ServedModel, create_app
-from tests.servers import free_port, wait_until_ready
+from harness.serving_metrics import ServingMetrics
+from harness.stops import cut_at_stop
+from tests.servers import app_in_thread, free_port, wait_until_ready
 
 STARTUP_SECONDS = 60
 STOP_SECONDS = 15
@@ -198,6 +201,82 @@ def test_a_streamed_completion_arrives_as_server_sent_events(client):
     plain = client.post("/v1/completions", json={"prompt": "Hello", "max_tokens": 4}).json()
     assert "".join(c["text"] for chunk in chunks for c in chunk["choices"]) == plain["choices"][0]["text"]
     assert chunks[-1]["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]
+
+
+class _HeldEngine:
+    """Decodes a fixed answer a token at a time and waits, after its first tokens, until the test lets it go on."""
+
+    def __init__(self, tokenizer, answer: str = "Hello world, token by token.", fail: bool = False):
+        self.tokenizer, self.answer, self.fail = tokenizer, answer, fail
+        self.go_on = threading.Event()
+
+    def chat_prompt(self, user_text: str) -> str:
+        return user_text
+
+    def generate(self, requests, on_token=None):
+        tokens = self.tokenizer(self.answer, add_special_tokens=False)["input_ids"]
+        for position, token in enumerate(tokens):
+            if on_token is not None:
+                on_token(0, token)
+            if position == 2:
+                assert self.go_on.wait(30), "the test never received the first chunk"
+                if self.fail:
+                    raise RuntimeError("the engine broke mid-answer")
+        return [cut_at_stop(self.tokenizer.decode(tokens), requests[0].stop)]
+
+
+def _events(response) -> list:
+    return [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
+
+
+def test_a_stream_sends_text_while_the_engine_is_still_decoding(tiny_tokenizer):
+    engine = _HeldEngine(tiny_tokenizer)
+    metrics = ServingMetrics()
+    with app_in_thread(create_app(ServedModel("held", engine), metrics)) as url, httpx.Client(timeout=30) as http:
+        body = {"prompt": "Say hello", "max_tokens": 32, "stream": True}
+        with http.stream("POST", f"{url}/completions", json=body) as response:
+            lines = response.iter_lines()
+            first = next(line for line in lines if line.startswith("data: "))
+            assert json.loads(first[len("data: "):])["choices"][0]["text"]  # text came before the engine went on
+            engine.go_on.set()
+            rest = [line[len("data: "):] for line in lines if line.startswith("data: ")]
+    chunks = [json.loads(first[len("data: "):])] + [json.loads(event) for event in rest[:-1]]
+    assert rest[-1] == "[DONE]"
+    assert "".join(c["text"] for chunk in chunks for c in chunk["choices"]) == engine.answer
+    assert chunks[-2]["choices"][0]["finish_reason"] is not None and chunks[-1]["usage"]["completion_tokens"] > 0
+    exposition = metrics.exposition().decode()
+    ttft = _metric(exposition, "domainbench_time_to_first_token_seconds_sum")
+    latency = _metric(exposition, "domainbench_request_latency_seconds_sum")
+    assert 0 < ttft < latency
+
+
+def test_a_streamed_chat_answer_names_its_role_once_and_stops_before_the_stop_string(tiny_tokenizer):
+    engine = _HeldEngine(tiny_tokenizer, answer="Yes.\n\nNo.")
+    engine.go_on.set()
+    with TestClient(create_app(ServedModel("held", engine))) as client:
+        body = {"messages": [{"role": "user", "content": "Well?"}], "stream": True, "stop": ["\n\n"]}
+        with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            events = _events(response)
+    chunks = [json.loads(event) for event in events[:-1]]
+    deltas = [c["delta"] for chunk in chunks for c in chunk["choices"]]
+    assert [d.get("role") for d in deltas].count("assistant") == 1 and deltas[0]["role"] == "assistant"
+    assert "".join(d.get("content", "") for d in deltas) == "Yes."
+    assert all(chunk["object"] == "chat.completion.chunk" for chunk in chunks)
+
+
+def test_an_engine_failure_mid_stream_ends_it_with_an_error_event(tiny_tokenizer):
+    engine = _HeldEngine(tiny_tokenizer, fail=True)
+    engine.go_on.set()
+    metrics = ServingMetrics()
+    with TestClient(create_app(ServedModel("held", engine), metrics)) as client:
+        with client.stream("POST", "/v1/completions", json={"prompt": "x", "stream": True}) as response:
+            assert response.status_code == 200  # the status line went with the first chunk
+            events = _events(response)
+    assert events[-1] == "[DONE]"
+    assert json.loads(events[-2])["error"]["code"] == "engine_RuntimeError"
+    exposition = metrics.exposition().decode()
+    assert _metric(exposition, 'domainbench_request_errors_total{kind="engine_RuntimeError"}') == 1
+    assert _metric(exposition, 'domainbench_requests_total{route="completions",status="500"}') == 1
 
 
 @pytest.mark.slow
