@@ -1,10 +1,12 @@
 """Load-testing an OpenAI-compatible server with a suite's own generation prompts.
 
 At each concurrency level, `requests` streamed completions (`stream: true`, server-sent events)
-run in a closed loop, `concurrency` in flight at a time — as `vllm bench serve` and guidellm's
-"concurrent" profile do. Streaming is what makes time to first token measurable. Each level
-reports latency p50/p95/p99, time to first token p50/p95, output tokens/s, requests/s and the
-error rate.
+run in a closed loop, `concurrency` in flight at a time — as `vllm bench serve --max-concurrency`
+and guidellm's "concurrent" profile do. At each request rate they run in an open loop instead:
+sent at Poisson (or evenly spaced) arrival times from a seeded generator, whatever the server's
+pace — `vllm bench serve --request-rate`, guidellm's "poisson" and "constant" profiles — which is
+how queueing shows. Streaming is what makes time to first token measurable. Each level reports
+latency p50/p95/p99, time to first token p50/p95, output tokens/s, requests/s and the error rate.
 
 httpx rather than a maintained load generator: guidellm pulls in its own stack (pydantic
 settings, its own backends and reports) for what is here a thread pool of streamed requests.
@@ -20,6 +22,8 @@ import json
 import math
 import os
 import platform
+import random
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -113,7 +117,50 @@ def run_level(endpoint: Endpoint, model: str, prompts: list[str], *, concurrency
     return summarize_level(concurrency, done, seconds)
 
 
-def summarize_level(concurrency: int, done: list[StreamedRequest], seconds: float) -> LoadLevel:
+ARRIVALS = ("poisson", "constant")
+
+
+def arrival_offsets(n_requests: int, rate: float, arrivals: str, seed: int) -> list[float]:
+    """Seconds from the level's start at which each request is sent: `rate` per second on average."""
+    if arrivals == "constant":
+        return [i / rate for i in range(n_requests)]
+    generator = random.Random(seed)
+    offsets, at = [], 0.0
+    for _ in range(n_requests):
+        offsets.append(at)
+        at += generator.expovariate(rate)
+    return offsets
+
+
+def run_rate_level(endpoint: Endpoint, model: str, prompts: list[str], *, rate: float, arrivals: str,
+                   n_requests: int, max_tokens: int, timeout: float, seed: int = 0) -> LoadLevel:
+    """`n_requests` streamed completions over `prompts` (cycled), sent at `rate` per second (open loop)."""
+    chosen = [prompts[i % len(prompts)] for i in range(n_requests)]
+    offsets = arrival_offsets(n_requests, rate, arrivals, seed)
+    in_flight, peak, lock = 0, 0, threading.Lock()
+    limits = httpx.Limits(max_connections=n_requests, max_keepalive_connections=n_requests)
+    with httpx.Client(base_url=endpoint.url, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+                      limits=limits) as client, ThreadPoolExecutor(max_workers=n_requests) as pool:
+        started = time.perf_counter()
+
+        def send(prompt: str, offset: float) -> StreamedRequest:
+            nonlocal in_flight, peak
+            time.sleep(max(0.0, started + offset - time.perf_counter()))
+            with lock:
+                in_flight += 1
+                peak = max(peak, in_flight)
+            try:
+                return stream_completion(client, endpoint, model, prompt, max_tokens)
+            finally:
+                with lock:
+                    in_flight -= 1
+        done = list(pool.map(send, chosen, offsets))  # one thread per request: nothing waits on the client
+        seconds = time.perf_counter() - started
+    return summarize_level(peak, done, seconds, rate=rate, arrivals=arrivals)
+
+
+def summarize_level(concurrency: int, done: list[StreamedRequest], seconds: float, *, rate: float | None = None,
+                    arrivals: str | None = None) -> LoadLevel:
     answered = [request for request in done if request.error is None]
     failed = [request.error for request in done if request.error is not None]
     kinds = {kind: failed.count(kind) for kind in sorted(set(failed))}
@@ -127,7 +174,7 @@ def summarize_level(concurrency: int, done: list[StreamedRequest], seconds: floa
         output_tokens_per_second=tokens / seconds if seconds else 0.0,
         latency_p50_seconds=percentile(latencies, 0.50), latency_p95_seconds=percentile(latencies, 0.95),
         latency_p99_seconds=percentile(latencies, 0.99), ttft_p50_seconds=percentile(ttfts, 0.50),
-        ttft_p95_seconds=percentile(ttfts, 0.95))
+        ttft_p95_seconds=percentile(ttfts, 0.95), rate=rate, arrivals=arrivals)
 
 
 def suite_prompts(suite, task_names: list[str] | None, engine: OpenAIEngine, *, split: str = "test",
@@ -164,17 +211,19 @@ def served_engine(model_info: dict) -> str | None:
 
 
 def loadtest_record(engine: OpenAIEngine, suite_name: str, tasks: list[str] | None, max_tokens: int,
-                    levels: list[LoadLevel], *, configuration: str | None = None) -> dict:
+                    levels: list[LoadLevel], *, configuration: str | None = None,
+                    arrival_seed: int | None = None) -> dict:
     """The load test's result file: what was measured, against what, on what machine.
 
-    `configuration`: the run's configuration the endpoint serves, when the result is attached to a run.
+    `configuration`: the run's configuration the endpoint serves, when the result is attached to a run;
+    `arrival_seed`: the seed of rate levels' Poisson arrival times.
     """
     return {
         "kind": "loadtest", "configuration": configuration, "endpoint": engine.client.endpoint.url,
         "route": engine.client.endpoint.route,
         "served_model": engine.client.model_id, "engine": served_engine(engine.client.model_info),
         "server": engine.client.model_info,
-        "suite": suite_name, "tasks": tasks, "max_tokens": max_tokens, "streaming": True,
+        "suite": suite_name, "tasks": tasks, "max_tokens": max_tokens, "streaming": True, "arrival_seed": arrival_seed,
         "levels": [asdict(level) for level in levels],
         "machine": {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0], "platform": platform.platform()},
         "versions": {"domainbench": __version__, "httpx": httpx.__version__, "python": platform.python_version()},

@@ -23,7 +23,12 @@ SERVING_DIR = "serving"
 
 @dataclass
 class LoadLevel:
-    """One concurrency level of a load test (seconds; None where no request was answered)."""
+    """One level of a load test (seconds; None where no request was answered).
+
+    A closed-loop level keeps `concurrency` requests in flight. An open-loop level sends requests at
+    `rate` per second (`arrivals`: "poisson" or "constant") whatever the server's pace; its
+    `concurrency` is the most that were in flight at once.
+    """
 
     concurrency: int
     requests: int
@@ -38,6 +43,20 @@ class LoadLevel:
     ttft_p95_seconds: float | None
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     seconds: float | None = None          # the level's wall time
+    rate: float | None = None             # requests/s offered (open loop); None for a closed loop
+    arrivals: str | None = None           # with a rate: "poisson" or "constant"
+
+    @property
+    def load(self) -> float:
+        """How hard the level pushes: its rate (open loop) or its concurrency (closed loop)."""
+        return self.rate if self.rate is not None else self.concurrency
+
+    @property
+    def label(self) -> str:
+        """The level as the tables name it: "8 in flight", or "2 req/s poisson (peak 5 in flight)"."""
+        if self.rate is None:
+            return f"{self.concurrency} in flight"
+        return f"{self.rate:g} req/s {self.arrivals or ''} (peak {self.concurrency} in flight)".replace("  ", " ")
 
 
 @dataclass
@@ -55,8 +74,8 @@ class LoadTest:
 
     @property
     def busiest(self) -> LoadLevel:
-        """The level with the most requests in flight: what the leaderboard shows."""
-        return max(self.levels, key=lambda level: level.concurrency)
+        """The level that pushes hardest (highest rate or concurrency): what the leaderboard shows."""
+        return max(self.levels, key=lambda level: level.load)
 
 
 def load_test_path(run_dir: Path, configuration: str) -> Path:
@@ -101,17 +120,17 @@ def _level(path: Path, index: int, level: object) -> LoadLevel:
 
 # ----- plain-text rows every renderer shows (Markdown and HTML escape them their own way) ------------
 
-LOAD_HEADER = ("configuration", "engine", "endpoint", "in flight", "requests", "latency p50", "p95", "p99",
+LOAD_HEADER = ("configuration", "engine", "endpoint", "load", "requests", "latency p50", "p95", "p99",
                "TTFT p50", "TTFT p95", "output tok/s", "req/s", "error rate")
 LEADERBOARD_LOAD_HEADER = ("p95 latency under load", "output tok/s under load")
 
 
 def load_rows(test: LoadTest) -> list[list[str]]:
-    """One row per concurrency level; configuration, engine and endpoint on the first only."""
+    """One row per level, lightest first; configuration, engine and endpoint on the first only."""
     rows = []
-    for position, level in enumerate(sorted(test.levels, key=lambda level: level.concurrency)):
+    for position, level in enumerate(sorted(test.levels, key=lambda level: level.load)):
         who = [test.configuration, test.engine or MISSING, test.endpoint] if position == 0 else ["", "", ""]
-        rows.append([*who, str(level.concurrency), str(level.requests),
+        rows.append([*who, level.label, str(level.requests),
                      *(format_seconds(seconds) for seconds in (
                          level.latency_p50_seconds, level.latency_p95_seconds, level.latency_p99_seconds,
                          level.ttft_p50_seconds, level.ttft_p95_seconds)),
@@ -138,6 +157,6 @@ def leaderboard_load_cells(test: LoadTest | None) -> list[tuple[str, float | Non
         return [(MISSING, None), (MISSING, None)]
     level = test.busiest
     p95 = level.latency_p95_seconds
-    return [(MISSING, None) if p95 is None else (f"{format_seconds(p95)} ({level.concurrency} in flight)", -p95),
-            (f"{level.output_tokens_per_second:,.1f} tok/s ({level.concurrency} in flight)",
+    return [(MISSING, None) if p95 is None else (f"{format_seconds(p95)} ({level.label})", -p95),
+            (f"{level.output_tokens_per_second:,.1f} tok/s ({level.label})",
              level.output_tokens_per_second)]

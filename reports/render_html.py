@@ -162,7 +162,7 @@ def load_section(summary: RunSummary) -> str:
     notes = "".join(f"<li>{escape(load_note(test))}</li>" for test in summary.load_tests.values())
     return ("<h2>Serving under load</h2>\n<p class='note'>Measured by <code>domainbench loadtest</code> on the "
             "endpoint serving each configuration: streamed completions of the suite's prompts, each level keeping "
-            "that many requests in flight. Latency runs to the last token, TTFT to the first; the figures describe "
+            "that many requests in flight or sending them at that rate. Latency runs to the last token, TTFT to the first; the figures describe "
             "the machine that served, not the one that evaluated.</p>\n"
             + html_table(list(LOAD_HEADER), rows, row_classes=classes) + f"\n<ul>{notes}</ul>")
 

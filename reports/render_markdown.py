@@ -35,8 +35,9 @@ from reports.summary import CHEAPEST_NOTE, RunSummary, TaskTable
 
 MAX_PREDICTION_CHARS = 300
 LOAD_NOTE = ("Measured by `domainbench loadtest` on the endpoint serving each configuration: streamed completions of "
-             "the suite's prompts, each level keeping that many requests in flight. Latency runs to the last token, "
-             "TTFT to the first; the figures describe the machine that served, not the one that evaluated.")
+             "the suite's prompts, each level keeping that many requests in flight or sending them at that rate. "
+             "Latency runs to the last token, TTFT to the first; the figures describe the machine that served, not "
+             "the one that evaluated.")
 FLAG = "⚠ did not converge"
 # Characters that can start emphasis, code, links, HTML, entities or cell breaks anywhere in a line.
 _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]<>&|~])")

@@ -147,8 +147,9 @@ def standard_run(run_dir: Path, name: str = "nightly", *, adapter_correct: int =
 
 def attach_load_test(run_dir: Path, configuration: str, *, p95: float = 0.8, tokens_per_second: float = 120.0,
                      endpoint: str = "http://127.0.0.1:8000/v1", engine: str = "vLLM",
-                     served_model: str = "nightly/adapter") -> Path:
-    """A load-test record at concurrency 1 and 8 as `domainbench loadtest --run` writes it; its path."""
+                     served_model: str = "nightly/adapter", rates: tuple[float, float] | None = None) -> Path:
+    """A load-test record at concurrency 1 and 8 (or, with `rates`, at those Poisson request rates,
+    peaking at 1 and 8 in flight) as `domainbench loadtest --run` writes it; its path."""
     from reports.load_tests import load_test_path
 
     def level(concurrency: int, scale: float) -> dict:
@@ -159,9 +160,14 @@ def attach_load_test(run_dir: Path, configuration: str, *, p95: float = 0.8, tok
                 "latency_p99_seconds": p95 * scale * 1.2, "ttft_p50_seconds": 0.05 * scale,
                 "ttft_p95_seconds": 0.09 * scale}
 
+    levels = [level(8, 1.0), level(1, 0.25)]
+    if rates is not None:
+        levels = [{**levels[0], "rate": max(rates), "arrivals": "poisson"},
+                  {**levels[1], "rate": min(rates), "arrivals": "poisson"}]
+
     record = {"kind": "loadtest", "configuration": configuration, "endpoint": endpoint, "served_model": served_model,
               "engine": engine, "server": {"id": served_model, "owned_by": "vllm"}, "suite": "manpages",
-              "tasks": None, "max_tokens": 32, "streaming": True, "levels": [level(8, 1.0), level(1, 0.25)],
+              "tasks": None, "max_tokens": 32, "streaming": True, "levels": levels,
               "created": "2025-01-02T03:04:05+0000"}
     path = load_test_path(run_dir, configuration)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ import pytest
 from servers import free_port, start_llama_server, stop_server
 
 from harness.cli import main
-from harness.loadtest import percentile
+from harness.loadtest import arrival_offsets, percentile
 
 # A request of 8 tokens takes well under a second here; a killed server must not leave it hanging.
 LOADTEST_SECONDS = 60
@@ -23,6 +23,30 @@ def test_percentiles_are_nearest_rank():
     values = [float(v) for v in range(1, 101)]
     assert [percentile(values, q) for q in (0.5, 0.95, 0.99)] == [50.0, 95.0, 99.0]
     assert percentile([3.0], 0.99) == 3.0 and percentile([], 0.5) is None
+
+
+def test_arrival_times_are_seeded_and_average_the_rate():
+    poisson = arrival_offsets(4000, 5.0, "poisson", seed=7)
+    assert poisson == arrival_offsets(4000, 5.0, "poisson", seed=7) != arrival_offsets(4000, 5.0, "poisson", seed=8)
+    assert poisson[0] == 0 and all(b >= a for a, b in zip(poisson, poisson[1:]))
+    assert 3999 / poisson[-1] == pytest.approx(5.0, rel=0.1)
+    gaps = [b - a for a, b in zip(poisson, poisson[1:])]
+    assert min(gaps) < 0.02 and max(gaps) > 0.8  # bursts and lulls, as Poisson arrivals have
+    assert arrival_offsets(4, 2.0, "constant", seed=7) == [0.0, 0.5, 1.0, 1.5]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--rate", "2", "--concurrency", "1,8"], "not both"),
+    (["--rate", "0,2"], "--rate '0,2': expected comma-separated positive requests per second"),
+])
+def test_bad_rate_flags_are_one_line_and_exit_2_before_any_work(capsys, tmp_path, flags, message):
+    out = tmp_path / "loadtest.json"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["loadtest", f"openai+http://127.0.0.1:{free_port()}/v1", "--suite", "tiny", "--out", str(out), *flags])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and message in error
+    assert not out.exists()
 
 
 def test_a_down_endpoint_is_one_line_and_exit_2_before_any_work(capsys, tmp_path):
@@ -117,7 +141,20 @@ def test_a_load_test_attached_to_a_run_is_what_its_report_shows(tiny_endpoint, t
     main(["report", str(run)])
     report = (run / "report.md").read_text()
     assert "## Serving under load" in report and "domainbench serve (Engine)" in report
-    assert record["endpoint"] in report and "| 2 | 2 |" in report
+    assert record["endpoint"] in report and "| 2 in flight | 2 |" in report
+
+
+def test_rate_levels_send_on_schedule_whatever_the_server_does(tiny_endpoint, tmp_path, capsys):
+    out = tmp_path / "loadtest.json"
+    main(["loadtest", tiny_endpoint, "--suite", "tiny", "--tasks", "errno-qa", "--rate", "2,8", "--arrivals",
+          "constant", "--requests", "4", "--max-tokens", "4", "--tokenizer", "tiny-random-llama", "--out", str(out)])
+    record = json.loads(out.read_text())
+    assert [(level["rate"], level["arrivals"]) for level in record["levels"]] == [(2.0, "constant"), (8.0, "constant")]
+    for level in record["levels"]:
+        assert level["requests"] == 4 and level["errors"] == 0 and 1 <= level["concurrency"] <= 4
+        # Evenly spaced: the last request leaves 3 gaps after the first, so the level lasts at least that long.
+        assert level["seconds"] >= 3 / level["rate"]
+    assert record["arrival_seed"] == 0 and "2 req/s constant" in capsys.readouterr().out
 
 
 def test_an_endpoint_serving_another_configuration_is_refused(tiny_endpoint, tmp_path, capsys):

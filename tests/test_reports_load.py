@@ -17,14 +17,26 @@ def test_report_shows_every_level_of_each_attached_load_test(tmp_path):
     markdown = (run / "report.md").read_text()
     section = markdown[markdown.index("## Serving under load"):markdown.index("## Cost per configuration")]
     # Levels in concurrency order; configuration, engine and endpoint on the first row.
-    assert "| adapter | vLLM | http://127.0.0.1:8000/v1 | 1 | 32 | 100.0 ms | 200.0 ms | 240.0 ms | 12.5 ms | " in section
-    assert "| 8 | 32 | 400.0 ms | 800.0 ms | 960.0 ms | 50.0 ms | 90.0 ms | 120.0 | 24.80 | 3.1% |" in section
+    assert ("| adapter | vLLM | http://127.0.0.1:8000/v1 | 1 in flight | 32 | 100.0 ms | 200.0 ms | 240.0 ms | "
+            "12.5 ms | ") in section
+    assert "| 8 in flight | 32 | 400.0 ms | 800.0 ms | 960.0 ms | 50.0 ms | 90.0 ms | 120.0 | 24.80 | 3.1% |" in section
     assert "manpages prompts, at most 32 tokens each" in section
     assert markdown.index("## Results per task") < markdown.index("## Serving under load")
     page = (run / "report.html").read_text()
     assert "<h2>Serving under load</h2>" in page and "800.0 ms" in page and "vLLM" in page
     (load_test,) = json.loads((run / "summary.json").read_text())["load_tests"].values()
     assert load_test["configuration"] == "adapter" and len(load_test["levels"]) == 2
+
+
+def test_open_loop_levels_are_named_by_their_rate_and_the_busiest_is_the_fastest(tmp_path):
+    run = standard_run(tmp_path / "run")
+    attach_load_test(run, "adapter", p95=0.8, tokens_per_second=120.0, rates=(0.5, 4.0))
+    main(["report", str(run)])
+    section = (run / "report.md").read_text().split("## Serving under load")[1]
+    assert section.index("| 0.5 req/s poisson (peak 1 in flight) | 32 |") < section.index(
+        "| 4 req/s poisson (peak 8 in flight) | 32 | 400.0 ms | 800.0 ms |")
+    main(["leaderboard", str(run), "--out", str(tmp_path / "site")])
+    assert "| 800.0 ms (4 req/s poisson (peak 8 in flight)) |" in (tmp_path / "site" / "LEADERBOARD.md").read_text()
 
 
 def test_a_run_without_load_tests_has_no_such_section(tmp_path):

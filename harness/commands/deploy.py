@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
@@ -48,6 +49,16 @@ def _levels(value: str) -> list[int]:
     return levels
 
 
+def _rates(value: str) -> list[float]:
+    try:
+        rates = [float(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        rates = []
+    if not rates or not all(0 < rate < float("inf") for rate in rates):
+        raise DomainbenchError(f"--rate {value!r}: expected comma-separated positive requests per second, e.g. 0.5,2")
+    return rates
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -61,9 +72,15 @@ def _console() -> Console:
 @click.option("--suite", "suite_spec", required=True, help="Builtin suite name or suite dir whose prompts to replay.")
 @click.option("--tasks", "task_names", default=None, help="Comma-separated task names (default: all).")
 @click.option("--concurrency", "concurrency_levels", default="1,8", show_default=True,
-              help="Comma-separated concurrency levels: requests in flight.")
+              help="Comma-separated concurrency levels: requests in flight (closed loop).")
+@click.option("--rate", "rate_levels", default=None,
+              help="Comma-separated request rates per second, sent whatever the server's pace (open loop), "
+                   "instead of concurrency levels.")
+@click.option("--arrivals", type=click.Choice(["poisson", "constant"]), default="poisson", show_default=True,
+              help="With --rate: Poisson arrival times (seeded by --seed) or evenly spaced ones.")
+@click.option("--seed", type=int, default=0, show_default=True, help="With --rate: seed of the Poisson arrival times.")
 @click.option("--requests", "n_requests", type=int, default=32, show_default=True,
-              help="Requests per concurrency level (the suite's prompts, cycled).")
+              help="Requests per level (the suite's prompts, cycled).")
 @click.option("--max-tokens", type=int, default=32, show_default=True, help="Tokens generated per request at most.")
 @click.option("--tokenizer", "tokenizer_spec", default=None,
               help="A model spec whose chat template the prompts go through, as with `eval --tokenizer`.")
@@ -74,19 +91,24 @@ def _console() -> Console:
               help="Attach the result to this run (RUN/serving/<configuration>.json), shown by its report and "
                    "the leaderboard beside quality; needs --configuration.")
 @click.option("--configuration", default=None, help="With --run: the run's configuration ENDPOINT serves.")
-def loadtest_command(endpoint_spec: str, suite_spec: str, task_names: str | None, concurrency_levels: str,
-                     n_requests: int, max_tokens: int, tokenizer_spec: str | None, timeout: float,
-                     out_path: Path | None, run_dir: Path | None, configuration: str | None) -> None:
-    """Replay SUITE's generation prompts on ENDPOINT at each concurrency; latency, TTFT, throughput, errors."""
+@click.pass_context
+def loadtest_command(ctx: click.Context, endpoint_spec: str, suite_spec: str, task_names: str | None,
+                     concurrency_levels: str, rate_levels: str | None, arrivals: str, seed: int, n_requests: int,
+                     max_tokens: int, tokenizer_spec: str | None, timeout: float, out_path: Path | None,
+                     run_dir: Path | None, configuration: str | None) -> None:
+    """Replay SUITE's generation prompts on ENDPOINT at each concurrency or rate; latency, TTFT, throughput, errors."""
     from harness.loadtest import (
         loadtest_record,
         run_level,
+        run_rate_level,
         suite_prompts,
         write_loadtest,
     )
     from tasks.suite import load_suite
 
-    levels = _levels(concurrency_levels)
+    if rate_levels is not None and ctx.get_parameter_source("concurrency_levels") is not ParameterSource.DEFAULT:
+        raise DomainbenchError("loadtest: give --concurrency (closed loop) or --rate (open loop), not both")
+    levels = _levels(concurrency_levels) if rate_levels is None else _rates(rate_levels)
     if n_requests < 1 or max_tokens < 1:
         raise DomainbenchError("--requests and --max-tokens: expected positive numbers")
     attached = _attached_path(run_dir, configuration, out_path)
@@ -100,12 +122,18 @@ def loadtest_command(endpoint_spec: str, suite_spec: str, task_names: str | None
             raise DomainbenchError(f"suite {suite.name}: no generation prompts in "
                                    f"{', '.join(tasks) if tasks else 'any task'} to replay")
         results = []
-        for concurrency in levels:
-            click.echo(f"concurrency {concurrency}: {n_requests} streamed requests", err=True)
-            results.append(run_level(engine.client.endpoint, engine.client.model_id, prompts,
-                                     concurrency=concurrency, n_requests=n_requests, max_tokens=max_tokens,
-                                     timeout=timeout))
-        record = loadtest_record(engine, suite.name, tasks, max_tokens, results, configuration=configuration)
+        target = (engine.client.endpoint, engine.client.model_id, prompts)
+        for level in levels:
+            if rate_levels is None:
+                click.echo(f"concurrency {level}: {n_requests} streamed requests", err=True)
+                results.append(run_level(*target, concurrency=level, n_requests=n_requests, max_tokens=max_tokens,
+                                         timeout=timeout))
+            else:
+                click.echo(f"rate {level:g}/s ({arrivals}): {n_requests} streamed requests", err=True)
+                results.append(run_rate_level(*target, rate=level, arrivals=arrivals, n_requests=n_requests,
+                                              max_tokens=max_tokens, timeout=timeout, seed=seed))
+        record = loadtest_record(engine, suite.name, tasks, max_tokens, results, configuration=configuration,
+                                 arrival_seed=None if rate_levels is None else seed)
     finally:
         engine.close()
     host = urlsplit(record["endpoint"]).netloc.replace(":", "-")
@@ -145,11 +173,11 @@ def _loadtest_table(record: dict, results: list) -> Table:
     served = ", ".join(str(part) for part in (record["served_model"], record["engine"]) if part)
     table = Table(title=f"load test: {record['endpoint']} ({served}) with {record['suite']} prompts, "
                         f"max {record['max_tokens']} tokens")
-    for column in ("concurrency", "requests", "errors", "latency p50 s", "p95 s", "p99 s", "TTFT p50 s", "TTFT p95 s",
+    for column in ("load", "requests", "errors", "latency p50 s", "p95 s", "p99 s", "TTFT p50 s", "TTFT p95 s",
                    "output tok/s", "req/s"):
         table.add_column(column, justify="right")
     for level in results:
-        table.add_row(str(level.concurrency), str(level.requests), f"{level.errors} ({level.error_rate:.0%})",
+        table.add_row(level.label, str(level.requests), f"{level.errors} ({level.error_rate:.0%})",
                       _seconds(level.latency_p50_seconds), _seconds(level.latency_p95_seconds),
                       _seconds(level.latency_p99_seconds), _seconds(level.ttft_p50_seconds),
                       _seconds(level.ttft_p95_seconds), f"{level.output_tokens_per_second:.1f}",
