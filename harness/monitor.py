@@ -58,6 +58,7 @@ class MonitorRound:
     latency_p50_seconds: float | None
     latency_p95_seconds: float | None
     unanswered_tasks: list[str] = field(default_factory=list)
+    not_scorable_tasks: list[str] = field(default_factory=list)  # the endpoint cannot score them (chat-only, no log-probs)
 
     @property
     def error_rate(self) -> float:
@@ -97,21 +98,34 @@ def canary_task(task: TaskSpec, baseline: ResultFile, sample: int, seed: int) ->
 
 def monitor_round(engine: OpenAIEngine, suite: Suite, baseline: list[ResultFile], *, sample: int, seed: int,
                   max_drop: dict[str, float], endpoint_spec: str) -> MonitorRound:
-    """Replay the canary sample of every baseline task through `engine` and pair it with the baseline."""
+    """Replay the canary sample of every baseline task through `engine` and pair it with the baseline.
+
+    A task the endpoint cannot score (log-likelihood through a chat-only endpoint, a server without
+    prompt log-probs) is named in the round's notes and left unwatched, as `eval` reports it; when
+    no task can be scored the monitor has nothing to watch, which is a DomainbenchError.
+    """
     from harness.commands.eval import with_request_errors
+    from harness.openai_engine import NotScorable
 
     client = engine.client
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     first = (len(client.errors), client.requests_made, len(client.latencies))
     tasks = {task.name: task for task in suite.tasks}
     results, changes, notes, unanswered = [], [], [], []
+    not_scorable: dict[str, str] = {}  # task -> why the endpoint cannot score it
     for base in baseline:
         if base.task not in tasks:
             raise DomainbenchError(f"{base.configuration}/{base.task}: no such task in suite {suite.name}")
         canary = canary_task(tasks[base.task], base, sample, seed)
         before = (len(client.errors), client.requests_made, len(client.latencies))
-        evaluated = evaluate_task(canary, engine, split=base.settings["split"], num_fewshot=base.settings["num_fewshot"],
-                                  seed=base.settings["fewshot_seed"], progress=False)
+        try:
+            evaluated = evaluate_task(canary, engine, split=base.settings["split"],
+                                      num_fewshot=base.settings["num_fewshot"], seed=base.settings["fewshot_seed"],
+                                      progress=False)
+        except NotScorable as exc:
+            not_scorable[base.task] = str(exc)
+            notes.append(f"{base.task}: not watched, not scorable on this endpoint ({exc})")
+            continue
         evaluated = with_request_errors(evaluated, client, *before)
         if evaluated is None:
             unanswered.append(base.task)
@@ -120,13 +134,17 @@ def monitor_round(engine: OpenAIEngine, suite: Suite, baseline: list[ResultFile]
                              model_spec=endpoint_spec, model_fingerprint=client.fingerprint)
         results.append(served)
         changes += metric_changes(base, served, max_drop, notes, n_resamples=1000, seed=0)
+    if len(not_scorable) == len(baseline):
+        raise DomainbenchError(f"{endpoint_spec}: none of the baseline's tasks ({', '.join(not_scorable)}) can be "
+                               f"scored on this endpoint: {next(iter(not_scorable.values()))}")
     errors = client.errors[first[0]:]
     kinds = sorted({error.kind for error in errors})
     latencies = client.latencies[first[2]:]
     return MonitorRound(started, results, changes, notes, requests=client.requests_made - first[1],
                         errors=len(errors), errors_by_kind={kind: sum(e.kind == kind for e in errors) for kind in kinds},
                         latency_p50_seconds=percentile(latencies, 0.50),
-                        latency_p95_seconds=percentile(latencies, 0.95), unanswered_tasks=unanswered)
+                        latency_p95_seconds=percentile(latencies, 0.95), unanswered_tasks=unanswered,
+                        not_scorable_tasks=list(not_scorable))
 
 
 def round_problems(round_: MonitorRound, *, max_error_rate: float, max_p95: float | None) -> list[str]:

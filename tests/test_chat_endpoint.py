@@ -79,3 +79,22 @@ def test_a_chat_endpoint_is_load_tested_through_streamed_chat_completions(served
           "--requests", "2", "--max-tokens", "4", "--timeout", "30", "--out", str(out)])
     (level,) = json.loads(out.read_text())["levels"]
     assert level["errors"] == 0 and level["ttft_p50_seconds"] > 0 and level["output_tokens_per_second"] > 0
+
+
+def test_monitor_on_a_chat_endpoint_watches_generation_and_names_what_it_cannot_score(served, tmp_path, capsys):
+    _, url = served
+    baseline, db = tmp_path / "baseline", tmp_path / "monitor.sqlite"
+    main(["eval", "--model", f"openai+{url}", "--tokenizer", "tiny-random-llama", "--suite", "tiny", "--tasks",
+          "errno-qa,section-classification", "--limit", "2", "--num-fewshot", "0", "--output", str(baseline)])
+    capsys.readouterr()
+    main(["monitor", f"openai-chat+{url}", "--baseline", str(baseline), "--once", "--sample", "2", "--db", str(db)])
+    captured = capsys.readouterr()
+    assert "note: section-classification: not watched, not scorable on this endpoint" in captured.err
+    assert "verdict: pass" in captured.out and "errno-qa" in captured.out
+    # With nothing it can score, the monitor has nothing to watch: one line, exit 2.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["monitor", f"openai-chat+{url}", "--baseline", str(baseline), "--tasks", "section-classification",
+              "--once", "--db", str(db)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "none of the baseline's tasks (section-classification) can be scored" in error[0]
