@@ -226,7 +226,6 @@ def sse_events(served: ServedModel, body: dict, first: tuple, events: queue.Queu
     meta = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}",
             "object": "chat.completion.chunk" if chat else "text_completion",
             "created": int(time.time()), "model": served.name}
-
     opened: set[int] = set()  # choices whose first chunk (the one naming the role) has gone
 
     def chunk(index: int, text: str, finish_reason: str | None) -> str:
