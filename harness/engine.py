@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from harness.cpu_attention import use_decode_attention
+from harness.cpu_linear import PackedLinears
 from harness.distributed import gather_indexed, rank_and_world
 from harness.greedy import can_decode, eos_token_ids, greedy_generate, stop_rule
 from harness.models import LoadedModel, default_device
@@ -80,6 +81,7 @@ class Engine(TokenizedRequests):
             use_decode_attention(model)  # bf16 decoding steps without torch's slow one-query CPU kernel
         self._head_only_scoring: bool | None = None
         self._decodes_itself: bool | None = None
+        self._packed_linears = PackedLinears()  # bf16 weights laid out for oneDNN while decoding (cpu_linear.py)
         # Tokens through the model (scored inputs, prompts, generated tokens): what tokens/s counts.
         self.tokens_processed = 0
 
@@ -369,8 +371,9 @@ class Engine(TokenizedRequests):
     def _decode_batch(self, prompts: list[list[int]], request: GenerationRequest,
                       on_token: TokenCallback | None) -> list[str]:
         finished = stop_rule(self.tokenizer, request.stop, eos_token_ids(self.model, self.tokenizer))
-        new_tokens = greedy_generate(self.model, prompts, max_new_tokens=request.max_new_tokens, finished=finished,
-                                     prefill_tokens=self.max_batch_tokens, on_token=on_token)
+        with self._packed_linears.applied(self.model):
+            new_tokens = greedy_generate(self.model, prompts, max_new_tokens=request.max_new_tokens,
+                                         finished=finished, prefill_tokens=self.max_batch_tokens, on_token=on_token)
         self.tokens_processed += sum(map(len, prompts)) + sum(map(len, new_tokens))
         return self._answers(new_tokens, request)
 

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from harness.cpu_attention import NAME, attention, use_decode_attention
+from harness.cpu_linear import PackedLinears
 from harness.engine import Engine
 from harness.greedy import ReservedLayer, can_decode, greedy_generate
+from harness.models import cpu_has_native_bf16
 from harness.requests import GenerationRequest
 from harness.stops import cut_at_stop
 
@@ -131,3 +133,51 @@ def test_a_bf16_cpu_model_decodes_with_it_and_stays_close_to_sdpa(tiny_model, ti
     ours = decode()
     agree = sum(a == b for row_a, row_b in zip(sdpa, ours) for a, b in zip(row_a, row_b))
     assert agree >= 0.8 * sum(map(len, sdpa))  # bf16: a near-tie may flip, most tokens must not
+
+
+needs_native_bf16 = pytest.mark.skipif(not cpu_has_native_bf16(), reason="oneDNN packs bf16 weights where the CPU "
+                                                                          "computes bf16 natively")
+
+
+@needs_native_bf16
+def test_packed_linear_weights_compute_bitwise_what_plain_ones_do(tiny_model, tiny_tokenizer):
+    model = copy.deepcopy(tiny_model).to(torch.bfloat16).eval()
+    ids = torch.tensor([tiny_tokenizer(PROMPTS[0])["input_ids"]])
+    packed = PackedLinears()
+    with torch.inference_mode():
+        plain = model(input_ids=ids).logits
+        with packed.applied(model) as used:
+            assert used and all("forward" in vars(m) for m in model.modules() if type(m) is torch.nn.Linear)
+            assert torch.equal(model(input_ids=ids).logits, plain)
+    assert not any("forward" in vars(m) for m in model.modules())  # the class's forward is back
+    before = dict(packed._packed)
+    with torch.inference_mode(), packed.applied(model):  # kept across calls ...
+        pass
+    assert all(packed._packed[layer][1] is weight for layer, (_, weight) in before.items())
+    layer = model.model.layers[0].mlp.down_proj
+    with torch.no_grad():
+        layer.weight.mul_(2)
+    with torch.inference_mode():
+        changed = model(input_ids=ids).logits
+        with packed.applied(model):  # ... and packed again once a weight changes
+            assert packed._packed[layer][1] is not before[layer][1]
+            assert torch.equal(model(input_ids=ids).logits, changed)
+
+
+@needs_native_bf16
+def test_a_bf16_engine_decodes_the_same_tokens_with_packed_weights(tiny_model, tiny_tokenizer):
+    import contextlib
+
+    model = copy.deepcopy(tiny_model).to(torch.bfloat16).eval()
+    requests = [GenerationRequest(p, stop=("\n",), max_new_tokens=8) for p in PROMPTS]
+    packed = Engine(model, tiny_tokenizer, device="cpu", progress=False)
+    plain = Engine(model, tiny_tokenizer, device="cpu", progress=False)
+    plain._packed_linears.applied = lambda model: contextlib.nullcontext(False)
+    assert packed.generate(requests) == plain.generate(requests)
+    assert packed._packed_linears._packed  # it did pack
+    assert not PackedLinears()._packed and not _packs(copy.deepcopy(tiny_model))  # fp32 is left alone
+
+
+def _packs(model) -> bool:
+    with PackedLinears().applied(model) as used:
+        return used
