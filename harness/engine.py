@@ -16,8 +16,9 @@ How scoring stays fast and batch-independent:
   context is computed once (harness/shared_context.py).
 
 Generation on a CPU runs harness/greedy.py (prompts prefilled without padding where they are long,
-finished rows leaving the batch) with bf16 decoding steps through harness/cpu_attention.py; on a
-GPU, and for models that need it, transformers' `generate`.
+finished rows leaving the batch) with bf16 decoding steps through harness/cpu_attention.py and
+linear layers on weights prepacked for oneDNN (harness/cpu_linear.py); on a GPU, and for models
+that need it, transformers' `generate`.
 """
 
 from __future__ import annotations
