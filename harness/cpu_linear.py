@@ -36,12 +36,14 @@ class PackedLinears:
             self._packed.clear()
             yield False
             return
-        for layer in layers:
-            layer.forward = _packed_forward(self._packed_weight(layer), layer.bias)
+        patched = []
         try:
+            for layer in layers:
+                layer.forward = _packed_forward(self._packed_weight(layer), layer.bias)
+                patched.append(layer)
             yield True
         finally:
-            for layer in layers:
+            for layer in patched:
                 del layer.forward  # the class's own forward again
 
     def _packed_weight(self, layer: torch.nn.Linear) -> torch.Tensor:
