@@ -23,7 +23,7 @@ from tests.servers import free_port, stop_server, wait_until_ready
 
 REQUESTS = 16
 START_SECONDS = 120
-LEVELS = (["--concurrency", "1,8"], ["--rate", "1"])
+LEVELS = (["--concurrency", "1,8", "--warmup", "2"], ["--rate", "1"])  # warm-up: first requests pay for start-up
 
 
 @contextmanager

@@ -212,11 +212,12 @@ def served_engine(model_info: dict) -> str | None:
 
 def loadtest_record(engine: OpenAIEngine, suite_name: str, tasks: list[str] | None, max_tokens: int,
                     levels: list[LoadLevel], *, configuration: str | None = None,
-                    arrival_seed: int | None = None) -> dict:
+                    arrival_seed: int | None = None, warmup_requests: int = 0) -> dict:
     """The load test's result file: what was measured, against what, on what machine.
 
     `configuration`: the run's configuration the endpoint serves, when the result is attached to a run;
-    `arrival_seed`: the seed of rate levels' Poisson arrival times.
+    `arrival_seed`: the seed of rate levels' Poisson arrival times; `warmup_requests`: sent before the
+    levels and counted in none of them.
     """
     return {
         "kind": "loadtest", "configuration": configuration, "endpoint": engine.client.endpoint.url,
@@ -224,6 +225,7 @@ def loadtest_record(engine: OpenAIEngine, suite_name: str, tasks: list[str] | No
         "served_model": engine.client.model_id, "engine": served_engine(engine.client.model_info),
         "server": engine.client.model_info,
         "suite": suite_name, "tasks": tasks, "max_tokens": max_tokens, "streaming": True, "arrival_seed": arrival_seed,
+        "warmup_requests": warmup_requests,
         "levels": [asdict(level) for level in levels],
         "machine": {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0], "platform": platform.platform()},
         "versions": {"domainbench": __version__, "httpx": httpx.__version__, "python": platform.python_version()},

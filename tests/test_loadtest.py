@@ -9,6 +9,7 @@ import signal
 import threading
 import time
 
+import httpx
 import pytest
 from servers import free_port, start_llama_server, stop_server
 
@@ -147,8 +148,13 @@ def test_a_load_test_attached_to_a_run_is_what_its_report_shows(tiny_endpoint, t
 def test_rate_levels_send_on_schedule_whatever_the_server_does(tiny_endpoint, tmp_path, capsys):
     out = tmp_path / "loadtest.json"
     main(["loadtest", tiny_endpoint, "--suite", "tiny", "--tasks", "errno-qa", "--rate", "2,8", "--arrivals",
-          "constant", "--requests", "4", "--max-tokens", "4", "--tokenizer", "tiny-random-llama", "--out", str(out)])
+          "constant", "--requests", "4", "--warmup", "2", "--max-tokens", "4", "--tokenizer", "tiny-random-llama",
+          "--out", str(out)])
     record = json.loads(out.read_text())
+    # The server answered the 2 warm-up requests too; no level counts them.
+    served = httpx.get(tiny_endpoint.removeprefix("openai+").removesuffix("/v1") + "/metrics", timeout=10).text
+    assert 'domainbench_requests_total{route="completions",status="200"} 10.0' in served
+    assert record["warmup_requests"] == 2
     assert [(level["rate"], level["arrivals"]) for level in record["levels"]] == [(2.0, "constant"), (8.0, "constant")]
     for level in record["levels"]:
         assert level["requests"] == 4 and level["errors"] == 0 and 1 <= level["concurrency"] <= 4

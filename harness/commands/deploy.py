@@ -81,6 +81,9 @@ def _console() -> Console:
 @click.option("--seed", type=int, default=0, show_default=True, help="With --rate: seed of the Poisson arrival times.")
 @click.option("--requests", "n_requests", type=int, default=32, show_default=True,
               help="Requests per level (the suite's prompts, cycled).")
+@click.option("--warmup", "n_warmup", type=int, default=0, show_default=True,
+              help="Requests sent one at a time before the first level and left out of every figure "
+                   "(a server's first requests may pay for loading, compiling or packing weights).")
 @click.option("--max-tokens", type=int, default=32, show_default=True, help="Tokens generated per request at most.")
 @click.option("--tokenizer", "tokenizer_spec", default=None,
               help="A model spec whose chat template the prompts go through, as with `eval --tokenizer`.")
@@ -94,7 +97,7 @@ def _console() -> Console:
 @click.pass_context
 def loadtest_command(ctx: click.Context, endpoint_spec: str, suite_spec: str, task_names: str | None,
                      concurrency_levels: str, rate_levels: str | None, arrivals: str, seed: int, n_requests: int,
-                     max_tokens: int, tokenizer_spec: str | None, timeout: float, out_path: Path | None,
+                     n_warmup: int, max_tokens: int, tokenizer_spec: str | None, timeout: float, out_path: Path | None,
                      run_dir: Path | None, configuration: str | None) -> None:
     """Replay SUITE's generation prompts on ENDPOINT at each concurrency or rate; latency, TTFT, throughput, errors."""
     from harness.loadtest import (
@@ -109,8 +112,8 @@ def loadtest_command(ctx: click.Context, endpoint_spec: str, suite_spec: str, ta
     if rate_levels is not None and ctx.get_parameter_source("concurrency_levels") is not ParameterSource.DEFAULT:
         raise DomainbenchError("loadtest: give --concurrency (closed loop) or --rate (open loop), not both")
     levels = _levels(concurrency_levels) if rate_levels is None else _rates(rate_levels)
-    if n_requests < 1 or max_tokens < 1:
-        raise DomainbenchError("--requests and --max-tokens: expected positive numbers")
+    if n_requests < 1 or max_tokens < 1 or n_warmup < 0:
+        raise DomainbenchError("--requests and --max-tokens: expected positive numbers; --warmup: 0 or more")
     attached = _attached_path(run_dir, configuration, out_path)
     engine = _connect(endpoint_spec, tokenizer_spec, timeout=timeout)
     try:
@@ -123,6 +126,9 @@ def loadtest_command(ctx: click.Context, endpoint_spec: str, suite_spec: str, ta
                                    f"{', '.join(tasks) if tasks else 'any task'} to replay")
         results = []
         target = (engine.client.endpoint, engine.client.model_id, prompts)
+        if n_warmup:
+            click.echo(f"warm-up: {n_warmup} streamed requests, not counted", err=True)
+            run_level(*target, concurrency=1, n_requests=n_warmup, max_tokens=max_tokens, timeout=timeout)
         for level in levels:
             if rate_levels is None:
                 click.echo(f"concurrency {level}: {n_requests} streamed requests", err=True)
@@ -133,7 +139,7 @@ def loadtest_command(ctx: click.Context, endpoint_spec: str, suite_spec: str, ta
                 results.append(run_rate_level(*target, rate=level, arrivals=arrivals, n_requests=n_requests,
                                               max_tokens=max_tokens, timeout=timeout, seed=seed))
         record = loadtest_record(engine, suite.name, tasks, max_tokens, results, configuration=configuration,
-                                 arrival_seed=None if rate_levels is None else seed)
+                                 arrival_seed=None if rate_levels is None else seed, warmup_requests=n_warmup)
     finally:
         engine.close()
     host = urlsplit(record["endpoint"]).netloc.replace(":", "-")
