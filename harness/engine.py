@@ -28,7 +28,13 @@ import torch
 from harness.cpu_attention import use_decode_attention
 from harness.cpu_linear import PackedLinears
 from harness.distributed import gather_indexed, rank_and_world
-from harness.greedy import can_decode, eos_token_ids, greedy_generate, stop_rule
+from harness.greedy import (
+    TokenStreamer,
+    can_decode,
+    eos_token_ids,
+    greedy_generate,
+    stop_rule,
+)
 from harness.models import LoadedModel, default_device
 from harness.progress import counting_bar
 from harness.requests import (
@@ -149,8 +155,7 @@ class Engine(TokenizedRequests):
     def generate(self, requests: list[GenerationRequest], *, on_token: TokenCallback | None = None) -> list[str]:
         """Greedy continuations, each cut at its first stop string (not included).
 
-        `on_token(request_index, token)` hears each new token as it is decoded (own CPU decoding),
-        or a batch's tokens once it is done (transformers' `generate`).
+        `on_token(request_index, token)` hears each new token as it is decoded.
         """
         results: list[str | None] = [None] * len(requests)
         prompts = self._encode([r.prompt for r in requests])
@@ -350,13 +355,11 @@ class Engine(TokenizedRequests):
             options["stopping_criteria"] = [StopAfterAnswerBegins(request.stop, self.tokenizer, input_ids.shape[1])]
         if self.static_cache:
             options["cache_implementation"] = "static"
+        if on_token is not None:
+            options["streamer"] = TokenStreamer(on_token)
         output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
         new_tokens = output[:, input_ids.shape[1]:]
         self.tokens_processed += int(attention_mask.sum()) + int((new_tokens != self.tokenizer.pad_token_id).sum())
-        if on_token is not None:
-            for row, row_tokens in enumerate(new_tokens.tolist()):
-                for token in row_tokens:
-                    on_token(row, token)
         return self._answers(new_tokens, request)
 
     def _uses_own_decoding(self) -> bool:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
+from transformers.generation.streamers import BaseStreamer
 
 from harness.requests import TokenCallback
 from harness.scoring import left_padded
@@ -96,6 +97,27 @@ def greedy_generate(model, prompts: list[list[int]], *, max_new_tokens: int, fin
 
 def _ignore(index: int, token: int) -> None:
     pass
+
+
+class TokenStreamer(BaseStreamer):
+    """Hands `generate`'s new tokens to `on_token(row, token)` as each step chooses them.
+
+    `generate` first puts the prompt (skipped), then one token per row per step; a row that has
+    finished gets the pad token, which decodes to nothing.
+    """
+
+    def __init__(self, on_token: TokenCallback):
+        self.on_token, self.prompt_seen = on_token, False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        for row, token in enumerate(value.reshape(-1).tolist()):
+            self.on_token(row, token)
+
+    def end(self) -> None:
+        pass
 
 
 def stop_rule(tokenizer, stops: tuple[str, ...], eos_ids: set[int]) -> Callable[[list[int]], bool]:

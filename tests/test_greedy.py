@@ -60,7 +60,18 @@ def test_each_request_hears_its_tokens_and_they_spell_its_answer(tiny_model, tin
     requests = [GenerationRequest(p, stop=("\n",), max_new_tokens=10) for p in PROMPTS]
     requests += [GenerationRequest(p, stop=(), max_new_tokens=6) for p in PROMPTS[:2]]
     heard: dict[int, list[int]] = {}
-    answers = engine.generate(requests, on_token=lambda index, token: heard.setdefault(index, []).append(token))
+    forwards, forwards_at_first_token = [0], []
+
+    def hear(index: int, token: int) -> None:
+        forwards_at_first_token.extend([] if heard else [forwards[0]])
+        heard.setdefault(index, []).append(token)
+
+    counting = tiny_model.register_forward_pre_hook(lambda *_: forwards.__setitem__(0, forwards[0] + 1))
+    try:
+        answers = engine.generate(requests, on_token=hear)
+    finally:
+        counting.remove()
+    assert forwards_at_first_token == [1]  # heard as soon as the first forward chose it, not when all are done
     assert sorted(heard) == list(range(len(requests)))
     for index, request in enumerate(requests):
         text = tiny_tokenizer.decode(heard[index], skip_special_tokens=True)
