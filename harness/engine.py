@@ -153,10 +153,7 @@ class Engine(TokenizedRequests):
         return [Loglikelihood(logprob, greedy, n) for logprob, greedy, n in totals]
 
     def generate(self, requests: list[GenerationRequest], *, on_token: TokenCallback | None = None) -> list[str]:
-        """Greedy continuations, each cut at its first stop string (not included).
-
-        `on_token(request_index, token)` hears each new token as it is decoded.
-        """
+        """Greedy continuations cut at their first stop string; `on_token(request, token)` hears each as decoded."""
         results: list[str | None] = [None] * len(requests)
         prompts = self._encode([r.prompt for r in requests])
         prompts = [self._with_prefix(p) for p in prompts]
