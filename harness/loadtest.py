@@ -117,9 +117,6 @@ def run_level(endpoint: Endpoint, model: str, prompts: list[str], *, concurrency
     return summarize_level(concurrency, done, seconds)
 
 
-ARRIVALS = ("poisson", "constant")
-
-
 def arrival_offsets(n_requests: int, rate: float, arrivals: str, seed: int) -> list[float]:
     """Seconds from the level's start at which each request is sent: `rate` per second on average."""
     if arrivals == "constant":

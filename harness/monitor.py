@@ -58,7 +58,6 @@ class MonitorRound:
     latency_p50_seconds: float | None
     latency_p95_seconds: float | None
     unanswered_tasks: list[str] = field(default_factory=list)
-    not_scorable_tasks: list[str] = field(default_factory=list)  # the endpoint cannot score them (chat-only, no log-probs)
 
     @property
     def error_rate(self) -> float:
@@ -143,8 +142,7 @@ def monitor_round(engine: OpenAIEngine, suite: Suite, baseline: list[ResultFile]
     return MonitorRound(started, results, changes, notes, requests=client.requests_made - first[1],
                         errors=len(errors), errors_by_kind={kind: sum(e.kind == kind for e in errors) for kind in kinds},
                         latency_p50_seconds=percentile(latencies, 0.50),
-                        latency_p95_seconds=percentile(latencies, 0.95), unanswered_tasks=unanswered,
-                        not_scorable_tasks=list(not_scorable))
+                        latency_p95_seconds=percentile(latencies, 0.95), unanswered_tasks=unanswered)
 
 
 def round_problems(round_: MonitorRound, *, max_error_rate: float, max_p95: float | None) -> list[str]:

@@ -228,6 +228,11 @@ def sse_events(served: ServedModel, body: dict, first: tuple, events: queue.Queu
             "created": int(time.time()), "model": served.name}
     opened: set[int] = set()  # choices whose first chunk (the one naming the role) has gone
 
+    def answer_of(index: int) -> StreamedAnswer:
+        if index not in answers:
+            answers[index] = StreamedAnswer(served.engine.tokenizer, stops)
+        return answers[index]
+
     def chunk(index: int, text: str, finish_reason: str | None) -> str:
         if chat:
             delta = {"content": text} if text else {}
@@ -243,7 +248,7 @@ def sse_events(served: ServedModel, body: dict, first: tuple, events: queue.Queu
     try:
         while event[0] == "token":
             _, index, token = event
-            piece = answers.setdefault(index, StreamedAnswer(served.engine.tokenizer, stops)).add(token)
+            piece = answer_of(index).add(token)
             if piece:
                 on_first_text()
                 yield chunk(index, piece, None)
@@ -255,7 +260,7 @@ def sse_events(served: ServedModel, body: dict, first: tuple, events: queue.Queu
             response, usage = event[1], event[2]
             for choice in response["choices"]:
                 text = choice["message"]["content"] if chat else choice["text"]
-                rest = answers.setdefault(choice["index"], StreamedAnswer(served.engine.tokenizer, stops)).finish(text)
+                rest = answer_of(choice["index"]).finish(text)
                 if rest:
                     on_first_text()
                 yield chunk(choice["index"], rest, choice["finish_reason"])
