@@ -3,12 +3,14 @@
 Each round replays a seeded sample of the examples a baseline run scored for one configuration
 through the endpoint — the same examples, few-shot exemplars, split and settings the baseline
 used — and gates the served scores against the baseline's on those very examples with the paired
-test `compare` uses (`reports.changes.metric_changes`). A round also fails when its request error
+test `compare` uses, the round's metrics judged as one family (`reports.changes.decide_family`). A round also fails when its request error
 rate or p95 latency passes a threshold. Rounds go to a SQLite time series; the first round for an
 (endpoint, baseline, configuration) is the parity check: served against offline scores.
 
 The sample is drawn from the baseline's example ids, keyed by seed and id (as `eval --limit`
-draws), so every round with one seed replays the same examples and rounds are comparable.
+draws), so every round with one seed replays the same examples and rounds are comparable. Its
+default size comes from the smallest drop the user wants detected (`canary_size`), and every round
+states the drop its n could detect (`detectable_drops`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -26,9 +29,11 @@ from pathlib import Path
 from harness.errors import DomainbenchError
 from harness.loadtest import percentile
 from harness.openai_engine import OpenAIEngine
-from reports.changes import REGRESSION, MetricChange, metric_changes
+from reports.changes import GateSettings, MetricChange, decide_family, metric_changes
 from reports.schema import ResultFile, result_file
 from reports.summary import load_run_results
+from stats.power import detectable_at, examples_needed, spread_from_interval
+from tasks.pairing import metric_scale, primary_metric
 from tasks.evaluate import evaluate_task
 from tasks.suite import Suite, TaskSpec
 
@@ -95,8 +100,42 @@ def canary_task(task: TaskSpec, baseline: ResultFile, sample: int, seed: int) ->
     return dataclasses.replace(task, examples={**task.examples, split: examples})
 
 
+def drop_to_detect(result: ResultFile, detect: float) -> float:
+    """`detect` in the primary metric's units: as is on bounded metrics, a share of the value on unbounded ones."""
+    metric = primary_metric(result)
+    scale = metric_scale(metric)
+    return detect * scale if scale is not None else detect * abs(result.metrics[metric]["value"])
+
+
+def _spread(result: ResultFile) -> float:
+    """The primary metric's per-example standard deviation, from the baseline's interval."""
+    cell = result.metrics[primary_metric(result)]
+    return spread_from_interval(cell["ci_low"], cell["ci_high"], max(int(cell["n"]), 1))
+
+
+def canary_size(baseline: list[ResultFile], detect: float) -> int:
+    """Examples per task for a drop of `detect` in each task's primary metric to be found 4 times in 5.
+
+    The normal-approximation sample size without pairing (an upper bound: a canary agreeing with
+    its baseline example by example does better), capped at what the baseline scored.
+    """
+    needed = []
+    for result in baseline:
+        spread, drop = _spread(result), drop_to_detect(result, detect)
+        needed.append(len(result.examples) if drop <= 0 or not math.isfinite(spread) or spread == 0
+                      else min(len(result.examples), examples_needed(spread, drop)))
+    return max(needed, default=1)
+
+
+def detectable_drops(baseline: list[ResultFile], sample: int) -> dict[str, tuple[str, float]]:
+    """Per task: (primary metric, the drop a canary of `sample` examples detects with 80% power)."""
+    return {result.task: (primary_metric(result), detectable_at(_spread(result), min(sample, len(result.examples))))
+            for result in baseline}
+
+
 def monitor_round(engine: OpenAIEngine, suite: Suite, baseline: list[ResultFile], *, sample: int, seed: int,
-                  max_drop: dict[str, float], endpoint_spec: str) -> MonitorRound:
+                  max_drop: dict[str, float], endpoint_spec: str,
+                  settings: GateSettings | None = None) -> MonitorRound:
     """Replay the canary sample of every baseline task through `engine` and pair it with the baseline.
 
     A task the endpoint cannot score (log-likelihood through a chat-only endpoint, a server without
@@ -133,6 +172,7 @@ def monitor_round(engine: OpenAIEngine, suite: Suite, baseline: list[ResultFile]
                              model_spec=endpoint_spec, model_fingerprint=client.fingerprint)
         results.append(served)
         changes += metric_changes(base, served, max_drop, notes, n_resamples=1000, seed=0)
+    decide_family(changes, settings or GateSettings())
     if len(not_scorable) == len(baseline):
         raise DomainbenchError(f"{endpoint_spec}: none of the baseline's tasks ({', '.join(not_scorable)}) can be "
                                f"scored on this endpoint: {next(iter(not_scorable.values()))}")
@@ -147,8 +187,8 @@ def monitor_round(engine: OpenAIEngine, suite: Suite, baseline: list[ResultFile]
 
 def round_problems(round_: MonitorRound, *, max_error_rate: float, max_p95: float | None) -> list[str]:
     """Why the round fails the gate (empty when it passes)."""
-    problems = [f"{c.configuration}/{c.task} {c.metric}: {c.base:.4g} -> {c.new:.4g} (significant drop beyond "
-                f"tolerance {c.tolerance:g})" for c in round_.changes if c.verdict == REGRESSION]
+    problems = [f"{c.configuration}/{c.task} {c.metric}: {c.base:.4g} -> {c.new:.4g} ({c.verdict}: "
+                f"{c.decision.reason})" for c in round_.changes if c.fails]
     if round_.unanswered_tasks:
         problems.append(f"every request failed: {', '.join(round_.unanswered_tasks)}")
     if round_.error_rate > max_error_rate:

@@ -1,28 +1,51 @@
-"""A metric change between two result files of one task: paired, tested, and judged against a tolerance.
+"""A metric change between two result files of one task: paired, tested, and judged as one family.
 
 `compare` gates one run against another with these; the report's parity sections judge each
-deployable form against its parent with the same test, so the two verdicts never disagree.
+deployable form against its parent with the same test, and `monitor` each canary round, so the
+verdicts never disagree. The statistics (the test, the correction, the verdict) are `stats`'s; this
+module gathers the changes and hands them over as one family.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reports.schema import ResultFile
-from reports.significance import (
-    improvement,
-    is_significant,
-    paired_differences,
-    shared_records,
+from stats.multiplicity import DEFAULT_CORRECTION, adjust
+from stats.paired import PairedDifference
+from stats.verdicts import (
+    ALPHA,
+    DEFAULT_SEMANTICS,
+    FAILING,
+    REGRESSION,
+    Decision,
+    gate_decision,
 )
-from tasks.stats import PairedDifference
+from tasks.pairing import higher_is_better, metric_scale, paired_differences, shared_records
 
-REGRESSION = "REGRESSION"
 NOT_TESTED = "not tested (no per-example scores to pair)"
-# A difference below this share of the metric's size is arithmetic, not behaviour: a merged adapter
-# in fp32 moves perplexity by ~1e-8 relative, consistently enough across examples for the paired
-# bootstrap to call it significant. No suite we run has the n to resolve a 0.01% change.
-NEGLIGIBLE_RELATIVE = 1e-4
+
+__all__ = ["NOT_TESTED", "REGRESSION", "GateSettings", "MetricChange", "metric_changes", "decide_family"]
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """How a family of changes is judged: the semantics, the correction, α."""
+
+    semantics: str = DEFAULT_SEMANTICS
+    correction: str = DEFAULT_CORRECTION
+    alpha: float = ALPHA
+
+    def sentence(self, family_size: int) -> str:
+        if self.semantics == "non-inferiority":
+            return (f"Semantics: non-inferiority — a metric passes only when the one-sided 95% upper bound of its drop "
+                    f"is below its margin (--max-drop); all {family_size} must pass, so no correction is needed "
+                    "(intersection–union test).")
+        correction = {"holm": "Holm (family-wise error)", "bh": "Benjamini–Hochberg (false discovery rate)",
+                      "none": "none"}[self.correction]
+        return (f"Semantics: fail on evidence of a drop — a regression is a significant drop (paired randomization "
+                f"test, exact up to 16 differing examples) larger than the metric's tolerance. Family: "
+                f"{family_size} tests at α = {self.alpha:g}, correction: {correction}.")
 
 
 @dataclass
@@ -34,28 +57,44 @@ class MetricChange:
     new: float
     difference: PairedDifference | None  # None: the metric could not be paired
     tolerance: float
+    p_adjusted: float | None = None      # after the family's correction
+    decision: Decision | None = field(default=None)
 
     @property
     def verdict(self) -> str:
         if self.difference is None:
             return NOT_TESTED
-        if not is_significant(self.difference) or self.negligible:
-            return "no significant change"
-        gain = improvement(self.metric, self.difference.difference)
-        if gain > 0:
-            return "improved"
-        return REGRESSION if -gain > self.tolerance else "drop within tolerance"
+        return self.decision.verdict if self.decision else "not judged"
 
     @property
-    def negligible(self) -> bool:
-        """Whether the difference is below NEGLIGIBLE_RELATIVE of the metric's size (or exactly zero)."""
-        scale = max(abs(self.base), abs(self.new))
-        return abs(self.difference.difference) <= NEGLIGIBLE_RELATIVE * scale
+    def fails(self) -> bool:
+        return self.verdict in FAILING
+
+
+def decide_family(changes: list[MetricChange], settings: GateSettings) -> list[MetricChange]:
+    """Judge every tested change as one family: correct the p-values together, then decide each."""
+    tested = [change for change in changes if change.difference is not None]
+    adjusted = adjust([change.difference.p_value for change in tested], settings.correction)
+    for change, p_adjusted in zip(tested, adjusted):
+        change.p_adjusted = p_adjusted
+        change.decision = gate_decision(change.difference, value_a=change.base, value_b=change.new,
+                                        higher_is_better=higher_is_better(change.metric), tolerance=change.tolerance,
+                                        semantics=settings.semantics, p_adjusted=p_adjusted,
+                                        scale=metric_scale(change.metric), alpha=settings.alpha)
+    return changes
+
+
+def family_size(changes: list[MetricChange]) -> int:
+    return sum(change.difference is not None for change in changes)
 
 
 def metric_changes(base: ResultFile, new: ResultFile, max_drop: dict[str, float], notes: list[str], n_resamples: int,
-             seed: int) -> list[MetricChange]:
-    """Every metric both results report, paired on their shared examples; notes collect what could not be."""
+                   seed: int, *, metrics: list[str] | None = None) -> list[MetricChange]:
+    """Every metric both results report (or the named ones), paired on their shared examples.
+
+    The changes are not judged yet: `decide_family` judges them with the rest of their family.
+    Notes collect what could not be paired.
+    """
     label = f"{base.configuration}/{base.task}"
     records_base, _ = shared_records(base, new)
     if not records_base:
@@ -64,13 +103,15 @@ def metric_changes(base: ResultFile, new: ResultFile, max_drop: dict[str, float]
         notes.append(f"{label}: compared on the {len(records_base)} examples both runs "
                      f"scored ({len(base.examples)} in base, {len(new.examples)} in new)")
     notes += _one_sided_metric_notes(label, base, new)
-    metrics = [metric for metric in base.metrics if metric in new.metrics]
-    compared = paired_differences(base, new, metrics, n_resamples=n_resamples, seed=seed)
-    unpaired = [metric for metric in metrics if metric not in compared]
+    shared = [metric for metric in base.metrics if metric in new.metrics]
+    if metrics is not None:
+        shared = [metric for metric in shared if metric in metrics]
+    compared = paired_differences(base, new, shared, n_resamples=n_resamples, seed=seed)
+    unpaired = [metric for metric in shared if metric not in compared]
     if unpaired:
         notes.append(f"{label}: {', '.join(unpaired)} could not be paired example by example: "
                      "listed with the plain difference, not gated")
-    return [_change(base, new, metric, compared.get(metric), max_drop.get(metric, 0.0)) for metric in metrics]
+    return [_change(base, new, metric, compared.get(metric), max_drop.get(metric, 0.0)) for metric in shared]
 
 
 def _change(base: ResultFile, new: ResultFile, metric: str, pair, tolerance: float) -> MetricChange:

@@ -23,7 +23,7 @@ from reports.render_html import (
 )
 from reports.render_markdown import configuration_label, markdown_text, table
 from reports.run_report import task_plots
-from reports.significance import higher_is_better
+from tasks.pairing import higher_is_better
 from reports.summary import RunSummary, build_summary
 
 LEADERBOARD_MD = "LEADERBOARD.md"

@@ -2,7 +2,7 @@
 
 A form (merged, pruned, int8, nf4, gguf) is scored on the same examples as its parent — the
 configuration without its last form — and every metric is paired example by example with the
-test `compare` uses (reports/changes.py). Beside the verdicts stands what the form saves: bytes on
+test `compare` uses (reports/changes.py), the form's metrics judged as one family (Holm). Beside the verdicts stands what the form saves: bytes on
 disk, peak resident memory while serving the evaluation, seconds per example and tokens/s.
 """
 
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reports.changes import REGRESSION, MetricChange, metric_changes
+from reports.changes import GateSettings, MetricChange, decide_family, metric_changes
 from reports.formatting import format_interval
 from reports.schema import ResultFile
-from reports.significance import improvement, is_significant
+from stats.verdicts import IDENTICAL, IMPROVED, NEGLIGIBLE, NO_CHANGE, UNDECIDED, gain
+from tasks.pairing import higher_is_better
 
 
 @dataclass
@@ -38,11 +39,11 @@ class FormParity:
 
     @property
     def regressions(self) -> list[MetricChange]:
-        return [change for change in self.changes if change.verdict == REGRESSION]
+        return [change for change in self.changes if change.fails]
 
 
 def form_parities(results: list[ResultFile], max_drop: dict[str, float] | None = None, *, n_resamples: int = 1000,
-                  seed: int = 0) -> list[FormParity]:
+                  seed: int = 0, settings: GateSettings | None = None) -> list[FormParity]:
     """Each form configuration of a run against its parent, task by task, metric by metric."""
     by_key = {(r.configuration, r.task): r for r in results}
     parents = {r.configuration: r.model.get("parent") for r in results if r.model.get("parent")}
@@ -59,6 +60,7 @@ def form_parities(results: list[ResultFile], max_drop: dict[str, float] | None =
                 notes.append(f"{task}: {parent} was scored, {configuration} was not")
                 continue
             changes += metric_changes(theirs[task], mine[task], max_drop or {}, notes, n_resamples, seed)
+        decide_family(changes, settings or GateSettings())
         parities.append(FormParity(configuration, parent, changes, footprint(list(mine.values())),
                                    footprint(list(theirs.values())), notes))
     return parities
@@ -80,18 +82,27 @@ def footprint(results: list[ResultFile]) -> Footprint:
 
 
 def parity_verdict(change: MetricChange) -> str:
-    """`indistinguishable at this n`, `worse by X [CI]`, `better by X [CI]`, or why it was not tested."""
+    """`indistinguishable at n = …`, `worse by X [CI]`, `better by X [CI]`, undecided, or why not tested."""
     difference = change.difference
-    if difference is None:
+    if difference is None or change.decision is None:
         return change.verdict
-    if not is_significant(difference):
-        return f"indistinguishable at n = {difference.n}"
-    if change.negligible:
+    verdict = change.decision.verdict
+    if verdict == IDENTICAL:
+        return "identical on every example"
+    if verdict == NEGLIGIBLE:
         return "equal within 0.01%"
-    gain = improvement(change.metric, difference.difference)
+    if verdict == UNDECIDED:
+        return f"cannot decide at n = {difference.n} ({change.decision.reason})"
+    if verdict == NO_CHANGE:
+        return f"indistinguishable at n = {difference.n}"
     low, high = sorted(abs(bound) for bound in (difference.ci_low, difference.ci_high))
-    side = "better" if gain > 0 else "worse"
+    side = "better" if verdict == IMPROVED else "worse"
     return f"{side} by {abs(difference.difference):.4g} {format_interval(low, high)}"
+
+
+def _differs(change: MetricChange) -> bool:
+    """Whether the family's test found the form different from its parent on this metric."""
+    return change.decision is not None and change.decision.verdict not in (IDENTICAL, NEGLIGIBLE, UNDECIDED, NO_CHANGE)
 
 
 def ratio(form: float | None, parent: float | None) -> float | None:
@@ -101,6 +112,9 @@ def ratio(form: float | None, parent: float | None) -> float | None:
 
 # ----- plain-text rows every renderer shows (Markdown and HTML escape them their own way) ------------
 
+FORMS_NOTE = ("Each form is scored on the same examples as its parent (the configuration without its last form); "
+              "every metric is paired example by example with the paired randomization test, each form's metrics "
+              "judged as one family (Holm's correction, α = 0.05): the test `domainbench compare --forms` gates on.")
 SAVINGS_HEADER = ("", "parent", "form", "form / parent")
 CHANGES_HEADER = ("task", "metric", "parent", "form", "Δ form − parent [95% CI]", "verdict")
 
@@ -108,13 +122,13 @@ CHANGES_HEADER = ("task", "metric", "parent", "form", "Δ form − parent [95% C
 def headline(parity: FormParity) -> str:
     """One sentence: the same model in practice, or where it differs."""
     tested = [c for c in parity.changes if c.difference is not None]
-    differing = [c for c in tested if is_significant(c.difference) and not c.negligible]
+    differing = [c for c in tested if _differs(c)]
     if not tested:
         return f"{parity.configuration} could not be paired with {parity.parent} on any metric."
     if not differing:
         return (f"{parity.configuration} is indistinguishable from {parity.parent} on all {len(tested)} paired "
                 "metrics at this n.")
-    worse = [c for c in differing if improvement(c.metric, c.difference.difference) < 0]
+    worse = [c for c in differing if gain(c.difference.difference, higher_is_better(c.metric)) < 0]
     better = [c for c in differing if c not in worse]
     sides = [f"{label} on {', '.join(f'{c.task} {c.metric}' for c in changes[:4])}{' …' if len(changes) > 4 else ''}"
              for label, changes in (("worse", worse), ("better", better)) if changes]

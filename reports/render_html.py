@@ -20,6 +20,7 @@ from reports.formatting import (
 from reports.load_tests import LOAD_HEADER, load_note, load_rows
 from reports.parity import (
     CHANGES_HEADER,
+    FORMS_NOTE,
     SAVINGS_HEADER,
     SERVING_HEADER,
     change_rows,
@@ -172,9 +173,7 @@ def forms_section(summary: RunSummary) -> str:
     if not summary.forms:
         return ""
     parts = ["<h2>Deployable forms against their parents</h2>",
-             "<p class='note'>Each form is scored on the same examples as its parent (the configuration without its "
-             "last form); every metric is paired example by example (paired bootstrap, p &lt; 0.05), the test "
-             "<code>domainbench compare --forms</code> gates on.</p>"]
+             f"<p class='note'>{escape(FORMS_NOTE)}</p>"]
     for parity in summary.forms:
         parts += [f"<h3>{escape(parity.configuration)} vs {escape(parity.parent)}</h3>",
                   f"<p>{escape(headline(parity))}</p>",
@@ -206,8 +205,7 @@ def render_html(summary: RunSummary, plots: dict[str, list[tuple[str, bytes]]]) 
     intro = (f"<p>Suite <b>{escape(str(suite.get('name') or '?'))}</b> (fingerprint "
              f"<code>{escape(str(suite.get('fingerprint') or '?')[:12])}</code>), "
              f"{len(summary.configurations)} configurations, {len(summary.tables)} tasks. Figures are value "
-             "[95% bootstrap interval]; ★ marks a configuration significantly better than every other on that "
-             "metric (paired bootstrap, p &lt; 0.05).</p>")
+             f"[95% bootstrap interval]; {escape(summary.star_sentence())}</p>")
     recommendations = "".join(f"<li>{escape(rec.sentence())}</li>" for rec in summary.recommendations)
     body = "\n".join([
         f"<h1>domainbench report: {escape(summary.run)}</h1>", intro,

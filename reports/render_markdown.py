@@ -24,6 +24,7 @@ from reports.formatting import (
 from reports.load_tests import LOAD_HEADER, load_note, load_rows
 from reports.parity import (
     CHANGES_HEADER,
+    FORMS_NOTE,
     SAVINGS_HEADER,
     SERVING_HEADER,
     change_rows,
@@ -161,9 +162,7 @@ def forms_section(summary: RunSummary) -> str:
     if not summary.forms:
         return ""
     lines = ["## Deployable forms against their parents", "",
-             "Each form is scored on the same examples as its parent (the configuration without its last form); "
-             "every metric is paired example by example (paired bootstrap, p < 0.05), the test "
-             "`domainbench compare --forms` gates on.", ""]
+             markdown_text(FORMS_NOTE), ""]
     for parity in summary.forms:
         lines += [f"### {markdown_text(parity.configuration)} vs {markdown_text(parity.parent)}", "",
                   markdown_text(headline(parity)), "",
@@ -196,8 +195,7 @@ def render_markdown(summary: RunSummary, plots: dict[str, list[tuple[str, str]]]
              f"Suite **{markdown_text(suite.get('name') or '?')}** (fingerprint "
              f"{markdown_code(str(suite.get('fingerprint') or '?')[:12])}), "
              f"{len(summary.configurations)} configurations, {len(summary.tables)} tasks. "
-             "Figures are value [95% bootstrap interval]; ★ marks a configuration significantly better than "
-             "every other on that metric (paired bootstrap, p < 0.05).", "",
+             f"Figures are value [95% bootstrap interval]; {markdown_text(summary.star_sentence())}", "",
              "## Recommendation", ""]
     lines += [f"- {markdown_text(rec.sentence())}" for rec in summary.recommendations]
     lines += ["", CHEAPEST_NOTE, ""]

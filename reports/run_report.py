@@ -11,7 +11,7 @@ from reports.plots import metric_plot, quality_cost_plot
 from reports.render_html import render_html
 from reports.render_markdown import render_markdown
 from reports.schema import load_result, write_result
-from reports.significance import task_spec
+from tasks.pairing import task_spec
 from reports.summary import (
     SUMMARY_CSV,
     SUMMARY_JSON,

@@ -1,10 +1,11 @@
 """One run's result files gathered into the table model every report is rendered from.
 
 Per task: configurations x metrics, each with its 95% interval; the best configuration of a metric
-is marked only when a paired bootstrap finds it significantly better than every other one. Per
-configuration: what it cost, item by item, and whether its training converged. Per task: a
-recommendation (the best, and the cheapest configuration the paired bootstrap cannot tell from
-it), the share of degenerate predictions, and a few example predictions.
+is marked (★) only when the paired randomization test finds it significantly better than every
+other one, with Holm's correction over every ★ claim the report makes. Per configuration: what it
+cost, item by item, and whether its training converged. Per task: a recommendation (the best, and
+the cheapest configuration the paired test does not find significantly worse than it), the share
+of degenerate predictions, and a few example predictions.
 
 A configuration that did not converge at its training budget stays in every table, flagged, but is
 never the marked best nor the recommendation: its figures describe a failure, not the strategy.
@@ -33,21 +34,15 @@ from reports.failures import (
 from reports.load_tests import LoadTest, load_run_load_tests
 from reports.parity import Footprint, FormParity, footprint, form_parities
 from reports.schema import RESULTS_DIR, ResultFile, load_result
-from reports.significance import (
-    higher_is_better,
-    improvement,
-    is_significant,
-    paired_differences,
-)
-from tasks.stats import detectable_difference
+from stats.multiplicity import DEFAULT_CORRECTION, adjust
+from stats.power import detectable_difference, undetected_sentence
+from stats.verdicts import ALPHA, IMPROVED, difference_decision, gain, is_significant
+from tasks.pairing import HEADLINE_METRICS, higher_is_better, paired_differences
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
 EXAMPLES_PER_TASK = 3
 
-# The figure a recommendation is made on: the first of these a task reports, else its first metric.
-HEADLINE_METRICS = ("f1", "accuracy", "rougeL", "exact_match", "bleu", "word_perplexity", "token_perplexity",
-                    "bits_per_byte")
 
 
 @dataclass
@@ -56,7 +51,7 @@ class MetricCell:
     ci_low: float
     ci_high: float
     n: int
-    best: bool = False  # significantly better than every other configuration (paired bootstrap)
+    best: bool = False  # significantly better than every other configuration (paired test, Holm over the ★ family)
 
 
 @dataclass
@@ -88,13 +83,13 @@ class TaskTable:
         difference = self.detectable_difference
         if difference is None:
             return f"n = {n}."
-        return (f"n = {n}: a difference in {self.headline} smaller than about {difference:.3g} would usually go "
-                "undetected (80% power, two-sided 5% test, bound without pairing).")
+        return f"n = {n}: {undetected_sentence(self.headline, difference)}."
 
 
 # Under the recommendations in every rendering: what "cheapest" weighs.
 CHEAPEST_NOTE = ("Cheapest means least compute (training time plus evaluation time on the task) among the "
-                 "configurations the paired bootstrap does not find significantly worse than the best.")
+                 "configurations the paired randomization test does not find significantly worse than the best "
+                 "(each comparison at α = 0.05).")
 
 
 @dataclass
@@ -145,6 +140,13 @@ class RunSummary:
     forms: list[FormParity] = field(default_factory=list)                              # each form against its parent
     serving: dict[str, Footprint] = field(default_factory=dict)                        # configuration -> what serving it took
     load_tests: dict[str, LoadTest] = field(default_factory=dict)                      # configuration -> its endpoint under load
+    star_family: int = 0                   # ★ claims tested together (Holm's family)
+
+    def star_sentence(self) -> str:
+        """What a ★ means, with the size of the family it was corrected over."""
+        return (f"★ marks a configuration significantly better than every other on that metric (paired "
+                f"randomization test against each, α = {ALPHA:g}, Holm's correction over the {self.star_family} "
+                "★ claims this report tested).")
 
     def converged(self, configuration: str) -> bool:
         return not self.not_converged.get(configuration)
@@ -206,8 +208,8 @@ def build_summary(run_dir: Path, *, n_resamples: int = 1000, seed: int = 0) -> R
     costs = {c: configuration_cost(c, by_configuration[c]) for c in configurations}
     not_converged = {c: failures for c in configurations if (failures := convergence_failures(by_configuration[c]))}
     ranked = [c for c in configurations if c not in not_converged]
-    tables = [_task_table(task, by_config, ranked, n_resamples=n_resamples, seed=seed)
-              for task, by_config in by_task.items()]
+    tables = [_task_table(task, by_config) for task, by_config in by_task.items()]
+    star_family = mark_best(tables, by_task, ranked, n_resamples=n_resamples, seed=seed)
     return RunSummary(
         run=run_name(run_dir, results), suite={"name": results[0].suite.get("name"),
                                                "fingerprint": results[0].suite.get("fingerprint")},
@@ -218,7 +220,7 @@ def build_summary(run_dir: Path, *, n_resamples: int = 1000, seed: int = 0) -> R
         not_converged=not_converged, degenerate=_degenerate_shares(by_task),
         forms=form_parities(results, n_resamples=n_resamples, seed=seed),
         serving={c: footprint(by_configuration[c]) for c in configurations},
-        load_tests=_in_order(load_run_load_tests(run_dir), configurations))
+        load_tests=_in_order(load_run_load_tests(run_dir), configurations), star_family=star_family)
 
 
 def _in_order(load_tests: dict[str, LoadTest], configurations: list[str]) -> dict[str, LoadTest]:
@@ -240,19 +242,29 @@ def _check_one_suite(results: list[ResultFile]) -> None:
                                f"({', '.join(sorted(map(str, names)))}); a run evaluates one suite")
 
 
-def _task_table(task: str, by_config: dict[str, ResultFile], ranked: list[str], *, n_resamples: int,
-                seed: int) -> TaskTable:
+def _task_table(task: str, by_config: dict[str, ResultFile]) -> TaskTable:
     first = next(iter(by_config.values()))
     metrics = list(dict.fromkeys(m for r in by_config.values() for m in r.metrics))
     cells = {config: {m: MetricCell(**{k: r.metrics[m][k] for k in ("value", "ci_low", "ci_high", "n")})
                       for m in metrics if m in r.metrics}
              for config, r in by_config.items()}
-    table = TaskTable(task, first.task_type, metrics, cells, {c: len(r.examples) for c, r in by_config.items()})
-    for metric in metrics:
-        best = significant_best(table, by_config, metric, ranked, n_resamples=n_resamples, seed=seed)
-        if best:
-            cells[best][metric].best = True
-    return table
+    return TaskTable(task, first.task_type, metrics, cells, {c: len(r.examples) for c, r in by_config.items()})
+
+
+def mark_best(tables: list[TaskTable], by_task: dict[str, dict[str, ResultFile]], ranked: list[str], *,
+              n_resamples: int, seed: int, correction: str = DEFAULT_CORRECTION) -> int:
+    """Star each (task, metric)'s best configuration where it beats every other, as one corrected family.
+
+    Each claim "best beats every other" holds only if every pairwise test rejects, so its p-value is
+    the largest of them (an intersection–union test); Holm's correction then runs over all claims.
+    Returns the family's size.
+    """
+    claims = [(table, metric, best, p) for table in tables for metric in table.metrics
+              if (found := best_claim(table, by_task[table.task], metric, ranked, n_resamples=n_resamples,
+                                      seed=seed)) for best, p in [found]]
+    for (table, metric, best, _), p_adjusted in zip(claims, adjust([p for *_, p in claims], correction)):
+        table.cells[best][metric].best = is_significant(p_adjusted)
+    return len(claims)
 
 
 def best_configuration(table: TaskTable, metric: str, ranked: list[str]) -> str | None:
@@ -262,32 +274,35 @@ def best_configuration(table: TaskTable, metric: str, ranked: list[str]) -> str 
     return max(reported, key=lambda c: sign * table.cells[c][metric].value, default=None)
 
 
-def significant_best(table: TaskTable, by_config: dict[str, ResultFile], metric: str, ranked: list[str], *,
-                     n_resamples: int, seed: int) -> str | None:
-    """The best ranked configuration if the paired bootstrap separates it from every other one, else None.
+def best_claim(table: TaskTable, by_config: dict[str, ResultFile], metric: str, ranked: list[str], *,
+               n_resamples: int, seed: int) -> tuple[str, float] | None:
+    """(the best ranked configuration, the p-value of "it beats every other"), None when there is no claim.
 
     "Every other" includes the unranked (not converged) ones: a mark means no configuration came close.
+    The p-value is the largest pairwise one; it is 1 when some other configuration is as good or
+    better, or cannot be paired.
     """
     best = best_configuration(table, metric, ranked)
     others = [c for c in table.configurations if c != best and metric in table.cells[c]]
     if best is None or not others:
         return None
+    largest = 0.0
     for other in others:
         compared = paired_differences(by_config[other], by_config[best], [metric], n_resamples=n_resamples,
                                       seed=seed).get(metric)
-        # Not significant, or no better: an unranked configuration may beat the best ranked one.
-        if (compared is None or not is_significant(compared.difference)
-                or improvement(metric, compared.difference.difference) <= 0):
-            return None
-    return best
+        if compared is None or gain(compared.difference.difference, higher_is_better(metric)) <= 0:
+            return best, 1.0
+        largest = max(largest, compared.difference.p_value)
+    return best, largest
 
 
 def recommend(table: TaskTable, by_config: dict[str, ResultFile], costs: dict[str, ConfigurationCost],
               ranked: list[str], *, n_resamples: int, seed: int) -> Recommendation:
     """Best ranked configuration on the task's headline metric, and the cheapest ranked one as good as it.
 
-    "As good" is the test behind the ★: the paired bootstrap on the shared examples does not find it
-    significantly worse. Overlapping per-configuration intervals would say less, and could name a
+    "As good" is the test behind the ★: the paired randomization test on the shared examples does not
+    find it significantly worse (each comparison at α, uncorrected: a looser "as good" never hides a
+    cheaper configuration). Overlapping per-configuration intervals would say less, and could name a
     cheaper configuration that the same report marks as significantly beaten.
     """
     metric = table.headline
@@ -308,8 +323,10 @@ def recommend(table: TaskTable, by_config: dict[str, ResultFile], costs: dict[st
 
 def _significantly_worse(result: ResultFile, best: ResultFile, metric: str, *, n_resamples: int, seed: int) -> bool:
     compared = paired_differences(result, best, [metric], n_resamples=n_resamples, seed=seed).get(metric)
-    return (compared is not None and is_significant(compared.difference)
-            and improvement(metric, compared.difference.difference) > 0)
+    return compared is not None and difference_decision(
+        compared.difference, value_a=compared.value_a, value_b=compared.value_b,
+        higher_is_better=higher_is_better(metric)).verdict == IMPROVED
+
 
 
 def example_rows(by_config: dict[str, ResultFile], limit: int = EXAMPLES_PER_TASK) -> list[ExampleRow]:

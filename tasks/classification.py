@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.requests import LoglikelihoodRequest
-from tasks.metrics import precision_recall_f1
+from tasks.metrics import precision_recall_f1_arrays
 from tasks.records import ExampleRecord
-from tasks.stats import Statistic, mean_statistic
+from stats.statistic import Statistic, SumStatistic, mean_of
 from tasks.task_type import bootstrap_aggregate, template_training_pair
 
 if TYPE_CHECKING:
@@ -28,7 +28,8 @@ DEFAULT_GENERATION = None
 TAKES_FEWSHOT = True
 METRICS = ("accuracy", "accuracy_norm", "macro_f1")
 
-_GOLD, _PREDICTED, _CORRECT, _CORRECT_NORM = range(4)
+# Rows: correct, correct_norm, then tp, fp, fn of each label in turn (macro F1 from summed counts).
+_CORRECT, _CORRECT_NORM, _FIRST_COUNT = range(3)
 
 
 def check_example(task: "TaskSpec", example: dict) -> list[tuple[str, str]]:
@@ -72,28 +73,33 @@ def score_prediction(task: "TaskSpec", example_id: str, logprobs: dict[str, floa
 
 
 def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
-    """Rows [gold, predicted, correct, correct_norm] per example (labels as indices)."""
+    """Rows [correct, correct_norm, then tp, fp, fn of each label] per example."""
     labels = list(task.labels)
-    rows = np.array([[labels.index(r.reference), labels.index(r.prediction), r.scores["correct"],
-                      r.scores["correct_norm"]] for r in records], dtype=float)
-    statistics = {"accuracy": mean_statistic(_CORRECT), "accuracy_norm": mean_statistic(_CORRECT_NORM),
-                  "macro_f1": _macro_f1}
+    rows = np.array([[r.scores["correct"], r.scores["correct_norm"], *_label_counts(labels, r)] for r in records],
+                    dtype=float)
+    statistics = {"accuracy": mean_of(_CORRECT), "accuracy_norm": mean_of(_CORRECT_NORM),
+                  "macro_f1": SumStatistic(_macro_f1)}
     return rows, {name: statistics[name] for name in task.metrics}
 
 
 aggregate = bootstrap_aggregate(metric_statistics)
 
 
-def _macro_f1(rows: np.ndarray) -> float:
-    gold, predicted = rows[:, _GOLD].astype(int), rows[:, _PREDICTED].astype(int)
-    present = np.union1d(gold, predicted)
-    scores = []
-    for label in present:
-        tp = np.count_nonzero((gold == label) & (predicted == label))
-        fp = np.count_nonzero((gold != label) & (predicted == label))
-        fn = np.count_nonzero((gold == label) & (predicted != label))
-        scores.append(precision_recall_f1(tp, fp, fn)[2])
-    return float(np.mean(scores))
+def _label_counts(labels: list[str], record: ExampleRecord) -> list[float]:
+    """This example's [tp, fp, fn] for each label in turn (one of them a hit, or a miss and a false alarm)."""
+    counts = []
+    for label in labels:
+        gold, predicted = record.reference == label, record.prediction == label
+        counts += [float(gold and predicted), float(predicted and not gold), float(gold and not predicted)]
+    return counts
+
+
+def _macro_f1(sums: np.ndarray, n: int) -> np.ndarray:
+    """Mean F1 over the labels that occur as gold or prediction (as scikit-learn's macro average does)."""
+    counts = sums[..., _FIRST_COUNT:].reshape(*sums.shape[:-1], -1, 3)
+    f1 = precision_recall_f1_arrays(counts[..., 0], counts[..., 1], counts[..., 2])[2]
+    present = counts.sum(axis=-1) > 0
+    return (f1 * present).sum(axis=-1) / np.maximum(present.sum(axis=-1), 1)
 
 
 def rescore_record(task: "TaskSpec", record: ExampleRecord) -> ExampleRecord:

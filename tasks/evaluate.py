@@ -21,7 +21,7 @@ from tasks.rag_policy import check_rag_ready, exclusion, judges_retrieval
 from tasks.records import ExampleRecord
 from tasks.registry import task_module
 from tasks.retrieval_metrics import retrieval_metrics
-from tasks.stats import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES, Metric
+from stats.intervals import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES, Metric
 from tasks.suite import TaskSpec
 
 DEFAULT_FEWSHOT_SEED = 1234

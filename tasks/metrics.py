@@ -16,7 +16,9 @@ from collections import Counter
 from collections.abc import Iterable
 from functools import lru_cache
 
-from tasks.stats import safe_ratio
+import numpy as np
+
+from stats.statistic import safe_divide, safe_ratio
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
 BLEU_ORDER = 4
@@ -93,6 +95,13 @@ def precision_recall_f1(tp: float, fp: float, fn: float) -> tuple[float, float, 
     return precision, recall, safe_ratio(2 * precision * recall, precision + recall)
 
 
+def precision_recall_f1_arrays(tp, fp, fn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`precision_recall_f1` elementwise over arrays of counts (resamples of a corpus at once)."""
+    precision = safe_divide(tp, np.add(tp, fp))
+    recall = safe_divide(tp, np.add(tp, fn))
+    return precision, recall, safe_divide(2 * precision * recall, precision + recall)
+
+
 # ----- ROUGE and BLEU -----------------------------------------------------------------------------
 
 @lru_cache(maxsize=1)
@@ -123,6 +132,12 @@ def bleu_statistics(prediction: str, reference: str) -> list[int]:
     """
     score = _bleu().corpus_score([prediction], [[reference]])
     return [*score.counts, *score.totals, score.sys_len, score.ref_len]
+
+
+def corpus_bleu_of_sums(sums: np.ndarray, n: int) -> np.ndarray:
+    """Corpus BLEU of summed `bleu_statistics` (..., 10), one score per leading index (sacrebleu's own formula)."""
+    flat = np.asarray(sums, dtype=float).reshape(-1, 2 * BLEU_ORDER + 2)
+    return np.array([corpus_bleu_from_statistics(row) for row in flat]).reshape(np.shape(sums)[:-1])
 
 
 def corpus_bleu_from_statistics(summed: Iterable[float]) -> float:

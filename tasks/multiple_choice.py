@@ -19,7 +19,7 @@ import numpy as np
 
 from harness.requests import LoglikelihoodRequest
 from tasks.records import ExampleRecord
-from tasks.stats import Statistic, mean_statistic
+from stats.statistic import Statistic, mean_of
 from tasks.task_type import bootstrap_aggregate, template_training_pair
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def score_prediction(example_id: str, choices: list[str], logprobs: list[float],
 def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
     """Rows [correct, correct_norm] per example."""
     rows = np.array([[r.scores["correct"], r.scores["correct_norm"]] for r in records], dtype=float)
-    statistics = {"accuracy": mean_statistic(_CORRECT), "accuracy_norm": mean_statistic(_CORRECT_NORM)}
+    statistics = {"accuracy": mean_of(_CORRECT), "accuracy_norm": mean_of(_CORRECT_NORM)}
     return rows, {name: statistics[name] for name in task.metrics}
 
 

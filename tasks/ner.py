@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tasks.metrics import entity_counts, precision_recall_f1
+from tasks.metrics import entity_counts, precision_recall_f1_arrays
 from tasks.records import ExampleRecord
-from tasks.stats import Statistic
+from stats.statistic import Statistic, SumStatistic
 from tasks.task_type import (
     bootstrap_aggregate,
     generation_requests,
@@ -145,11 +145,11 @@ def score_prediction(example_id: str, prediction: dict, reference: list[dict]) -
 
 
 def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
-    """Rows [type][tp, fp, fn] per example; micro P/R/F1 over all entities (undeclared predicted
-    types count as false positives) and F1 per declared type, from summed counts."""
+    """Rows [tp, fp, fn of each type in turn] per example; micro P/R/F1 over all entities (undeclared
+    predicted types count as false positives) and F1 per declared type, from summed counts."""
     types = sorted(set(task.labels).union(*(r.scores["counts"] for r in records)))
     rows = np.array([[count for t in types for count in r.scores["counts"].get(t, [0, 0, 0])] for r in records],
-                    dtype=float).reshape(len(records), len(types), 3)
+                    dtype=float).reshape(len(records), len(types) * 3)
     statistics = {}
     for position, name in enumerate(("precision", "recall", "f1")):
         if name in task.metrics:
@@ -163,16 +163,23 @@ def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[n
 aggregate = bootstrap_aggregate(metric_statistics)
 
 
-def _micro(position: int):
-    def statistic(rows: np.ndarray) -> float:
-        return precision_recall_f1(*rows.sum(axis=(0, 1)))[position]
-    return statistic
+def _by_type(sums: np.ndarray) -> np.ndarray:
+    """Summed rows (..., types * 3) as (..., types, [tp, fp, fn])."""
+    return sums.reshape(*sums.shape[:-1], -1, 3)
 
 
-def _per_type_f1(type_index: int):
-    def statistic(rows: np.ndarray) -> float:
-        return precision_recall_f1(*rows[:, type_index].sum(axis=0))[2]
-    return statistic
+def _micro(position: int) -> SumStatistic:
+    def of_sums(sums: np.ndarray, n: int) -> np.ndarray:
+        counts = _by_type(sums).sum(axis=-2)
+        return precision_recall_f1_arrays(counts[..., 0], counts[..., 1], counts[..., 2])[position]
+    return SumStatistic(of_sums)
+
+
+def _per_type_f1(type_index: int) -> SumStatistic:
+    def of_sums(sums: np.ndarray, n: int) -> np.ndarray:
+        counts = _by_type(sums)[..., type_index, :]
+        return precision_recall_f1_arrays(counts[..., 0], counts[..., 1], counts[..., 2])[2]
+    return SumStatistic(of_sums)
 
 
 rescore_record = rescore_from_prediction(score_prediction)

@@ -17,7 +17,7 @@ import numpy as np
 from harness.requests import RollingRequest
 from tasks.prompts import render
 from tasks.records import ExampleRecord
-from tasks.stats import Statistic
+from stats.statistic import Statistic, SumStatistic
 from tasks.task_type import bootstrap_aggregate, nonempty_string_problems
 
 if TYPE_CHECKING:
@@ -72,21 +72,19 @@ def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[n
     so the bootstrap resamples documents and recomputes the ratio."""
     rows = np.array([[r.scores[name] for name in STATISTICS] for r in records], dtype=float)
     statistics = {"token_perplexity": _perplexity_per(_TOKENS), "word_perplexity": _perplexity_per(_WORDS),
-                  "bits_per_byte": _bits_per_byte}
+                  "bits_per_byte": SumStatistic(_bits_per_byte)}
     return rows, {name: statistics[name] for name in task.metrics}
 
 
 aggregate = bootstrap_aggregate(metric_statistics)
 
 
-def _perplexity_per(unit: int):
-    def perplexity(rows: np.ndarray) -> float:
-        return math.exp(-rows[:, _LOGPROB].sum() / rows[:, unit].sum())
-    return perplexity
+def _perplexity_per(unit: int) -> SumStatistic:
+    return SumStatistic(lambda sums, n: np.exp(-sums[..., _LOGPROB] / sums[..., unit]))
 
 
-def _bits_per_byte(rows: np.ndarray) -> float:
-    return float(-rows[:, _LOGPROB].sum() / rows[:, _BYTES].sum() / math.log(2))
+def _bits_per_byte(sums: np.ndarray, n: int) -> np.ndarray:
+    return -sums[..., _LOGPROB] / sums[..., _BYTES] / math.log(2)
 
 
 def rescore_record(task: "TaskSpec", record: ExampleRecord) -> ExampleRecord:

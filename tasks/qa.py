@@ -12,7 +12,7 @@ import numpy as np
 
 from tasks.metrics import answer_containment, exact_match, token_f1
 from tasks.records import ExampleRecord
-from tasks.stats import Statistic, mean_statistic
+from stats.statistic import Statistic, mean_of
 from tasks.task_type import (
     bootstrap_aggregate,
     generation_requests,
@@ -70,7 +70,7 @@ def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[n
     """
     rows = np.array([[r.scores["exact_match"], r.scores["f1"], r.scores.get("answer_containment", np.nan)]
                      for r in records], dtype=float)
-    statistics = {"exact_match": mean_statistic(0), "f1": mean_statistic(1), "answer_containment": mean_statistic(2)}
+    statistics = {"exact_match": mean_of(0), "f1": mean_of(1), "answer_containment": mean_of(2)}
     return rows, {name: statistics[name] for name in task.metrics}
 
 

@@ -1,7 +1,7 @@
 """Retrieval metrics of a task's records, aggregated with bootstrap intervals like every other metric.
 
 The per-example judging (recall@k, MRR, nDCG@k against the gold documents) is retrieval's own
-(`retrieval.metrics`); the interval arithmetic is the tasks room's (`tasks.stats`).
+(`retrieval.metrics`); the interval arithmetic is the `stats` room's.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from retrieval.metrics import retrieval_scores
-from tasks.stats import Metric, bootstrap_ci
+from stats.intervals import Metric, bootstrap_ci
+from stats.statistic import mean_of
 
 
 def aggregate_retrieval(per_example: list[dict[str, float]]) -> dict[str, Metric]:
@@ -18,7 +19,7 @@ def aggregate_retrieval(per_example: list[dict[str, float]]) -> dict[str, Metric
     metrics = {}
     for name in names:
         values = np.array([scores[name] for scores in per_example if name in scores], dtype=float)
-        metrics[name] = bootstrap_ci(values, np.mean)
+        metrics[name] = bootstrap_ci(values, mean_of(0))
     return metrics
 
 

@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stats.statistic import Statistic, SumStatistic, mean_of
 from tasks.metrics import (
     ROUGE_TYPES,
     bleu_signature,
     bleu_statistics,
-    corpus_bleu_from_statistics,
+    corpus_bleu_of_sums,
     rouge_f1,
 )
 from tasks.records import ExampleRecord
-from tasks.stats import Statistic, mean_statistic
 from tasks.task_type import (
     bootstrap_aggregate,
     generation_requests,
@@ -64,16 +64,12 @@ def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[n
     is corpus BLEU (0-100, sacrebleu's scale) from the summed statistics."""
     rows = np.array([[r.scores[name] for name in ROUGE_TYPES] + list(r.scores["bleu_statistics"])
                      for r in records], dtype=float)
-    statistics = {name: mean_statistic(column) for column, name in enumerate(ROUGE_TYPES)}
-    statistics["bleu"] = _corpus_bleu
+    statistics = {name: mean_of(column) for column, name in enumerate(ROUGE_TYPES)}
+    statistics["bleu"] = SumStatistic(lambda sums, n: corpus_bleu_of_sums(sums[..., len(ROUGE_TYPES):], n))
     return rows, {name: statistics[name] for name in task.metrics}
 
 
 aggregate = bootstrap_aggregate(metric_statistics)
-
-
-def _corpus_bleu(rows: np.ndarray) -> float:
-    return corpus_bleu_from_statistics(rows[:, len(ROUGE_TYPES):].sum(axis=0))
 
 
 rescore_record = rescore_from_prediction(score_prediction)

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.requests import GenerationRequest
 from tasks.prompts import render
-from tasks.stats import bootstrap_metrics
+from stats.intervals import bootstrap_metrics
 
 if TYPE_CHECKING:
     import numpy as np
 
     from tasks.records import ExampleRecord
-    from tasks.stats import Metric, Statistic
+    from stats.intervals import Metric
+    from stats.statistic import Statistic
     from tasks.suite import TaskSpec
 
 

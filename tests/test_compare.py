@@ -37,7 +37,9 @@ def test_significant_drop_fails_the_gate_with_a_markdown_table(tmp_path, capsys)
     base, new = standard_run(tmp_path / "base"), standard_run(tmp_path / "new", "candidate", adapter_correct=20)
     code, out, _ = _gate([base, new], capsys)
     assert code == 1
-    assert "| configuration | task | metric | base | new | Δ [95% CI] | p | n | verdict |" in out
+    assert ("| configuration | task | metric | base | new | Δ [95% CI] | p | p adj. | n (differ) | verdict |"
+            in out)
+    assert "Family: " in out and "correction: Holm" in out and "Semantics: fail on evidence of a drop" in out
     assert "| adapter | errno-qa | f1 | 0.900 | 0.500 | -0.4 " in out and "**REGRESSION**" in out
     assert "| base | errno-qa | f1 | 0.250 | 0.250 | +0 " in out
 
@@ -126,7 +128,7 @@ def test_a_metric_that_cannot_be_paired_is_listed_not_dropped(tmp_path, capsys):
     code, out, _ = _gate([results["base"], results["new"], "--max-drop", "f1=1", "--max-drop", "exact_match=1"],
                          capsys)
     assert code == 0
-    assert "| base | errno-qa | judge\\_score | 0.900 | 0.500 | -0.4 (unpaired) | — | — | not tested" in out
+    assert "| base | errno-qa | judge\\_score | 0.900 | 0.500 | -0.4 (unpaired) | — | — | — | not tested" in out
     assert "judge\\_score could not be paired" in out
 
 
@@ -152,3 +154,50 @@ def test_every_metric_the_task_type_computes_is_paired(tmp_path, capsys):
     assert code == 0 and "could not be paired" not in out
     assert set(qa.METRICS) <= {line.split(" | ")[2].replace("\\", "") for line in out.splitlines()
                                if line.startswith("| base | errno-qa |")}
+
+
+def test_three_flipped_examples_cannot_decide_and_exit_3(tmp_path, capsys):
+    """The issue's row: 3 of 3 examples flipped is p = 0.25 at best — neither pass nor regression."""
+    base = write_run(tmp_path / "base", [qa_result("a", "base", 3, n=3)])
+    new = write_run(tmp_path / "new", [qa_result("b", "base", 0, n=3)])
+    code, out, _ = _gate([base, new], capsys)
+    assert code == 3 and "REGRESSION" not in out
+    assert "cannot decide at this n (only 3 of 3 examples differ: the smallest p they could give is 0.25" in out
+    assert "cannot decide at their n" in out
+
+
+def test_the_family_is_corrected_together_and_named(tmp_path, capsys):
+    """A drop significant alone (p = 0.031 on 6 of 6 examples) is not one of a Holm family of 4 tests."""
+    base = write_run(tmp_path / "base", [qa_result("a", "base", 40), qa_result("a", "adapter", 40)])
+    new = write_run(tmp_path / "new", [qa_result("b", "base", 34), qa_result("b", "adapter", 40)])
+    code, out, _ = _gate([base, new, "--correction", "none"], capsys)
+    assert code == 1 and "Family: 4 tests at α = 0.05, correction: none" in out
+    code, out, _ = _gate([base, new], capsys)
+    assert code == 0 and "Family: 4 tests at α = 0.05, correction: Holm" in out
+    assert "| base | errno-qa | f1 | 1.000 | 0.850 |" in out and "| 0.0312 | 0.125 | 40 (6) |" in out
+
+
+def test_primary_only_gates_one_metric_per_task(tmp_path, capsys):
+    base = write_run(tmp_path / "base", [qa_result("a", "base", 40)])
+    new = write_run(tmp_path / "new", [qa_result("b", "base", 34)])
+    code, out, _ = _gate([base, new, "--primary-only", "--correction", "none"], capsys)
+    assert code == 1 and "Family: 1 tests" in out
+    assert "| base | errno-qa | f1 |" in out and "| base | errno-qa | exact\\_match |" not in out
+
+
+def test_non_inferiority_passes_only_on_evidence_and_names_the_drop_ruled_out(tmp_path, capsys):
+    base = write_run(tmp_path / "base", [qa_result("a", "base", 40)])
+    same = write_run(tmp_path / "same", [qa_result("b", "base", 40)])
+    worse = write_run(tmp_path / "worse", [qa_result("c", "base", 36)])
+    margins = ["--max-drop", "f1=0.2", "--max-drop", "exact_match=0.2"]
+    code, out, _ = _gate([base, same, "--semantics", "non-inferiority", *margins], capsys)
+    assert code == 0 and "All 2 metrics shown non-inferior" in out and "Semantics: non-inferiority" in out
+    assert "non-inferior (drops larger than 0.0" in out
+    code, out, _ = _gate([base, worse, "--semantics", "non-inferiority", *margins], capsys)
+    assert code == 1 and "**NOT SHOWN NON-INFERIOR**" in out and "not ruled out" in out
+
+
+def test_non_inferiority_without_a_margin_is_refused(tmp_path, capsys):
+    run = write_run(tmp_path / "run", [qa_result("a", "base", 10)])
+    code, out, err = _gate([run, run, "--semantics", "non-inferiority", "--max-drop", "f1=0.05"], capsys)
+    assert code == 2 and out == "" and "exact_match=δ" in err and err.count("\n") == 1

@@ -57,4 +57,4 @@ def test_each_task_states_n_and_the_difference_it_could_detect(tmp_path):
     for table in tables:
         n = max(table["n_examples"].values())
         assert f"n = {n}: a difference in {table['headline']} smaller than about" in report.replace("\\_", "_")
-    assert "would usually go undetected" in (run / "report.html").read_text()
+    assert "would be detected less than 80% of the time" in (run / "report.html").read_text()

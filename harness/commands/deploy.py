@@ -15,7 +15,7 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
-from harness.commands.options import task_list
+from harness.commands.options import gate_options, gate_settings, task_list
 from harness.errors import DomainbenchError
 
 if TYPE_CHECKING:
@@ -199,7 +199,11 @@ def _loadtest_table(record: dict, results: list) -> Table:
 @click.option("--suite", "suite_spec", default=None,
               help="Builtin suite name or suite dir (default: the suite the baseline names).")
 @click.option("--tasks", "task_names", default=None, help="Comma-separated task names (default: all the baseline's).")
-@click.option("--sample", type=int, default=16, show_default=True, help="Canary examples per task per round.")
+@click.option("--sample", type=int, default=None,
+              help="Canary examples per task per round (default: sized by --detect, at most what the baseline scored).")
+@click.option("--detect", type=click.FloatRange(0, 1, min_open=True), default=0.1, show_default=True,
+              help="The smallest drop of each task's primary metric the canary should find 4 times in 5: that much on "
+                   "0-1 metrics, that share of the value on perplexity; sizes the default --sample.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the canary sample.")
 @click.option("--every", type=float, default=None, help="Seconds between rounds (runs until a round fails).")
 @click.option("--once", is_flag=True, help="One round, then exit 0 (pass) or 1 (fail): for CI.")
@@ -217,26 +221,29 @@ def _loadtest_table(record: dict, results: list) -> Table:
               help="Expose the latest round (quality against the baseline, latency, error rate) and rounds by verdict "
                    "as Prometheus metrics on this port while watching.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics port binds.")
+@gate_options
 def monitor_command(endpoint_spec: str, baseline_dir: Path, configuration: str, suite_spec: str | None,
-                    task_names: str | None, sample: int, seed: int, every: float | None, once: bool, db_path: Path,
-                    max_error_rate: float, max_p95: float | None, max_drop: tuple[str, ...],
-                    tokenizer_spec: str | None, concurrency: int, timeout: float, metrics_port: int | None,
-                    metrics_host: str) -> None:
+                    task_names: str | None, sample: int | None, detect: float, seed: int, every: float | None,
+                    once: bool, db_path: Path, max_error_rate: float, max_p95: float | None,
+                    max_drop: tuple[str, ...], tokenizer_spec: str | None, concurrency: int, timeout: float,
+                    metrics_port: int | None, metrics_host: str, semantics: str, correction: str) -> None:
     """Replay a seeded canary sample of BASELINE's examples on ENDPOINT; exit 1 when quality, errors or p95 fail."""
-    from harness.monitor import baseline_results
+    from harness.monitor import baseline_results, canary_size
     from harness.serving_metrics import MonitorMetrics
     from reports.compare import parse_max_drop
     from tasks.suite import load_suite
 
     if once == (every is not None):
         raise DomainbenchError("monitor: give exactly one of --once and --every SECONDS")
-    if sample < 1 or (every is not None and every <= 0):
+    if (sample is not None and sample < 1) or (every is not None and every <= 0):
         raise DomainbenchError("--sample and --every: expected positive numbers")
     tolerances = parse_max_drop(max_drop)
     engine = _connect(endpoint_spec, None, concurrency=concurrency, timeout=timeout)
     try:
         baseline = baseline_results(baseline_dir, configuration, task_list(task_names))
         suite = load_suite(suite_spec or baseline[0].suite["name"])
+        sample = sample or canary_size(baseline, detect)
+        settings = gate_settings(semantics, correction)
         engine.tokenizer = _baseline_tokenizer(tokenizer_spec, baseline[0])
         metrics = MonitorMetrics(endpoint=engine.client.endpoint.url, baseline=str(baseline_dir.resolve()),
                                  configuration=configuration)
@@ -246,7 +253,7 @@ def monitor_command(endpoint_spec: str, baseline_dir: Path, configuration: str, 
             while True:
                 if not _watch_once(engine, suite, baseline, baseline_dir, endpoint_spec, sample=sample, seed=seed,
                                    db_path=db_path, max_drop=tolerances, max_error_rate=max_error_rate,
-                                   max_p95=max_p95, metrics=metrics):
+                                   max_p95=max_p95, metrics=metrics, settings=settings):
                     sys.exit(1)
                 if once:
                     return
@@ -266,9 +273,10 @@ def _baseline_tokenizer(tokenizer_spec: str | None, baseline) -> object | None:
 
 def _watch_once(engine: OpenAIEngine, suite, baseline: list, baseline_dir: Path, endpoint_spec: str, *, sample: int,
                 seed: int, db_path: Path, max_drop: dict[str, float], max_error_rate: float,
-                max_p95: float | None, metrics: MonitorMetrics) -> bool:
+                max_p95: float | None, metrics: MonitorMetrics, settings) -> bool:
     """One round: replay, store, publish, print the verdict; whether it passed."""
     from harness.monitor import (
+        detectable_drops,
         is_first_round,
         monitor_round,
         round_problems,
@@ -278,22 +286,31 @@ def _watch_once(engine: OpenAIEngine, suite, baseline: list, baseline_dir: Path,
     url, configuration = engine.client.endpoint.url, baseline[0].configuration
     parity = is_first_round(db_path, url, str(baseline_dir.resolve()), configuration)
     round_ = monitor_round(engine, suite, baseline, sample=sample, seed=seed, max_drop=max_drop,
-                           endpoint_spec=endpoint_spec)
+                           endpoint_spec=endpoint_spec, settings=settings)
     problems = round_problems(round_, max_error_rate=max_error_rate, max_p95=max_p95)
     store_round(db_path, round_, endpoint=url, served_model=engine.client.model_id,
                 baseline=str(baseline_dir.resolve()), configuration=configuration, sample=sample, seed=seed,
                 parity=parity, problems=problems)
     metrics.observe(round_, problems)
+    from reports.changes import family_size
+
     kind = "parity check (first round): served vs offline" if parity else "canary round"
     table = Table(title=f"{kind} — {url} against {baseline_dir} ({configuration}), {round_.started}")
-    for column in ("task", "metric", "n", "baseline", "served", "difference", "p", "verdict"):
+    for column in ("task", "metric", "n (differ)", "baseline", "served", "difference", "p", "p adj.", "verdict"):
         table.add_column(column, justify="left" if column in ("task", "metric", "verdict") else "right")
     for change in round_.changes:
         difference = change.difference
-        table.add_row(change.task, change.metric, str(difference.n) if difference else "-", f"{change.base:.4g}",
-                      f"{change.new:.4g}", f"{difference.difference:+.4g}" if difference else "-",
-                      f"{difference.p_value:.3f}" if difference else "-", change.verdict)
+        table.add_row(change.task, change.metric, f"{difference.n} ({difference.n_differing})" if difference else "-",
+                      f"{change.base:.4g}", f"{change.new:.4g}", f"{difference.difference:+.4g}" if difference else "-",
+                      f"{difference.p_value:.3g}" if difference else "-",
+                      f"{change.p_adjusted:.3g}" if change.p_adjusted is not None else "-",
+                      f"{change.verdict} ({change.decision.reason})" if change.decision and change.decision.reason
+                      else change.verdict)
     _console().print(table)
+    click.echo(settings.sentence(family_size(round_.changes)))
+    for task, (metric, drop) in detectable_drops(baseline, sample).items():
+        click.echo(f"{task}: at n = {sample} a drop in {metric} smaller than about {drop:.3g} would be detected less "
+                   "than 80% of the time")
     for note in round_.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"requests {round_.requests}, errors {round_.errors} ({round_.error_rate:.1%}), latency p50 "

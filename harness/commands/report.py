@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from harness.commands.options import gate_options, gate_settings
+
 # The reports are imported inside each command: plotting pulls in matplotlib, which
 # `domainbench --help` and the other commands have no use for.
 
@@ -49,13 +51,17 @@ def rescore_command(run_dir: Path) -> None:
               help="Gate each deployable form of BASE_RUN (merged, pruned, int8, nf4, gguf) against its parent.")
 @click.option("--max-drop", multiple=True, metavar="METRIC=TOL",
               help="Tolerated drop of a metric (repeatable), e.g. --max-drop f1=0.01; default 0.")
-@click.option("--resamples", default=1000, show_default=True, help="Bootstrap resamples per test.")
+@click.option("--resamples", default=1000, show_default=True, help="Bootstrap resamples per interval.")
+@click.option("--primary-only", is_flag=True, help="Gate each task's primary metric only (the suite's primary_metric).")
+@gate_options
 def compare_command(base_run: Path, new_run: Path | None, forms: bool, max_drop: tuple[str, ...],
-                    resamples: int) -> None:
+                    resamples: int, primary_only: bool, semantics: str, correction: str) -> None:
     """Gate NEW_RUN against BASE_RUN (or, with --forms, each form of BASE_RUN against its parent).
 
-    A Markdown table; exit 1 on a significant drop beyond tolerance. Exit codes: 0 no regression,
-    1 regression, 2 unusable input (e.g. different suites, no forms).
+    A Markdown table naming the family size, the correction and the semantics. Exit codes: 0 pass,
+    1 a failing metric (a significant drop beyond tolerance; under non-inferiority, a metric not
+    shown non-inferior), 2 unusable input (e.g. different suites, no forms), 3 nothing failed but
+    some comparison cannot decide at its n.
     """
     from harness.errors import DomainbenchError
     from reports.compare import (
@@ -67,12 +73,18 @@ def compare_command(base_run: Path, new_run: Path | None, forms: bool, max_drop:
 
     if forms == (new_run is not None):
         raise DomainbenchError("compare: give BASE_RUN and NEW_RUN, or one run with --forms")
+    if forms and primary_only:
+        raise DomainbenchError("compare: --primary-only applies to two runs, not --forms")
     tolerances = parse_max_drop(max_drop)
-    comparison = (compare_forms(base_run, tolerances, n_resamples=resamples) if forms
-                  else compare_runs(base_run, new_run, tolerances, n_resamples=resamples))
+    settings = gate_settings(semantics, correction)
+    comparison = (compare_forms(base_run, tolerances, n_resamples=resamples, settings=settings) if forms
+                  else compare_runs(base_run, new_run, tolerances, n_resamples=resamples, settings=settings,
+                                    primary_only=primary_only))
     click.echo(render_comparison(comparison), nl=False)
     if comparison.regressions:
         sys.exit(1)
+    if comparison.undecided:
+        sys.exit(3)
 
 
 @click.command("leaderboard")

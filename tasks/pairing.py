@@ -1,4 +1,4 @@
-"""Paired comparison of two result files of one task, example by example.
+"""Two result files of one task, paired example by example, and their paired tests.
 
 Every metric a result file reports is paired from per-example rows where they exist:
 - the task's own metrics (NER's per-type F1 included): the task type says how per-example scores
@@ -7,8 +7,9 @@ Every metric a result file reports is paired from per-example rows where they ex
 - retrieval metrics (recall@k, MRR, nDCG@k): recomputed per example from the stored retrieved
   chunks and gold documents (`retrieval.metrics.retrieval_scores`), on the examples both sides
   judged.
-`tasks.stats.paired_bootstrap` then resamples the shared examples. A metric neither source can
-rebuild per example is left to the caller to report unpaired.
+`stats.paired.paired_test` then tests the shared examples. A metric neither source can rebuild per
+example is left to the caller to report unpaired. Each metric's direction and range (what "better"
+and "a drop of δ" mean) is stated here, beside the task types that define the metrics.
 """
 
 from __future__ import annotations
@@ -18,26 +19,42 @@ from dataclasses import dataclass
 import numpy as np
 
 from retrieval.metrics import retrieval_scores
+from stats.intervals import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES
+from stats.paired import PairedDifference, paired_test
+from stats.statistic import Statistic, mean_of
 from tasks.records import ExampleRecord
 from tasks.registry import task_module
-from tasks.stats import (
-    DEFAULT_BOOTSTRAP_SEED,
-    DEFAULT_RESAMPLES,
-    PairedDifference,
-    Statistic,
-    mean_statistic,
-    paired_bootstrap,
-)
 from tasks.suite import TaskSpec
-
-SIGNIFICANCE_LEVEL = 0.05
 
 # Metrics where a smaller number is the better model; every other metric grows with quality.
 LOWER_IS_BETTER = frozenset({"token_perplexity", "word_perplexity", "bits_per_byte"})
+# Metrics with no upper end; BLEU runs 0–100 (sacrebleu's scale); every other metric is a share, 0–1.
+UNBOUNDED = LOWER_IS_BETTER
+PERCENT_SCALE = frozenset({"bleu"})
+
+
+# The figure a recommendation is made on: the first of these a task reports, else its first metric.
+HEADLINE_METRICS = ("f1", "accuracy", "rougeL", "exact_match", "bleu", "word_perplexity", "token_perplexity",
+                    "bits_per_byte")
+
+
+def primary_metric(result) -> str:
+    """A result's primary metric: its suite's `primary_metric` when it names one, else the headline rule."""
+    named = result.settings.get("primary_metric")
+    if isinstance(named, str) and named in result.metrics:
+        return named
+    return next((m for m in HEADLINE_METRICS if m in result.metrics), next(iter(result.metrics)))
 
 
 def higher_is_better(metric: str) -> bool:
     return metric not in LOWER_IS_BETTER
+
+
+def metric_scale(metric: str) -> float | None:
+    """The metric's range (None when unbounded): what a drop of δ is measured against."""
+    if metric in UNBOUNDED:
+        return None
+    return 100.0 if metric in PERCENT_SCALE else 1.0
 
 
 def task_spec(result) -> TaskSpec:
@@ -61,7 +78,7 @@ def shared_records(result_a, result_b) -> tuple[list[ExampleRecord], list[Exampl
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """A metric of two results on their shared examples, and the bootstrap of its difference (b - a)."""
+    """A metric of two results on their shared examples, and the paired test of its difference (b - a)."""
 
     value_a: float
     value_b: float
@@ -82,7 +99,7 @@ def paired_differences(result_a, result_b, metrics: list[str], *, n_resamples: i
                 statistic = statistics[metric]
                 compared[metric] = PairedComparison(
                     float(statistic(rows_a)), float(statistic(rows_b)),
-                    paired_bootstrap(rows_a, rows_b, statistic, n_resamples=n_resamples, seed=seed))
+                    paired_test(rows_a, rows_b, statistic, n_resamples=n_resamples, seed=seed))
     return compared
 
 
@@ -107,7 +124,7 @@ def _retrieval_rows(records_a: list[ExampleRecord], records_b: list[ExampleRecor
     names = [name for name in judged[0][0] if all(name in a and name in b for a, b in judged)]
     rows_a = np.array([[a[name] for name in names] for a, _ in judged], dtype=float)
     rows_b = np.array([[b[name] for name in names] for _, b in judged], dtype=float)
-    statistics: dict[str, Statistic] = {name: mean_statistic(column) for column, name in enumerate(names)}
+    statistics: dict[str, Statistic] = {name: mean_of(column) for column, name in enumerate(names)}
     return rows_a, rows_b, statistics
 
 
@@ -115,11 +132,3 @@ def _retrieval(record: ExampleRecord) -> dict[str, float]:
     gold = record.retrieval_gold
     return retrieval_scores(record.retrieved or [], {"doc_ids": gold["gold"]}, gold["k"])
 
-
-def is_significant(difference: PairedDifference) -> bool:
-    return difference.p_value < SIGNIFICANCE_LEVEL
-
-
-def improvement(metric: str, difference: float) -> float:
-    """The difference signed so that positive always means better."""
-    return difference if higher_is_better(metric) else -difference
