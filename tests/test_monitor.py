@@ -2,7 +2,9 @@
 
 The baseline is an `eval` of llama-cpp-python's server on the builtin GGUF through the endpoint
 path, so one monitor round against that same server must find parity (exit 0); against a copy of
-the baseline whose stored scores were tampered to be perfect it must find a regression (exit 1).
+the baseline whose stored scores were tampered to be perfect, three examples cannot decide (the
+best p three flipped examples can give is 0.25), so the round says so and does not fail. A drop on
+enough examples fails the round (tested on result files, no endpoint needed).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ def test_the_first_round_is_a_parity_check_that_holds_against_the_same_server(se
 
 
 @pytest.mark.slow
-def test_a_significant_drop_against_the_baseline_exits_1_and_is_stored(served_baseline, tmp_path, capsys):
+def test_a_drop_on_three_examples_cannot_decide_and_does_not_fail(served_baseline, tmp_path, capsys):
     url, baseline = served_baseline
     tampered = tmp_path / "tampered"
     shutil.copytree(baseline, tampered)
@@ -80,14 +82,46 @@ def test_a_significant_drop_against_the_baseline_exits_1_and_is_stored(served_ba
         example["scores"].update(exact_match=1.0, f1=1.0)
     path.write_text(json.dumps(record))
     db = tmp_path / "monitor.sqlite"
-    with pytest.raises(SystemExit) as exit_info:
-        main(["monitor", f"openai+{url}", "--baseline", str(tampered), "--tasks", "errno-qa", "--once",
-              "--sample", "3", "--db", str(db)])
-    assert exit_info.value.code == 1
+    main(["monitor", f"openai+{url}", "--baseline", str(tampered), "--tasks", "errno-qa", "--once",
+          "--sample", "3", "--db", str(db)])
     out = capsys.readouterr().out
-    assert "REGRESSION" in out and "verdict: FAIL" in out and "errno-qa exact_match" in out
-    ((parity, passed, *_),) = rounds(db)
-    assert (parity, passed) == (1, 0)
+    assert "REGRESSION" not in out and "verdict: pass" in out
+    assert "cannot decide at this n" in out and "Family: " in out and "correction: Holm" in out
+    assert "errno-qa: at n = 3 a drop in f1 smaller than about" in out and "less than 80% of the time" in out
+    with sqlite3.connect(db) as connection:
+        verdicts = {verdict for (verdict,) in connection.execute("SELECT verdict FROM round_metrics")}
+    assert "cannot decide at this n" in verdicts and "REGRESSION" not in verdicts
+
+
+def test_a_drop_on_enough_examples_fails_the_round_and_one_on_too_few_does_not():
+    from report_runs import qa_result
+
+    from harness.monitor import MonitorRound, round_problems
+    from reports.changes import GateSettings, decide_family, metric_changes
+
+    def round_against(baseline_correct: int, served_correct: int, n: int) -> MonitorRound:
+        baseline = qa_result("base", "base", baseline_correct, n=n)
+        served = qa_result("served", "base", served_correct, n=n)
+        changes = decide_family(metric_changes(baseline, served, {}, [], 300, 0), GateSettings())
+        return MonitorRound("now", [served], changes, [], requests=n, errors=0, errors_by_kind={},
+                            latency_p50_seconds=0.1, latency_p95_seconds=0.2)
+
+    problems = round_problems(round_against(40, 30, 40), max_error_rate=0.05, max_p95=None)
+    assert len(problems) == 2 and all("REGRESSION" in problem for problem in problems)
+    assert round_problems(round_against(3, 0, 3), max_error_rate=0.05, max_p95=None) == []
+
+
+def test_the_canary_is_sized_from_the_drop_to_detect():
+    from report_runs import perplexity_result, qa_result
+
+    from harness.monitor import canary_size, detectable_drops
+
+    baseline = [qa_result("base", "base", 20, n=40)]
+    small, large = canary_size(baseline, 0.5), canary_size(baseline, 0.4)
+    assert small < large <= 40  # a smaller drop needs more examples, never more than the baseline scored
+    (metric, drop), = detectable_drops(baseline, large).values()
+    assert metric == "f1" and drop <= 0.4 + 1e-9
+    assert canary_size([perplexity_result("base", "base", -2.0)], 0.1) >= 1
 
 
 def _scrape(url: str) -> dict[str, float]:
