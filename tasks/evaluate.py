@@ -160,6 +160,7 @@ def _settings(task: TaskSpec, module, engine, *, split, limit, num_fewshot, seed
         "split": split, "limit": limit, "num_fewshot": num_fewshot, "fewshot_seed": seed,
         "template": task.template, "fewshot_separator": task.fewshot_separator, "chat": task.chat,
         "generation": task.generation, "labels": task.settings()["labels"], "metrics": list(task.metrics),
+        "primary_metric": task.primary_metric,
         "batch_tokens": engine.max_batch_tokens, "max_length": engine.max_length,
         # What the scores were computed on (fakes in tests may not say).
         "device": str(getattr(engine, "device", "")) or None, "dtype": getattr(engine, "dtype", None),

@@ -88,19 +88,26 @@ class PairedComparison:
 def paired_differences(result_a, result_b, metrics: list[str], *, n_resamples: int = DEFAULT_RESAMPLES,
                        seed: int = DEFAULT_BOOTSTRAP_SEED) -> dict[str, PairedComparison]:
     """metric(b) - metric(a) on the examples both results share, for each of `metrics` that pairs."""
+    compared = {}
+    for metric, (rows_a, rows_b, statistic) in paired_rows(result_a, result_b).items():
+        if metric in metrics:
+            compared[metric] = PairedComparison(float(statistic(rows_a)), float(statistic(rows_b)),
+                                                paired_test(rows_a, rows_b, statistic, n_resamples=n_resamples,
+                                                            seed=seed))
+    return compared
+
+
+def paired_rows(result_a, result_b) -> dict[str, tuple[np.ndarray, np.ndarray, Statistic]]:
+    """{metric: (rows of a, rows of b, statistic)} on the examples both results share (the task's own metrics first)."""
     records_a, records_b = shared_records(result_a, result_b)
     if not records_a:
         return {}
-    compared = {}
+    pairs: dict[str, tuple[np.ndarray, np.ndarray, Statistic]] = {}
     for rows_a, rows_b, statistics in (_task_rows(result_b, records_a, records_b),
                                        _retrieval_rows(records_a, records_b)):
-        for metric in metrics:
-            if metric in statistics and metric not in compared:
-                statistic = statistics[metric]
-                compared[metric] = PairedComparison(
-                    float(statistic(rows_a)), float(statistic(rows_b)),
-                    paired_test(rows_a, rows_b, statistic, n_resamples=n_resamples, seed=seed))
-    return compared
+        for metric, statistic in statistics.items():
+            pairs.setdefault(metric, (rows_a, rows_b, statistic))
+    return pairs
 
 
 def _task_rows(result, records_a: list[ExampleRecord], records_b: list[ExampleRecord]):

@@ -28,7 +28,7 @@ from tasks.suite_files import suite_file
 
 SPLITS = ("train", "dev", "test")
 SUITE_FIELDS = ("name", "description", "version", "tasks", "corpus")
-TASK_FIELDS = ("name", "type", "description", "data", "template", "num_fewshot", "metrics", "generation",
+TASK_FIELDS = ("name", "type", "description", "data", "template", "num_fewshot", "metrics", "primary_metric", "generation",
                "labels", "chat", "fewshot_separator", "rag")
 DEFAULT_FEWSHOT_SEPARATOR = "\n\n"
 
@@ -51,6 +51,7 @@ class TaskSpec:
     description: str = ""
     fingerprint: str = ""
     rag: str = "off"                  # what retrieval may show its examples: tasks.rag_policy
+    primary_metric: str | None = None  # what `compare --primary-only` gates (None: the headline rule)
 
     def settings(self) -> dict:
         """The effective settings, as `suite show` prints them and result files record them."""
@@ -187,6 +188,7 @@ class _TaskLoader:
             description=self._string("description", ""),
             rag=self._rag(type_name),
         )
+        spec.primary_metric = self._primary_metric(spec.metrics)
         settings_valid = len(self.problems) == n_before  # example checks read the labels and template
         rows = self._read_data()
         spec.data = {split: self.path.parent / self.raw["data"][split] for split in rows}
@@ -235,6 +237,14 @@ class _TaskLoader:
                 self.problem("metrics", "metrics", f"{name!r} is not a {self.raw['type']} metric; "
                                                    f"expected some of {', '.join(module.METRICS)}")
         return tuple(name for name in value if name in module.METRICS)
+
+    def _primary_metric(self, metrics: tuple[str, ...]) -> str | None:
+        value = self.raw.get("primary_metric")
+        if value is not None and value not in metrics:
+            self.problem("primary_metric", "primary_metric", f"{value!r} is not among the task's metrics "
+                                                             f"({', '.join(metrics)})")
+            return None
+        return value
 
     def _generation(self, module) -> dict | None:
         value = self.raw.get("generation")

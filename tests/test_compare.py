@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from report_runs import (
@@ -201,3 +202,34 @@ def test_non_inferiority_without_a_margin_is_refused(tmp_path, capsys):
     run = write_run(tmp_path / "run", [qa_result("a", "base", 10)])
     code, out, err = _gate([run, run, "--semantics", "non-inferiority", "--max-drop", "f1=0.05"], capsys)
     assert code == 2 and out == "" and "exact_match=δ" in err and err.count("\n") == 1
+
+
+def test_a_suite_names_its_primary_metric_and_validation_refuses_an_unknown_one(tmp_path):
+    import shutil
+
+    import yaml
+
+    from tasks.suite import load_suite
+
+    suite_dir = tmp_path / "tiny"
+    shutil.copytree(Path(qa.__file__).parent / "suites" / "tiny", suite_dir)
+    config = yaml.safe_load((suite_dir / "suite.yaml").read_text())
+    qa_task = next(task for task in config["tasks"] if task["type"] == "qa")
+    qa_task["primary_metric"] = "exact_match"
+    (suite_dir / "suite.yaml").write_text(yaml.safe_dump(config))
+    spec = next(task for task in load_suite(str(suite_dir)).tasks if task.type == "qa")
+    assert spec.primary_metric == "exact_match"
+    qa_task["primary_metric"] = "bleu"
+    (suite_dir / "suite.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(DomainbenchError, match="primary_metric"):
+        load_suite(str(suite_dir))
+
+
+def test_primary_only_follows_the_recorded_primary_metric(tmp_path, capsys):
+    results = []
+    for run, correct in (("a", 40), ("b", 30)):
+        result = qa_result(run, "base", correct)
+        result.settings["primary_metric"] = "exact_match"
+        results.append(write_run(tmp_path / run, [result]))
+    code, out, _ = _gate([*results, "--primary-only"], capsys)
+    assert code == 1 and "| base | errno-qa | exact\\_match |" in out and "| base | errno-qa | f1 |" not in out
