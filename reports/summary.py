@@ -34,9 +34,9 @@ from reports.failures import (
 from reports.load_tests import LoadTest, load_run_load_tests
 from reports.parity import Footprint, FormParity, footprint, form_parities
 from reports.schema import RESULTS_DIR, ResultFile, load_result
-from stats.multiplicity import DEFAULT_CORRECTION, adjust
+from stats.multiplicity import DEFAULT_CORRECTION
 from stats.power import detectable_difference, undetected_sentence
-from stats.verdicts import ALPHA, IMPROVED, difference_decision, gain, is_significant
+from stats.verdicts import ALPHA, IMPROVED, beats_every_other, difference_decision, significant_in_family
 from tasks.pairing import HEADLINE_METRICS, higher_is_better, paired_differences
 
 SUMMARY_JSON = "summary.json"
@@ -255,15 +255,14 @@ def mark_best(tables: list[TaskTable], by_task: dict[str, dict[str, ResultFile]]
               n_resamples: int, seed: int, correction: str = DEFAULT_CORRECTION) -> int:
     """Star each (task, metric)'s best configuration where it beats every other, as one corrected family.
 
-    Each claim "best beats every other" holds only if every pairwise test rejects, so its p-value is
-    the largest of them (an intersection–union test); Holm's correction then runs over all claims.
-    Returns the family's size.
+    Each claim "best beats every other" is an intersection–union test (`stats.verdicts.beats_every_other`);
+    Holm's correction then runs over all claims. Returns the family's size.
     """
     claims = [(table, metric, best, p) for table in tables for metric in table.metrics
               if (found := best_claim(table, by_task[table.task], metric, ranked, n_resamples=n_resamples,
                                       seed=seed)) for best, p in [found]]
-    for (table, metric, best, _), p_adjusted in zip(claims, adjust([p for *_, p in claims], correction)):
-        table.cells[best][metric].best = is_significant(p_adjusted)
+    for (table, metric, best, _), starred in zip(claims, significant_in_family([p for *_, p in claims], correction)):
+        table.cells[best][metric].best = starred
     return len(claims)
 
 
@@ -279,21 +278,17 @@ def best_claim(table: TaskTable, by_config: dict[str, ResultFile], metric: str, 
     """(the best ranked configuration, the p-value of "it beats every other"), None when there is no claim.
 
     "Every other" includes the unranked (not converged) ones: a mark means no configuration came close.
-    The p-value is the largest pairwise one; it is 1 when some other configuration is as good or
-    better, or cannot be paired.
+    The p-value is 1 when some other configuration is as good or better, or cannot be paired.
     """
     best = best_configuration(table, metric, ranked)
     others = [c for c in table.configurations if c != best and metric in table.cells[c]]
     if best is None or not others:
         return None
-    largest = 0.0
-    for other in others:
-        compared = paired_differences(by_config[other], by_config[best], [metric], n_resamples=n_resamples,
-                                      seed=seed).get(metric)
-        if compared is None or gain(compared.difference.difference, higher_is_better(metric)) <= 0:
-            return best, 1.0
-        largest = max(largest, compared.difference.p_value)
-    return best, largest
+    pairs = [paired_differences(by_config[other], by_config[best], [metric], n_resamples=n_resamples,
+                                seed=seed).get(metric) for other in others]
+    if any(pair is None for pair in pairs):
+        return best, 1.0
+    return best, beats_every_other([pair.difference for pair in pairs], higher_is_better(metric))
 
 
 def recommend(table: TaskTable, by_config: dict[str, ResultFile], costs: dict[str, ConfigurationCost],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stats.multiplicity import adjust
 from stats.paired import PairedDifference
 
 ALPHA = 0.05
@@ -150,3 +151,19 @@ def _non_inferiority(pair: PairedDifference, higher_is_better: bool, margin: flo
     if bound < margin:
         return Decision(NON_INFERIOR, f"drops larger than {bound:.3g} ruled out (one-sided 95%)")
     return Decision(NOT_NON_INFERIOR, f"a drop up to {bound:.3g} is not ruled out (margin {margin:g})")
+
+
+def beats_every_other(pairs: list[PairedDifference], higher_is_better: bool) -> float:
+    """The p-value of "b beats every a", from each pair's test of b − a.
+
+    The claim holds only if every pairwise test rejects, so its p-value is the largest of theirs (an
+    intersection–union test); it is 1 when some a is as good as b or better.
+    """
+    if not pairs or any(gain(pair.difference, higher_is_better) <= 0 for pair in pairs):
+        return 1.0
+    return max(pair.p_value for pair in pairs)
+
+
+def significant_in_family(p_values: list[float], correction: str, alpha: float = ALPHA) -> list[bool]:
+    """Which of a family's tests are significant after the family's correction."""
+    return [is_significant(p, alpha) for p in adjust(p_values, correction)]

@@ -58,6 +58,7 @@ class TaskSpec:
         labels = dict(self.labels) if isinstance(self.labels, dict) else self.labels and list(self.labels)
         return {"type": self.type, "template": self.template, "num_fewshot": self.num_fewshot,
                 "fewshot_separator": self.fewshot_separator, "metrics": list(self.metrics),
+                "primary_metric": self.primary_metric,
                 "generation": self.generation, "labels": labels, "chat": self.chat, "rag": self.rag,
                 "splits": {split: len(rows) for split, rows in self.examples.items()}}
 

@@ -126,11 +126,16 @@ def test_non_inferiority_passes_with_the_largest_drop_ruled_out():
     assert 0 <= bound < 0.02
 
 
-def test_non_inferiority_at_too_small_an_n_cannot_decide():
-    a = np.ones(20)
-    decision = gate_decision(paired_test(a, a.copy(), mean_of()), value_a=1, value_b=1, higher_is_better=True,
-                             tolerance=0.05, semantics="non-inferiority")
-    assert decision.verdict == UNDECIDED  # 20 identical examples cannot rule out a 5-point drop
+def test_non_inferiority_at_a_small_n_is_never_a_pass():
+    """20 identical examples cannot rule out a 5-point drop: exact 0/1 bounds say so; other metrics cannot decide."""
+    ones = np.ones(20)
+    binary = gate_decision(paired_test(ones, ones.copy(), mean_of()), value_a=1, value_b=1, higher_is_better=True,
+                           tolerance=0.05, semantics="non-inferiority")
+    assert binary.verdict == NOT_NON_INFERIOR and "0.168" in binary.reason  # 1 − 0.025^(1/20)
+    scores = np.random.default_rng(1).random(20)
+    continuous = gate_decision(paired_test(scores, scores.copy(), mean_of()), value_a=0.5, value_b=0.5,
+                               higher_is_better=True, tolerance=0.05, semantics="non-inferiority")
+    assert continuous.verdict == UNDECIDED
 
 
 def test_holm_and_benjamini_hochberg_match_their_definitions():
