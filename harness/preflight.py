@@ -242,7 +242,7 @@ def _corpus_reader(path: Path | None) -> Callable[[], tuple[set, list[str]]]:
     def read() -> tuple[set, list[str]]:
         if not path.name.endswith(JSONL_SUFFIXES):
             return set(), [f"{path}: corpus: expected a {' or '.join(JSONL_SUFFIXES)} file"]
-        rows, problems = read_rows(path)
+        rows, problems = read_rows(path, max_chars=None)  # documents are chunked: a long one is fine
         return {row.fields.get("split") for row in rows}, [str(problem) for problem in problems]
     return read
 
