@@ -143,8 +143,12 @@ def remove_leftovers(target: str | Path) -> None:
     for kind in _LEFTOVER_KINDS:
         head = f".{target.name}.{kind}-"
         for entry in target.parent.glob(glob.escape(head) + "*"):
-            if _orphaned(entry, owner=entry.name[len(head):].split("-", 1)[0]):
-                shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink(missing_ok=True)
+            if not _orphaned(entry, owner=entry.name[len(head):].split("-", 1)[0]):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)  # another run may be sweeping it too
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def _orphaned(entry: Path, owner: str) -> bool:
