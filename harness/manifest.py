@@ -57,15 +57,6 @@ def reusable(directory: str | Path, key: str) -> dict | None:
     return manifest
 
 
-def verified_manifest(directory: str | Path, *, remedy: str) -> dict:
-    """The manifest of `directory` once every file matches it; else one line saying what is damaged and `remedy`."""
-    manifest = read_manifest(directory)
-    damage = damaged_files(directory, manifest)
-    if damage:
-        raise DomainbenchError(f"{Path(directory) / damage[0]}; {remedy}")
-    return manifest
-
-
 def damaged_files(directory: str | Path, manifest: dict) -> list[str]:
     """What differs between `directory` and the files its manifest lists ([] when intact)."""
     listed = manifest.get("files")

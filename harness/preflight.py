@@ -13,8 +13,8 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.errors import DomainbenchError
 from harness.atomic import check_writable
+from harness.errors import DomainbenchError
 from harness.models import default_device, parse_dtype, resolve_model
 from harness.spec import GPU_ONLY_FORMS, WEIGHTS, Configuration, RunSpec
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-
 from harness.errors import DomainbenchError
 from tasks.datafiles import read_yaml
 

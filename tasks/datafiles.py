@@ -160,7 +160,7 @@ class LinedList(list):
 
 
 class _SafeLoader(yaml.SafeLoader):
-    """SafeLoader that refuses a key given twice in one mapping, and documents that aliases blow up."""
+    """SafeLoader that refuses a key given twice in one mapping, and a document whose aliases expand past MAX_YAML_VALUES."""
 
     def __init__(self, stream):
         super().__init__(stream)
