@@ -192,6 +192,5 @@ def _writing(path: Path) -> Iterator[None]:
     """The OS refusing a write (read-only dir, a file where a directory must be) as one user-facing line."""
     try:
         yield
-    except OSError as exc:
-        where = exc.filename or path
-        raise DomainbenchError(f"{where}: cannot write here: {exc.strerror or exc}") from exc
+    except OSError as exc:  # named by `path`, not exc.filename: that may be a hidden temporary name
+        raise DomainbenchError(f"{path}: cannot write here: {exc.strerror or exc}") from exc
