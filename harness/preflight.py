@@ -13,15 +13,18 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.atomic import check_writable
 from harness.errors import DomainbenchError
-from harness.models import default_device, parse_dtype
+from harness.models import default_device, parse_dtype, resolve_model
 from harness.spec import GPU_ONLY_FORMS, WEIGHTS, Configuration, RunSpec
 
 
 def check_run(spec: RunSpec, suite, configurations: list[Configuration], profile: str) -> None:
     """Raise one DomainbenchError listing every problem that would stop `spec` after it started."""
     corpus = _corpus_reader(suite.corpus)
-    problems = [*_failure(check_device, spec.device),
+    problems = [*_run_dir_problems(spec, suite),
+                *_failure(resolve_model, spec.model),
+                *_failure(check_device, spec.device),
                 *_failure(parse_dtype, spec.dtype, spec.device or default_device()),
                 *_tuning_problems(spec, suite, configurations, profile, corpus),
                 *_rag_problems(spec, suite, configurations, corpus),
@@ -50,6 +53,40 @@ def available_devices() -> list[str]:
     if torch.backends.mps.is_available():
         devices.append("mps")
     return devices
+
+
+# ----- the run directory ----------------------------------------------------------------------------
+
+def _run_dir_problems(spec: RunSpec, suite) -> list[str]:
+    """A run dir that cannot be written, or one that holds a run of another suite (its report would mix them)."""
+    run_dir = spec.run_dir
+    problems = _failure(lambda: check_writable(run_dir, label=f"run dir {run_dir}"))
+    if problems:
+        return problems
+    made_with = _suite_of_run(run_dir)
+    if made_with is not None and made_with != suite.name:
+        problems.append(f"run dir {run_dir}: holds a run of suite {made_with!r}, not {suite.name!r}; "
+                        "choose another --name (or --output), or delete that run dir")
+    return problems
+
+
+def _suite_of_run(run_dir: Path) -> str | None:
+    """The suite a run dir holds results of: its run.yaml says, or else (results written by `eval`) a result file."""
+    import yaml
+
+    from reports.schema import RESULTS_DIR, load_result
+
+    try:
+        recorded = yaml.safe_load((run_dir / "run.yaml").read_text(encoding="utf-8"))
+        return recorded["suite"]["name"]
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
+        pass
+    for path in sorted((run_dir / RESULTS_DIR).glob("*/*.json")):
+        try:
+            return load_result(path).suite.get("name")
+        except DomainbenchError:
+            continue
+    return None
 
 
 # ----- tuning: recipes and the training data they read ---------------------------------------------
@@ -205,7 +242,7 @@ def _corpus_reader(path: Path | None) -> Callable[[], tuple[set, list[str]]]:
     def read() -> tuple[set, list[str]]:
         if not path.name.endswith(JSONL_SUFFIXES):
             return set(), [f"{path}: corpus: expected a {' or '.join(JSONL_SUFFIXES)} file"]
-        rows, problems = read_rows(path)
+        rows, problems = read_rows(path, max_chars=None)  # documents are chunked: a long one is fine
         return {row.fields.get("split") for row in rows}, [str(problem) for problem in problems]
     return read
 

@@ -1,4 +1,4 @@
-"""Progress display shared by every slow loop: rich bars on stderr, quiet when not a terminal."""
+"""Progress display shared by every slow loop: rich bars on a terminal, a steady progress line in a log."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import warnings
 
 from rich.console import Console
@@ -51,18 +52,76 @@ def quiet_libraries() -> None:
 
 
 def progress_bar(*, transient: bool = False) -> Progress:
-    """A rich Progress for loops over data; use `with progress_bar() as p: task = p.add_task(...)`."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=transient,
-        disable=not sys.stderr.isatty(),
-    )
+    """A rich Progress for loops over data; use `with progress_bar() as p: task = p.add_task(...)`.
+
+    On a terminal it draws bars; anywhere else (CI, nohup, a redirected stderr) it prints a line
+    per unfinished task every LOG_INTERVAL_SECONDS instead, so a log shows the run is alive.
+    """
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn())
+    if not sys.stderr.isatty():
+        return LoggedProgress(*columns, console=console)
+    return Progress(*columns, console=console, transient=transient)
+
+
+# Seconds between progress lines off a terminal: often enough to see a run is alive, rarely
+# enough that a log of a 20-minute step stays a screenful.
+LOG_INTERVAL_SECONDS = 30.0
+
+
+class LoggedProgress(Progress):
+    """A Progress that draws nothing and prints `progress_line` for each unfinished task at a steady interval.
+
+    A timer thread prints, not the loop: a step that takes minutes still gets its lines.
+    """
+
+    def __init__(self, *columns, console: Console, interval: float | None = None):
+        super().__init__(*columns, console=console, disable=True)
+        self.interval = LOG_INTERVAL_SECONDS if interval is None else interval
+        self._stopped = threading.Event()
+        self._timer: threading.Thread | None = None
+
+    def start(self) -> None:
+        super().start()
+        self._stopped.clear()
+        self._timer = threading.Thread(target=self._log_until_stopped, name="progress-log", daemon=True)
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._timer is not None:
+            self._timer.join()
+        super().stop()
+
+    def _log_until_stopped(self) -> None:
+        while not self._stopped.wait(self.interval):
+            for task in self.tasks:
+                if not task.finished:
+                    self.console.print(progress_line(task), markup=False, highlight=False, soft_wrap=True)
+
+
+def progress_line(task) -> str:
+    """`description: 12/48 (25%) · elapsed 1m30s · ETA 4m30s · info` for a rich Task.
+
+    The ETA comes from rich's recent rate, or the mean rate so far when the last steps were too
+    slow for rich to have one.
+    """
+    elapsed = task.elapsed or 0.0
+    parts = [f"{task.description}: {task.completed:g}"]
+    if task.total:
+        parts[0] += f"/{task.total:g} ({100 * task.completed / task.total:.0f}%)"
+    parts.append(f"elapsed {_duration(elapsed)}")
+    rate = task.speed or (task.completed / elapsed if elapsed else None)
+    if task.total and rate:
+        parts.append(f"ETA {_duration((task.total - task.completed) / rate)}")
+    info = str(task.fields.get("info") or "").strip()
+    return " · ".join(parts + ([info] if info else []))
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
 @contextlib.contextmanager

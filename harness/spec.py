@@ -13,9 +13,8 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-import yaml
-
 from harness.errors import DomainbenchError
+from tasks.datafiles import read_yaml
 
 DEFAULT_CONFIGURATIONS = ("base", "rag", "adapter", "finetuned")
 # The full profile compares these too; on the quick profile they are asked for by name. That
@@ -236,14 +235,9 @@ def resolve_profile(spec: RunSpec, device: str) -> str:
 
 
 def _read_spec_file(path: Path) -> dict[str, Any]:
-    try:
-        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise DomainbenchError(f"{path}: no such run spec file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise DomainbenchError(f"{path}:{line}: yaml: {getattr(exc, 'problem', exc)}") from None
+    if not path.is_file():
+        raise DomainbenchError(f"{path}: no such run spec file")
+    values = read_yaml(path) or {}  # refuses binary files, duplicate keys and alias bombs at their line
     if not isinstance(values, dict):
         raise DomainbenchError(f"{path}:1: spec: expected a mapping of fields")
     return values
@@ -296,6 +290,8 @@ def _validate(spec: RunSpec, source: str) -> None:
         raise DomainbenchError(f"{source}: profile: {spec.profile!r} is not one of {', '.join(PROFILES)}")
     if spec.limit is not None and spec.limit < 1:
         raise DomainbenchError(f"{source}: limit: expected a positive number, got {spec.limit}")
+    if spec.num_fewshot is not None and spec.num_fewshot < 0:
+        raise DomainbenchError(f"{source}: num_fewshot: expected 0 or more, got {spec.num_fewshot}")
     if spec.rag.k < 1:
         raise DomainbenchError(f"{source}: rag.k: expected a positive number, got {spec.rag.k}")
     unknown = sorted(set(spec.recipes) - {"full", "lora", "prefix", "distill", "prune"})
@@ -305,5 +301,7 @@ def _validate(spec: RunSpec, source: str) -> None:
         raise DomainbenchError(f"{source}: forms.gguf_type: {spec.forms.gguf_type!r} is not one of {', '.join(GGUF_TYPES)}")
     if spec.forms.int8 not in INT8_SCHEMES:
         raise DomainbenchError(f"{source}: forms.int8: {spec.forms.int8!r} is not one of {', '.join(INT8_SCHEMES)}")
-    if "/" in spec.name or not spec.name:
-        raise DomainbenchError(f"{source}: name: {spec.name!r} must be a plain directory name")
+    if not spec.name or spec.name.startswith(".") or any(sep in spec.name for sep in ("/", "\\", "\0")):
+        # `..` or `a/b` would put the run's reports outside OUTPUT/, `.` into OUTPUT itself.
+        raise DomainbenchError(f"{source}: name: {spec.name!r} must be a plain directory name "
+                               "(no '/' or '\\', not starting with '.')")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from harness.atomic import write_atomic
+from harness.atomic import publish_files
+from harness.errors import DomainbenchError
 from reports.formatting import slug
 from reports.plots import metric_plot, quality_cost_plot
 from reports.render_html import render_html
@@ -29,21 +30,26 @@ PLOTS_DIR = "plots"
 
 
 def write_report(run_dir: Path) -> RunSummary:
-    """Render report.md, report.html, summary.json, summary.csv and plots/ from the result files alone."""
+    """Render report.md, report.html, summary.json, summary.csv and plots/ from the result files alone.
+
+    Everything is rendered first and then published as one set: a kill mid-render leaves the
+    previous report whole, never a report.md of one render beside a summary.json of another.
+    """
     run_dir = Path(run_dir)
     summary = build_summary(run_dir)
     plots = task_plots(summary)
-    (run_dir / PLOTS_DIR).mkdir(exist_ok=True)
+    files: dict[str, bytes] = {}
     markdown_plots: dict[str, list[tuple[str, str]]] = {}
     for task, task_plots_ in plots.items():
         for title, png in task_plots_:
-            name = f"{slug(task)}-{slug(title)}.png"
-            write_atomic(run_dir / PLOTS_DIR / name, png)
-            markdown_plots.setdefault(task, []).append((title, f"{PLOTS_DIR}/{name}"))
-    write_atomic(run_dir / REPORT_MD, render_markdown(summary, markdown_plots).encode("utf-8"))
-    write_atomic(run_dir / REPORT_HTML, render_html(summary, plots).encode("utf-8"))
-    write_atomic(run_dir / SUMMARY_JSON, summary_json(summary).encode("utf-8"))
-    write_atomic(run_dir / SUMMARY_CSV, summary_csv(summary).encode("utf-8"))
+            name = f"{PLOTS_DIR}/{slug(task)}-{slug(title)}.png"
+            files[name] = png
+            markdown_plots.setdefault(task, []).append((title, name))
+    files[REPORT_MD] = render_markdown(summary, markdown_plots).encode("utf-8")
+    files[REPORT_HTML] = render_html(summary, plots).encode("utf-8")
+    files[SUMMARY_JSON] = summary_json(summary).encode("utf-8")
+    files[SUMMARY_CSV] = summary_csv(summary).encode("utf-8")
+    publish_files(run_dir, files)
     return summary
 
 
@@ -66,7 +72,12 @@ def rescore_run(run_dir: Path) -> list[tuple[str, str, dict[str, tuple[float, fl
     changes = []
     for path in result_paths(run_dir):
         result = load_result(path)
-        records, metrics = rescore(task_spec(result), result.examples)
+        try:
+            records, metrics = rescore(task_spec(result), result.examples)
+        except (TypeError, ValueError, KeyError) as exc:
+            # The stored scores are data from a file: a hand-edited one may hold anything.
+            raise DomainbenchError(f"{path}: examples: stored scores cannot be rescored "
+                                   f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
         fresh = dataclasses.replace(result, metrics={name: m.as_dict() for name, m in metrics.items()},
                                     examples=[record.as_dict() for record in records])
         write_result(path, fresh)

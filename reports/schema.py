@@ -90,7 +90,49 @@ def load_result(path: Path) -> ResultFile:
     missing = sorted(names - record.keys())
     if missing:
         raise DomainbenchError(f"{path}:1: {missing[0]}: missing from the result file")
+    problem = _type_problem(record)
+    if problem:
+        raise DomainbenchError(f"{path}: {problem}; not a result file domainbench wrote (rerun the evaluation)")
     return ResultFile(**{name: record[name] for name in names})
+
+
+# What each field of a result file holds, as JSON types; checked at load so that a hand-edited or
+# foreign file is refused with the field named, not met later as a TypeError in a report.
+_FIELD_TYPES = {"run": str, "configuration": str, "task": str, "task_type": str, "suite": dict, "model": dict,
+                "settings": dict, "metrics": dict, "cost": dict, "examples": list, "versions": dict}
+_METRIC_NUMBERS = ("value", "ci_low", "ci_high")
+
+
+def _type_problem(record: dict) -> str | None:
+    """The first field of a result file whose value has the wrong JSON type, as `field: expected …, got …`."""
+    for name, expected in _FIELD_TYPES.items():
+        if not isinstance(record[name], expected):
+            return _wrong(name, expected.__name__, record[name])
+    for metric, entry in record["metrics"].items():
+        if not isinstance(entry, dict):
+            return _wrong(f"metrics.{metric}", "an object {value, ci_low, ci_high, n}", entry)
+        for key in _METRIC_NUMBERS:
+            if not _number_or_null(entry.get(key)):
+                return _wrong(f"metrics.{metric}.{key}", "a number or null", entry.get(key))
+        if not (entry.get("n") is None or isinstance(entry["n"], int) and not isinstance(entry["n"], bool)):
+            return _wrong(f"metrics.{metric}.n", "an integer", entry["n"])
+    for index, example in enumerate(record["examples"]):
+        if not isinstance(example, dict):
+            return _wrong(f"examples[{index}]", "an object", example)
+        if not isinstance(example.get("id"), (str, int)) or isinstance(example.get("id"), bool):
+            return _wrong(f"examples[{index}].id", "a string", example.get("id"))
+        if not isinstance(example.get("scores", {}), dict):
+            return _wrong(f"examples[{index}].scores", "an object", example.get("scores"))
+    return None
+
+
+def _number_or_null(value) -> bool:
+    return value is None or isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _wrong(field: str, expected: str, value) -> str:
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    return f"{field}: expected {expected}, got {shown}"
 
 
 def software_versions() -> dict[str, str]:

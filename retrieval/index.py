@@ -13,7 +13,6 @@ Vectors are unit length, so inner product is cosine similarity: every kind uses 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from harness.atomic import staged_dir
 from harness.errors import DomainbenchError
 from harness.manifest import (
     MANIFEST_FILE,
+    damaged_files,
+    file_sha256,
     input_hash,
     read_manifest,
     reusable,
@@ -189,9 +190,11 @@ def load_index(index_dir: str | Path) -> LoadedIndex:
     index_file = index_dir / INDEX_FILE
     if not index_file.is_file():
         raise DomainbenchError(f"{index_file}: missing; rebuild the index")
-    # The checksum catches damage that FAISS would read without complaint (or crash on).
-    if _file_sha256(index_file) != manifest["index"].get("file_sha256"):
-        raise DomainbenchError(f"{index_file}: corrupted (its checksum differs from {MANIFEST_FILE}); rebuild the index")
+    # The checksums catch damage that FAISS would read without complaint (or crash on), and chunk
+    # texts altered after the build, which would be retrieved as if the corpus said them.
+    damage = damaged_files(index_dir, manifest)
+    if damage:
+        raise DomainbenchError(f"{index_dir / damage[0]}; rebuild the index")
     try:
         faiss_index = faiss.read_index(str(index_file))
     except RuntimeError as exc:
@@ -220,7 +223,7 @@ def _write_index_dir(out_dir: Path, faiss_index, chunks: list[Chunk], manifest: 
 
     with staged_dir(out_dir) as staging:
         faiss.write_index(faiss_index, str(staging / INDEX_FILE))
-        manifest["index"]["file_sha256"] = _file_sha256(staging / INDEX_FILE)
+        manifest["index"]["file_sha256"] = file_sha256(staging / INDEX_FILE)
         manifest["index"]["file_bytes"] = (staging / INDEX_FILE).stat().st_size
         with open(staging / CHUNKS_FILE, "w", encoding="utf-8") as handle:
             for chunk in chunks:
@@ -269,11 +272,3 @@ def _versions() -> dict:
     import sentence_transformers
 
     return {"faiss": faiss.__version__, "sentence_transformers": sentence_transformers.__version__}
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -21,7 +21,7 @@ def test_input_hash_ignores_key_order():
 def test_an_artifact_is_reused_only_with_the_same_input_hash(tmp_path):
     key = input_hash({"recipe": "full"})
     write_manifest(tmp_path, {"input_hash": key, "kind": "model"})
-    assert reusable(tmp_path, key) == read_manifest(tmp_path) == {"input_hash": key, "kind": "model"}
+    assert reusable(tmp_path, key) == read_manifest(tmp_path) == {"input_hash": key, "kind": "model", "files": {}}
     assert reusable(tmp_path, input_hash({"recipe": "lora"})) is None
 
 

@@ -164,7 +164,14 @@ def test_unreadable_manifest_is_an_error_naming_it(built):
 def test_chunks_out_of_step_with_the_index_is_an_error(built):
     lines = (built / CHUNKS_FILE).read_text().splitlines()
     (built / CHUNKS_FILE).write_text("\n".join(lines[:-1]) + "\n")
-    with pytest.raises(DomainbenchError, match="holds 16 vectors but chunks.jsonl 15 chunks"):
+    with pytest.raises(DomainbenchError, match=rf"{CHUNKS_FILE}: corrupted .*; rebuild the index"):
+        load_index(built)
+
+
+def test_a_chunk_text_altered_in_place_is_refused_not_retrieved(built):
+    chunks = (built / CHUNKS_FILE).read_text()
+    (built / CHUNKS_FILE).write_text(chunks.replace("e", "3", 1))  # same size, one character changed
+    with pytest.raises(DomainbenchError, match=rf"{CHUNKS_FILE}: corrupted \(its checksum differs"):
         load_index(built)
 
 

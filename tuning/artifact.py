@@ -9,6 +9,7 @@ artifact, a change to any of them trains a new one.
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import time
@@ -53,8 +54,26 @@ def publish_model(artifact: Path, model, tokenizer, manifest: dict) -> Path:
     def save(directory: Path) -> None:
         model.save_pretrained(directory)
         tokenizer.save_pretrained(directory)
+        canonical_adapter_config(directory)
 
     return publish(artifact, save, manifest)
+
+
+# PEFT keeps these as sets and writes them in set order, which differs from process to process
+# (string hashing is randomised): the same adapter would get a new fingerprint on every rebuild.
+_SET_VALUED = ("target_modules", "modules_to_save", "feedforward_modules", "exclude_modules")
+
+
+def canonical_adapter_config(directory: Path) -> None:
+    """Rewrite a PEFT adapter_config.json with its module sets sorted and its keys in order (a no-op elsewhere)."""
+    path = Path(directory) / "adapter_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    for key in _SET_VALUED:
+        if isinstance(config.get(key), list):
+            config[key] = sorted(config[key])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def manifest_for(*, strategy: str, kind: str, key: str, inputs: dict, recipe: dict, result, model,

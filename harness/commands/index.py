@@ -9,7 +9,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from harness.atomic import check_writable
 from harness.errors import DomainbenchError
+from harness.manifest import check_replaceable
 from harness.models import cache_dir
 from reports.formatting import slug
 from retrieval.chunking import (
@@ -46,7 +48,9 @@ def index_group() -> None:
               help="Index directory (default: <cache>/indexes/<corpus>-<encoder>-<kind>).")
 @click.option("--device", default=None, help="cpu, cuda … (default: cuda if present).")
 @click.option("--batch-size", type=int, default=64, show_default=True, help="Texts per encoder batch.")
-@click.option("--force", is_flag=True, help="Rebuild even when the manifest says the index is up to date.")
+@click.option("--force", is_flag=True,
+              help="Rebuild even when the manifest says the index is up to date, and replace OUT even when it "
+                   "holds something other than an index.")
 def build_command(suite_spec: str | None, corpus_path: Path | None, encoder: str, kind: str, params: tuple[str, ...],
                   chunk_tokens: int, overlap: int, out_dir: Path | None, device: str | None, batch_size: int,
                   force: bool) -> None:
@@ -60,6 +64,8 @@ def build_command(suite_spec: str | None, corpus_path: Path | None, encoder: str
     source = suite_corpus_path(suite_spec) if suite_spec else corpus_path
     name = suite_spec if suite_spec and not Path(suite_spec).exists() else _stem(source)
     out_dir = out_dir or cache_dir() / "indexes" / slug(f"{name}-{Path(encoder).name}-{kind}", fallback="index")
+    check_replaceable(out_dir, force=force, option="--out")
+    check_writable(out_dir.parent, label=f"--out {out_dir}")
     documents = load_corpus(source)
     result = build_index(documents, out_dir, encoder=encoder, kind=kind, params=_parse_params(params),
                          chunking=ChunkingSettings(chunk_tokens, overlap), device=device, batch_size=batch_size,

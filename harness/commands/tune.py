@@ -9,6 +9,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from harness.atomic import check_writable
+from harness.manifest import check_replaceable
 from tuning.recipe import PROFILES
 
 
@@ -28,8 +30,12 @@ def _strategy_command(strategy: str, summary: str):
     @click.option("--output", type=click.Path(path_type=Path, file_okay=False), default=None,
                   help="Artifact dir (default: cache/artifacts/<strategy>-<input hash>).")
     @click.option("--resume", is_flag=True, help="Continue from the last checkpoint of an interrupted run.")
+    @click.option("--force", is_flag=True, help="Replace OUTPUT even when it holds something other than an artifact.")
     def command(model_spec: str, suite_spec: str, config: Path | None, profile: str | None, output: Path | None,
-                resume: bool) -> None:
+                resume: bool, force: bool) -> None:
+        if output is not None:
+            check_replaceable(output, force=force, option="--output")
+            check_writable(output.parent, label=f"--output {output}")
         artifact = run_strategy(strategy, model_spec, suite_spec, config=config, profile=profile, output=output,
                                 resume=resume)
         _print_summary(artifact)
