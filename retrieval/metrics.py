@@ -10,7 +10,10 @@ the example's `source.doc_id` (or one of `source.doc_ids`). Relevance is binary,
               the ideal ranking (all relevant documents first).
 
 Ranks count documents, not chunks, so three chunks of one wrong page push the right page down by
-one place only. Per-example scores go in the result file beside the task's own scores; a bad
+one place only. The metrics count only the chunks that reached the prompt (`prompt_tokens` > 0): a
+gold page retrieved at rank 4 that the context budget left out helped nobody. The same metrics
+over everything retrieved, budget or not, are reported beside them as `retrieved_recall@k`,
+`retrieved_mrr` and `retrieved_ndcg@k`. Per-example scores go in the result file beside the task's own scores; a bad
 answer with recall 1 is a reading failure, one with recall 0 a retrieval failure.
 """
 
@@ -36,11 +39,26 @@ def document_ranking(retrieved: list[dict], k: int) -> list[str]:
     return ranking
 
 
+RETRIEVED_PREFIX = "retrieved_"
+
+
 def retrieval_scores(retrieved: list[dict], source: dict | None, k: int) -> dict[str, float]:
-    """recall@k, mrr and ndcg@k of one example; {} when the example names no source document."""
+    """recall@k, mrr and ndcg@k of one example over the chunks in its prompt, then the `retrieved_` ones
+    over every chunk retrieved; {} when the example names no source document."""
     gold = gold_documents(source)
     if not gold:
         return {}
+    in_prompt = [record for record in retrieved[:k] if in_the_prompt(record)]
+    return {**_ranking_scores(in_prompt, gold, k),
+            **{RETRIEVED_PREFIX + name: value for name, value in _ranking_scores(retrieved, gold, k).items()}}
+
+
+def in_the_prompt(record: dict) -> bool:
+    """Whether any of a retrieved chunk reached the prompt (records from before the budget was recorded: yes)."""
+    return record.get("prompt_tokens", 1) > 0
+
+
+def _ranking_scores(retrieved: list[dict], gold: set[str], k: int) -> dict[str, float]:
     ranking = document_ranking(retrieved, k)
     relevant_ranks = [rank for rank, doc_id in enumerate(ranking, start=1) if doc_id in gold]
     dcg = sum(1 / math.log2(rank + 1) for rank in relevant_ranks)

@@ -6,10 +6,12 @@ task. What a query may retrieve is the task's to say (`tasks.rag_policy`): for e
 the example's own source document, and any passage quoting its reference, is excluded
 (`Exclusion`), so no test label reaches the model through a passage.
 
-The budget is counted with the *language model's* tokenizer, without special tokens. Passages
-go in rank order; the one that no longer fits is cut to the tokens left and the rest are
-dropped. The task prompt — question, few-shot exemplars and all — is never cut: when it alone
-exceeds the budget it is returned without passages.
+The budget is counted with the *language model's* tokenizer, without special tokens. When the k
+passages do not all fit, the budget is shared out by water-filling: passages shorter than an equal
+share go in whole and the rest are cut to the share, so a gold page at rank 4 still reaches the
+prompt instead of getting 0 tokens. Only when the share would fall under MIN_PASSAGE_TOKENS are
+passages dropped, lowest rank first. The task prompt — question, few-shot exemplars and all — is
+never cut: when it alone exceeds the budget it is returned without passages.
 """
 
 from __future__ import annotations
@@ -67,19 +69,16 @@ class RagAugmenter:
         return augmented, records
 
     def _passage_texts(self, hits: list[Hit], available: int) -> list[str]:
-        """Chunk texts (indentation dropped) in rank order, the last one cut to the tokens left."""
-        texts: list[str] = []
-        for rank, hit in enumerate(hits, start=1):
-            header = self._count(PASSAGE_TEMPLATE.format(rank=rank, heading=_heading(hit), text="") + PASSAGE_SEPARATOR)
-            whole = compact_whitespace(hit.text)
-            text, n_tokens = self._truncated(whole, available - header)
-            if n_tokens < min(MIN_PASSAGE_TOKENS, self._count(whole)):
-                break
-            texts.append(text)
-            available -= header + n_tokens
-            if text != whole:
-                break
-        return texts
+        """Chunk texts (indentation dropped) in rank order, each within its water-filled share of the budget."""
+        wholes = [compact_whitespace(hit.text) for hit in hits]
+        lengths = [self._count(text) for text in wholes]
+        headers = [self._count(PASSAGE_TEMPLATE.format(rank=rank, heading=_heading(hit), text="") + PASSAGE_SEPARATOR)
+                   for rank, hit in enumerate(hits, start=1)]
+        for kept in range(len(hits), 0, -1):
+            shares = water_fill(lengths[:kept], available - sum(headers[:kept]))
+            if all(share >= min(MIN_PASSAGE_TOKENS, length) for share, length in zip(shares, lengths)):
+                return [self._truncated(text, share)[0] for text, share in zip(wholes, shares)]
+        return []
 
     def _assemble(self, prompt: str, hits: list[Hit], texts: list[str]) -> tuple[str, list[str]]:
         # Token counts of the pieces do not add up exactly (merges across a boundary), so the
@@ -111,6 +110,18 @@ class RagAugmenter:
 
     def _count(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def water_fill(lengths: list[int], budget: int) -> list[int]:
+    """Token shares of `budget` for texts of `lengths`: an equal share each, a shorter text keeping only what it needs."""
+    shares = [0] * len(lengths)
+    remaining = max(budget, 0)
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    for position, index in enumerate(order):
+        fair = remaining // (len(order) - position)
+        shares[index] = min(lengths[index], fair)
+        remaining -= shares[index]
+    return shares
 
 
 def _heading(hit: Hit) -> str:

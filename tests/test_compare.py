@@ -99,8 +99,9 @@ def test_a_planted_retrieval_drop_fails_the_gate(tmp_path, capsys):
         assert code == 1
         assert "| rag | errno-qa | recall@4 | 1.000 | 0.125 | -0.875 " in out and "**REGRESSION**" in out
         assert "| rag | errno-qa | mrr | 1.000 | 0.125 |" in out and "| rag | errno-qa | ndcg@4 | 1.000 | 0.125 |" in out
-    code, out, _ = _gate([base, new, "--max-drop", "recall@4=0.9", "--max-drop", "mrr=0.9", "--max-drop",
-                          "ndcg@4=0.9"], capsys)
+    tolerances = [f"--max-drop={metric}=0.9" for metric in ("recall@4", "mrr", "ndcg@4", "retrieved_recall@4",
+                                                             "retrieved_mrr", "retrieved_ndcg@4")]
+    code, out, _ = _gate([base, new, *tolerances], capsys)
     assert code == 0 and "drop within tolerance" in out
 
 
@@ -108,7 +109,7 @@ def test_tolerance_for_an_unknown_metric_names_the_metrics_that_exist(tmp_path, 
     run = write_run(tmp_path / "run", [rag_qa_result("a", "rag", 10, n_found=40)])
     code, out, err = _gate([run, run, "--max-drop", "nosuch=0"], capsys)
     assert code == 2 and out == "" and err.count("\n") == 1
-    assert "nosuch" in err and "(metrics: exact_match, f1, mrr, ndcg@4, recall@4)" in err
+    assert "nosuch" in err and "(metrics: exact_match, f1, mrr, ndcg@4, recall@4, retrieved_mrr, retrieved_ndcg@4, retrieved_recall@4)" in err
 
 
 def test_a_per_type_f1_drop_fails_the_gate(tmp_path, capsys):
@@ -137,7 +138,8 @@ def test_a_metric_only_one_run_reports_is_noted(tmp_path, capsys):
     base = write_run(tmp_path / "base", [rag_qa_result("a", "rag", 10, n_found=40)])
     new = write_run(tmp_path / "new", [qa_result("b", "rag", 10)])
     code, out, _ = _gate([base, new], capsys)
-    assert code == 0 and "recall@4, mrr, ndcg@4 only in the base run (not compared)" in out
+    assert code == 0 and ("recall@4, mrr, ndcg@4, retrieved\\_recall@4, retrieved\\_mrr, retrieved\\_ndcg@4 only in the "
+                          "base run (not compared)") in out
 
 
 def test_tolerance_for_a_metric_only_one_run_reports_is_refused(tmp_path, capsys):

@@ -20,7 +20,8 @@ def _retrieved(*doc_ids: str) -> list[dict]:
 
 def test_gold_first_scores_one():
     scores = retrieval_scores(_retrieved("rename.2", "link.2", "unlink.2"), {"doc_id": "rename.2"}, k=3)
-    assert scores == {"recall@3": 1.0, "mrr": 1.0, "ndcg@3": 1.0}
+    assert scores == {"recall@3": 1.0, "mrr": 1.0, "ndcg@3": 1.0,
+                      "retrieved_recall@3": 1.0, "retrieved_mrr": 1.0, "retrieved_ndcg@3": 1.0}
 
 
 def test_gold_third_document():
@@ -32,12 +33,14 @@ def test_gold_third_document():
 
 def test_gold_missing_scores_zero():
     assert retrieval_scores(_retrieved("a", "b"), {"doc_id": "rename.2"}, k=2) == {
-        "recall@2": 0.0, "mrr": 0.0, "ndcg@2": 0.0}
+        "recall@2": 0.0, "mrr": 0.0, "ndcg@2": 0.0, "retrieved_recall@2": 0.0, "retrieved_mrr": 0.0,
+        "retrieved_ndcg@2": 0.0}
 
 
 def test_gold_below_k_does_not_count():
     scores = retrieval_scores(_retrieved("a", "b", "c", "rename.2"), {"doc_id": "rename.2"}, k=3)
-    assert scores == {"recall@3": 0.0, "mrr": 0.0, "ndcg@3": 0.0}
+    assert {name: scores[name] for name in ("recall@3", "mrr", "ndcg@3", "retrieved_recall@3")} == {
+        "recall@3": 0.0, "mrr": 0.0, "ndcg@3": 0.0, "retrieved_recall@3": 0.0}
 
 
 def test_ranks_count_documents_not_chunks():
@@ -84,3 +87,15 @@ def test_aggregate_is_the_mean_with_an_interval_over_examples_with_scores():
     assert metrics["recall@1"].value == pytest.approx(2 / 3) and metrics["recall@1"].n == 3
     assert metrics["mrr"].value == pytest.approx(1.75 / 3)
     assert metrics["mrr"].ci_low <= metrics["mrr"].value <= metrics["mrr"].ci_high
+
+
+def test_a_passage_the_budget_left_out_is_not_counted_as_retrieved_in_the_prompt():
+    from retrieval.metrics import retrieval_scores
+
+    chunks = [{"chunk_id": f"{doc}#0", "doc_id": doc, "prompt_tokens": tokens}
+              for doc, tokens in (("a", 40), ("b", 40), ("c", 12), ("gold", 0))]
+    scores = retrieval_scores(chunks, {"doc_id": "gold"}, 4)
+    assert scores["recall@4"] == 0 and scores["mrr"] == 0 and scores["ndcg@4"] == 0
+    assert scores["retrieved_recall@4"] == 1 and scores["retrieved_mrr"] == 0.25
+    chunks[3]["prompt_tokens"] = 5  # cut short, but in the prompt
+    assert retrieval_scores(chunks, {"doc_id": "gold"}, 4)["recall@4"] == 1
