@@ -7,8 +7,6 @@ gets a symlink per artifact (`runs/<name>/artifacts/<strategy>`) so a reader fin
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -71,11 +69,11 @@ def prepare_adapters(spec: RunSpec, suite, configurations: list[Configuration], 
 
 
 def prepare_index(spec: RunSpec, suite, *, profile: str, run_dir: Path) -> Artifact:
-    """The FAISS knowledge base over the suite's corpus.
+    """The FAISS knowledge base over the suite's whole corpus, in every profile.
 
-    The `full` profile indexes every page. The `quick` profile indexes the pages of the split
-    being evaluated (test) only: embedding the whole man-pages corpus takes ~20 minutes on a
-    2-core CPU, more than the whole quick run may take. Reports show which one was used.
+    Which passages an example may see is the task's rag policy (tasks.rag_policy), applied at
+    query time; cutting the knowledge base to the test pages would leave questions about dev or
+    train pages unanswerable, which is not the deployment being measured.
     """
     from harness.errors import DomainbenchError
     from retrieval.corpus import load_corpus
@@ -84,11 +82,8 @@ def prepare_index(spec: RunSpec, suite, *, profile: str, run_dir: Path) -> Artif
     if suite.corpus is None:
         raise DomainbenchError(f"suite {suite.name}: names no corpus, so rag configurations have no knowledge base")
     documents = load_corpus(suite.corpus)
-    scope = "all pages" if profile == "full" else "test pages"
-    if profile != "full":
-        keep = _documents_in_split(suite.corpus, "test")
-        documents = [d for d in documents if d.doc_id in keep]
-    out = cache_dir() / "indexes" / f"{suite.name}-{spec.rag.encoder}-{spec.rag.kind}-{scope.replace(' ', '-')}"
+    scope = "whole corpus"
+    out = cache_dir() / "indexes" / f"{suite.name}-{spec.rag.encoder}-{spec.rag.kind}-whole-corpus"
     click.echo(f"index: {len(documents)} documents ({scope}) with {spec.rag.encoder}, {spec.rag.kind}", err=True)
     built = build_index(documents, out, encoder=spec.rag.encoder, kind=spec.rag.kind, source=str(suite.corpus))
     _link(run_dir, "index", out)
@@ -157,12 +152,6 @@ def _tuned(strategy: str, spec: RunSpec, suite, *, profile: str, run_dir: Path,
     manifest = read_manifest(path)
     cost = {**manifest.get("cost", {}), "convergence": convergence(manifest)}
     return Artifact(strategy, path, model_fingerprint(path), cost, built_from=[teacher] if teacher else [])
-
-
-def _documents_in_split(corpus: Path, split: str) -> set[str]:
-    opener = gzip.open if corpus.suffix == ".gz" else open
-    with opener(corpus, "rt", encoding="utf-8") as handle:
-        return {record["id"] for record in map(json.loads, handle) if record.get("split") == split}
 
 
 def _link(run_dir: Path, name: str, target: Path) -> None:

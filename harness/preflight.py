@@ -159,6 +159,7 @@ def _training_data_problems(spec: RunSpec, suite, strategy: str, recipe, names: 
 
 def _rag_problems(spec: RunSpec, suite, configurations: list[Configuration], corpus) -> list[str]:
     from retrieval.embedding import resolve_encoder
+    from retrieval.bm25 import RETRIEVAL_MODES
     from retrieval.index import INDEX_KINDS
     from tasks.rag_policy import check_rag_ready
 
@@ -166,6 +167,9 @@ def _rag_problems(spec: RunSpec, suite, configurations: list[Configuration], cor
     if not names:
         return []
     problems = []
+    if spec.rag.retrieval not in RETRIEVAL_MODES:
+        problems.append(f"rag.retrieval: {spec.rag.retrieval!r} is not a retrieval mode (expected one of "
+                        f"{', '.join(RETRIEVAL_MODES)})")
     if spec.rag.kind not in INDEX_KINDS:
         problems.append(f"rag.kind: {spec.rag.kind!r} is not an index kind (expected one of {', '.join(INDEX_KINDS)})")
     # resolve_encoder finds the encoder's directory without loading the model.

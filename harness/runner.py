@@ -219,11 +219,12 @@ def _copy_retrieval_free_result(configuration: Configuration, task, prepared: Pr
 
 
 def rag_augmenter(prepared: Prepared, tokenizer, engine, spec: RunSpec):
+    from retrieval.bm25 import HybridRetriever
     from retrieval.rag import RagAugmenter
-    from retrieval.retriever import Retriever
 
     budget = min(prepared.rag_context_tokens, engine.max_length // 2)
-    return RagAugmenter(Retriever.load(prepared.index.path), tokenizer, k=spec.rag.k, context_budget_tokens=budget)
+    retriever = HybridRetriever.load(prepared.index.path, mode=spec.rag.retrieval)
+    return RagAugmenter(retriever, tokenizer, k=spec.rag.k, context_budget_tokens=budget)
 
 
 def load_key(configuration: Configuration) -> str:
@@ -251,7 +252,8 @@ def _input_key(configuration: Configuration, task, prepared: Prepared, spec: Run
         "adapter": prepared.adapters[configuration.adapter].fingerprint if configuration.adapter else None,
         "form": prepared.forms[configuration.model_key].fingerprint if configuration.forms else None,
         "index": prepared.index.fingerprint if configuration.rag else None,
-        "rag": [spec.rag.k, prepared.rag_context_tokens, task.rag] if configuration.rag else None,
+        "rag": ([spec.rag.k, prepared.rag_context_tokens, task.rag, spec.rag.retrieval] if configuration.rag
+                else None),
         "task": task.fingerprint,
         "limit": prepared.limit, "num_fewshot": spec.num_fewshot, "seed": spec.seed,
         # What the scores were computed with, not what was asked: an fp32 CPU result is not a bf16 GPU one.

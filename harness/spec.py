@@ -144,7 +144,8 @@ def _parents(name: str) -> list[str]:
 class RagSettings:
     encoder: str = "minilm-l6"
     k: int = 4
-    kind: str = "flat"
+    kind: str = "flat"            # the FAISS index kind of the dense side
+    retrieval: str = "hybrid"     # hybrid (BM25 + dense, reciprocal-rank fused) | dense | lexical
 
 
 @dataclass

@@ -204,7 +204,8 @@ def render_html(summary: RunSummary, plots: dict[str, list[tuple[str, bytes]]]) 
     suite = summary.suite
     intro = (f"<p>Suite <b>{escape(str(suite.get('name') or '?'))}</b> (fingerprint "
              f"<code>{escape(str(suite.get('fingerprint') or '?')[:12])}</code>), "
-             f"{len(summary.configurations)} configurations, {len(summary.tables)} tasks. Figures are value "
+             f"{len(summary.configurations)} configurations, {len(summary.tables)} tasks. "
+             f"{escape(summary.setup) + ' ' if summary.setup else ''}Figures are value "
              f"[95% bootstrap interval]; {escape(summary.star_sentence())}</p>")
     recommendations = "".join(f"<li>{escape(rec.sentence())}</li>" for rec in summary.recommendations)
     body = "\n".join([

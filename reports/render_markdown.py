@@ -195,6 +195,7 @@ def render_markdown(summary: RunSummary, plots: dict[str, list[tuple[str, str]]]
              f"Suite **{markdown_text(suite.get('name') or '?')}** (fingerprint "
              f"{markdown_code(str(suite.get('fingerprint') or '?')[:12])}), "
              f"{len(summary.configurations)} configurations, {len(summary.tables)} tasks. "
+             f"{markdown_text(summary.setup) + ' ' if summary.setup else ''}"
              f"Figures are value [95% bootstrap interval]; {markdown_text(summary.star_sentence())}", "",
              "## Recommendation", ""]
     lines += [f"- {markdown_text(rec.sentence())}" for rec in summary.recommendations]

@@ -141,6 +141,7 @@ class RunSummary:
     serving: dict[str, Footprint] = field(default_factory=dict)                        # configuration -> what serving it took
     load_tests: dict[str, LoadTest] = field(default_factory=dict)                      # configuration -> its endpoint under load
     star_family: int = 0                   # ★ claims tested together (Holm's family)
+    setup: str = ""                        # the profile and the knowledge base, in one sentence
 
     def star_sentence(self) -> str:
         """What a ★ means, with the size of the family it was corrected over."""
@@ -220,7 +221,18 @@ def build_summary(run_dir: Path, *, n_resamples: int = 1000, seed: int = 0) -> R
         not_converged=not_converged, degenerate=_degenerate_shares(by_task),
         forms=form_parities(results, n_resamples=n_resamples, seed=seed),
         serving={c: footprint(by_configuration[c]) for c in configurations},
-        load_tests=_in_order(load_run_load_tests(run_dir), configurations), star_family=star_family)
+        load_tests=_in_order(load_run_load_tests(run_dir), configurations), star_family=star_family,
+        setup=setup_sentence(_run_yaml(run_dir).get("profile"), results))
+
+
+def setup_sentence(profile, results: list[ResultFile]) -> str:
+    """`Profile quick. Knowledge base: whole corpus, hybrid retrieval, k = 4.` from run.yaml and the results."""
+    parts = [f"Profile {profile}." if isinstance(profile, str) else ""]
+    rag = next((r.settings["rag"] for r in results if isinstance(r.settings.get("rag"), dict)), None)
+    if rag:
+        parts.append(f"Knowledge base: {rag.get('index_scope', 'test pages')}, {rag.get('retrieval', 'dense')} "
+                     f"retrieval, k = {rag.get('k')}, a prompt budget of {rag.get('context_budget_tokens')} tokens.")
+    return " ".join(part for part in parts if part)
 
 
 def _in_order(load_tests: dict[str, LoadTest], configurations: list[str]) -> dict[str, LoadTest]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
+from retrieval.matching import Exclusion
 from retrieval.retriever import Hit, Retriever
 
 BM25_K1, BM25_B = 1.5, 0.75
@@ -65,26 +66,49 @@ def reciprocal_rank_fusion(rankings: list[list[int]], k: int, *, c: int = RRF_C)
     return sorted(fused.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
 
 
-class HybridRetriever:
-    """Dense + BM25 retrieval fused by reciprocal rank; a Hit's score is its fused RRF score."""
+RETRIEVAL_MODES = ("hybrid", "dense", "lexical")
+DEFAULT_MODE = "hybrid"
 
-    def __init__(self, dense: Retriever, *, depth: int = FUSION_DEPTH):
+
+class HybridRetriever:
+    """Dense + BM25 retrieval fused by reciprocal rank; a Hit's score is its fused RRF score.
+
+    `mode` picks the rankings: `hybrid` fuses both, `dense` and `lexical` use one (a lexical Hit's
+    score is its BM25 score, a dense one's its cosine similarity).
+    """
+
+    def __init__(self, dense: Retriever, *, mode: str = DEFAULT_MODE, depth: int = FUSION_DEPTH):
+        if mode not in RETRIEVAL_MODES:
+            raise ValueError(f"unknown retrieval mode {mode!r} (expected one of {', '.join(RETRIEVAL_MODES)})")
         self.dense = dense
         self.index = dense.index
+        self.mode = mode
         self.depth = depth
-        self.lexical = BM25([chunk.passage() for chunk in dense.index.chunks])
+        self.lexical = BM25([chunk.passage() for chunk in dense.index.chunks]) if mode != "dense" else None
 
     @classmethod
-    def load(cls, index_dir: str | Path, **kwargs) -> HybridRetriever:
+    def load(cls, index_dir: str | Path, *, mode: str = DEFAULT_MODE, **kwargs) -> HybridRetriever:
         """A dense Retriever.load(index_dir, **kwargs) with a BM25 index over the same chunks."""
-        return cls(Retriever.load(index_dir, **kwargs))
+        return cls(Retriever.load(index_dir, **kwargs), mode=mode)
 
-    def search(self, query: str, k: int = 5) -> list[Hit]:
-        return self.search_many([query], k)[0]
+    def search(self, query: str, k: int = 5, *, exclude: Exclusion | None = None) -> list[Hit]:
+        """The k best chunks for `query`, none excluded by `exclude` (the rankings are read deeper until k are allowed)."""
+        depth = max(self.depth, k)
+        while True:
+            ranked = self._ranked(query, depth)
+            allowed = [hit for hit in ranked if exclude is None or not exclude.excludes(hit)]
+            if len(allowed) >= k or depth >= len(self.index.chunks):
+                return allowed[:k]
+            depth *= 4
 
     def search_many(self, queries: list[str], k: int = 5) -> list[list[Hit]]:
-        results = []
-        for query, dense in zip(queries, self.dense.search_rows(queries, self.depth)):
-            rankings = [[row for row, _ in dense], [row for row, _ in self.lexical.top_k(query, self.depth)]]
-            results.append([self.dense.hit(row, score) for row, score in reciprocal_rank_fusion(rankings, k)])
-        return results
+        return [self.search(query, k) for query in queries]
+
+    def _ranked(self, query: str, depth: int) -> list[Hit]:
+        """Every chunk either ranking places in its top `depth`, fused, best first."""
+        dense = self.dense.search_rows([query], depth)[0] if self.mode != "lexical" else []
+        lexical = self.lexical.top_k(query, depth) if self.lexical is not None else []
+        if self.mode != "hybrid":
+            return [self.dense.hit(row, score) for row, score in (dense or lexical)]
+        fused = reciprocal_rank_fusion([[row for row, _ in dense], [row for row, _ in lexical]], 2 * depth)
+        return [self.dense.hit(row, score) for row, score in fused]

@@ -48,7 +48,8 @@ class RagAugmenter:
     def settings(self) -> dict:
         """What a result file records about the augmentation."""
         return {"k": self.k, "context_budget_tokens": self.context_budget_tokens, "template": self.template,
-                "index": str(self.retriever.index.path),
+                "retrieval": getattr(self.retriever, "mode", "dense"), "index": str(self.retriever.index.path),
+                "index_scope": self.retriever.index.manifest.get("scope", "whole corpus"),
                 "index_fingerprint": self.retriever.index.manifest["input_hash"]}
 
     def augment(self, query: str, prompt: str, *, exclude: Exclusion | None = None) -> tuple[str, list[dict]]:

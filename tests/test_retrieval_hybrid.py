@@ -59,3 +59,30 @@ def test_hybrid_retriever_finds_the_planted_document(tmp_path):
     assert (hits[0].doc_id, hits[0].section) == ("rename.2", "ERRORS")
     assert hits[0].score == pytest.approx(2 / 61)  # first in both rankings
     assert hybrid.search_many(["chdir"], k=2) == [hybrid.search("chdir", k=2)]
+
+
+def test_each_mode_uses_its_rankings_and_an_unknown_mode_is_refused(tmp_path):
+    encoder = fake_encoder(minilm_tokenizer())
+    build_index(sample_documents(), tmp_path / "index", encoder=encoder)
+    query = "EXDEV"
+    lexical = HybridRetriever.load(tmp_path / "index", encoder=encoder, mode="lexical")
+    dense = HybridRetriever.load(tmp_path / "index", encoder=encoder, mode="dense")
+    bm25 = lexical.lexical.top_k(query, 3)
+    assert [hit.chunk_id for hit in lexical.search(query, 3)] == [lexical.index.chunks[row].chunk_id for row, _ in bm25]
+    assert dense.lexical is None
+    assert [hit.score for hit in dense.search(query, 3)] == pytest.approx([hit.score for hit in dense.dense.search(query, 3)])
+    with pytest.raises(ValueError, match="retrieval mode"):
+        HybridRetriever.load(tmp_path / "index", encoder=encoder, mode="sparse")
+
+
+def test_hybrid_search_honours_the_exclusion_and_still_returns_k(tmp_path):
+    from retrieval.matching import Exclusion
+
+    encoder = fake_encoder(minilm_tokenizer())
+    build_index(sample_documents(), tmp_path / "index", encoder=encoder)
+    from retrieval.retriever import Retriever
+
+    hybrid = HybridRetriever(Retriever.load(tmp_path / "index", encoder=encoder), depth=1)
+    query = "Which error means not on the same mounted filesystem? EXDEV"
+    hits = hybrid.search(query, k=3, exclude=Exclusion(doc_ids=frozenset({"rename.2"})))
+    assert len(hits) == 3 and all(hit.doc_id != "rename.2" for hit in hits)
