@@ -12,8 +12,10 @@ httpx rather than a maintained load generator: guidellm pulls in its own stack (
 settings, its own backends and reports) for what is here a thread pool of streamed requests.
 
 Requests are not retried: a load test measures what a user of the endpoint gets, and a failed
-request is counted by kind (`connection`, `timeout`, `http_<status>`, `bad_response`), never
-raised, so a server that dies mid-test still gives a complete result.
+request is counted by kind (`connection`, `timeout`, `http_<status>`, `bad_response`, and for a
+stream that began with a 200: `stream_error` when it sends an `error` event, `incomplete_stream`
+when it ends without `[DONE]`), never raised, so a server that dies mid-test still gives a
+complete result.
 """
 
 from __future__ import annotations
@@ -78,13 +80,17 @@ def stream_completion(client: httpx.Client, endpoint: Endpoint, model: str, prom
             if response.status_code != 200:
                 response.read()
                 return StreamedRequest(time.perf_counter() - started, error=f"http_{response.status_code}")
+            finished = False
             for line in response.iter_lines():
                 if not line.startswith("data:"):
                     continue
                 data = line[len("data:"):].strip()
                 if data == "[DONE]":
+                    finished = True
                     break
                 chunk = json.loads(data)
+                if chunk.get("error"):  # the server failed after its 200 status line went
+                    return StreamedRequest(time.perf_counter() - started, error="stream_error")
                 if (chunk.get("usage") or {}).get("completion_tokens") is not None:
                     usage_tokens = int(chunk["usage"]["completion_tokens"])
                 if any(_streamed_text(choice) for choice in chunk.get("choices") or []):
@@ -96,6 +102,8 @@ def stream_completion(client: httpx.Client, endpoint: Endpoint, model: str, prom
         return StreamedRequest(time.perf_counter() - started, error="connection")
     except (ValueError, AttributeError, TypeError):
         return StreamedRequest(time.perf_counter() - started, error="bad_response")
+    if not finished:
+        return StreamedRequest(time.perf_counter() - started, error="incomplete_stream")
     return StreamedRequest(time.perf_counter() - started, ttft, usage_tokens if usage_tokens is not None else events)
 
 
