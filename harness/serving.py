@@ -305,16 +305,16 @@ def served_from_run(run_dir: Path, configuration: str, *, device: str | None = N
         device=device, dtype=spec.dtype or "auto")
     model_artifact = prepared.forms.get(config.model_key) or prepared.weights[config.weights]
     adapter = prepared.adapters[config.adapter] if config.adapter and not config.forms else None
-    _check_unchanged(model_artifact, is_form=config.model_key in prepared.forms)
+    # Every artifact served is fingerprinted again from what is on disk, before anything loads.
+    fingerprints = {"fingerprint": _check_unchanged(model_artifact, is_form=config.model_key in prepared.forms),
+                    "adapter_fingerprint": _check_unchanged(adapter, is_form=False) if adapter else None,
+                    "index_fingerprint": _check_index_unchanged(prepared.index) if config.rag else None}
     # As the runner groups them: a form is its own model; otherwise the weights, with the adapter attached.
     loaded = runner.load_model_key(runner.load_key(config), prepared, spec)
     engine = runner.engine_for(loaded, adapter)
     engine.progress = False
     augmenter = runner.rag_augmenter(prepared, engine.tokenizer, engine, spec) if config.rag else None
-    about = {"run": resolved["name"], "configuration": configuration, "engine": type(engine).__name__,
-             "fingerprint": model_artifact.fingerprint,
-             "adapter_fingerprint": adapter.fingerprint if adapter else None,
-             "index_fingerprint": prepared.index.fingerprint if config.rag else None}
+    about = {"run": resolved["name"], "configuration": configuration, "engine": type(engine).__name__, **fingerprints}
     return ServedModel(f"{resolved['name']}/{configuration}", engine, augmenter, about)
 
 
@@ -325,14 +325,31 @@ def _read_run_yaml(run_dir: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def _check_unchanged(artifact, *, is_form: bool) -> None:
-    """Refuse to serve weights that are no longer the ones the run evaluated."""
+def _check_unchanged(artifact, *, is_form: bool) -> str:
+    """The fingerprint of weights (or an adapter) on disk now; refused unless the run evaluated exactly them."""
     from harness.models import model_fingerprint
     from tuning.forms import form_fingerprint
 
     if not artifact.path.exists():
         raise DomainbenchError(f"artifact {artifact.name}: {artifact.path} no longer exists")
     now = form_fingerprint(artifact.path) if is_form else model_fingerprint(artifact.path)
+    _refuse_changed(artifact, now)
+    return now
+
+
+def _check_index_unchanged(index) -> str:
+    """The index's input hash as its directory holds it now (its FAISS file checked against its manifest);
+    refused unless it is the one the run evaluated: the directory is rebuilt in place when its inputs change."""
+    from retrieval.index import load_index
+
+    if index is None or not index.path.exists():
+        raise DomainbenchError(f"artifact index: {index.path if index else 'the run records none'}: no index to serve")
+    now = load_index(index.path).manifest["input_hash"]
+    _refuse_changed(index, now)
+    return now
+
+
+def _refuse_changed(artifact, now: str) -> None:
     if now != artifact.fingerprint:
         raise DomainbenchError(f"artifact {artifact.name}: {artifact.path} changed since the run evaluated it "
                                f"(fingerprint {now[:12]}, run recorded {artifact.fingerprint[:12]})")

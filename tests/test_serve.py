@@ -109,42 +109,6 @@ def test_served_model_answers_meters_and_stops_cleanly_on_sigterm(tiny_tokenizer
         sock.bind(("127.0.0.1", int(url.rsplit(":", 1)[1])))  # the port is released
 
 
-@pytest.mark.slow
-def test_serves_the_adapter_with_retrieval_a_run_evaluated(tmp_path):
-    import json
-
-    from test_runner import tiny_recipes, write_run_suite
-
-    from harness.runner import run
-    from harness.spec import load_spec
-
-    env = {"DOMAINBENCH_CACHE": str(tmp_path / "cache")}
-    os.environ.update(env)  # the run's artifacts are built where the server will find them
-    try:
-        suite = write_run_suite(tmp_path / "suite")
-        run_dir = run(load_spec(None, {
-            "name": "s1", "suite": str(suite), "model": "tiny-random-llama", "output": str(tmp_path / "runs"),
-            "profile": "quick", "device": "cpu", "recipes": tiny_recipes(tmp_path), "tasks": ["errno-qa"],
-            "configurations": ["adapter+rag"]}), rebuild_report=False)
-    finally:
-        os.environ.pop("DOMAINBENCH_CACHE")
-    evaluated = json.loads((run_dir / "results" / "adapter+rag" / "errno-qa.json").read_text())["model"]
-
-    process, url = start_serve([str(run_dir), "--configuration", "adapter+rag"], env)
-    try:
-        model = httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]
-        assert model["id"] == "s1/adapter+rag"
-        assert [model[key] for key in ("fingerprint", "adapter_fingerprint", "index_fingerprint")] == [
-            evaluated[key] for key in ("fingerprint", "adapter_fingerprint", "index_fingerprint")]
-        prompt = "Question: Which errno means an argument is invalid?\nAnswer:"
-        answer = httpx.post(f"{url}/v1/completions", json={"prompt": prompt, "max_tokens": 3, "echo": True},
-                            timeout=30).json()
-        assert answer["choices"][0]["text"].startswith("Reference documentation:")  # retrieval in front
-        assert prompt in answer["choices"][0]["text"]
-    finally:
-        assert stop_serve(process) == 0
-
-
 def test_a_configuration_the_run_did_not_evaluate_is_refused(tmp_path):
     from click.testing import CliRunner
 
