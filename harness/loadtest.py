@@ -35,7 +35,7 @@ import httpx
 
 from harness import __version__
 from harness.atomic import write_atomic
-from harness.endpoint import Endpoint
+from harness.endpoint import Endpoint, auth_headers
 from harness.openai_engine import OpenAIEngine
 from reports.load_tests import LoadLevel
 
@@ -118,7 +118,8 @@ def run_level(endpoint: Endpoint, model: str, prompts: list[str], *, concurrency
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     chosen = [prompts[i % len(prompts)] for i in range(n_requests)]
     with httpx.Client(base_url=endpoint.url, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                      limits=limits) as client, ThreadPoolExecutor(max_workers=concurrency) as pool:
+                      limits=limits, headers=auth_headers()) as client, \
+            ThreadPoolExecutor(max_workers=concurrency) as pool:
         started = time.perf_counter()
         done = list(pool.map(lambda prompt: stream_completion(client, endpoint, model, prompt, max_tokens), chosen))
         seconds = time.perf_counter() - started
@@ -145,7 +146,8 @@ def run_rate_level(endpoint: Endpoint, model: str, prompts: list[str], *, rate: 
     in_flight, peak, lock = 0, 0, threading.Lock()
     limits = httpx.Limits(max_connections=n_requests, max_keepalive_connections=n_requests)
     with httpx.Client(base_url=endpoint.url, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                      limits=limits) as client, ThreadPoolExecutor(max_workers=n_requests) as pool:
+                      limits=limits, headers=auth_headers()) as client, \
+            ThreadPoolExecutor(max_workers=n_requests) as pool:
         started = time.perf_counter()
 
         def send(prompt: str, offset: float) -> StreamedRequest:

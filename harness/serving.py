@@ -184,7 +184,7 @@ def gguf_to_serve(run_dir: Path | None, configuration: str | None, model_spec: s
     return form_model_path(Path(form["path"]))
 
 
-def serve_with_llama_cpp(gguf: Path, *, host: str, port: int) -> None:
+def serve_with_llama_cpp(gguf: Path, *, host: str, port: int, api_key: str | None = None) -> None:
     """Replace this process with llama.cpp's OpenAI-compatible server on `gguf` (same PID, so stop it by PID).
 
     `--interrupt_requests false`: by default llama-cpp-python's server cancels a running stream
@@ -198,7 +198,8 @@ def serve_with_llama_cpp(gguf: Path, *, host: str, port: int) -> None:
         raise DomainbenchError("serve --engine llama.cpp: needs llama-cpp-python's server extra "
                                "(pip install 'llama-cpp-python[server]'; make setup installs it)")
     os.execv(sys.executable, [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", host,
-                              "--port", str(port), "--n_ctx", "2048", "--interrupt_requests", "false", "--verbose", "false"])
+                              "--port", str(port), "--n_ctx", "2048", "--interrupt_requests", "false", "--verbose", "false",
+                              *(["--api_key", api_key] if api_key else [])])
 
 
 # Forms that are plain Hugging Face dirs vLLM loads as they are (int8/nf4 are bitsandbytes-quantized by
@@ -248,10 +249,11 @@ def _vllm_model_of_run(run_dir: Path, configuration: str) -> tuple[Path, str, st
     return artifact.path, f"{resolved['name']}/{configuration}", dtype
 
 
-def vllm_command(executable: str, model_dir: Path, *, name: str, dtype: str, host: str, port: int) -> list[str]:
+def vllm_command(executable: str, model_dir: Path, *, name: str, dtype: str, host: str, port: int,
+                 api_key: str | None = None) -> list[str]:
     """The `vllm serve` command line for one model dir (run with os.execv: same PID, so it is stopped by PID)."""
     return [executable, "serve", str(model_dir), "--host", host, "--port", str(port), "--served-model-name", name,
-            "--dtype", dtype]
+            "--dtype", dtype, *(["--api-key", api_key] if api_key else [])]
 
 
 def vllm_executable() -> str:

@@ -266,3 +266,32 @@ def test_a_port_in_use_is_refused_before_serving_on_is_printed(capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "serving on" not in err
     assert err.strip() == f"error: serve: cannot listen on 127.0.0.1:{port} (Address already in use)"
+
+
+def test_the_key_is_handed_to_llama_cpps_server(monkeypatch):
+    import os
+
+    from harness.cli import main
+    from harness.models import gguf_origin
+
+    class Executed(Exception):
+        pass
+
+    def execv(path, argv):
+        raise Executed(argv)
+    monkeypatch.setattr(os, "execv", execv)
+    with pytest.raises(Executed) as executed:
+        main(["serve", "--model", str(gguf_origin("smollm2-135m-instruct")), "--engine", "llama.cpp",
+              "--api-key", "s3cret", "--port", "0"])
+    argv = executed.value.args[0]
+    assert argv[argv.index("--api_key") + 1] == "s3cret"
+
+
+def test_the_key_is_handed_to_vllm():
+    from pathlib import Path
+
+    from harness.serving import vllm_command
+
+    command = vllm_command("vllm", Path("/m"), name="r/base", dtype="auto", host="127.0.0.1", port=8000, api_key="k")
+    assert command[-2:] == ["--api-key", "k"]
+    assert "--api-key" not in vllm_command("vllm", Path("/m"), name="r/base", dtype="auto", host="127.0.0.1", port=8000)

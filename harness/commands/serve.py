@@ -19,7 +19,8 @@ from harness.serving_completions import ServingLimits
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--api-key", envvar="DOMAINBENCH_API_KEY", default=None,
-              help="Every route but /health then wants `Authorization: Bearer KEY` (env DOMAINBENCH_API_KEY).")
+              help="Every route but /health then wants `Authorization: Bearer KEY` (env DOMAINBENCH_API_KEY); "
+                   "handed on to llama.cpp's and vLLM's servers.")
 @click.option("--max-concurrent", type=click.IntRange(min=1), default=ServingLimits.max_concurrent, show_default=True,
               help="Requests in flight (waiting ones included) beyond which a request is answered 429.")
 @click.option("--drain-seconds", type=click.FloatRange(min=0), default=ServingLimits.drain_seconds, show_default=True,
@@ -68,13 +69,14 @@ def serve_command(run_dir: Path | None, configuration: str | None, model_spec: s
         sock.close()  # the server this process becomes binds the port itself
     if engine_name == "vllm":
         model_dir, name, dtype = vllm_model(run_dir, configuration, model_spec)
-        command = vllm_command(vllm_executable(), model_dir, name=name, dtype=dtype, host=host, port=port)
+        command = vllm_command(vllm_executable(), model_dir, name=name, dtype=dtype, host=host, port=port,
+                               api_key=api_key)
         click.echo(f"serving {model_dir} as {name} through vLLM on http://{host}:{port}/v1", err=True)
         os.execv(command[0], command)  # does not return
     if engine_name == "llama.cpp":
         gguf = gguf_to_serve(run_dir, configuration, model_spec)
         click.echo(f"serving {gguf} through llama.cpp's server on http://{host}:{port}/v1", err=True)
-        serve_with_llama_cpp(gguf, host=host, port=port)  # does not return
+        serve_with_llama_cpp(gguf, host=host, port=port, api_key=api_key)  # does not return
     served = (served_from_run(run_dir, configuration, device=device) if run_dir is not None
               else served_from_spec(model_spec, device=device, dtype=dtype))
     served.limits = replace(served.limits, max_concurrent=max_concurrent, drain_seconds=drain_seconds)
