@@ -7,6 +7,10 @@ answer as the model produced them: an answer that ends at end-of-sequence counts
 `usage.completion_tokens` and in the echoed `logprobs` (as vLLM and OpenAI do), so a client that
 slices `token_logprobs[ctxlen:-1]` cuts the generated token, never a prompt token.
 
+With `+rag` the retrieval query is the prompt (or the last user message), with no per-task
+exclusions: the server does not know the task. Log-likelihood scoring (`logprobs`) is refused
+there, since its query would hold the candidate answer.
+
 Every limit is a refusal with its reason (harness.serving_api answers it): prompts per request,
 prompt + `max_tokens` against the model's context (the prompt is never cut silently), token ids
 outside the vocabulary, `logprobs` above MAX_LOGPROBS, sampling parameters (decoding is greedy).
@@ -99,12 +103,16 @@ def completion(served: ServedModel, body: dict, on_token: TokenCallback | None =
     if logprobs is not None and (not isinstance(logprobs, int) or isinstance(logprobs, bool)
                                  or not 0 <= logprobs <= MAX_LOGPROBS):
         raise Refused(f"logprobs: expected an integer 0..{MAX_LOGPROBS}")
-    for prompt in prompts:
-        check_context(served, len(prompt.ids), max_tokens)
+    if served.augmenter is not None and logprobs is not None:
+        raise Refused("logprobs on a +rag configuration: retrieval would search with the whole prompt, the "
+                      "candidate answer included, which evaluation never does; score it with `domainbench eval` "
+                      "offline", kind="rag_scoring_refused")
     stop = stop_strings(body)
     if served.augmenter is not None:
         prompts = [Prompt(text, served.engine.tokenizer(text, add_special_tokens=True)["input_ids"])
                    for text in (served.augmenter.augment(p.text, p.text)[0] for p in prompts)]
+    for prompt in prompts:  # as the model will see it: passages in front included
+        check_context(served, len(prompt.ids), max_tokens)
     answers = generate(served, [p.text for p in prompts], stop, max_tokens, on_token, abandoned)
     choices = []
     for index, (prompt, answer) in enumerate(zip(prompts, answers)):

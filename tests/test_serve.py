@@ -281,3 +281,27 @@ def test_a_gguf_is_handed_to_llama_cpps_own_server_under_the_same_pid():
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=STOP_SECONDS)  # the PID we started is the server's: stopped by it
+
+
+class _PassagesInFront:
+    """An augmenter that puts a fixed passage before the prompt, recording each query."""
+
+    def __init__(self):
+        self.queries = []
+
+    def augment(self, query, prompt):
+        self.queries.append(query)
+        return f"Reference documentation: EINVAL means invalid.\n\n{prompt}", []
+
+
+def test_scoring_is_refused_on_rag_and_generation_retrieves(tiny_model, tiny_tokenizer):
+    """A scored (echoed) prompt would carry the candidate answer into the retrieval query: refused, one line."""
+    augmenter = _PassagesInFront()
+    served = ServedModel("s1/rag", Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False), augmenter)
+    with TestClient(create_app(served)) as client:
+        scored = client.post("/v1/completions", json={"prompt": "Q: errno?\nA: EINVAL", "max_tokens": 1,
+                                                      "echo": True, "logprobs": 1})
+        assert scored.status_code == 400 and scored.json()["error"]["code"] == "rag_scoring_refused"
+        assert augmenter.queries == []
+        generated = client.post("/v1/completions", json={"prompt": "Q: errno?\nA:", "max_tokens": 2})
+    assert generated.status_code == 200 and augmenter.queries == ["Q: errno?\nA:"]
