@@ -151,10 +151,20 @@ def test_echoed_logprobs_decode_a_bounded_window_per_token(tiny_tokenizer):
     assert len(ids) > 100 and max(lengths) <= 8 and len(lengths) <= 2 * len(ids) + 8
 
 
-def test_token_pieces_keep_a_character_split_over_byte_tokens(tiny_tokenizer):
-    ids = tiny_tokenizer("naïve café — ok", add_special_tokens=False)["input_ids"]
-    pieces, _ = token_pieces(tiny_tokenizer, ids)
-    assert "".join(pieces).replace("\ufffd", "") in ("naïve café — ok", "nave caf  ok")
+def _pieces_by_whole_prefix(tokenizer, ids):
+    """The quadratic reference: each token's text from decoding the whole prefix with and without it."""
+    pieces, previous = [], ""
+    for k in range(len(ids)):
+        text = tokenizer.decode(ids[:k + 1])
+        pieces.append(text[len(previous):] if text.startswith(previous) else tokenizer.decode([ids[k]]))
+        previous = text
+    return pieces
+
+
+@pytest.mark.parametrize("text", ["The open() system call opens the file. " * 8, "naïve café — ok, 日本語 done"])
+def test_token_pieces_equal_decoding_the_whole_prefix(tiny_tokenizer, text):
+    ids = tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert token_pieces(tiny_tokenizer, ids)[0] == _pieces_by_whole_prefix(tiny_tokenizer, ids)
 
 
 # ----- clients that give up ------------------------------------------------------------------------
