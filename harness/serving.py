@@ -98,7 +98,7 @@ class ServedModel:
                 self._answer(wanted)
 
     def _answer(self, batch: list[_Waiting]) -> None:
-        """One engine.generate for the batch; a failure (or a short answer) fails each of its requests, not the worker."""
+        """One engine.generate for the batch; a failure (or a short answer) fails its requests, not the worker."""
         requests = [request for waiting in batch for request in waiting.requests]
         try:
             with self.lock:
@@ -198,8 +198,8 @@ def serve_with_llama_cpp(gguf: Path, *, host: str, port: int, api_key: str | Non
         raise DomainbenchError("serve --engine llama.cpp: needs llama-cpp-python's server extra "
                                "(pip install 'llama-cpp-python[server]'; make setup installs it)")
     os.execv(sys.executable, [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", host,
-                              "--port", str(port), "--n_ctx", "2048", "--interrupt_requests", "false", "--verbose", "false",
-                              *(["--api_key", api_key] if api_key else [])])
+                              "--port", str(port), "--n_ctx", "2048", "--interrupt_requests", "false",
+                              "--verbose", "false", *(["--api_key", api_key] if api_key else [])])
 
 
 # Forms that are plain Hugging Face dirs vLLM loads as they are (int8/nf4 are bitsandbytes-quantized by

@@ -148,7 +148,8 @@ def test_a_streamed_completion_arrives_as_server_sent_events(client):
 def test_a_stream_sends_no_usage_chunk_unless_asked(client):
     """OpenAI's rule: the usage chunk (empty `choices`) only with stream_options.include_usage."""
     client, _ = client
-    with client.stream("POST", "/v1/completions", json={"prompt": "Hello", "max_tokens": 4, "stream": True}) as response:
+    body = {"prompt": "Hello", "max_tokens": 4, "stream": True}
+    with client.stream("POST", "/v1/completions", json=body) as response:
         chunks = [json.loads(event) for event in _events(response)[:-1]]
     assert chunks and all(chunk["choices"] and "usage" not in chunk for chunk in chunks)
 
