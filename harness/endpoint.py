@@ -1,7 +1,8 @@
 """An OpenAI-compatible server as a model source: its spec, and the one client that talks to it.
 
 `openai+http://HOST:PORT/v1` (optionally `#model-id`) names a server — vLLM, TGI, llama.cpp's
-server, Ollama; `openai-chat+http://…` one that offers only chat completions. The client checks
+server, Ollama; `openai-chat+http://…` one that offers only chat completions. With OPENAI_API_KEY
+set, every request carries it as a bearer token (a server started with `serve --api-key` wants it). The client checks
 that it is up (GET /models) before any work, posts completions (or chat completions) with retries,
 and keeps what serving cost: requests, the tokens the server counted, latencies, and every
 request that failed, by kind.
@@ -16,6 +17,7 @@ seconds instead of minutes of back-off.
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections import Counter
@@ -57,6 +59,12 @@ def parse_endpoint(spec: str) -> Endpoint | None:
     return Endpoint(url.rstrip("/"), model or None, chat=scheme == CHAT_ENDPOINT_SCHEME)
 
 
+def auth_headers() -> dict[str, str]:
+    """`Authorization: Bearer $OPENAI_API_KEY` when that is set (the openai SDK's and lm-eval's variable), else none."""
+    key = os.environ.get("OPENAI_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 def response_text(body: dict, *, chat: bool) -> str:
     """The generated text of a completions (or chat completions) response body."""
     choice = body["choices"][0]
@@ -94,7 +102,8 @@ class EndpointClient:
         self._down = False
         self._client = httpx.Client(base_url=endpoint.url, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
                                     limits=httpx.Limits(max_connections=concurrency,
-                                                        max_keepalive_connections=concurrency))
+                                                        max_keepalive_connections=concurrency),
+                                    headers=auth_headers())
         try:
             self.model_info = self._connect()
             self.model_id = self.model_info["id"]

@@ -12,8 +12,10 @@ httpx rather than a maintained load generator: guidellm pulls in its own stack (
 settings, its own backends and reports) for what is here a thread pool of streamed requests.
 
 Requests are not retried: a load test measures what a user of the endpoint gets, and a failed
-request is counted by kind (`connection`, `timeout`, `http_<status>`, `bad_response`), never
-raised, so a server that dies mid-test still gives a complete result.
+request is counted by kind (`connection`, `timeout`, `http_<status>`, `bad_response`, and for a
+stream that began with a 200: `stream_error` when it sends an `error` event, `incomplete_stream`
+when it ends without `[DONE]`), never raised, so a server that dies mid-test still gives a
+complete result.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import httpx
 
 from harness import __version__
 from harness.atomic import write_atomic
-from harness.endpoint import Endpoint
+from harness.endpoint import Endpoint, auth_headers
 from harness.openai_engine import OpenAIEngine
 from reports.load_tests import LoadLevel
 
@@ -78,13 +80,17 @@ def stream_completion(client: httpx.Client, endpoint: Endpoint, model: str, prom
             if response.status_code != 200:
                 response.read()
                 return StreamedRequest(time.perf_counter() - started, error=f"http_{response.status_code}")
+            finished = False
             for line in response.iter_lines():
                 if not line.startswith("data:"):
                     continue
                 data = line[len("data:"):].strip()
                 if data == "[DONE]":
+                    finished = True
                     break
                 chunk = json.loads(data)
+                if chunk.get("error"):  # the server failed after its 200 status line went
+                    return StreamedRequest(time.perf_counter() - started, error="stream_error")
                 if (chunk.get("usage") or {}).get("completion_tokens") is not None:
                     usage_tokens = int(chunk["usage"]["completion_tokens"])
                 if any(_streamed_text(choice) for choice in chunk.get("choices") or []):
@@ -96,6 +102,8 @@ def stream_completion(client: httpx.Client, endpoint: Endpoint, model: str, prom
         return StreamedRequest(time.perf_counter() - started, error="connection")
     except (ValueError, AttributeError, TypeError):
         return StreamedRequest(time.perf_counter() - started, error="bad_response")
+    if not finished:
+        return StreamedRequest(time.perf_counter() - started, error="incomplete_stream")
     return StreamedRequest(time.perf_counter() - started, ttft, usage_tokens if usage_tokens is not None else events)
 
 
@@ -110,7 +118,8 @@ def run_level(endpoint: Endpoint, model: str, prompts: list[str], *, concurrency
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     chosen = [prompts[i % len(prompts)] for i in range(n_requests)]
     with httpx.Client(base_url=endpoint.url, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                      limits=limits) as client, ThreadPoolExecutor(max_workers=concurrency) as pool:
+                      limits=limits, headers=auth_headers()) as client, \
+            ThreadPoolExecutor(max_workers=concurrency) as pool:
         started = time.perf_counter()
         done = list(pool.map(lambda prompt: stream_completion(client, endpoint, model, prompt, max_tokens), chosen))
         seconds = time.perf_counter() - started
@@ -137,7 +146,8 @@ def run_rate_level(endpoint: Endpoint, model: str, prompts: list[str], *, rate: 
     in_flight, peak, lock = 0, 0, threading.Lock()
     limits = httpx.Limits(max_connections=n_requests, max_keepalive_connections=n_requests)
     with httpx.Client(base_url=endpoint.url, timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-                      limits=limits) as client, ThreadPoolExecutor(max_workers=n_requests) as pool:
+                      limits=limits, headers=auth_headers()) as client, \
+            ThreadPoolExecutor(max_workers=n_requests) as pool:
         started = time.perf_counter()
 
         def send(prompt: str, offset: float) -> StreamedRequest:

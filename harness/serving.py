@@ -1,7 +1,7 @@
 """`domainbench serve`: an OpenAI-compatible server for exactly the model a run evaluated.
 
     served = served_from_run(run_dir, "adapter+rag")      # or served_from_spec("smollm2-135m-instruct")
-    uvicorn.run(create_app(served), host="127.0.0.1", port=8000)
+    uvicorn.run(create_app(served), host="127.0.0.1", port=8000)   # or harness.serving_process.serve
 
 The model is rebuilt the way the runner built it (harness.runner's loading helpers): the weights
 (or a form — a model dir, or a GGUF file run in-process by llama.cpp) from the paths run.yaml
@@ -9,13 +9,15 @@ records, the PEFT adapter attached, and for `+rag` the retriever over the run's 
 Each artifact's fingerprint on disk must still equal the one the run recorded.
 
 The HTTP endpoints (OpenAI-compatible completions and chat, models, health, Prometheus metrics)
-are harness/serving_api.py's.
+are harness/serving_api.py's; the process (socket, SIGTERM drain) is harness/serving_process.py's.
 
 The engine is not thread-safe, so one thread drives it: generation requests that arrive while it is
 busy wait and then run together as one `engine.generate` batch (the engine batches them by stop
 strings and budget, as in evaluation); prompt scoring for `logprobs` takes the same lock. Each
 token the engine decodes goes to the callback of the request it belongs to, which is how a
-streamed request sends text before its batch is done.
+streamed request sends text before its batch is done; it is also where a batch stops early: once
+every request in it has been abandoned by its client, or the server has stopped generating. A
+batch that fails (or gets fewer answers than it asked) fails its own requests; the thread goes on.
 Requests count as in flight while they wait. Retrieval for `+rag` uses the prompt (or the last user
 message) as its query, with no per-task exclusions — the server does not know the task.
 """
@@ -23,80 +25,130 @@ message) as its query, with no per-task exclusions — the server does not know 
 from __future__ import annotations
 
 import queue
-import signal
 import threading
 from concurrent.futures import Future
-from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
-import uvicorn
 import yaml
 
 from harness.errors import DomainbenchError
 from harness.requests import GenerationRequest, TokenCallback
 from harness.serving_api import create_app
+from harness.serving_completions import Abandoned, ServingLimits, ShuttingDown
 
-__all__ = ["ServedModel", "create_app", "serve", "served_from_run", "served_from_spec"]
+__all__ = ["ServedModel", "create_app", "served_from_run", "served_from_spec"]
 
 MAX_BATCHED_REQUESTS = 16  # the engine's CPU generation batch
 
 
 @dataclass
 class ServedModel:
-    """The engine behind the server, its retrieval (for `+rag`) and what it is."""
+    """The engine behind the server, its retrieval (for `+rag`), what it is, and the limits it is served with."""
 
     name: str
     engine: object
     augmenter: object | None = None
-    about: dict = field(default_factory=dict)  # run, configuration, fingerprint: shown on /v1/models
+    about: dict = field(default_factory=dict)  # run, configuration, fingerprints: shown on /v1/models
+    limits: ServingLimits = field(default_factory=ServingLimits)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _waiting: queue.Queue = field(default_factory=queue.Queue)
     _worker: threading.Thread | None = None
+    _stopped: threading.Event = field(default_factory=threading.Event)
 
-    def generate(self, requests: list[GenerationRequest], on_token: TokenCallback | None = None) -> list[str]:
+    @cached_property
+    def eos_token_ids(self) -> set[int]:
+        """The tokens that end an answer: they are part of it, as the model generated them."""
+        from harness.greedy import eos_token_ids
+
+        return eos_token_ids(getattr(self.engine, "model", None), self.engine.tokenizer)
+
+    def generate(self, requests: list[GenerationRequest], on_token: TokenCallback | None = None,
+                 abandoned: threading.Event | None = None) -> list[str]:
         """engine.generate(requests), batched with whatever other requests are waiting.
 
         `on_token(index into requests, token)` hears each token as the engine decodes it (streaming).
+        Once `abandoned` is set the request is not started, and its batch stops at the next token if no
+        request in it is still wanted (Abandoned); after `stop_generating`, ShuttingDown.
         """
+        if self._stopped.is_set():
+            raise ShuttingDown()
         if self._worker is None:
             with self.lock:
                 if self._worker is None:
                     self._worker = threading.Thread(target=self._generate_waiting, daemon=True,
                                                     name="domainbench-generate")
                     self._worker.start()
-        answer: Future = Future()
-        self._waiting.put((requests, answer, on_token))
-        return answer.result()
+        waiting = _Waiting(requests, Future(), on_token, abandoned or threading.Event())
+        self._waiting.put(waiting)
+        return waiting.answer.result()
+
+    def stop_generating(self) -> None:
+        """Stop the batch being generated at its next token, and every waiting request: they end in ShuttingDown."""
+        self._stopped.set()
 
     def _generate_waiting(self) -> None:
         while True:
             batch = [self._waiting.get()]
             while len(batch) < MAX_BATCHED_REQUESTS and not self._waiting.empty():
                 batch.append(self._waiting.get_nowait())
-            requests = [request for asked, _, _ in batch for request in asked]
-            try:
-                with self.lock:
-                    texts = iter(self.engine.generate(requests, **_token_routing(batch)))
-            except Exception as exc:  # noqa: BLE001 — each waiting request gets the failure to answer with
-                for _, answer, _ in batch:
-                    answer.set_exception(exc)
-                continue
-            for asked, answer, _ in batch:
-                answer.set_result([next(texts) for _ in asked])
+            wanted = [waiting for waiting in batch if not _ended(waiting, self._stopped)]
+            if wanted:
+                self._answer(wanted)
+
+    def _answer(self, batch: list[_Waiting]) -> None:
+        """One engine.generate for the batch; a failure (or a short answer) fails its requests, not the worker."""
+        requests = [request for waiting in batch for request in waiting.requests]
+        try:
+            with self.lock:
+                texts = list(self.engine.generate(requests, on_token=self._token_routing(batch)))
+            if len(texts) != len(requests):
+                raise RuntimeError(f"the engine answered {len(texts)} of {len(requests)} generation requests")
+        except Exception as exc:  # noqa: BLE001 — each waiting request gets the failure to answer with
+            for waiting in batch:
+                waiting.answer.set_exception(exc)
+            return
+        done = 0
+        for waiting in batch:
+            waiting.answer.set_result(texts[done:done + len(waiting.requests)])
+            done += len(waiting.requests)
+
+    def _token_routing(self, batch: list[_Waiting]) -> TokenCallback:
+        """engine.generate's `on_token`: each token to its own asker's callback; it stops the batch (by raising)
+        once the server stops generating or every asker has gone."""
+        owners = [(waiting, local) for waiting in batch for local in range(len(waiting.requests))]
+
+        def route(index: int, token: int) -> None:
+            if self._stopped.is_set():
+                raise ShuttingDown()
+            if all(waiting.abandoned.is_set() for waiting in batch):
+                raise Abandoned()
+            waiting, local = owners[index]
+            if waiting.on_token is not None:
+                waiting.on_token(local, token)
+        return route
 
 
-def _token_routing(batch: list) -> dict:
-    """engine.generate's `on_token` for a batch of waiting requests: each token to its own asker's callback."""
-    owners = [(on_token, local) for asked, _, on_token in batch for local in range(len(asked))]
-    if not any(on_token for on_token, _ in owners):
-        return {}
+@dataclass
+class _Waiting:
+    """Generation requests waiting for the engine, with where their answer and tokens go."""
 
-    def route(index: int, token: int) -> None:
-        on_token, local = owners[index]
-        if on_token is not None:
-            on_token(local, token)
-    return {"on_token": route}
+    requests: list[GenerationRequest]
+    answer: Future
+    on_token: TokenCallback | None
+    abandoned: threading.Event
+
+
+def _ended(waiting: _Waiting, stopped: threading.Event) -> bool:
+    """Whether a waiting request is over before it started (answered with why)."""
+    if stopped.is_set():
+        waiting.answer.set_exception(ShuttingDown())
+    elif waiting.abandoned.is_set():
+        waiting.answer.set_exception(Abandoned())
+    else:
+        return False
+    return True
 
 
 # ----- building the model --------------------------------------------------------------------------
@@ -132,7 +184,7 @@ def gguf_to_serve(run_dir: Path | None, configuration: str | None, model_spec: s
     return form_model_path(Path(form["path"]))
 
 
-def serve_with_llama_cpp(gguf: Path, *, host: str, port: int) -> None:
+def serve_with_llama_cpp(gguf: Path, *, host: str, port: int, api_key: str | None = None) -> None:
     """Replace this process with llama.cpp's OpenAI-compatible server on `gguf` (same PID, so stop it by PID).
 
     `--interrupt_requests false`: by default llama-cpp-python's server cancels a running stream
@@ -146,7 +198,8 @@ def serve_with_llama_cpp(gguf: Path, *, host: str, port: int) -> None:
         raise DomainbenchError("serve --engine llama.cpp: needs llama-cpp-python's server extra "
                                "(pip install 'llama-cpp-python[server]'; make setup installs it)")
     os.execv(sys.executable, [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", host,
-                              "--port", str(port), "--n_ctx", "2048", "--interrupt_requests", "false", "--verbose", "false"])
+                              "--port", str(port), "--n_ctx", "2048", "--interrupt_requests", "false",
+                              "--verbose", "false", *(["--api_key", api_key] if api_key else [])])
 
 
 # Forms that are plain Hugging Face dirs vLLM loads as they are (int8/nf4 are bitsandbytes-quantized by
@@ -196,10 +249,11 @@ def _vllm_model_of_run(run_dir: Path, configuration: str) -> tuple[Path, str, st
     return artifact.path, f"{resolved['name']}/{configuration}", dtype
 
 
-def vllm_command(executable: str, model_dir: Path, *, name: str, dtype: str, host: str, port: int) -> list[str]:
+def vllm_command(executable: str, model_dir: Path, *, name: str, dtype: str, host: str, port: int,
+                 api_key: str | None = None) -> list[str]:
     """The `vllm serve` command line for one model dir (run with os.execv: same PID, so it is stopped by PID)."""
     return [executable, "serve", str(model_dir), "--host", host, "--port", str(port), "--served-model-name", name,
-            "--dtype", dtype]
+            "--dtype", dtype, *(["--api-key", api_key] if api_key else [])]
 
 
 def vllm_executable() -> str:
@@ -253,16 +307,16 @@ def served_from_run(run_dir: Path, configuration: str, *, device: str | None = N
         device=device, dtype=spec.dtype or "auto")
     model_artifact = prepared.forms.get(config.model_key) or prepared.weights[config.weights]
     adapter = prepared.adapters[config.adapter] if config.adapter and not config.forms else None
-    _check_unchanged(model_artifact, is_form=config.model_key in prepared.forms)
+    # Every artifact served is fingerprinted again from what is on disk, before anything loads.
+    fingerprints = {"fingerprint": _check_unchanged(model_artifact, is_form=config.model_key in prepared.forms),
+                    "adapter_fingerprint": _check_unchanged(adapter, is_form=False) if adapter else None,
+                    "index_fingerprint": _check_index_unchanged(prepared.index) if config.rag else None}
     # As the runner groups them: a form is its own model; otherwise the weights, with the adapter attached.
     loaded = runner.load_model_key(runner.load_key(config), prepared, spec)
     engine = runner.engine_for(loaded, adapter)
     engine.progress = False
     augmenter = runner.rag_augmenter(prepared, engine.tokenizer, engine, spec) if config.rag else None
-    about = {"run": resolved["name"], "configuration": configuration, "engine": type(engine).__name__,
-             "fingerprint": model_artifact.fingerprint,
-             "adapter_fingerprint": adapter.fingerprint if adapter else None,
-             "index_fingerprint": prepared.index.fingerprint if config.rag else None}
+    about = {"run": resolved["name"], "configuration": configuration, "engine": type(engine).__name__, **fingerprints}
     return ServedModel(f"{resolved['name']}/{configuration}", engine, augmenter, about)
 
 
@@ -273,36 +327,31 @@ def _read_run_yaml(run_dir: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def _check_unchanged(artifact, *, is_form: bool) -> None:
-    """Refuse to serve weights that are no longer the ones the run evaluated."""
+def _check_unchanged(artifact, *, is_form: bool) -> str:
+    """The fingerprint of weights (or an adapter) on disk now; refused unless the run evaluated exactly them."""
     from harness.models import model_fingerprint
     from tuning.forms import form_fingerprint
 
     if not artifact.path.exists():
         raise DomainbenchError(f"artifact {artifact.name}: {artifact.path} no longer exists")
     now = form_fingerprint(artifact.path) if is_form else model_fingerprint(artifact.path)
+    _refuse_changed(artifact, now)
+    return now
+
+
+def _check_index_unchanged(index) -> str:
+    """The index's input hash as its directory holds it now (its FAISS file checked against its manifest);
+    refused unless it is the one the run evaluated: the directory is rebuilt in place when its inputs change."""
+    from retrieval.index import load_index
+
+    if index is None or not index.path.exists():
+        raise DomainbenchError(f"artifact index: {index.path if index else 'the run records none'}: no index to serve")
+    now = load_index(index.path).manifest["input_hash"]
+    _refuse_changed(index, now)
+    return now
+
+
+def _refuse_changed(artifact, now: str) -> None:
     if now != artifact.fingerprint:
         raise DomainbenchError(f"artifact {artifact.name}: {artifact.path} changed since the run evaluated it "
                                f"(fingerprint {now[:12]}, run recorded {artifact.fingerprint[:12]})")
-
-
-# ----- answering requests ----------------------------------------------------------------------------
-
-def serve(served: ServedModel, *, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the server until SIGINT/SIGTERM: open requests finish, the port is released, and it returns."""
-    config = uvicorn.Config(create_app(served), host=host, port=port, log_level="warning",
-                            timeout_graceful_shutdown=30)
-    _Server(config).run()
-
-
-class _Server(uvicorn.Server):
-    @contextmanager
-    def capture_signals(self):
-        # uvicorn (0.29+) raises the signal again after its graceful shutdown, so a SIGTERM'd
-        # server would die of it (exit 143); a clean stop on request is exit 0.
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)

@@ -53,7 +53,8 @@ class ServingMetrics:
         self.tokens_per_second = Histogram("domainbench_output_tokens_per_second",
                                            "Generated tokens per second of each request", ["route"],
                                            buckets=_TOKENS_PER_SECOND, registry=self.registry)
-        self.requests = Counter("domainbench_requests", "Requests answered, by status code", ["route", "status"],
+        self.requests = Counter("domainbench_requests", "Requests, by status code (499: the client went away "
+                                "before its answer, and its generation stopped)", ["route", "status"],
                                 registry=self.registry)
         self.in_flight = Gauge("domainbench_requests_in_flight", "Requests received and not yet answered",
                                registry=self.registry)

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 SERVER_START_SECONDS = 90
+STOP_SECONDS = 15
 
 
 def free_port() -> int:
@@ -56,6 +57,28 @@ def wait_until_ready(process, probe_url: str, seconds: float, output) -> None:
             time.sleep(0.2)
     stop_server(process)
     pytest.fail(f"server not ready at {probe_url} after {seconds} s: {output()}")
+
+
+def start_serve(args: list[str], env: dict | None = None, probe: str = "/health") -> tuple[subprocess.Popen, str]:
+    """`domainbench serve ARGS` (this checkout's) on 127.0.0.1 and a free port: (process, base url), ready."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "harness.cli", "serve", *args, "--port", str(port)],
+                               env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_until_ready(process, f"{url}{probe}", SERVER_START_SECONDS, lambda: process.stderr.read()[-2000:])
+    return process, url
+
+
+def stop_serve(process: subprocess.Popen) -> int:
+    """SIGTERM by PID and its exit code; SIGKILL (and a failure) if it has not exited after STOP_SECONDS."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
 
 
 def stop_server(process):

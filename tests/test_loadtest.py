@@ -188,3 +188,35 @@ def test_attaching_to_a_run_is_checked_before_any_work(arguments, message, tmp_p
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and message in error
+
+
+def _streaming_server(events: list[str]):
+    """An app whose completions stream answers 200 with exactly these SSE data lines."""
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    app = FastAPI()
+
+    @app.post("/v1/completions")
+    def completions():
+        return StreamingResponse((f"data: {event}\n\n" for event in events), media_type="text/event-stream")
+    return app
+
+
+@pytest.mark.parametrize("events, kind", [
+    ([json.dumps({"choices": [{"index": 0, "text": "Hi"}]}),
+      json.dumps({"error": {"message": "RuntimeError: the engine broke", "code": "engine_RuntimeError"}}), "[DONE]"],
+     "stream_error"),
+    ([json.dumps({"choices": [{"index": 0, "text": "Hi"}]})], "incomplete_stream"),
+])
+def test_a_stream_that_fails_after_its_200_counts_as_failed(events, kind):
+    from servers import app_in_thread
+
+    from harness.endpoint import Endpoint
+    from harness.loadtest import stream_completion, summarize_level
+
+    with app_in_thread(_streaming_server(events)) as url, httpx.Client(base_url=url, timeout=10) as client:
+        done = stream_completion(client, Endpoint(url), "m", "Hello", 4)
+    assert done.error == kind
+    level = summarize_level(1, [done], 1.0)
+    assert level.errors == 1 and level.errors_by_kind == {kind: 1} and level.latency_p50_seconds is None

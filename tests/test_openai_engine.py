@@ -375,3 +375,20 @@ def test_a_server_killed_mid_run_gives_recorded_errors_not_a_crash(tmp_path, tok
         assert is_failed(scores[0]) and engine.errors[-1].kind == "connection"
     finally:
         stop_server(process)
+
+
+def test_a_server_started_with_an_api_key_is_reached_with_openai_api_key(tiny_model, tiny_tokenizer, monkeypatch):
+    from servers import app_in_thread
+
+    from harness.engine import Engine
+    from harness.serving import ServedModel, create_app
+
+    served = ServedModel("tiny", Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False))
+    with app_in_thread(create_app(served, api_key="s3cret")) as url:
+        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+        with pytest.raises(DomainbenchError, match="GET /models answered 401"):
+            OpenAIEngine(f"openai+{url}", tiny_tokenizer, progress=False)
+        monkeypatch.setenv("OPENAI_API_KEY", "s3cret")
+        engine = OpenAIEngine(f"openai+{url}", tiny_tokenizer, progress=False)
+        assert engine.generate([GenerationRequest("Hello", (), 2)])[0] is not None and not engine.errors
+        engine.close()

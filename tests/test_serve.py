@@ -21,10 +21,8 @@ from harness.requests import GenerationRequest, LoglikelihoodRequest
 from harness.serving import ServedModel, create_app
 from harness.serving_metrics import ServingMetrics
 from harness.stops import cut_at_stop
-from tests.servers import app_in_thread, free_port, wait_until_ready
+from tests.servers import STOP_SECONDS, app_in_thread, start_serve, stop_serve
 
-STARTUP_SECONDS = 60
-STOP_SECONDS = 15
 
 
 @pytest.fixture
@@ -70,32 +68,12 @@ def test_sampling_and_streaming_are_refused_with_one_line(client, field, value):
 def test_model_output_is_json_encoded(client, monkeypatch):
     client, engine = client
     hostile = '"}\n{"injected": true} \u2028 <script>\x00'
-    monkeypatch.setattr(engine, "generate", lambda requests: [hostile for _ in requests])
+    monkeypatch.setattr(engine, "generate", lambda requests, on_token=None: [hostile for _ in requests])
     body = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}).json()
     assert body["choices"][0]["message"]["content"] == hostile
 
 
 # ----- the command, as a process ---------------------------------------------------------------------
-
-def _start(args: list[str], env: dict | None = None, probe: str = "/health") -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "harness.cli", "serve", *args, "--port", str(port)],
-                               env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
-    url = f"http://127.0.0.1:{port}"
-    wait_until_ready(process, f"{url}{probe}", STARTUP_SECONDS, lambda: process.stderr.read()[-2000:])
-    return process, url
-
-
-def _stop(process: subprocess.Popen) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise
-
 
 def _metric(text: str, name: str) -> float:
     return sum(float(value) for value in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.MULTILINE))
@@ -105,7 +83,7 @@ def _metric(text: str, name: str) -> float:
 def test_served_model_answers_meters_and_stops_cleanly_on_sigterm(tiny_tokenizer):
     from harness.openai_engine import OpenAIEngine
 
-    process, url = _start(["--model", "tiny-random-llama"])
+    process, url = start_serve(["--model", "tiny-random-llama"])
     try:
         with httpx.Client(base_url=url, timeout=30) as http:
             assert http.get("/v1/models").json()["data"][0]["id"] == "tiny-random-llama"
@@ -125,46 +103,10 @@ def test_served_model_answers_meters_and_stops_cleanly_on_sigterm(tiny_tokenizer
         assert _metric(metrics, "process_resident_memory_bytes") > 0
         assert _metric(metrics, "domainbench_requests_in_flight") == 0
     finally:
-        code = _stop(process)
+        code = stop_serve(process)
     assert code == 0
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", int(url.rsplit(":", 1)[1])))  # the port is released
-
-
-@pytest.mark.slow
-def test_serves_the_adapter_with_retrieval_a_run_evaluated(tmp_path):
-    import json
-
-    from test_runner import tiny_recipes, write_run_suite
-
-    from harness.runner import run
-    from harness.spec import load_spec
-
-    env = {"DOMAINBENCH_CACHE": str(tmp_path / "cache")}
-    os.environ.update(env)  # the run's artifacts are built where the server will find them
-    try:
-        suite = write_run_suite(tmp_path / "suite")
-        run_dir = run(load_spec(None, {
-            "name": "s1", "suite": str(suite), "model": "tiny-random-llama", "output": str(tmp_path / "runs"),
-            "profile": "quick", "device": "cpu", "recipes": tiny_recipes(tmp_path), "tasks": ["errno-qa"],
-            "configurations": ["adapter+rag"]}), rebuild_report=False)
-    finally:
-        os.environ.pop("DOMAINBENCH_CACHE")
-    evaluated = json.loads((run_dir / "results" / "adapter+rag" / "errno-qa.json").read_text())["model"]
-
-    process, url = _start([str(run_dir), "--configuration", "adapter+rag"], env)
-    try:
-        model = httpx.get(f"{url}/v1/models", timeout=10).json()["data"][0]
-        assert model["id"] == "s1/adapter+rag"
-        assert [model[key] for key in ("fingerprint", "adapter_fingerprint", "index_fingerprint")] == [
-            evaluated[key] for key in ("fingerprint", "adapter_fingerprint", "index_fingerprint")]
-        prompt = "Question: Which errno means an argument is invalid?\nAnswer:"
-        answer = httpx.post(f"{url}/v1/completions", json={"prompt": prompt, "max_tokens": 3, "echo": True},
-                            timeout=30).json()
-        assert answer["choices"][0]["text"].startswith("Reference documentation:")  # retrieval in front
-        assert prompt in answer["choices"][0]["text"]
-    finally:
-        assert _stop(process) == 0
 
 
 def test_a_configuration_the_run_did_not_evaluate_is_refused(tmp_path):
@@ -192,7 +134,7 @@ def test_concurrent_requests_answer_as_they_would_alone(client):
 
 def test_a_streamed_completion_arrives_as_server_sent_events(client):
     client, _ = client
-    body = {"prompt": "Hello", "max_tokens": 4, "stream": True}
+    body = {"prompt": "Hello", "max_tokens": 4, "stream": True, "stream_options": {"include_usage": True}}
     with client.stream("POST", "/v1/completions", json=body) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [line[len("data: "):] for line in response.iter_lines() if line.startswith("data: ")]
@@ -203,8 +145,19 @@ def test_a_streamed_completion_arrives_as_server_sent_events(client):
     assert chunks[-1]["usage"]["completion_tokens"] == plain["usage"]["completion_tokens"]
 
 
+def test_a_stream_sends_no_usage_chunk_unless_asked(client):
+    """OpenAI's rule: the usage chunk (empty `choices`) only with stream_options.include_usage."""
+    client, _ = client
+    body = {"prompt": "Hello", "max_tokens": 4, "stream": True}
+    with client.stream("POST", "/v1/completions", json=body) as response:
+        chunks = [json.loads(event) for event in _events(response)[:-1]]
+    assert chunks and all(chunk["choices"] and "usage" not in chunk for chunk in chunks)
+
+
 class _HeldEngine:
     """Decodes a fixed answer a token at a time and waits, after its first tokens, until the test lets it go on."""
+
+    max_length = 256
 
     def __init__(self, tokenizer, answer: str = "Hello world, token by token.", fail: bool = False):
         self.tokenizer, self.answer, self.fail = tokenizer, answer, fail
@@ -233,7 +186,7 @@ def test_a_stream_sends_text_while_the_engine_is_still_decoding(tiny_tokenizer):
     engine = _HeldEngine(tiny_tokenizer)
     metrics = ServingMetrics()
     with app_in_thread(create_app(ServedModel("held", engine), metrics)) as url, httpx.Client(timeout=30) as http:
-        body = {"prompt": "Say hello", "max_tokens": 32, "stream": True}
+        body = {"prompt": "Say hello", "max_tokens": 32, "stream": True, "stream_options": {"include_usage": True}}
         with http.stream("POST", f"{url}/completions", json=body) as response:
             lines = response.iter_lines()
             first = next(line for line in lines if line.startswith("data: "))
@@ -286,7 +239,7 @@ def test_our_server_is_evaluated_load_tested_and_monitored_through_the_endpoint_
 
     from harness.cli import main
 
-    process, url = _start(["--model", "tiny-random-llama"])
+    process, url = start_serve(["--model", "tiny-random-llama"])
     endpoint = f"openai+{url}/v1"
     try:
         main(["eval", "--model", endpoint, "--tokenizer", "tiny-random-llama", "--suite", "tiny", "--limit", "3",
@@ -301,7 +254,7 @@ def test_our_server_is_evaluated_load_tested_and_monitored_through_the_endpoint_
         main(["monitor", endpoint, "--baseline", str(tmp_path / "baseline"), "--once", "--sample", "3",
               "--tokenizer", "tiny-random-llama", "--db", str(db)])
     finally:
-        assert _stop(process) == 0
+        assert stop_serve(process) == 0
     assert "verdict: pass" in capsys.readouterr().out
     with sqlite3.connect(db) as connection:
         assert connection.execute("SELECT parity, passed, errors FROM rounds").fetchall() == [(1, 1, 0)]
@@ -320,7 +273,7 @@ def test_llama_cpp_engine_needs_a_gguf(tmp_path, capsys):
 def test_a_gguf_is_handed_to_llama_cpps_own_server_under_the_same_pid():
     from harness.models import gguf_origin
 
-    process, url = _start(["--model", str(gguf_origin("smollm2-135m-instruct")), "--engine", "llama.cpp"],
+    process, url = start_serve(["--model", str(gguf_origin("smollm2-135m-instruct")), "--engine", "llama.cpp"],
                           probe="/v1/models")  # llama-cpp-python's server has no /health
     try:
         completion = httpx.post(f"{url}/v1/completions", json={"prompt": "The ls command", "max_tokens": 4,
@@ -329,3 +282,27 @@ def test_a_gguf_is_handed_to_llama_cpps_own_server_under_the_same_pid():
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=STOP_SECONDS)  # the PID we started is the server's: stopped by it
+
+
+class _PassagesInFront:
+    """An augmenter that puts a fixed passage before the prompt, recording each query."""
+
+    def __init__(self):
+        self.queries = []
+
+    def augment(self, query, prompt):
+        self.queries.append(query)
+        return f"Reference documentation: EINVAL means invalid.\n\n{prompt}", []
+
+
+def test_scoring_is_refused_on_rag_and_generation_retrieves(tiny_model, tiny_tokenizer):
+    """A scored (echoed) prompt would carry the candidate answer into the retrieval query: refused, one line."""
+    augmenter = _PassagesInFront()
+    served = ServedModel("s1/rag", Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False), augmenter)
+    with TestClient(create_app(served)) as client:
+        scored = client.post("/v1/completions", json={"prompt": "Q: errno?\nA: EINVAL", "max_tokens": 1,
+                                                      "echo": True, "logprobs": 1})
+        assert scored.status_code == 400 and scored.json()["error"]["code"] == "rag_scoring_refused"
+        assert augmenter.queries == []
+        generated = client.post("/v1/completions", json={"prompt": "Q: errno?\nA:", "max_tokens": 2})
+    assert generated.status_code == 200 and augmenter.queries == ["Q: errno?\nA:"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from harness.errors import DomainbenchError
+from harness.serving_completions import ServingLimits
 
 
 @click.command("serve")
@@ -17,6 +18,13 @@ from harness.errors import DomainbenchError
               help="Serve a model spec (builtin name, HF dir, .gguf) instead of a run's configuration.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
 @click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--api-key", envvar="DOMAINBENCH_API_KEY", default=None,
+              help="Every route but /health then wants `Authorization: Bearer KEY` (env DOMAINBENCH_API_KEY); "
+                   "handed on to llama.cpp's and vLLM's servers.")
+@click.option("--max-concurrent", type=click.IntRange(min=1), default=ServingLimits.max_concurrent, show_default=True,
+              help="Requests in flight (waiting ones included) beyond which a request is answered 429.")
+@click.option("--drain-seconds", type=click.FloatRange(min=0), default=ServingLimits.drain_seconds, show_default=True,
+              help="On SIGTERM/SIGINT: how long open requests have to finish before generation stops (503).")
 @click.option("--device", default=None, help="cpu, cuda … (default: the run's device, else cuda if present).")
 @click.option("--dtype", default=None, help="With --model: auto, float32, bfloat16, float16.")
 @click.option("--engine", "engine_name", type=click.Choice(["in-process", "llama.cpp", "vllm"]), default="in-process",
@@ -26,16 +34,18 @@ from harness.errors import DomainbenchError
                    "model dir (an adapter as the run's merged form; no rag, no gguf/int8/nf4) to `vllm serve` on a "
                    "CUDA GPU, likewise in this process's place (its own /metrics).")
 def serve_command(run_dir: Path | None, configuration: str | None, model_spec: str | None, host: str, port: int,
-                  device: str | None, dtype: str | None, engine_name: str) -> None:
+                  api_key: str | None, max_concurrent: int, drain_seconds: float, device: str | None,
+                  dtype: str | None, engine_name: str) -> None:
     """Serve what a run evaluated (or a model) as an OpenAI-compatible API with Prometheus metrics.
 
     Endpoints: /v1/completions, /v1/chat/completions, /v1/models, /health, /metrics.
     Greedy decoding only; concurrent requests are batched through the in-process engine, or
     `--engine llama.cpp` hands a GGUF to llama.cpp's own server, `--engine vllm` a model dir to vLLM.
     """
+    from dataclasses import replace
+
     from harness.serving import (
         gguf_to_serve,
-        serve,
         serve_with_llama_cpp,
         served_from_run,
         served_from_spec,
@@ -43,6 +53,7 @@ def serve_command(run_dir: Path | None, configuration: str | None, model_spec: s
         vllm_executable,
         vllm_model,
     )
+    from harness.serving_process import exposure_warning, listening_socket, serve
 
     if (run_dir is None) == (model_spec is None):
         raise DomainbenchError("serve: give a RUN_DIR (with --configuration) or --model SPEC, not both")
@@ -50,19 +61,27 @@ def serve_command(run_dir: Path | None, configuration: str | None, model_spec: s
         raise DomainbenchError(f"serve {run_dir}: --configuration is required (which of the run's configurations)")
     if model_spec is not None and configuration is not None:
         raise DomainbenchError("serve: --configuration names a run's configuration; it goes with RUN_DIR, not --model")
+    sock = listening_socket(host, port)  # a bad or busy port is refused before anything loads
+    warning = exposure_warning(host, api_key)
+    if warning:
+        click.echo(warning, err=True)
+    if engine_name != "in-process":
+        sock.close()  # the server this process becomes binds the port itself
     if engine_name == "vllm":
         model_dir, name, dtype = vllm_model(run_dir, configuration, model_spec)
-        command = vllm_command(vllm_executable(), model_dir, name=name, dtype=dtype, host=host, port=port)
+        command = vllm_command(vllm_executable(), model_dir, name=name, dtype=dtype, host=host, port=port,
+                               api_key=api_key)
         click.echo(f"serving {model_dir} as {name} through vLLM on http://{host}:{port}/v1", err=True)
         os.execv(command[0], command)  # does not return
     if engine_name == "llama.cpp":
         gguf = gguf_to_serve(run_dir, configuration, model_spec)
         click.echo(f"serving {gguf} through llama.cpp's server on http://{host}:{port}/v1", err=True)
-        serve_with_llama_cpp(gguf, host=host, port=port)  # does not return
+        serve_with_llama_cpp(gguf, host=host, port=port, api_key=api_key)  # does not return
     served = (served_from_run(run_dir, configuration, device=device) if run_dir is not None
               else served_from_spec(model_spec, device=device, dtype=dtype))
-    click.echo(f"serving {served.name} on http://{host}:{port}/v1 (metrics at /metrics)", err=True)
-    serve(served, host=host, port=port)
+    served.limits = replace(served.limits, max_concurrent=max_concurrent, drain_seconds=drain_seconds)
+    click.echo(f"serving {served.name} on http://{host}:{sock.getsockname()[1]}/v1 (metrics at /metrics)", err=True)
+    serve(served, sock, api_key=api_key)
 
 
 COMMANDS: list = [serve_command]
