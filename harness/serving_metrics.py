@@ -51,7 +51,8 @@ class ServingMetrics:
         self.prompt_tokens = Counter("domainbench_prompt_tokens", "Prompt tokens processed", ["route"],
                                      registry=self.registry)
         self.tokens_per_second = Histogram("domainbench_output_tokens_per_second",
-                                           "Generated tokens per second of each request", ["route"],
+                                           "Generated tokens per second of each request (a histogram over "
+                                           "requests: buckets of tok/s, not a rate)", ["route"],
                                            buckets=_TOKENS_PER_SECOND, registry=self.registry)
         self.requests = Counter("domainbench_requests", "Requests, by status code (499: the client went away "
                                 "before its answer, and its generation stopped)", ["route", "status"],
@@ -108,8 +109,12 @@ class MonitorMetrics:
                                 registry=self.registry)
         self.errors = Gauge("domainbench_monitor_request_errors", "Failed requests of the latest round, by kind",
                             ["kind"], registry=self.registry)
-        self.latency = Gauge("domainbench_monitor_latency_seconds", "Request latency of the latest round "
-                             "(NaN when no request was answered)", ["quantile"], registry=self.registry)
+        # Two plain gauges, not one with a `quantile` label: that label is a summary's convention, and
+        # a gauge carrying it confuses Prometheus tooling that treats it as one.
+        self.latency_p50 = Gauge("domainbench_monitor_latency_p50_seconds", "Median request latency of the latest "
+                                 "round (NaN when no request was answered)", registry=self.registry)
+        self.latency_p95 = Gauge("domainbench_monitor_latency_p95_seconds", "95th-percentile request latency of the "
+                                 "latest round (NaN when no request was answered)", registry=self.registry)
 
     def observe(self, round_: MonitorRound, problems: list[str]) -> None:
         """Publish one round; series of a previous round that this one lacks are dropped."""
@@ -125,8 +130,9 @@ class MonitorMetrics:
         self.error_rate.set(round_.error_rate)
         for kind, count in round_.errors_by_kind.items():
             self.errors.labels(kind).set(count)
-        for quantile, seconds in (("0.5", round_.latency_p50_seconds), ("0.95", round_.latency_p95_seconds)):
-            self.latency.labels(quantile).set(math.nan if seconds is None else seconds)
+        for gauge, seconds in ((self.latency_p50, round_.latency_p50_seconds),
+                               (self.latency_p95, round_.latency_p95_seconds)):
+            gauge.set(math.nan if seconds is None else seconds)
 
     @contextmanager
     def exposed(self, host: str, port: int) -> Iterator[None]:
