@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from harness.atomic import write_atomic
+from reports.crashes import crashes
 from reports.formatting import slug
 from reports.plots import metric_plot, quality_cost_plot
 from reports.render_html import render_html
@@ -40,8 +41,9 @@ def write_report(run_dir: Path) -> RunSummary:
             name = f"{slug(task)}-{slug(title)}.png"
             write_atomic(run_dir / PLOTS_DIR / name, png)
             markdown_plots.setdefault(task, []).append((title, f"{PLOTS_DIR}/{name}"))
-    write_atomic(run_dir / REPORT_MD, render_markdown(summary, markdown_plots).encode("utf-8"))
-    write_atomic(run_dir / REPORT_HTML, render_html(summary, plots).encode("utf-8"))
+    crashed = crashes(run_dir)
+    write_atomic(run_dir / REPORT_MD, render_markdown(summary, markdown_plots, crashed).encode("utf-8"))
+    write_atomic(run_dir / REPORT_HTML, render_html(summary, plots, crashed).encode("utf-8"))
     write_atomic(run_dir / SUMMARY_JSON, summary_json(summary).encode("utf-8"))
     write_atomic(run_dir / SUMMARY_CSV, summary_csv(summary).encode("utf-8"))
     return summary
