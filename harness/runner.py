@@ -6,7 +6,9 @@ The path of one run, top to bottom:
          -> for each (configuration, task): evaluate unless a result with the same inputs exists
          -> reports
 A result is reused only when its `input_key` — the fingerprints of model weights, adapter, index,
-task data and every evaluation setting — matches, so a result is never served for another model.
+task data, every evaluation setting as resolved (code defaults included), and the versions of
+domainbench and the libraries that compute the scores — matches, so a result is never served for
+another model or another code.
 A GGUF runs in llama.cpp in a process of its own: when that crashes, its configurations are recorded
 as crashed (reports/crashes.py), the others go on, and a rerun retries only the crashed ones.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib.metadata import PackageNotFoundError, version
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -52,6 +55,7 @@ from harness.spec import (
 from reports.crashes import clear_crashes, record_crash
 from reports.schema import load_result, result_file, result_path, write_result
 from tasks.evaluate import evaluate_task
+from tasks.registry import task_module
 from tasks.suite import Suite, load_suite
 from tuning.memory import peak_memory, reset_peak_memory
 
@@ -280,11 +284,33 @@ def _input_key(configuration: Configuration, task, prepared: Prepared, spec: Run
         "index": prepared.index.fingerprint if configuration.rag else None,
         "rag": [spec.rag.k, prepared.rag_context_tokens, task.rag] if configuration.rag else None,
         "task": task.fingerprint,
+        # The task as it runs, defaults from the code filled in: a new default template, stop or
+        # scoring rule changes results as surely as an edited suite.yaml.
+        "task_settings": {name: value for name, value in task.settings().items() if name != "splits"},
+        "scoring": task_module(task.type).scoring_settings(task),
+        "code": code_versions(configuration),
         "limit": prepared.limit, "num_fewshot": spec.num_fewshot, "seed": spec.seed,
         # What the scores were computed with, not what was asked: an fp32 CPU result is not a bf16 GPU one.
         "device": _device_kind(prepared.device), "dtype": prepared.dtype,
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def code_versions(configuration: Configuration) -> dict[str, str | None]:
+    """domainbench's version and those of the libraries that compute this configuration's scores."""
+    from harness import __version__
+
+    libraries = ["torch", "transformers"]
+    libraries += ["peft"] if configuration.adapter else []
+    libraries += ["llama-cpp-python"] if "gguf" in configuration.forms else []
+    return {"domainbench": __version__, **{library: _installed_version(library) for library in libraries}}
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
 
 
 def _device_kind(device: str) -> str:
