@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from importlib.metadata import PackageNotFoundError, version
 from dataclasses import dataclass, replace
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import click
@@ -223,7 +223,8 @@ def _serving_cost(engine, model_artifact: Artifact, adapter: Artifact | None, co
     isolated = isinstance(engine, IsolatedEngine)
     peak, kind = engine.peak_memory() if isolated else peak_memory()
     return {"model_bytes": bytes_on_disk, "peak_memory_bytes": peak, "peak_memory_kind": kind,
-            "engine": engine.engine_class if isolated else type(engine).__name__, "dtype": getattr(engine, "dtype", None),
+            "engine": engine.engine_class if isolated else type(engine).__name__,
+            "dtype": getattr(engine, "dtype", None),
             "model_fingerprint": model_artifact.fingerprint}
 
 

@@ -57,8 +57,8 @@ def hf_engine(hf_smollm2):
 
 @pytest.fixture(scope="module")
 def gguf_engine(hf_smollm2):
-    engine = IsolatedEngine(LlamaCppEngine, gguf_origin("smollm2-135m-instruct"), hf_smollm2.tokenizer, name="llama.cpp",
-                            max_length=MAX_LENGTH, progress=False)
+    engine = IsolatedEngine(LlamaCppEngine, gguf_origin("smollm2-135m-instruct"), hf_smollm2.tokenizer,
+                            name="llama.cpp", max_length=MAX_LENGTH, progress=False)
     yield engine
     engine.close()
 

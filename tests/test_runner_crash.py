@@ -1,4 +1,5 @@
-"""A native engine that crashes fails its own configuration: the others finish, the report says why, a rerun retries it."""
+"""A native engine that crashes fails its own configuration: the others finish, the report says why, and a
+rerun retries only that one."""
 
 from __future__ import annotations
 
