@@ -63,14 +63,18 @@ def gguf_engine(hf_smollm2):
     engine.close()
 
 
-def test_weights_are_not_repacked_on_an_amx_cpu_alone(monkeypatch):
+SAPPHIRE_RAPIDS = {"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}
+
+
+@pytest.mark.parametrize("flags, repacked", [(SAPPHIRE_RAPIDS, False), ({"amx_tile"}, False),
+                                             ({"avx2", "avx512f", "avx512_bf16"}, True), ({"avx2"}, True), (set(), True)])
+def test_weights_are_not_repacked_on_an_amx_cpu_alone(monkeypatch, flags, repacked):
     import llama_cpp
 
-    import harness.llama_engine as llama_engine
+    import harness.models as models
 
-    for amx, repacked in ((True, False), (False, True)):
-        monkeypatch.setattr(llama_engine, "cpu_has_amx", lambda amx=amx: amx)
-        assert portable_model_params(llama_cpp.llama_model_default_params()).use_extra_bufts is repacked
+    monkeypatch.setattr(models, "cpu_flags", lambda: flags)
+    assert portable_model_params(llama_cpp.llama_model_default_params()).use_extra_bufts is repacked
 
 
 def llama_engine_on_an_amx_cpu(path, tokenizer, **kwargs):
@@ -78,8 +82,9 @@ def llama_engine_on_an_amx_cpu(path, tokenizer, **kwargs):
     import llama_cpp
 
     import harness.llama_engine as llama_engine
+    import harness.models as models
 
-    llama_engine.cpu_has_amx = lambda: True  # in the engine's own process, which ends with the test
+    models.cpu_flags = lambda: SAPPHIRE_RAPIDS  # in the engine's own process, which ends with the test
     load = llama_cpp.llama_model_load_from_file
 
     def load_unrepacked(model_path, params):
@@ -108,11 +113,11 @@ def test_the_llama_cpp_server_loads_models_as_the_engine_does(monkeypatch):
     import llama_cpp
     import llama_cpp.llama_cpp as bindings
 
-    import harness.llama_engine as llama_engine
+    import harness.models as models
     from harness.llama_server import use_portable_model_params
 
     monkeypatch.setattr(bindings, "llama_model_default_params", bindings.llama_model_default_params)  # restored after
-    monkeypatch.setattr(llama_engine, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(models, "cpu_flags", lambda: SAPPHIRE_RAPIDS)
     use_portable_model_params()
     served = llama_cpp.Llama(str(gguf_origin("smollm2-135m-instruct")), n_ctx=64, verbose=False)
     assert served.model_params.use_extra_bufts is False
