@@ -303,9 +303,10 @@ def portable_model_params(params):
 
     Only AMX CPUs lose the repacking, because elsewhere it changes the numbers: on a 2-core AMD
     EPYC (AVX-512, no AMX; 2026-12-03) the builtin Q4_1 file has no tensor llama.cpp repacks, so
-    the switch is a no-op there (decode 106 and 114 tok/s on, 106 off, within the shared machine's
-    noise), but a Q4_K_M export has 16 of 273 tensors repacked to q4_K_8x8 and its greedy answers
-    change with the switch off. Results on every non-AMX CPU stay what they were.
+    the switch is a no-op there (decode 106 and 114 tok/s on, 106 off), but a Q4_K_M export has 16
+    of 273 tensors repacked to q4_K_8x8, and with the switch off its greedy answers change (best
+    decode 141 tok/s on, 117 off, at a load average of 6-7: within that machine's noise). Results
+    on every non-AMX CPU stay what they were.
     """
     if cpu_has_amx():
         params.use_extra_bufts = False
