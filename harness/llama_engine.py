@@ -26,6 +26,7 @@ import torch
 
 from harness.engine import DEFAULT_MAX_LENGTH
 from harness.errors import DomainbenchError
+from harness.models import cpu_has_amx
 from harness.progress import counting_bar
 from harness.requests import (
     GenerationRequest,
@@ -190,7 +191,7 @@ class _LlamaContext:
             raise DomainbenchError(f"model {path}: no such GGUF file")
         self._api = llama_cpp
         _backend_init(llama_cpp)
-        model_params = llama_cpp.llama_model_default_params()
+        model_params = portable_model_params(llama_cpp.llama_model_default_params())
         model_params.n_gpu_layers = n_gpu_layers if n_gpu_layers >= 0 else 0x7FFFFFFF
         model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params)
         if not model:
@@ -290,6 +291,26 @@ def import_llama_cpp():
         _log_callback = keep_errors  # ctypes calls into it for as long as the process lives
     _llama_errors.clear()
     return llama_cpp
+
+
+def portable_model_params(params):
+    """llama.cpp's model parameters `params`, with the weight repacking that faults on AMX CPUs turned off there.
+
+    llama.cpp repacks weights at load into "extra" CPU buffer types for faster kernels. Built for
+    an Intel CPU with AMX (Sapphire Rapids and later, GGML_NATIVE), it repacks Q4_1/Q8_0 weights
+    into its AMX buffer and the first `llama_decode` segfaults (llama-cpp-python 0.3.36,
+    ggml-org/llama.cpp#20824); with `use_extra_bufts` off the same file decodes correctly.
+
+    Only AMX CPUs lose the repacking, because elsewhere it changes the numbers: on a 2-core AMD
+    EPYC (AVX-512, no AMX; 2026-12-03) the builtin Q4_1 file has no tensor llama.cpp repacks, so
+    the switch is a no-op there (decode 106 and 114 tok/s on, 106 off), but a Q4_K_M export has 16
+    of 273 tensors repacked to q4_K_8x8, and with the switch off its greedy answers change (best
+    decode 141 tok/s on, 117 off, at a load average of 6-7: within that machine's noise). Results
+    on every non-AMX CPU stay what they were.
+    """
+    if cpu_has_amx():
+        params.use_extra_bufts = False
+    return params
 
 
 def llama_cpp_error() -> str:

@@ -65,16 +65,27 @@ def default_dtype(device: str):
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether the CPU has bf16 instructions (x86 AVX-512 BF16 or AMX-BF16), read from its flags.
+    """Whether the CPU has bf16 instructions (x86 AVX-512 BF16 or AMX-BF16), read from its flags."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
-    Read from the kernel's /proc/cpuinfo rather than guessed from the model name; where that
-    file does not exist (macOS, Windows) the answer is no, and fp32 stays the default.
+
+def cpu_has_amx() -> bool:
+    """Whether the CPU has Intel AMX tiles (Sapphire Rapids and later), read from its flags."""
+    return bool(cpu_flags() & {"amx_tile", "amx_bf16", "amx_int8"})
+
+
+def cpu_flags() -> set[str]:
+    """The instruction-set flags of this machine's CPU, from the kernel's /proc/cpuinfo.
+
+    Read from the kernel rather than guessed from the model name; where that file does not exist
+    (macOS, Windows) the set is empty: no native bf16, no AMX, the portable paths.
     """
     try:
-        flags = Path("/proc/cpuinfo").read_text(errors="replace")
+        cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
-        return False
-    return re.search(r"^flags\s*:.*\b(avx512_bf16|amx_bf16)\b", flags, re.MULTILINE) is not None
+        return set()
+    match = re.search(r"^flags\s*:(.*)$", cpuinfo, re.MULTILINE)
+    return set(match[1].split()) if match else set()
 
 
 def parse_dtype(name: str | None, device: str):

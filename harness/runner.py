@@ -6,7 +6,11 @@ The path of one run, top to bottom:
          -> for each (configuration, task): evaluate unless a result with the same inputs exists
          -> reports
 A result is reused only when its `input_key` — the fingerprints of model weights, adapter, index,
-task data and every evaluation setting — matches, so a result is never served for another model.
+task data, every evaluation setting as resolved (code defaults included), and the versions of
+domainbench and the libraries that compute the scores — matches, so a result is never served for
+another model or another code.
+A GGUF runs in llama.cpp in a process of its own: when that crashes, its configurations are recorded
+as crashed (reports/crashes.py), the others go on, and a rerun retries only the crashed ones.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, replace
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import click
@@ -29,6 +34,8 @@ from harness.artifacts import (
 )
 from harness.atomic import write_atomic
 from harness.errors import DomainbenchError
+from harness.isolated_engine import EngineCrashed, IsolatedEngine
+from harness.llama_engine import LlamaCppEngine
 from harness.models import (
     default_device,
     detach_adapter,
@@ -45,8 +52,10 @@ from harness.spec import (
     parse_configuration,
     resolve_profile,
 )
+from reports.crashes import clear_crashes, record_crash
 from reports.schema import load_result, result_file, result_path, write_result
 from tasks.evaluate import evaluate_task
+from tasks.registry import task_module
 from tasks.suite import Suite, load_suite
 from tuning.memory import peak_memory, reset_peak_memory
 
@@ -89,15 +98,41 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
         device=device, dtype=str(parse_dtype(spec.dtype, device)).removeprefix("torch."))
     _write_run_yaml(run_dir, spec, prepared, profile=profile, device=device, suite=suite)
 
+    clear_crashes(run_dir)  # this attempt retries them
+    crashed = {}
     for model_key, by_adapter in _grouped(configurations).items():
         pending = {c.name: [t for t in tasks if not _is_fresh(run_dir, c, t, prepared, spec)]
                    for group in by_adapter.values() for c in group}
         if not any(pending.values()):
             click.echo(f"{', '.join(pending)}: all results reused", err=True)
             continue
-        loaded = engine = None  # the previous model is freed before the next one loads
-        reset_peak_memory()  # each model's serving peak is its own, not the previous model's
-        loaded = load_model_key(model_key, prepared, spec)
+        try:
+            _evaluate_model(model_key, by_adapter, pending, spec, suite, prepared, run_dir=run_dir)
+        except EngineCrashed as crash:
+            # The engine took only its own configurations down: say which, and go on with the others.
+            unfinished = [c.name for group in by_adapter.values() for c in group
+                          if not all(_is_fresh(run_dir, c, t, prepared, spec) for t in pending[c.name])]
+            for name in unfinished:
+                record_crash(run_dir, name, str(crash))
+                crashed[name] = str(crash)
+            click.echo(f"{', '.join(unfinished)}: {crash}; the other configurations go on", err=True)
+    if rebuild_report:
+        from reports.run_report import write_report
+
+        write_report(run_dir)
+    if crashed:
+        raise DomainbenchError(f"run {spec.name}: {'; '.join(f'{n}: {why}' for n, why in crashed.items())} "
+                               "(the other configurations finished; run it again to retry only these)")
+    return run_dir
+
+
+def _evaluate_model(model_key: str, by_adapter: dict, pending: dict, spec: RunSpec, suite: Suite,
+                    prepared: Prepared, *, run_dir: Path) -> None:
+    """Load one model and evaluate its pending configurations, each adapter attached in turn."""
+    reset_peak_memory()  # each model's serving peak is its own, not the previous model's
+    loaded = load_model_key(model_key, prepared, spec)
+    engine = None
+    try:
         for adapter, group in by_adapter.items():
             if not any(pending[c.name] for c in group):
                 continue
@@ -109,13 +144,9 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
             finally:
                 if adapter:
                     detach_adapter(engine.model)
+    finally:
         if hasattr(engine, "close"):
-            engine.close()  # llama.cpp holds its model and context outside Python's memory
-    if rebuild_report:
-        from reports.run_report import write_report
-
-        write_report(run_dir)
-    return run_dir
+            engine.close()  # llama.cpp's process, with its model and context
 
 
 @dataclass
@@ -142,11 +173,9 @@ def load_model_key(model_key: str, prepared: Prepared, spec: RunSpec) -> _Loaded
 
 
 def engine_for(loaded: _Loaded, adapter: Artifact | None):
-    """The engine that runs a loaded model: llama.cpp for a GGUF file, ours for the rest."""
+    """The engine that runs a loaded model: llama.cpp for a GGUF file (in a process of its own), ours for the rest."""
     if loaded.gguf is not None:
-        from harness.llama_engine import LlamaCppEngine
-
-        engine = LlamaCppEngine(loaded.gguf, loaded.tokenizer)
+        engine = IsolatedEngine(LlamaCppEngine, loaded.gguf, loaded.tokenizer, name="llama.cpp")
     else:
         from harness.engine import Engine
 
@@ -185,14 +214,17 @@ def _serving_cost(engine, model_artifact: Artifact, adapter: Artifact | None, co
     """What it takes to serve this configuration's model: bytes on disk, peak resident memory, dtype.
 
     The peak is the process's resident high-water mark since this model was loaded (the window
-    opens before loading), so it counts the weights in memory plus evaluation's working set.
+    opens before loading), so it counts the weights in memory plus evaluation's working set. An
+    isolated engine's is its own process's peak: that process has loaded this one model.
     """
     bytes_on_disk = getattr(engine, "model_bytes", None)
     if adapter is not None and not configuration.merged:
         bytes_on_disk = (bytes_on_disk or 0) + adapter.cost.get("artifact_bytes", 0)
-    peak, kind = peak_memory()
+    isolated = isinstance(engine, IsolatedEngine)
+    peak, kind = engine.peak_memory() if isolated else peak_memory()
     return {"model_bytes": bytes_on_disk, "peak_memory_bytes": peak, "peak_memory_kind": kind,
-            "engine": type(engine).__name__, "dtype": getattr(engine, "dtype", None),
+            "engine": engine.engine_class if isolated else type(engine).__name__,
+            "dtype": getattr(engine, "dtype", None),
             "model_fingerprint": model_artifact.fingerprint}
 
 
@@ -255,11 +287,33 @@ def _input_key(configuration: Configuration, task, prepared: Prepared, spec: Run
         "rag": ([spec.rag.k, prepared.rag_context_tokens, task.rag, spec.rag.retrieval] if configuration.rag
                 else None),
         "task": task.fingerprint,
+        # The task as it runs, defaults from the code filled in: a new default template, stop or
+        # scoring rule changes results as surely as an edited suite.yaml.
+        "task_settings": {name: value for name, value in task.settings().items() if name != "splits"},
+        "scoring": task_module(task.type).scoring_settings(task),
+        "code": code_versions(configuration),
         "limit": prepared.limit, "num_fewshot": spec.num_fewshot, "seed": spec.seed,
         # What the scores were computed with, not what was asked: an fp32 CPU result is not a bf16 GPU one.
         "device": _device_kind(prepared.device), "dtype": prepared.dtype,
     }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def code_versions(configuration: Configuration) -> dict[str, str | None]:
+    """domainbench's version and those of the libraries that compute this configuration's scores."""
+    from harness import __version__
+
+    libraries = ["torch", "transformers"]
+    libraries += ["peft"] if configuration.adapter else []
+    libraries += ["llama-cpp-python"] if "gguf" in configuration.forms else []
+    return {"domainbench": __version__, **{library: _installed_version(library) for library in libraries}}
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
 
 
 def _device_kind(device: str) -> str:

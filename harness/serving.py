@@ -188,7 +188,9 @@ def serve_with_llama_cpp(gguf: Path, *, host: str, port: int, api_key: str | Non
     """Replace this process with llama.cpp's OpenAI-compatible server on `gguf` (same PID, so stop it by PID).
 
     `--interrupt_requests false`: by default llama-cpp-python's server cancels a running stream
-    when the next request arrives, which a load test would count as short successes.
+    when the next request arrives, which a load test would count as short successes. The server
+    starts through harness/llama_server.py, which loads the model as our llama.cpp engine does
+    (no AMX repacking, which faults).
     """
     import importlib.util
     import os
@@ -197,7 +199,7 @@ def serve_with_llama_cpp(gguf: Path, *, host: str, port: int, api_key: str | Non
     if importlib.util.find_spec("llama_cpp.server") is None or importlib.util.find_spec("uvicorn") is None:
         raise DomainbenchError("serve --engine llama.cpp: needs llama-cpp-python's server extra "
                                "(pip install 'llama-cpp-python[server]'; make setup installs it)")
-    os.execv(sys.executable, [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", host,
+    os.execv(sys.executable, [sys.executable, "-m", "harness.llama_server", "--model", str(gguf), "--host", host,
                               "--port", str(port), "--n_ctx", "2048", "--interrupt_requests", "false",
                               "--verbose", "false", *(["--api_key", api_key] if api_key else [])])
 

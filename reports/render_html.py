@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
+from reports.crashes import CRASHED_HEADER, CRASHED_NOTE
 from reports.failures import DEGENERATE_THRESHOLD, NOT_CONVERGED, degenerate_callouts
 from reports.formatting import (
     COST_HEADER,
@@ -111,6 +112,14 @@ def convergence_section(summary: RunSummary) -> str:
             f"strategy.</p>\n<ul>{items}</ul>")
 
 
+def crashed_section(crashed: dict[str, str]) -> str:
+    """The configurations whose engine crashed, each with its one-line reason; "" if none."""
+    if not crashed:
+        return ""
+    items = "".join(f"<li><b>{escape(name)}</b>: {escape(reason)}</li>" for name, reason in crashed.items())
+    return f"<h2>{escape(CRASHED_HEADER)}</h2>\n<p>{escape(CRASHED_NOTE)}</p>\n<ul>{items}</ul>"
+
+
 def cost_section(summary: RunSummary) -> str:
     rows, classes = [], []
     for cost in summary.costs.values():
@@ -199,8 +208,9 @@ def examples_section(summary: RunSummary) -> str:
     return "\n".join(parts)
 
 
-def render_html(summary: RunSummary, plots: dict[str, list[tuple[str, bytes]]]) -> str:
-    """The whole report; `plots` maps a task to (title, PNG bytes) pairs."""
+def render_html(summary: RunSummary, plots: dict[str, list[tuple[str, bytes]]],
+                crashed: dict[str, str] | None = None) -> str:
+    """The whole report; `plots` maps a task to (title, PNG bytes) pairs, `crashed` a configuration to why."""
     suite = summary.suite
     intro = (f"<p>Suite <b>{escape(str(suite.get('name') or '?'))}</b> (fingerprint "
              f"<code>{escape(str(suite.get('fingerprint') or '?')[:12])}</code>), "
@@ -212,7 +222,8 @@ def render_html(summary: RunSummary, plots: dict[str, list[tuple[str, bytes]]]) 
         f"<h1>domainbench report: {escape(summary.run)}</h1>", intro,
         "<h2>Recommendation</h2>", f"<ul>{recommendations}</ul>",
         f"<p class='note'>{escape(CHEAPEST_NOTE)}</p>",
-        *(section for section in (convergence_section(summary), degenerate_section(summary)) if section),
+        *(section for section in (crashed_section(crashed or {}), convergence_section(summary),
+                                  degenerate_section(summary)) if section),
         "<h2>Results per task</h2>",
         *(task_section(summary, table, plots.get(table.task, [])) for table in summary.tables),
         *(section for section in (forms_section(summary), serving_section(summary), load_section(summary))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+from reports.crashes import CRASHED_HEADER, CRASHED_NOTE
 from reports.failures import (
     DEGENERATE_THRESHOLD,
     NOT_CONVERGED,
@@ -109,6 +110,15 @@ def convergence_section(summary: RunSummary) -> str:
     return "\n".join(lines) + "\n"
 
 
+def crashed_section(crashed: dict[str, str]) -> str:
+    """The configurations whose engine crashed, each with its one-line reason; "" if none."""
+    if not crashed:
+        return ""
+    lines = [f"## {CRASHED_HEADER}", "", CRASHED_NOTE, ""]
+    lines += [f"- **{markdown_text(name)}**: {markdown_text(reason)}" for name, reason in crashed.items()]
+    return "\n".join(lines) + "\n"
+
+
 def cost_section(summary: RunSummary) -> str:
     rows = [list(map(markdown_text, row)) for cost in summary.costs.values() for row in cost_rows(cost)]
     return ("## Cost per configuration\n\n"
@@ -188,8 +198,9 @@ def examples_section(summary: RunSummary) -> str:
     return "\n".join(parts)
 
 
-def render_markdown(summary: RunSummary, plots: dict[str, list[tuple[str, str]]]) -> str:
-    """The whole report; `plots` maps a task to (title, relative PNG path) pairs."""
+def render_markdown(summary: RunSummary, plots: dict[str, list[tuple[str, str]]],
+                    crashed: dict[str, str] | None = None) -> str:
+    """The whole report; `plots` maps a task to (title, relative PNG path) pairs, `crashed` a configuration to why."""
     suite = summary.suite
     lines = [f"# domainbench report: {markdown_text(summary.run)}", "",
              f"Suite **{markdown_text(suite.get('name') or '?')}** (fingerprint "
@@ -200,7 +211,8 @@ def render_markdown(summary: RunSummary, plots: dict[str, list[tuple[str, str]]]
              "## Recommendation", ""]
     lines += [f"- {markdown_text(rec.sentence())}" for rec in summary.recommendations]
     lines += ["", CHEAPEST_NOTE, ""]
-    lines += [section for section in (convergence_section(summary), degenerate_section(summary)) if section]
+    lines += [section for section in (crashed_section(crashed or {}), convergence_section(summary),
+                                      degenerate_section(summary)) if section]
     lines += ["## Results per task", ""]
     lines += [task_section(summary, t, plots.get(t.task, [])) + "\n" for t in summary.tables]
     lines += [section for section in (forms_section(summary), serving_section(summary), load_section(summary))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from harness.atomic import publish_files
 from harness.errors import DomainbenchError
+from reports.crashes import crashes
 from reports.formatting import slug
 from reports.plots import metric_plot, quality_cost_plot
 from reports.render_html import render_html
@@ -45,8 +46,9 @@ def write_report(run_dir: Path) -> RunSummary:
             name = f"{PLOTS_DIR}/{slug(task)}-{slug(title)}.png"
             files[name] = png
             markdown_plots.setdefault(task, []).append((title, name))
-    files[REPORT_MD] = render_markdown(summary, markdown_plots).encode("utf-8")
-    files[REPORT_HTML] = render_html(summary, plots).encode("utf-8")
+    crashed = crashes(run_dir)
+    files[REPORT_MD] = render_markdown(summary, markdown_plots, crashed).encode("utf-8")
+    files[REPORT_HTML] = render_html(summary, plots, crashed).encode("utf-8")
     files[SUMMARY_JSON] = summary_json(summary).encode("utf-8")
     files[SUMMARY_CSV] = summary_csv(summary).encode("utf-8")
     publish_files(run_dir, files)

@@ -59,6 +59,11 @@ def result_file(result: "TaskResult", *, run: str, configuration: str, suite: "S
 
 
 def result_path(output_dir: Path, configuration: str, task: str) -> Path:
+    """Where a (configuration, task) result lives: always inside `output_dir`'s results folder."""
+    for name in (configuration, task):
+        if name in ("", ".", "..") or any(separator in name for separator in ("/", "\\", "\0")):
+            raise DomainbenchError(f"result of {configuration} / {task}: {name!r} is not a file name, and a "
+                                   f"result must stay inside {Path(output_dir) / RESULTS_DIR}")
     return Path(output_dir) / RESULTS_DIR / configuration / f"{task}.json"
 
 

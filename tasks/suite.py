@@ -8,6 +8,7 @@ path to a suite directory or its suite.yaml.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ SUITE_FIELDS = ("name", "description", "version", "tasks", "corpus")
 TASK_FIELDS = ("name", "type", "description", "data", "template", "num_fewshot", "metrics", "primary_metric", "generation",
                "labels", "chat", "fewshot_separator", "rag")
 DEFAULT_FEWSHOT_SEPARATOR = "\n\n"
+TASK_NAME = r"\w[\w.+-]*"  # one file name: no path separator, not hidden, never `.` or `..`
 
 
 @dataclass
@@ -170,6 +172,10 @@ class _TaskLoader:
                 self.problem(key, str(key), f"unknown field; expected one of {', '.join(TASK_FIELDS)}")
         if not isinstance(self.raw.get("name"), str) or not self.raw.get("name"):
             self.problem("name", "name", "expected a non-empty string")
+        elif not re.fullmatch(TASK_NAME, self.raw["name"]):
+            # The name is a file name in every run (results/<configuration>/<task>.json): `../x` would write elsewhere.
+            self.problem("name", "name", "expected letters, digits and - _ . + (not first), as the name of "
+                                         "the task's result file")
         type_name = self.raw.get("type")
         if type_name not in TASK_TYPES:
             self.problem("type", "type", f"unknown task type {type_name!r}; expected one of {', '.join(TASK_TYPES)}")

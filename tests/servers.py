@@ -26,14 +26,14 @@ def free_port() -> int:
 
 
 def start_llama_server(log_path):
-    """llama_cpp.server on 127.0.0.1 and a free port: (process, url), ready to answer."""
+    """llama_cpp.server on 127.0.0.1 and a free port, as `serve --engine llama.cpp` starts it: (process, url), ready."""
     pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python's server extra (fastapi, uvicorn, …)")
     from harness.models import gguf_origin
 
     port = free_port()
     # flash attention: the attention kernel llama.cpp's default context (LlamaCppEngine's) uses on a CPU.
     # One thread: on a shared 2-core machine llama.cpp's spinning threads made two 5x slower (measured).
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_origin("smollm2-135m-instruct")), "--host", "127.0.0.1",
+    command = [sys.executable, "-m", "harness.llama_server", "--model", str(gguf_origin("smollm2-135m-instruct")), "--host", "127.0.0.1",
                "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--flash_attn", "true",
                # llama-cpp-python's server cancels a running stream when a new request arrives unless told not to.
                "--interrupt_requests", "false"]

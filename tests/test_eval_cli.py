@@ -50,12 +50,42 @@ def test_eval_writes_one_result_per_task_with_intervals(run_dir):
 
 def test_eval_prints_a_table_of_metrics_with_intervals(cache, tmp_path, capsys):
     main(["eval", "--model", "tiny-random-llama", "--suite", "tiny", "--tasks", "section-classification",
-          "--limit", "2", "--configuration", "adapter", "--output", str(tmp_path)])
+          "--limit", "2", "--configuration", "tiny-v2", "--output", str(tmp_path)])
     out = capsys.readouterr().out
     assert "section-classification" in out and "accuracy" in out and "95% CI" in out
-    written = sorted(p.name for p in (tmp_path / "results" / "adapter").iterdir())
+    written = sorted(p.name for p in (tmp_path / "results" / "tiny-v2").iterdir())
     assert written == ["section-classification.json"]
-    assert len(load_result(tmp_path / "results/adapter/section-classification.json").examples) == 2
+    assert len(load_result(tmp_path / "results/tiny-v2/section-classification.json").examples) == 2
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--configuration", "base+gguf"], "--configuration base+gguf: eval does not build the gguf form; "
+                                       "`domainbench run --configurations base+gguf` builds and evaluates it"),
+    (["--configuration", "adapter+merged"], "eval does not build the merged form"),
+    (["--configuration", "rag"], "--configuration rag: names rag, but --rag-index is missing"),
+    (["--configuration", "adapter"], "--configuration adapter: names an adapter, but --adapter is missing"),
+])
+def test_a_configuration_name_that_promises_what_eval_does_not_do_is_refused(tmp_path, capsys, flags, message):
+    output = tmp_path / "run"
+    with pytest.raises(SystemExit) as exited:
+        main(["eval", "--model", "tiny-random-llama", "--suite", "tiny", "--output", str(output), *flags])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not output.exists()
+
+
+def test_results_are_labelled_by_what_the_flags_evaluate_or_by_a_free_name(tmp_path):
+    from harness.commands.eval import _configuration_label
+
+    index, adapter = tmp_path / "index", tmp_path / "adapter"
+    assert _configuration_label(None, adapter=None, rag_index=None) == "base"
+    assert _configuration_label(None, adapter=adapter, rag_index=index) == "adapter+rag"
+    assert _configuration_label("prefix+rag", adapter=adapter, rag_index=index) == "prefix+rag"
+    assert _configuration_label("finetuned", adapter=None, rag_index=None) == "finetuned"  # the model given
+    assert _configuration_label("my-model.v2", adapter=adapter, rag_index=None) == "my-model.v2"
+    with pytest.raises(DomainbenchError, match="does not name an adapter, but --adapter is given"):
+        _configuration_label("base", adapter=adapter, rag_index=None)
 
 
 def test_an_unknown_task_name_exits_2(cache, tmp_path, capsys):
@@ -92,7 +122,7 @@ def test_eval_puts_a_peft_adapter_on_the_model(cache, tmp_path, tiny_model_dir):
     main([*args, "--output", str(tmp_path / "plain")])
     main([*args, "--output", str(tmp_path / "lora"), "--adapter", str(tmp_path / "adapter")])
     plain = load_result(result_path(tmp_path / "plain", "base", "manpage-perplexity"))
-    lora = load_result(result_path(tmp_path / "lora", "base", "manpage-perplexity"))
+    lora = load_result(result_path(tmp_path / "lora", "adapter", "manpage-perplexity"))  # filed by what it evaluates
     assert lora.model["adapter"] == str(tmp_path / "adapter")
     assert lora.metrics["token_perplexity"]["value"] != plain.metrics["token_perplexity"]["value"]
 

@@ -104,3 +104,24 @@ def test_a_form_is_always_evaluated_beside_its_parent():
     spec = load_spec(None, {"configurations": ["base", "finetuned+int8", "adapter+merged+int8+rag"]})
     assert spec.configuration_names("quick") == [
         "base", "finetuned", "finetuned+int8", "adapter+rag", "adapter+merged+rag", "adapter+merged+int8+rag"]
+
+
+def test_a_pruned_form_is_cached_per_suite_it_was_calibrated_on(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import tuning.forms as forms
+
+    monkeypatch.setenv("DOMAINBENCH_CACHE", str(tmp_path / "cache"))
+    calibrated_on = []
+    monkeypatch.setitem(forms._MAKERS, "pruned",
+                        lambda source, directory, *, suite, **_: calibrated_on.append(suite.name) or {})
+    source = forms.FormSource(path=tmp_path, fingerprint="f" * 64)
+
+    def pruned_for(suite_name: str):
+        suite = SimpleNamespace(name=suite_name, fingerprint=suite_name * 64)
+        return forms.build_form("pruned", source, settings={"int8": "weights", "gguf_type": "q8_0"},
+                                prune_recipe={"ratio": 0.25}, suite=suite)[0]
+
+    on_a = pruned_for("a")
+    assert pruned_for("a") == on_a and calibrated_on == ["a"]  # same suite: reused
+    assert pruned_for("b") != on_a and calibrated_on == ["a", "b"]  # another suite: pruned on its own texts

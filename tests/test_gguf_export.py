@@ -1,4 +1,7 @@
-"""GGUF export: what llama.cpp loads from an exported HF directory scores like the HF model itself."""
+"""GGUF export: what llama.cpp loads from an exported HF directory scores like the HF model itself.
+
+llama.cpp runs in an IsolatedEngine, as in a run: a fault in its kernels fails that test, not the session.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from harness.engine import Engine
 from harness.errors import DomainbenchError
+from harness.isolated_engine import IsolatedEngine
 from harness.llama_engine import LlamaCppEngine
 from harness.models import load_tokenizer, resolve_model
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
@@ -52,6 +56,10 @@ def test_a_model_whose_tokenizer_differs_from_the_template_is_refused(tiny_model
         export_gguf(tiny_model_dir, tmp_path / "model.gguf")
 
 
+def llama_engine(gguf_file, tokenizer) -> IsolatedEngine:
+    return IsolatedEngine(LlamaCppEngine, gguf_file, tokenizer, name="llama.cpp", max_length=MAX_LENGTH, progress=False)
+
+
 def mean_token_difference(ours, reference) -> float:
     assert [r.n_tokens for r in ours] == [r.n_tokens for r in reference]
     return sum(abs(a.logprob - b.logprob) for a, b in zip(ours, reference)) / sum(r.n_tokens for r in reference)
@@ -61,7 +69,7 @@ def agreement(gguf_file, hf_dir, tokenizer) -> tuple[float, float]:
     """Mean per-token |Δ log p| of llama.cpp on `gguf_file` vs float32 HF on `hf_dir`: (loglikelihood, rolling)."""
     hf = Engine(LlamaForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval(), tokenizer,
                 device="cpu", max_length=MAX_LENGTH, progress=False)
-    ours = LlamaCppEngine(gguf_file, tokenizer, max_length=MAX_LENGTH, progress=False)
+    ours = llama_engine(gguf_file, tokenizer)
     try:
         pairs = [LoglikelihoodRequest(t[:20], t[20:]) for t in TEXTS]
         rolling = [RollingRequest(t) for t in TEXTS]
@@ -117,7 +125,7 @@ def test_quantized_exports_are_made_by_llama_cpp(smollm2_tokenizer, tmp_path, qu
     f16 = export_gguf(directory, tmp_path / "f16.gguf")
     quantized = export_gguf(directory, tmp_path / f"{quant}.gguf", quant=quant)
     assert quantized.stat().st_size < f16.stat().st_size
-    engine = LlamaCppEngine(quantized, smollm2_tokenizer, max_length=MAX_LENGTH, progress=False)
+    engine = llama_engine(quantized, smollm2_tokenizer)
     assert engine.dtype == file_type
     engine.close()
     if quant == "q8_0":
@@ -139,7 +147,7 @@ def test_f16_export_of_the_builtin_scores_like_the_hf_engine(smollm2_f16, smollm
 def test_f16_export_of_the_builtin_generates_what_the_hf_engine_generates(smollm2_f16, smollm2_dir, smollm2_tokenizer):
     hf = Engine(LlamaForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval(), smollm2_tokenizer,
                 device="cpu", max_length=MAX_LENGTH, progress=False)
-    ours = LlamaCppEngine(smollm2_f16, smollm2_tokenizer, max_length=MAX_LENGTH, progress=False)
+    ours = llama_engine(smollm2_f16, smollm2_tokenizer)
     requests = [GenerationRequest(hf.chat_prompt("What does the open() system call do?"), max_new_tokens=16),
                 GenerationRequest(hf.chat_prompt("What is the capital of France?"), stop=(".",), max_new_tokens=16)]
     assert ours.generate(requests) == hf.generate(requests)

@@ -3,7 +3,8 @@
 The reference is `Engine` in float32 on the dequantized model (what `resolve_model` converts the
 same file to). llama.cpp computes Q4_1 matmuls against activations it quantizes to 8 bits and keeps
 the KV cache in f16, so scores differ by a measured, small amount per token — not by bugs, which
-show up as whole nats.
+show up as whole nats. Whatever decodes runs in an IsolatedEngine, as in a run: a fault in
+llama.cpp's kernels fails that test, not the whole session.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import pytest
 
 from harness.engine import Engine
 from harness.errors import DomainbenchError
-from harness.llama_engine import LlamaCppEngine
+from harness.isolated_engine import IsolatedEngine
+from harness.llama_engine import LlamaCppEngine, portable_model_params
 from harness.models import gguf_origin, load_model
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 from harness.stops import cut_at_stop
@@ -55,9 +57,72 @@ def hf_engine(hf_smollm2):
 
 @pytest.fixture(scope="module")
 def gguf_engine(hf_smollm2):
-    engine = LlamaCppEngine(gguf_origin("smollm2-135m-instruct"), hf_smollm2.tokenizer, max_length=MAX_LENGTH, progress=False)
+    engine = IsolatedEngine(LlamaCppEngine, gguf_origin("smollm2-135m-instruct"), hf_smollm2.tokenizer,
+                            name="llama.cpp", max_length=MAX_LENGTH, progress=False)
     yield engine
     engine.close()
+
+
+SAPPHIRE_RAPIDS = {"avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8"}
+
+
+@pytest.mark.parametrize("flags, repacked", [(SAPPHIRE_RAPIDS, False), ({"amx_tile"}, False),
+                                             ({"avx2", "avx512f", "avx512_bf16"}, True), ({"avx2"}, True), (set(), True)])
+def test_weights_are_not_repacked_on_an_amx_cpu_alone(monkeypatch, flags, repacked):
+    import llama_cpp
+
+    import harness.models as models
+
+    monkeypatch.setattr(models, "cpu_flags", lambda: flags)
+    assert portable_model_params(llama_cpp.llama_model_default_params()).use_extra_bufts is repacked
+
+
+def llama_engine_on_an_amx_cpu(path, tokenizer, **kwargs):
+    """LlamaCppEngine as it loads on an AMX CPU; an AssertionError unless it asks llama.cpp not to repack."""
+    import llama_cpp
+
+    import harness.llama_engine as llama_engine
+    import harness.models as models
+
+    models.cpu_flags = lambda: SAPPHIRE_RAPIDS  # in the engine's own process, which ends with the test
+    load = llama_cpp.llama_model_load_from_file
+
+    def load_unrepacked(model_path, params):
+        assert params.use_extra_bufts is False, "llama.cpp would repack the weights into its AMX buffer"
+        return load(model_path, params)
+
+    llama_cpp.llama_model_load_from_file = load_unrepacked
+    return llama_engine.LlamaCppEngine(path, tokenizer, **kwargs)
+
+
+@pytest.mark.slow
+def test_on_an_amx_cpu_the_model_loads_unrepacked_and_decodes(hf_smollm2):
+    engine = IsolatedEngine(llama_engine_on_an_amx_cpu, gguf_origin("smollm2-135m-instruct"), hf_smollm2.tokenizer,
+                            name="llama.cpp", max_length=MAX_LENGTH, progress=False)
+    try:
+        (paris,) = engine.loglikelihood([LoglikelihoodRequest("The capital of France is", " Paris")])
+        assert paris.is_greedy and paris.logprob > -1.0
+        question = engine.chat_prompt("What is the capital of France? Answer in one word.")
+        assert "paris" in engine.generate([GenerationRequest(question, max_new_tokens=8)])[0].lower()
+    finally:
+        engine.close()
+
+
+@pytest.mark.slow
+def test_the_llama_cpp_server_loads_models_as_the_engine_does(monkeypatch):
+    import llama_cpp
+    import llama_cpp.llama_cpp as bindings
+
+    import harness.models as models
+    from harness.llama_server import use_portable_model_params
+
+    monkeypatch.setattr(bindings, "llama_model_default_params", bindings.llama_model_default_params)  # restored after
+    monkeypatch.setattr(models, "cpu_flags", lambda: SAPPHIRE_RAPIDS)
+    use_portable_model_params()
+    served = llama_cpp.Llama(str(gguf_origin("smollm2-135m-instruct")), n_ctx=64, verbose=False)
+    assert served.model_params.use_extra_bufts is False
+    completion = served.create_completion("The capital of France is", max_tokens=2, temperature=0.0)
+    assert "Paris" in completion["choices"][0]["text"]
 
 
 def multiple_choice_requests(seed: int = 0) -> list[LoglikelihoodRequest]:

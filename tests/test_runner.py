@@ -150,6 +150,46 @@ def test_a_result_is_reused_only_for_the_device_and_dtype_it_was_computed_with(t
     assert key("cuda:0", "bfloat16") == key("cuda:1", "bfloat16")
 
 
+def test_a_result_is_reused_only_under_the_code_and_resolved_settings_it_was_computed_with(tmp_path, monkeypatch):
+    import dataclasses
+
+    import harness
+    import harness.runner as runner
+    from harness.artifacts import Artifact
+    from tasks.registry import task_module
+    from tasks.suite import load_suite
+
+    task = load_suite("tiny").tasks[0]
+    spec = load_spec(None, {})
+    prepared = runner.Prepared(weights={"base": Artifact("base", tmp_path, "f" * 64)},
+                               adapters={"lora": Artifact("lora", tmp_path, "d" * 64)},
+                               forms={"base+gguf": Artifact("base+gguf", tmp_path, "e" * 64)}, index=None, limit=16,
+                               rag_context_tokens=448, device="cpu", dtype="float32")
+
+    def key(configuration="base", task=task):
+        return runner._input_key(parse_configuration(configuration), task, prepared, spec)
+
+    before, before_adapter, before_gguf = key(), key("adapter"), key("base+gguf")
+    # A default from the code (the suite.yaml entry, hence the task fingerprint, is unchanged).
+    assert key(task=dataclasses.replace(task, template=task.template + " ")) != before
+    assert key(task=dataclasses.replace(task, generation={**(task.generation or {}), "stop": ["\n\n"]})) != before
+    scoring = task_module(task.type).scoring_settings
+    monkeypatch.setattr(task_module(task.type), "scoring_settings", lambda t: {**scoring(t), "normalization": "new"})
+    assert key() != before
+    monkeypatch.undo()
+    monkeypatch.setattr(harness, "__version__", "9.9.9")
+    assert key() != before
+    monkeypatch.undo()
+    installed = runner._installed_version
+    for library, configuration, previous in (("torch", "base", before), ("transformers", "base", before),
+                                             ("peft", "adapter", before_adapter),
+                                             ("llama-cpp-python", "base+gguf", before_gguf)):
+        monkeypatch.setattr(runner, "_installed_version", lambda name, library=library: (
+            "99.0" if name == library else installed(name)))
+        assert key(configuration) != previous, library
+    assert key("base") == before  # neither PEFT nor llama.cpp computes the plain model's scores
+
+
 def test_default_configurations_follow_the_profile():
     spec = load_spec(None, {})
     assert spec.configuration_names("quick") == ["base", "rag", "adapter", "finetuned"]

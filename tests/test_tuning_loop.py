@@ -65,6 +65,30 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_model, tiny_toke
         torch.testing.assert_close(got, want, rtol=0, atol=0, msg=name)
 
 
+class PlantedCode:
+    """What a hostile file in a shared cache holds: unpickling it calls os.mkdir (any call would do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.mkdir, (self.marker,)
+
+
+def test_a_checkpoint_is_read_without_pickle_so_a_planted_file_runs_no_code(tiny_model, tiny_tokenizer, examples,
+                                                                          tmp_path):
+    checkpoints = tmp_path / "work" / "checkpoints"
+    (checkpoints / "step-0000002").mkdir(parents=True)
+    (checkpoints / "latest").write_text("step-0000002")
+    marker = tmp_path / "code-ran"
+    torch.save({"weights": PlantedCode(marker)}, checkpoints / "step-0000002" / "checkpoint.pt")
+    with pytest.raises(DomainbenchError, match="holds more than tensors and plain values"):
+        _run(copy.deepcopy(tiny_model).train(), examples, tiny_tokenizer, tmp_path / "work", _config(), resume=True)
+    assert not marker.exists()
+
+
 def _failing_after(calls: int, config, failure):
     """A loss function that works for `calls` calls, then raises `failure` (or returns NaN for None)."""
     count = {"n": 0}

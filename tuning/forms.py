@@ -51,6 +51,8 @@ def build_form(form: str, source: FormSource, *, settings: dict, prune_recipe: d
     """
     inputs = {"form": form, "parent": source.fingerprint, "adapter": source.adapter_fingerprint,
               "settings": _relevant_settings(form, settings), "prune": prune_recipe if form == "pruned" else None,
+              # Pruning measures layers on the suite's train texts (and heals on its train split).
+              "suite": {"name": suite.name, "fingerprint": suite.fingerprint} if form == "pruned" else None,
               "gguf_source": str(source.gguf) if form == "gguf" and source.gguf else None,
               "schema": SCHEMA_VERSION}
     key = input_hash(inputs)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import pickle
 import random
 import shutil
 import time
@@ -320,14 +321,20 @@ def _load_trainable(model: torch.nn.Module, weights: dict[str, torch.Tensor]) ->
 
 
 def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
+    """Every generator's state as tensors and plain values, which torch.load(weights_only=True) reads back."""
+    generator, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    numpy_state = {"generator": generator, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                   "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)}
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": numpy_state,
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def _set_rng_state(rng: dict) -> None:
     torch.set_rng_state(rng["torch"])
     random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
+    numpy_state = rng["numpy"]
+    np.random.set_state((numpy_state["generator"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
     if torch.cuda.is_available() and rng["cuda"]:
         torch.cuda.set_rng_state_all(rng["cuda"])
 
@@ -349,7 +356,13 @@ def _save_checkpoint(checkpoints: Path, state: TrainState, model, optimizer, sch
 
 def _load_checkpoint(checkpoints: Path, model, optimizer, scheduler) -> TrainState:
     path = checkpoints / (checkpoints / LATEST).read_text().strip() / "checkpoint.pt"
-    saved = torch.load(path, weights_only=False)
+    try:
+        # A cache may be shared: a planted file must not run code, so nothing but tensors, numbers, strings
+        # and containers is read (weights_only; the state dicts and `_rng_state` hold nothing else).
+        saved = torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise DomainbenchError(f"checkpoint {path}: holds more than tensors and plain values, so it is not one "
+                               "this loop wrote; delete it, or train again without --resume") from exc
     _load_trainable(model, saved["weights"])
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])

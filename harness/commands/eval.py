@@ -42,7 +42,10 @@ if TYPE_CHECKING:
 @click.option("--batch-tokens", type=int, default=None, help="Engine batch budget in tokens (rows x length).")
 @click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None,
               help="Run directory (default: runs/<suite>-<model>); results go to DIR/results/<configuration>/.")
-@click.option("--configuration", default="base", show_default=True, help="Configuration name for the results.")
+@click.option("--configuration", default=None,
+              help="Configuration name for the results (default: base, or adapter with --adapter, +rag with "
+                   "--rag-index). A name that means a configuration must be what the flags evaluate; forms "
+                   "(base+gguf, …) are built by `domainbench run`; any other name is a free label.")
 @click.option("--adapter", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="A PEFT adapter dir (LoRA, prefix, …) to put on the model.")
 @click.option("--rag-index", type=click.Path(path_type=Path, file_okay=False), default=None,
@@ -57,13 +60,14 @@ if TYPE_CHECKING:
               help="With an endpoint: seconds per request attempt (3 retries with back-off).")
 def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split: str, limit: int | None,
                  num_fewshot: int | None, seed: int, device: str | None, dtype: str, batch_tokens: int | None,
-                 output_dir: Path | None, configuration: str, adapter: Path | None, rag_index: Path | None,
+                 output_dir: Path | None, configuration: str | None, adapter: Path | None, rag_index: Path | None,
                  rag_k: int, trust_remote_code: bool, tokenizer_spec: str | None, concurrency: int,
                  timeout: float) -> None:
     """Evaluate MODEL on SUITE; write one result file per task and print metrics with 95% intervals."""
     from harness.endpoint import parse_endpoint
     from harness.openai_engine import OpenAIEngine
 
+    configuration = _configuration_label(configuration, adapter=adapter, rag_index=rag_index)
     endpoint = parse_endpoint(model_spec)
     if endpoint is not None:
         if adapter or device or batch_tokens:
@@ -101,7 +105,6 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
         device = local_device()
     suite = load_suite(suite_spec)
     tasks = suite.select(task_list(task_names))
-    _check_configuration_name(configuration)
     output_dir = output_dir or Path("runs") / f"{suite.name}-{slug(Path(model_spec).name or model_spec, fallback='model')}"
     if adapter:
         require_adapter_dir(adapter)
@@ -142,7 +145,6 @@ def _eval_endpoint(engine: OpenAIEngine, suite_spec: str, task_names: str | None
 
     suite = load_suite(suite_spec)
     tasks = suite.select(task_list(task_names))
-    _check_configuration_name(configuration)
     if tokenizer_spec:
         engine.tokenizer = load_tokenizer(resolve_model(tokenizer_spec), trust_remote_code=trust_remote_code)
     if rag_index and engine.tokenizer is None:
@@ -244,10 +246,34 @@ def metrics_table(results: list[TaskResult], *, title: str) -> Table:
     return table
 
 
-def _check_configuration_name(name: str) -> None:
-    # The name becomes a directory under results/.
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
+def _configuration_label(name: str | None, *, adapter: Path | None, rag_index: Path | None) -> str:
+    """The name results are filed under: what the flags evaluate, or a free label; never a configuration they do not.
+
+    `eval` loads the model it is given, with an adapter and an index if asked. A name such as
+    `base+gguf` or `adapter+rag` promises more (a built form, retrieval): filed under it, results
+    would stand in reports for something never evaluated.
+    """
+    from harness.spec import parse_configuration
+
+    if name is None:
+        return ("adapter" if adapter else "base") + ("+rag" if rag_index else "")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):  # it names a directory under results/
         raise DomainbenchError(f"--configuration {name!r}: use letters, digits and _ . + - (it names a directory)")
+    try:
+        meant = parse_configuration(name)
+    except DomainbenchError:
+        return name  # a free name: it only labels the results
+    if meant.forms:
+        raise DomainbenchError(f"--configuration {name}: eval does not build the {'+'.join(meant.forms)} form; "
+                               f"`domainbench run --configurations {name}` builds and evaluates it, or choose a "
+                               "name of your own")
+    for part, flag, given in (("rag", "--rag-index", rag_index), ("an adapter", "--adapter", adapter)):
+        named = meant.rag if part == "rag" else meant.adapter is not None
+        if named != (given is not None):
+            raise DomainbenchError(f"--configuration {name}: {'names' if named else 'does not name'} {part}, but "
+                                   f"{flag} is {'missing' if named else 'given'}; match them, or choose a name of "
+                                   "your own")
+    return name
 
 
 COMMANDS = [eval_command]
