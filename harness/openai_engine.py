@@ -23,9 +23,9 @@ and no prefix token), generation only; log-likelihood tasks are `NotScorable` th
   windows and for keeping prompts within `max_length`. Without one, prompts go unchanged.
 - Requests run `concurrency` at a time, retried as harness.endpoint says. A request that still
   fails is recorded in `errors` and answered with a marker rather than ending the task:
-  generation with "" (scored as a wrong answer, which is what a user of the endpoint got),
-  log-likelihood with `FAILED_LOGLIKELIHOOD` (NaN, which a caller must leave out of metrics:
-  `is_failed`).
+  generation with `FAILED_GENERATION` (an empty text), log-likelihood with `FAILED_LOGLIKELIHOOD`
+  (NaN). Both are missing data, not wrong answers: `evaluate_task` leaves their examples out of
+  the metrics and names them (`harness.requests.is_failed_response`).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from harness.endpoint import (
 from harness.errors import DomainbenchError
 from harness.progress import counting_bar
 from harness.requests import (
+    FAILED_GENERATION,
     GenerationRequest,
     Loglikelihood,
     LoglikelihoodRequest,
@@ -70,11 +71,6 @@ class NotScorable(DomainbenchError):
 class _ProbeFailed(Exception):
     def __init__(self, error: RequestError):
         self.error = error
-
-
-def is_failed(result: Loglikelihood) -> bool:
-    """Whether a log-likelihood is the failed-request marker (leave it out of metrics)."""
-    return math.isnan(result.logprob)
 
 
 class OpenAIEngine:
@@ -162,7 +158,8 @@ class OpenAIEngine:
         return [Loglikelihood(logprob, False, n) for logprob, n in totals]
 
     def generate(self, requests: list[GenerationRequest]) -> list[str]:
-        """Greedy continuations, each cut at its first stop string (not included); "" where a request failed."""
+        """Greedy continuations, each cut at its first stop string (not included); FAILED_GENERATION where a
+        request failed."""
         prompts = [self._generation_prompt(request) for request in requests]
         return self._map(lambda pair: self._generate_one(*pair), list(zip(prompts, requests)), "generate")
 
@@ -185,7 +182,7 @@ class OpenAIEngine:
         asked = {"messages": [{"role": "user", "content": prompt}]} if self.chat else {"prompt": prompt}
         body = self.client.post(request, {**asked, "max_tokens": request.max_new_tokens, **_GREEDY})
         if body is None:
-            return ""
+            return FAILED_GENERATION
         return cut_at_stop(response_text(body, chat=self.chat), request.stop)
 
     # ----- scoring -----------------------------------------------------------------------------

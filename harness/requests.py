@@ -6,6 +6,7 @@ that only builds or reads requests (suite validation, `compare`) never imports t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -38,3 +39,21 @@ class Loglikelihood:
     logprob: float
     is_greedy: bool
     n_tokens: int
+
+
+class FailedGeneration(str):
+    """The empty text an engine answers for a generation request that failed (an endpoint timed out).
+
+    It is missing data, not a wrong answer: `evaluate_task` leaves its example out of the metrics
+    and names it, where a plain "" would be scored as an answer.
+    """
+
+
+FAILED_GENERATION = FailedGeneration("")
+
+
+def is_failed_response(response) -> bool:
+    """Whether an engine's response stands for a failed request (a FailedGeneration, a NaN log-likelihood)."""
+    if isinstance(response, FailedGeneration):
+        return True
+    return isinstance(response, Loglikelihood) and math.isnan(response.logprob)

@@ -59,9 +59,12 @@ class MetricChange:
     tolerance: float
     p_adjusted: float | None = None      # after the family's correction
     decision: Decision | None = field(default=None)
+    withheld: str = ""                   # why the change is listed but not gated (an incomplete result)
 
     @property
     def verdict(self) -> str:
+        if self.withheld:
+            return f"not gated ({self.withheld})"
         if self.difference is None:
             return NOT_TESTED
         return self.decision.verdict if self.decision else "not judged"
@@ -73,7 +76,7 @@ class MetricChange:
 
 def decide_family(changes: list[MetricChange], settings: GateSettings) -> list[MetricChange]:
     """Judge every tested change as one family: correct the p-values together, then decide each."""
-    tested = [change for change in changes if change.difference is not None]
+    tested = [change for change in changes if change.difference is not None and not change.withheld]
     adjusted = adjust([change.difference.p_value for change in tested], settings.correction)
     for change, p_adjusted in zip(tested, adjusted):
         change.p_adjusted = p_adjusted
@@ -85,16 +88,40 @@ def decide_family(changes: list[MetricChange], settings: GateSettings) -> list[M
 
 
 def family_size(changes: list[MetricChange]) -> int:
-    return sum(change.difference is not None for change in changes)
+    return sum(change.difference is not None and not change.withheld for change in changes)
+
+
+def incompleteness(result: ResultFile) -> str:
+    """Why a result is incomplete ("3 of 40 examples failed"), empty when every example was scored."""
+    incomplete = result.settings.get("incomplete")
+    if not isinstance(incomplete, dict):
+        return ""
+    return f"{len(incomplete.get('failed_examples', []))} of {incomplete.get('examples')} examples failed"
 
 
 def metric_changes(base: ResultFile, new: ResultFile, max_drop: dict[str, float], notes: list[str], n_resamples: int,
-                   seed: int, *, metrics: list[str] | None = None) -> list[MetricChange]:
+                   seed: int, *, metrics: list[str] | None = None,
+                   allow_incomplete: bool = False) -> list[MetricChange]:
     """Every metric both results report (or the named ones), paired on their shared examples.
 
     The changes are not judged yet: `decide_family` judges them with the rest of their family.
-    Notes collect what could not be paired.
+    A result with examples whose requests failed is incomplete: its changes are listed but not
+    gated unless `allow_incomplete` (then the failed examples simply are not shared). Notes collect
+    what could not be paired.
     """
+    withheld = "; ".join(f"{side} incomplete: {why}" for side, result in (("base", base), ("new", new))
+                         if (why := incompleteness(result)))
+    changes = _paired_changes(base, new, max_drop, notes, n_resamples, seed, metrics)
+    if withheld and not allow_incomplete:
+        notes.append(f"{base.configuration}/{base.task}: {withheld}: not gated (--allow-incomplete gates it on the "
+                     "examples both runs scored)")
+        for change in changes:
+            change.withheld = withheld
+    return changes
+
+
+def _paired_changes(base: ResultFile, new: ResultFile, max_drop: dict[str, float], notes: list[str],
+                    n_resamples: int, seed: int, metrics: list[str] | None) -> list[MetricChange]:
     label = f"{base.configuration}/{base.task}"
     records_base, _ = shared_records(base, new)
     if not records_base:

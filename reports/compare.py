@@ -76,7 +76,7 @@ def parse_max_drop(values: tuple[str, ...] | list[str]) -> dict[str, float]:
 
 def compare_runs(base_dir: Path, new_dir: Path, max_drop: dict[str, float] | None = None, *,
                  n_resamples: int = 1000, seed: int = 0, settings: GateSettings | None = None,
-                 primary_only: bool = False) -> Comparison:
+                 primary_only: bool = False, allow_incomplete: bool = False) -> Comparison:
     """Every shared (configuration, task, metric) of two runs, tested and judged as one family."""
     max_drop = max_drop or {}
     settings = settings or GateSettings()
@@ -95,7 +95,7 @@ def compare_runs(base_dir: Path, new_dir: Path, max_drop: dict[str, float] | Non
     for key in shared:
         metrics = [primary_metric(base[key])] if primary_only else None
         comparison.changes += metric_changes(base[key], new[key], max_drop, comparison.notes, n_resamples, seed,
-                                             metrics=metrics)
+                                             metrics=metrics, allow_incomplete=allow_incomplete)
     if not comparison.changes:
         raise DomainbenchError(f"{base_dir} and {new_dir} share no scored example (example ids differ)")
     decide_family(comparison.changes, settings)

@@ -23,6 +23,7 @@ from pathlib import Path
 import yaml
 
 from harness.errors import DomainbenchError
+from reports.changes import incompleteness
 from reports.costs import ConfigurationCost, configuration_cost
 from reports.failures import (
     NOT_CONVERGED,
@@ -268,14 +269,20 @@ def mark_best(tables: list[TaskTable], by_task: dict[str, dict[str, ResultFile]]
     """Star each (task, metric)'s best configuration where it beats every other, as one corrected family.
 
     Each claim "best beats every other" is an intersection–union test (`stats.verdicts.beats_every_other`);
-    Holm's correction then runs over all claims. Returns the family's size.
+    Holm's correction then runs over all claims. A result with failed requests is incomplete and
+    never starred. Returns the family's size.
     """
     claims = [(table, metric, best, p) for table in tables for metric in table.metrics
-              if (found := best_claim(table, by_task[table.task], metric, ranked, n_resamples=n_resamples,
-                                      seed=seed)) for best, p in [found]]
+              if (found := best_claim(table, by_task[table.task], metric, _complete(by_task[table.task], ranked),
+                                      n_resamples=n_resamples, seed=seed)) for best, p in [found]]
     for (table, metric, best, _), starred in zip(claims, significant_in_family([p for *_, p in claims], correction)):
         table.cells[best][metric].best = starred
     return len(claims)
+
+
+def _complete(by_config: dict[str, ResultFile], ranked: list[str]) -> list[str]:
+    """The ranked configurations whose result on this task has every example scored."""
+    return [c for c in ranked if c in by_config and not incompleteness(by_config[c])]
 
 
 def best_configuration(table: TaskTable, metric: str, ranked: list[str]) -> str | None:

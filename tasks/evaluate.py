@@ -9,19 +9,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.errors import DomainbenchError
 from harness.progress import status
-from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
+from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest, is_failed_response
 from retrieval.metrics import judged_retrieval_gold
+from stats.intervals import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES, Metric
 from tasks.prompts import build_prompt, fewshot_exemplars
 from tasks.rag_policy import check_rag_ready, exclusion, judges_retrieval
 from tasks.records import ExampleRecord
 from tasks.registry import task_module
 from tasks.retrieval_metrics import retrieval_metrics
-from stats.intervals import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES, Metric
 from tasks.suite import TaskSpec
 
 DEFAULT_FEWSHOT_SEED = 1234
@@ -38,6 +38,7 @@ class TaskResult:
     metrics: dict[str, Metric]
     settings: dict[str, Any]
     cost: dict[str, float]
+    failed: list[str] = field(default_factory=list)  # examples a request failed for: left out of the metrics
 
 
 def evaluate_task(task: TaskSpec, engine, *, split: str = "test", limit: int | None = None,
@@ -70,21 +71,29 @@ def evaluate_task(task: TaskSpec, engine, *, split: str = "test", limit: int | N
     # `label` names what is being evaluated (a run's `configuration / task`), so one line says it all.
     with status(f"{label or task.name}: {len(examples)} {split} examples") if progress else contextlib.nullcontext():
         responses = _per_example(run_requests(engine, [r for rs in requests for r in rs]), requests)
+    failed = [example["id"] for example, answer in zip(examples, responses)
+              if any(is_failed_response(response) for response in answer)]
+    kept = [(example, answer, chunks) for example, answer, chunks in zip(examples, responses, retrieved)
+            if example["id"] not in set(failed)]
+    examples, responses, retrieved = ([item[i] for item in kept] for i in range(3))
     records = [module.score(task, example, answer) for example, answer in zip(examples, responses)]
     for record, chunks, example in zip(records, retrieved, examples):
         record.retrieved = chunks
         if rag is not None and judges_retrieval(task):
             record.retrieval_gold = judged_retrieval_gold(example.get("source"), rag.k)
-    metrics = {**module.aggregate(task, records), **retrieval_metrics(records)}
+    metrics = {**module.aggregate(task, records), **retrieval_metrics(records)} if records else {}
     seconds = time.perf_counter() - started
     settings = _settings(task, module, engine, split=split, limit=limit, num_fewshot=k, seed=seed, rag=rag)
     if asked_for_rag:
         settings["rag"] = {**(settings["rag"] or {}), "mode": task.rag}
-    cost = {"eval_seconds": seconds, "examples_per_second": len(examples) / seconds if seconds else 0.0,
-            "seconds_per_example": seconds / len(examples)}
+    asked = len(examples) + len(failed)
+    cost = {"eval_seconds": seconds, "examples_per_second": asked / seconds if seconds else 0.0,
+            "seconds_per_example": seconds / asked}
     if tokens_before is not None and seconds:
         cost["tokens_per_second"] = (engine.tokens_processed - tokens_before) / seconds
-    return TaskResult(task, records, metrics, settings, cost)
+    if failed:
+        settings["incomplete"] = {"failed_examples": failed, "examples": asked}
+    return TaskResult(task, records, metrics, settings, cost, failed)
 
 
 def build_requests(task: TaskSpec, example: dict, fewshot: list[dict], *, engine_chat=None) -> list:

@@ -235,3 +235,24 @@ def test_primary_only_follows_the_recorded_primary_metric(tmp_path, capsys):
         results.append(write_run(tmp_path / run, [result]))
     code, out, _ = _gate([*results, "--primary-only"], capsys)
     assert code == 1 and "| base | errno-qa | exact\\_match |" in out and "| base | errno-qa | f1 |" not in out
+
+
+def test_an_incomplete_result_is_listed_not_gated_unless_allowed(tmp_path, capsys):
+    base = write_run(tmp_path / "base", [qa_result("a", "base", 40)])
+    result = qa_result("b", "base", 20)
+    result.settings["incomplete"] = {"failed_examples": ["q039"], "examples": 40}
+    new = write_run(tmp_path / "new", [result])
+    code, out, _ = _gate([base, new], capsys)
+    assert code == 0 and "not gated (new incomplete: 1 of 40 examples failed)" in out and "Family: 0 tests" in out
+    code, out, _ = _gate([base, new, "--allow-incomplete"], capsys)
+    assert code == 1 and "**REGRESSION**" in out
+
+
+def test_an_incomplete_result_is_never_starred(tmp_path):
+    from reports.summary import build_summary
+
+    better = qa_result("r", "full", 40)
+    better.settings["incomplete"] = {"failed_examples": ["q000"], "examples": 41}
+    run = write_run(tmp_path / "run", [qa_result("r", "base", 10), better])
+    cells = next(table for table in build_summary(run, n_resamples=100).tables).cells
+    assert not cells["full"]["f1"].best and not cells["base"]["f1"].best

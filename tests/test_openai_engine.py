@@ -29,9 +29,8 @@ from harness.openai_engine import (
     NotScorable,
     OpenAIEngine,
     _continuation_logprob,
-    is_failed,
 )
-from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
+from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest, is_failed_response
 from reports.schema import load_result, result_path
 
 EXACT_TOKEN_TOLERANCE = 1e-3  # measured 4e-7 nats per token; a shifted position costs whole nats
@@ -184,15 +183,38 @@ def test_eval_leaves_examples_whose_requests_failed_out_of_the_metrics_and_lists
         return (400, {"error": "prompt too long"}) if "malloc" in body["prompt"] else character_model(body)
 
     server = fake_server(malloc_fails)
-    main(["eval", "--model", f"openai+{server.url}", "--suite", "tiny", "--tasks", "section-classification",
-          "--num-fewshot", "0", "--output", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--model", f"openai+{server.url}", "--suite", "tiny", "--tasks", "section-classification",
+              "--num-fewshot", "0", "--output", str(tmp_path)])
+    assert exit_info.value.code == 3  # written, but incomplete
     result = load_result(result_path(tmp_path, "base", "section-classification"))
+    assert result.settings["incomplete"] == {"failed_examples": ["cls-te-2"], "examples": 5}
     serving = result.cost["serving"]
     assert serving["unscored_examples"] == ["cls-te-2"] and "cls-te-2" not in [e["id"] for e in result.examples]
     assert result.metrics["accuracy"]["n"] == 4
     assert serving["errors_by_kind"] == {"http_400": 2} and serving["request_errors"] == 2
     assert serving["requests"] == 2 + 10  # the log-prob check, then two labels for each of five examples
-    assert "2 of 12 requests" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "2 of 12 requests" in err and "incomplete: section-classification (1 examples left out" in err
+
+
+def test_a_generation_that_timed_out_is_missing_data_not_a_wrong_answer(fake_server, tmp_path, capsys):
+    """Before: a timed-out summary scored ROUGE 0 and the command exited 0. Now it is left out and named."""
+    def slow_for_tcp(body):
+        if "closes a file descriptor" in body["prompt"]:
+            time.sleep(3)
+        return completion(" a summary")
+
+    server = fake_server(slow_for_tcp)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "--model", f"openai+{server.url}", "--suite", "tiny", "--tasks", "name-summarization",
+              "--num-fewshot", "0", "--timeout", "0.5", "--output", str(tmp_path)])
+    assert exit_info.value.code == 3
+    result = load_result(result_path(tmp_path, "base", "name-summarization"))
+    failed = result.settings["incomplete"]["failed_examples"]
+    assert failed and not set(failed) & {e["id"] for e in result.examples}
+    assert failed == ["sum-te-2"] and result.metrics["rougeL"]["n"] == result.settings["incomplete"]["examples"] - 1
+    assert "incomplete: name-summarization (1 examples left out" in capsys.readouterr().err
 
 
 def test_eval_reports_tasks_an_endpoint_cannot_score_and_still_runs_the_others(fake_server, tmp_path, capsys):
@@ -372,7 +394,7 @@ def test_a_server_killed_mid_run_gives_recorded_errors_not_a_crash(tmp_path, tok
         assert engine.errors and set(engine.client.error_counts()) <= {"connection", "timeout"}
         assert engine.client.requests_made == len(requests)
         scores = engine.loglikelihood([LoglikelihoodRequest("The capital of France is", " Paris")])
-        assert is_failed(scores[0]) and engine.errors[-1].kind == "connection"
+        assert is_failed_response(scores[0]) and engine.errors[-1].kind == "connection"
     finally:
         stop_server(process)
 

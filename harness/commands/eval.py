@@ -18,12 +18,15 @@ from rich.table import Table
 from harness.commands.options import task_list
 from harness.errors import DomainbenchError
 from reports.formatting import slug
-from tasks.evaluate import DEFAULT_FEWSHOT_SEED, TaskResult, evaluate_task, rescore
+from tasks.evaluate import DEFAULT_FEWSHOT_SEED, TaskResult, evaluate_task
 from tasks.suite import load_suite
 
 if TYPE_CHECKING:
     from harness.endpoint import EndpointClient
     from harness.openai_engine import OpenAIEngine
+
+# `eval`'s exit code when results were written but some examples are missing (their requests failed).
+INCOMPLETE_EXIT = 3
 
 
 @click.command("eval")
@@ -183,41 +186,32 @@ def _eval_endpoint(engine: OpenAIEngine, suite_spec: str, task_names: str | None
     problems += [f"every request failed: {', '.join(unanswered)}"] if unanswered else []
     if problems:
         raise DomainbenchError(f"endpoint {client.endpoint.url}: {'; '.join(problems)}")
+    incomplete = {result.task.name: len(result.failed) for result in results if result.failed}
+    if incomplete:
+        left_out = ", ".join(f"{task} ({n} examples left out: their requests failed)" for task, n in incomplete.items())
+        click.echo(f"incomplete: {left_out}; `compare` and the report's ★ leave these results out unless told "
+                   "otherwise", err=True)
+        sys.exit(INCOMPLETE_EXIT)
 
 
 def with_request_errors(result: TaskResult, client: EndpointClient, errors_before: int, requests_before: int,
                          latencies_before: int) -> TaskResult | None:
-    """The result with the task's failed requests recorded and failed scores out of its metrics.
+    """The result with the task's failed requests recorded (their examples are already out of its metrics).
 
     None when no example is left to score.
     """
     errors = client.errors[errors_before:]
     requests = client.requests_made - requests_before
-    unscored = [record.id for record in result.records if not _all_finite(record.scores)]
-    records, metrics = result.records, result.metrics
-    if unscored:
-        records = [record for record in result.records if record.id not in set(unscored)]
-        if not records:
-            return None
-        records, metrics = rescore(result.task, records)
+    if not result.records:
+        return None
     latencies = sorted(client.latencies[latencies_before:])
     serving = {"engine": "OpenAIEngine", "endpoint": client.endpoint.url, "served_model": client.model_id,
                "concurrency": client.concurrency, "timeout_seconds": client.timeout, "requests": requests,
                "request_errors": len(errors), "error_rate": len(errors) / requests if requests else 0.0,
                "errors_by_kind": dict(sorted(Counter(error.kind for error in errors).items())),
-               "unscored_examples": unscored,
+               "unscored_examples": result.failed,
                "latency_p50_seconds": _percentile(latencies, 0.50), "latency_p95_seconds": _percentile(latencies, 0.95)}
-    return dataclasses.replace(result, records=records, metrics=metrics, cost={**result.cost, "serving": serving})
-
-
-def _all_finite(value) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, dict):
-        return all(_all_finite(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(_all_finite(v) for v in value)
-    return True
+    return dataclasses.replace(result, cost={**result.cost, "serving": serving})
 
 
 def _percentile(sorted_values: list[float], q: float) -> float | None:

@@ -53,9 +53,13 @@ def rescore_command(run_dir: Path) -> None:
               help="Tolerated drop of a metric (repeatable), e.g. --max-drop f1=0.01; default 0.")
 @click.option("--resamples", default=1000, show_default=True, help="Bootstrap resamples per interval.")
 @click.option("--primary-only", is_flag=True, help="Gate each task's primary metric only (the suite's primary_metric).")
+@click.option("--allow-incomplete", is_flag=True,
+              help="Gate results with failed requests too, on the examples both runs scored (default: list them, "
+                   "not gated).")
 @gate_options
 def compare_command(base_run: Path, new_run: Path | None, forms: bool, max_drop: tuple[str, ...],
-                    resamples: int, primary_only: bool, semantics: str, correction: str) -> None:
+                    resamples: int, primary_only: bool, allow_incomplete: bool, semantics: str,
+                    correction: str) -> None:
     """Gate NEW_RUN against BASE_RUN (or, with --forms, each form of BASE_RUN against its parent).
 
     A Markdown table naming the family size, the correction and the semantics. Exit codes: 0 pass,
@@ -79,7 +83,7 @@ def compare_command(base_run: Path, new_run: Path | None, forms: bool, max_drop:
     settings = gate_settings(semantics, correction)
     comparison = (compare_forms(base_run, tolerances, n_resamples=resamples, settings=settings) if forms
                   else compare_runs(base_run, new_run, tolerances, n_resamples=resamples, settings=settings,
-                                    primary_only=primary_only))
+                                    primary_only=primary_only, allow_incomplete=allow_incomplete))
     click.echo(render_comparison(comparison), nl=False)
     if comparison.regressions:
         sys.exit(1)
