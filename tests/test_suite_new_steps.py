@@ -14,6 +14,7 @@ from retrieval.matching import normalized
 from tasks import multiple_choice
 from tasks.documents.clean import (
     CleaningConfig,
+    Drop,
     detect_language,
     drop_reason,
     duplicated_ngram_share,
@@ -87,15 +88,30 @@ def test_markdown_and_rst_titles_are_their_first_heading():
 
 # ----- filters -----------------------------------------------------------------------------------
 
-def test_filters_name_the_first_rule_a_document_breaks():
+def test_filters_name_the_first_rule_a_document_breaks_and_what_it_measured():
     config = CleaningConfig()
-    assert drop_reason("", config) == "empty"
-    assert drop_reason("too few words here", config) == "too_short"
+    assert drop_reason("", config) == Drop("empty", 0)
+    assert drop_reason("too few words here", config) == Drop("too_short", 4)
     assert drop_reason(ENGLISH, config) is None
-    assert drop_reason(ENGLISH + " {}[]<>|#" * 40, config) == "symbols"
-    assert drop_reason("\n".join(["Same line again and again here."] * 20), config) == "repeated_lines"
-    assert drop_reason(ENGLISH * 3, config) == "duplicated_5grams"
-    assert drop_reason(ENGLISH, CleaningConfig(max_chars=100)) == "too_long"
+    assert drop_reason(ENGLISH + " {}[]<>|#" * 40, config).reason == "symbols"
+    assert drop_reason("\n".join(["Same line again and again here."] * 20), config) == Drop("repeated_lines", 0.95)
+    assert drop_reason(ENGLISH * 3, config).reason == "duplicated_5grams"
+    assert drop_reason(ENGLISH, CleaningConfig(max_chars=100)) == Drop("too_long", len(ENGLISH))
+
+
+def test_code_blocks_are_left_out_of_the_prose_rules():
+    code = "```\nfn main() {\n    if x > 0 {\n        return;\n    }\n    if y > 0 {\n        return;\n    }\n}\n```"
+    other = "Early returns keep the happy path flat; each guard below checks one input before any work is done."
+    page = f"# Control flow\n{ENGLISH}\n{code}\n{other}\n{code}"
+    assert repeated_line_share(page) > 0.3             # the whole page repeats `}` and `return;`
+    assert drop_reason(page, CleaningConfig()) is None  # its prose does not
+
+
+def test_stub_pages_are_dropped_as_redirects_and_long_pages_that_mention_one_are_not():
+    stub = "This is an old link. The page has moved to the new book, which covers the same topics in more depth. " * 2
+    assert drop_reason(stub, CleaningConfig()) == Drop("redirect", "This is an old link")
+    assert drop_reason(" ".join([ENGLISH] * 4).replace("fails,", "fails, has moved to a backup,") + stub,
+                       CleaningConfig(max_duplicated_5gram_share=1, max_top_bigram_share=1)) is None
 
 
 def test_gopher_statistics_on_small_cases():

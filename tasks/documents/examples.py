@@ -4,9 +4,14 @@
 - term-cloze: a sentence holding exactly one domain term, the term masked: the text before it is
   the context, the rest the suffix; choices are the term and distractor terms from the same list
   that the document never uses (so a distractor cannot also be right);
-- known-item: the document's first sentence that does not hold its title, and the question which
-  document it is from, answered by its title among other documents' titles; with retrieval, the
-  same sentence is the query that must find its own document (recall@k, MRR).
+- known-item: the document's first sentence that holds neither its title nor any of its headings,
+  and the question which document it is from, answered by its title among other documents'
+  titles; with retrieval, the same sentence is the query that must find its own document
+  (recall@k, MRR). A query naming its document would test string matching, not knowledge.
+
+Sentences are taken from the prose (code blocks and heading lines left out). A template sentence
+— one that several documents hold word for word ("This error code is no longer emitted by the
+compiler.") — is neither a query nor a cloze item: it says nothing about its own document.
 
 Every example carries `source.doc_id`. Draws (which sentences, which distractors, the order of
 choices) are seeded by the suite seed and the document id, so a document's examples do not depend
@@ -20,6 +25,9 @@ import heapq
 import random
 import re
 from dataclasses import dataclass, field
+
+from retrieval.matching import contains_phrase, normalized
+from tasks.documents.layout import heading_of, headings, lines_outside_code
 
 # Blocks end at blank lines and at line ends after . ! ? : (a list item, a line of code); lines
 # inside a block are one wrapped paragraph.
@@ -40,12 +48,13 @@ class ExampleSettings:
 
 
 def sentences(text: str) -> list[str]:
-    """Prose sentences of a document: blocks joined into lines, split after . ! ?, kept when
-    8–60 words, 40–400 characters, ending in . ! ? and mostly letters (not code or tables)."""
+    """Prose sentences of a document: code blocks and headings left out, blocks joined into lines,
+    split after . ! ?, kept when 8–60 words, 40–400 characters, ending in . ! ? and mostly letters
+    (not code or tables)."""
+    prose = "\n".join("" if heading_of(line) is not None else line for line in lines_outside_code(text))
     found = []
-    for block in _BLOCK_END.split(text):
-        flat = " ".join(block.split())
-        for sentence in _SENTENCE_END.split(flat):
+    for block in _BLOCK_END.split(prose):
+        for sentence in split_sentences(" ".join(block.split())):
             n_words = len(sentence.split())
             if not (SENTENCE_WORDS[0] <= n_words <= SENTENCE_WORDS[1]
                     and SENTENCE_CHARS[0] <= len(sentence) <= SENTENCE_CHARS[1] and sentence[-1] in ".!?"):
@@ -54,6 +63,21 @@ def sentences(text: str) -> list[str]:
             if sum(1 for c in visible if not c.isalnum()) / len(visible) <= MAX_SENTENCE_SYMBOL_SHARE:
                 found.append(sentence)
     return found
+
+
+def split_sentences(line: str) -> list[str]:
+    """One line of prose cut after . ! ? where the next sentence starts with a capital."""
+    return _SENTENCE_END.split(line)
+
+
+def sentence_key(sentence: str) -> int:
+    """A stable 64-bit hash of the sentence's words (case and punctuation ignored), to count templates."""
+    return int.from_bytes(hashlib.blake2b(normalized(sentence).encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def own_sentences(doc_sentences: list[str], templates: frozenset[int]) -> list[str]:
+    """The sentences that are not templates shared with other documents."""
+    return [sentence for sentence in doc_sentences if sentence_key(sentence) not in templates]
 
 
 def perplexity_example(doc: dict, settings: ExampleSettings) -> dict:
@@ -93,13 +117,15 @@ def title_form(doc: dict) -> str:
 
 def known_item_example(doc: dict, doc_sentences: list[str], titles: dict[str, list[str]],
                        settings: ExampleSettings) -> dict | None:
-    """The document's first sentence not holding its title, and its title among others; None if neither fits.
+    """The document's first sentence holding neither its title nor a heading, and its title among others;
+    None if neither fits. `doc_sentences` are the document's own (templates already left out).
 
     Other titles are drawn from those of the same form (`titles`: form → titles), so the right
     choice never stands out as the one path among headings, or the reverse.
     """
     title = doc["title"]
-    query = next((s for s in doc_sentences if title.lower() not in s.lower()), None)
+    names = [title, *headings(doc["text"])]
+    query = next((s for s in doc_sentences if not any(contains_phrase(s, name) for name in names)), None)
     rng = random.Random(f"{settings.seed}:known-item:{doc['id']}")
     pool = titles.get(title_form(doc), [])
     others = {other for other in rng.sample(pool, min(len(pool), 4 * settings.choices))

@@ -3,8 +3,11 @@
 Method (keyness against a reference corpus, as in corpus linguistics; Kilgarriff 2009):
 
 - candidates are words of 3 to 30 characters that start with a letter (letters, digits, `-`, `_`),
-  outside e-mail addresses and URLs, counted case-insensitively over the *training* documents only, so test documents add nothing to
-  the term list;
+  in the prose (not in code blocks, e-mail addresses, URLs or paths like `src/main.rs`, and not
+  in template sentences that many documents share), counted case-insensitively over the
+  *training* documents only, so test documents add nothing to the term list;
+- placeholder names of examples (`foo`, `bar`, `baz`…, the metasyntactic variables) are never
+  terms, however often the examples use them;
 - the reference is wordfreq's large English list (wordfreq 3.x: Wikipedia, subtitles, news, books,
   web text, Reddit and Twitter, shipped offline in the wheel), a word's frequency floored at 1e-8
   (the list's smallest) so words it has never seen are finite;
@@ -23,10 +26,18 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from tasks.documents.examples import sentence_key, split_sentences
+from tasks.documents.layout import lines_outside_code
+
 # A word is not part of a longer one: "doesn't" gives no "doesn", "foo-bar" is one word.
 WORD = re.compile(r"(?<![\w'’-])[A-Za-z][A-Za-z0-9]*(?:[-_][A-Za-z0-9]+)*(?![\w'’-])")
 # Addresses are not terms: their parts (com, org, gmail, a maintainer's login) would top the list.
 _ADDRESS = re.compile(r"\S+@\S+|\b(?:https?|ftp)://\S+|\bwww\.\S+")
+# Paths (src/main.rs, /usr/lib, ../book): their parts are where files sit, not what the domain says.
+_PATH = re.compile(r"(?<!\S)[~.]{0,2}/?(?:[\w.-]+/)+[\w.-]*")
+# The metasyntactic variables of examples (RFC 3092 and the usual followers, Japanese hoge/fuga/piyo).
+PLACEHOLDERS = frozenset({"foo", "bar", "baz", "qux", "quux", "quuz", "corge", "grault", "garply", "waldo", "fred",
+                          "plugh", "xyzzy", "thud", "foobar", "foobaz", "hoge", "fuga", "piyo", "spam", "eggs"})
 MIN_LENGTH, MAX_LENGTH = 3, 30
 ENGLISH_FLOOR = 1e-8
 
@@ -41,9 +52,12 @@ class Term:
     keyness: float
 
 
-def document_words(text: str) -> Counter:
-    """Occurrences of each candidate word (as spelled) in one document, e-mail addresses and URLs left out."""
-    prose = _ADDRESS.sub(" ", text)
+def document_words(text: str, templates: frozenset[int] = frozenset()) -> Counter:
+    """Occurrences of each candidate word (as spelled) in one document's own prose: code blocks, template
+    sentences (their keys in `templates`), e-mail addresses, URLs and paths left out."""
+    lines = (" ".join(sentence for sentence in split_sentences(line) if sentence_key(sentence) not in templates)
+             for line in lines_outside_code(text))
+    prose = _PATH.sub(" ", _ADDRESS.sub(" ", "\n".join(lines)))
     return Counter(word for word in WORD.findall(prose) if MIN_LENGTH <= len(word) <= MAX_LENGTH)
 
 
@@ -74,7 +88,7 @@ def select_terms(counts: TermCounts, *, count: int, min_docs: int, min_ratio: fl
         spelling[lower] = max(spelling.get(lower, (0, "")), (n, word), key=lambda pair: (pair[0], pair[1]))
     terms = []
     for lower, n in totals.items():
-        if counts.documents[lower] < min_docs or not counts.words:
+        if counts.documents[lower] < min_docs or not counts.words or lower in PLACEHOLDERS:
             continue
         domain = n / counts.words
         english = max(word_frequency(lower, "en", wordlist="large"), ENGLISH_FLOOR)
