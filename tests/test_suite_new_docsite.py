@@ -86,3 +86,23 @@ def test_html_extraction_marks_code_and_headings(site):
     assert "```\n    let value_0" in extracted.text
     redirect = extract((site.root / "redirects" / "ch01-ownership.html").read_bytes(), "html")
     assert redirect.redirect == "../book/ch01-ownership.html" and redirect.text == ""
+
+
+def test_known_item_queries_never_name_their_document(built, corpus):
+    from tasks.documents.layout import headings
+
+    for split in ("train", "dev", "test"):
+        for example in read_jsonl(built / "known-item" / f"{split}.jsonl.gz"):
+            record = corpus[example["source"]["doc_id"]]
+            for name in [record["title"], *headings(record["text"])]:
+                assert not contains_phrase(example["text"], name), (example["text"], name)
+
+
+def test_template_sentences_are_neither_queries_nor_cloze_items(site, built):
+    assert len(site.retired) >= 2                     # the template is on several pages
+    rows = [row for task in ("known-item", "term-cloze") for split in ("train", "dev", "test")
+            if (path := built / task / f"{split}.jsonl.gz").exists() for row in read_jsonl(path)]
+    assert rows
+    retired = {row["id"] for row in rows if RETIRED_SENTENCE.split(" no longer")[0] in row["text"]}
+    assert retired == set()
+    assert "emitted" not in (built / "audit" / "terms.tsv").read_text()

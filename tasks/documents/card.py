@@ -145,7 +145,7 @@ def data_card(options: "SuiteOptions", stats: "BuildStats") -> str:
         "text (an excerpt, a completed cloze sentence, a known-item query) any other document holds, as "
         "whole words with case and punctuation ignored (`audit/leaks.jsonl`).\n",
         "## Domain terms\n",
-        f"{len(stats.terms)} terms (`audit/terms.tsv` has all, with counts): words of the prose (not code, "
+        f"{len(stats.terms)} terms (`audit/terms.tsv` has all, with counts): words and two-word phrases of the prose (not code, "
         "paths, addresses, template sentences or placeholder names like `foo`) in at least "
         f"{options.min_term_documents} training documents and at least {options.min_term_ratio:g}× as frequent "
         "there as in general English (wordfreq's large English list, floored at 1e-8), ranked by "

@@ -92,7 +92,8 @@ def cloze_examples(doc: dict, doc_sentences: list[str], terms: dict[str, str], s
     """Up to two cloze examples; `terms` maps a term in lower case to its spelling in the choices."""
     rng = random.Random(f"{settings.seed}:cloze:{doc['id']}")
     used = {word.lower() for word in re.findall(r"[\w-]+", doc["text"])}
-    distractor_pool = sorted(spelling for lower, spelling in terms.items() if lower not in used)
+    # A two-word term counts as used when the document has both its words (cheap, and errs towards safety).
+    distractor_pool = sorted(spelling for lower, spelling in terms.items() if not set(lower.split()) <= used)
     if len(distractor_pool) < settings.choices - 1:
         return []
     candidates = [cloze for sentence in doc_sentences if (cloze := _masked(sentence, terms))]
@@ -138,18 +139,25 @@ def known_item_example(doc: dict, doc_sentences: list[str], titles: dict[str, li
 
 
 def _masked(sentence: str, terms: dict[str, str]) -> tuple[str, str, str] | None:
-    """(text before, the term as written, text after) for the first term the sentence holds once."""
+    """(text before, the term as written, text after) for the first term the sentence holds once,
+    a two-word term before the single word it starts with."""
     words = list(re.finditer(r"(?<![\w-])[A-Za-z][\w-]*(?![\w-])", sentence))
-    counts: dict[str, int] = {}
-    for match in words:
-        counts[match.group().lower()] = counts.get(match.group().lower(), 0) + 1
     for position, match in enumerate(words):
-        lower = match.group().lower()
-        if lower in terms and counts[lower] == 1 and position >= MIN_CONTEXT_WORDS:
-            prefix = sentence[:match.start()]
-            if prefix.endswith(" "):  # the choice carries its space, as classification verbalisers do
-                return prefix.rstrip(), " " + match.group(), sentence[match.end():]
+        if position < MIN_CONTEXT_WORDS or not sentence[:match.start()].endswith(" "):
+            continue
+        pair = words[position + 1] if position + 1 < len(words) else None
+        spans = ([(match.start(), pair.end())] if pair and sentence[match.end():pair.start()] == " " else []) \
+            + [(match.start(), match.end())]
+        for start, end in spans:
+            term = sentence[start:end]
+            if term.lower() in terms and _occurrences(sentence, term) == 1:
+                # the choice carries its space, as classification verbalisers do
+                return sentence[:start].rstrip(), " " + term, sentence[end:]
     return None
+
+
+def _occurrences(text: str, term: str) -> int:
+    return len(re.findall(rf"(?<![\w-]){re.escape(term.lower())}(?![\w-])", text.lower()))
 
 
 def _shuffled(right: str, wrong: list[str], rng: random.Random) -> tuple[list[str], int]:

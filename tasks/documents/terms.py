@@ -1,4 +1,4 @@
-"""Domain terms: words far more frequent in the training documents than in general English.
+"""Domain terms: words and two-word phrases far more frequent in the training documents than in general English.
 
 Method (keyness against a reference corpus, as in corpus linguistics; Kilgarriff 2009):
 
@@ -6,6 +6,12 @@ Method (keyness against a reference corpus, as in corpus linguistics; Kilgarriff
   in the prose (not in code blocks, e-mail addresses, URLs or paths like `src/main.rs`, and not
   in template sentences that many documents share), counted case-insensitively over the
   *training* documents only, so test documents add nothing to the term list;
+- two-word candidates ("borrow checker", "trait object") are adjacent words of one sentence, each
+  of 3 or more letters and neither among English's 400 most frequent words (wordfreq's top list:
+  "the compiler" is no term); they compete with single words on the same keyness, their English
+  frequency being wordfreq's estimate for the phrase — an upper bound, so a phrase must be
+  plainly domain-specific to pass; a word met mostly (SUBSUMED_SHARE) inside a chosen phrase
+  gives way to that phrase (`checker` to `borrow checker`);
 - placeholder names of examples (`foo`, `bar`, `baz`…, the metasyntactic variables) are never
   terms, however often the examples use them;
 - the reference is wordfreq's large English list (wordfreq 3.x: Wikipedia, subtitles, news, books,
@@ -21,6 +27,7 @@ Method (keyness against a reference corpus, as in corpus linguistics; Kilgarriff
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
@@ -40,6 +47,8 @@ PLACEHOLDERS = frozenset({"foo", "bar", "baz", "qux", "quux", "quuz", "corge", "
                           "plugh", "xyzzy", "thud", "foobar", "foobaz", "hoge", "fuga", "piyo", "spam", "eggs"})
 MIN_LENGTH, MAX_LENGTH = 3, 30
 ENGLISH_FLOOR = 1e-8
+COMMON_WORDS = 400
+SUBSUMED_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,28 @@ def document_words(text: str, templates: frozenset[int] = frozenset()) -> Counte
     lines = (" ".join(sentence for sentence in split_sentences(line) if sentence_key(sentence) not in templates)
              for line in lines_outside_code(text))
     prose = _PATH.sub(" ", _ADDRESS.sub(" ", "\n".join(lines)))
-    return Counter(word for word in WORD.findall(prose) if MIN_LENGTH <= len(word) <= MAX_LENGTH)
+    words = Counter(word for word in WORD.findall(prose) if MIN_LENGTH <= len(word) <= MAX_LENGTH)
+    words.update(phrase for line in prose.split("\n") for sentence in split_sentences(line)
+                 for phrase in _phrases(sentence))
+    return words
+
+
+def _phrases(sentence: str) -> list[str]:
+    """Adjacent word pairs (one space apart) of which neither word is common English nor short."""
+    excluded = _excluded_words()
+    matches = list(WORD.finditer(sentence))
+    return [f"{first.group()} {second.group()}" for first, second in zip(matches, matches[1:])
+            if sentence[first.end():second.start()] == " "
+            and all(len(m.group()) >= MIN_LENGTH and m.group().lower() not in excluded
+                    for m in (first, second))]
+
+
+@functools.cache
+def _excluded_words() -> frozenset[str]:
+    """English's most frequent words and the placeholders: no part of a two-word term."""
+    from wordfreq import top_n_list
+
+    return frozenset(top_n_list("en", COMMON_WORDS)) | PLACEHOLDERS
 
 
 @dataclass
@@ -98,4 +128,15 @@ def select_terms(counts: TermCounts, *, count: int, min_docs: int, min_ratio: fl
         terms.append(Term(spelling[lower][1], n, documents, round(domain * 1e6, 2), round(english * 1e6, 4),
                           round(documents * math.log(domain / english), 1)))
     terms.sort(key=lambda term: (-term.keyness, term.term))
-    return terms[:count]
+    return _without_subsumed(terms, totals)[:count]
+
+
+def _without_subsumed(terms: list[Term], totals: Counter) -> list[Term]:
+    """The terms less the words that occur mostly inside a chosen phrase (`checker` in `borrow checker`)."""
+    inside: Counter = Counter()   # word -> occurrences inside the one phrase that holds it most
+    for term in terms:
+        if " " in term.term:
+            for word in set(term.term.lower().split()):
+                inside[word] = max(inside[word], term.count)
+    return [term for term in terms
+            if " " in term.term or inside[term.term.lower()] < SUBSUMED_SHARE * totals[term.term.lower()]]
