@@ -12,6 +12,7 @@ from harness.errors import DomainbenchError
 from harness.requests import Loglikelihood
 from retrieval.matching import normalized
 from tasks import multiple_choice
+from tasks.documents.boilerplate import LineFrequency, line_keys, remove_boilerplate
 from tasks.documents.clean import (
     CleaningConfig,
     Drop,
@@ -320,3 +321,24 @@ def test_a_cloze_sentence_in_training_text_or_another_document_is_a_leak():
     clean = [{"id": "d-test", "split": "test", "text": "Operators restart the kvstore service nightly."}]
     assert task_leaks("cloze", "multiple_choice", {"test": [example]}, clean) == []
     assert normalized(multiple_choice.completed_text(example)).strip() == "operators restart the kvstore service nightly"
+
+
+def test_boilerplate_is_a_prose_line_in_many_documents_and_code_is_never_boilerplate():
+    overlay = "Press S or / to search in the book"
+    texts = [f"# Page {n}\n{overlay}\nPage {n} explains topic {n}.\n```\n}}\n```" for n in range(10)]
+    frequency = LineFrequency()
+    for text in texts:
+        frequency.add(line_keys(text))
+    boilerplate = frequency.boilerplate(min_share=0.5, min_documents=5)
+    cleaned, removed = remove_boilerplate(texts[3], boilerplate)
+    assert removed == [overlay]
+    assert cleaned == "# Page 3\nPage 3 explains topic 3.\n```\n}\n```"   # headings differ by their digits
+    assert frequency.boilerplate(min_share=0.5, min_documents=11) == frozenset()
+
+
+def test_a_meta_refresh_with_a_url_is_a_redirect_and_a_plain_reload_is_not():
+    page = "<html><head><meta http-equiv='Refresh' content='{}'></head><body><main><h1>Status</h1><p>{}</p></main></body></html>"
+    moved = extract(page.format("0; url=new/status.html", "Redirecting").encode(), "html")
+    assert moved.redirect == "new/status.html"
+    reloading = extract(page.format("300", ENGLISH).encode(), "html")
+    assert reloading.redirect == "" and reloading.title == "Status" and "journal entry" in reloading.text

@@ -1,9 +1,9 @@
 """Boilerplate: prose lines that many documents share (navigation, help overlays, footers, licences).
 
 As CCNet does (Wenzek et al. 2020), every line is normalised (lower case, punctuation and spacing
-folded; digits kept, unlike CCNet, since `# E0001` and `# E0002` are different pages) and hashed; a line whose hash is in at least `min_share` of all documents (and
-at least `min_documents` of them) is boilerplate and is removed from every document before the
-quality filters run. Code blocks are left alone — `}` in every example is code, not boilerplate —
+folded; digits kept, unlike CCNet, since `# E0001` and `# E0002` are different pages) and hashed;
+a line whose hash is in at least `min_share` of all documents (and at least `min_documents` of
+them) is boilerplate and is removed from every document before the quality filters run. Code blocks are left alone — `}` in every example is code, not boilerplate —
 and so is a line that holds no letters (it says nothing either way).
 """
 

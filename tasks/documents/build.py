@@ -149,8 +149,8 @@ def build_documents_suite(options: SuiteOptions, out_dir: Path) -> BuildStats:
         with stats.timed("extract, clean, de-duplicate"):
             titles, templates = _write_corpus(options, stats, corpus, staging / "audit")
         with stats.timed("terms"):
-            stats.terms = select_terms(_term_counts(corpus, templates), count=options.terms, min_docs=options.min_term_documents,
-                                       min_ratio=options.min_term_ratio)
+            stats.terms = select_terms(_term_counts(corpus, templates), count=options.terms,
+                                       min_docs=options.min_term_documents, min_ratio=options.min_term_ratio)
             write_terms(staging / "audit" / "terms.tsv", stats.terms)
         with stats.timed("examples"):
             selections = _candidate_examples(options, stats, corpus, titles, templates)

@@ -30,6 +30,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 # and Docusaurus `hidden` classes, the HTML `hidden` attribute.
 _HIDDEN = ("//*[contains(concat(' ', normalize-space(@class), ' '), ' boring ') or "
            "contains(concat(' ', normalize-space(@class), ' '), ' hidden ') or @hidden]")
+_REFRESH_URL = re.compile(r"url\s*=\s*['\"]?([^'\"\s]+)", re.IGNORECASE)
 # Where a page's own heading is, most specific first (mdBook's menu bar has an <h1> of the book's name).
 _MAIN_HEADINGS = ("//main//h1", "//article//h1", "//*[@role='main']//h1", "//h1")
 _BLANK_RUNS = re.compile(r"\n{3,}")
@@ -120,11 +121,13 @@ def _html_tree(data: bytes):
 
 
 def _refresh_target(tree) -> str:
-    """The URL a `<meta http-equiv="refresh" content="0; URL=…">` sends the reader to; '' without one."""
+    """The URL a `<meta http-equiv="refresh" content="0; URL=…">` sends the reader to; '' without one
+    (a refresh without a URL only reloads the page itself)."""
     for meta in tree.iter("meta"):
         if (meta.get("http-equiv") or "").lower() == "refresh":
-            content = meta.get("content") or ""
-            return content.split("=", 1)[1].strip(" '\"") if "=" in content else content or "(no target)"
+            target = _REFRESH_URL.search(meta.get("content") or "")
+            if target:
+                return target.group(1)
     return ""
 
 
