@@ -106,6 +106,7 @@ class BuildStats:
     dropped: Counter = field(default_factory=Counter)
     folders: Counter = field(default_factory=Counter)             # folder -> documents read and extracted
     folder_drops: Counter = field(default_factory=Counter)        # (folder, reason) -> documents dropped
+    drop_values: dict[str, list] = field(default_factory=dict)    # reason -> what its rule measured, per drop
     boilerplate_lines: Counter = field(default_factory=Counter)   # line removed as boilerplate -> documents
     boilerplate_documents: int = 0
     templates: int = 0                                            # sentences held by two or more documents
@@ -223,6 +224,7 @@ def _clean_all(settings: ProcessSettings, options: SuiteOptions, stats: BuildSta
             if outcome.status == "dropped":
                 stats.dropped[outcome.reason] += 1
                 stats.folder_drops[_section(outcome.doc_id), outcome.reason] += 1
+                stats.drop_values.setdefault(outcome.reason, []).append(outcome.value)
                 dropped.write(json.dumps({"id": outcome.doc_id, "folder": _section(outcome.doc_id),
                                           "reason": outcome.reason, "value": outcome.value,
                                           "language": outcome.language}, ensure_ascii=False) + "\n")

@@ -116,8 +116,9 @@ def data_card(options: "SuiteOptions", stats: "BuildStats") -> str:
         f"Duplicate rate: {_share(stats.exact_duplicates + stats.near_duplicates, stats.cleaned)} of the documents "
         "that passed the filters.\n",
         "## What was dropped and why\n",
-        _table(("reason", "documents", "rule (flag, value)"),
-               [(reason, stats.dropped[reason], _rule(reason, cleaning)) for reason in DROP_REASONS]),
+        _table(("reason", "documents", "rule (flag, value)", "measured (min · median · max)"),
+               [(reason, stats.dropped[reason], _rule(reason, cleaning), _measured(stats.drop_values.get(reason)))
+                for reason in DROP_REASONS]),
         "Every drop is listed in `audit/dropped.jsonl` with the value its rule measured. The quality rules "
         "(symbols to duplicated 5-grams) are taken on the prose: fenced code blocks are left out of them.\n",
         _folders(stats),
@@ -153,6 +154,14 @@ def data_card(options: "SuiteOptions", stats: "BuildStats") -> str:
         ", ".join(f"`{term.term}`" for term in stats.terms[:TERMS_SHOWN]) + ("…" if len(stats.terms) > TERMS_SHOWN else "") + "\n",
     ]
     return "\n".join(sections)
+
+
+def _measured(values: list | None) -> str:
+    """The spread of what a rule measured on the documents it dropped; '–' for none or non-numeric values."""
+    numbers = sorted(value for value in values or () if isinstance(value, (int, float)))
+    if not numbers:
+        return "–"
+    return " · ".join(f"{value:g}" for value in (numbers[0], numbers[len(numbers) // 2], numbers[-1]))
 
 
 def _folders(stats: "BuildStats") -> str:
