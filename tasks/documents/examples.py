@@ -1,9 +1,10 @@
 """The label-free tasks' examples, made from one kept document at a time.
 
 - perplexity: the document's first characters (cut at a line end), for dev and test documents;
-- term-cloze: a sentence holding exactly one domain term, the term masked: the text before it is
-  the context, the rest the suffix; choices are the term and distractor terms from the same list
-  that the document never uses (so a distractor cannot also be right);
+- term-cloze: a sentence holding exactly one domain term (a word, or a two-word phrase masked
+  whole), the term masked: the text before it is the context, the rest the suffix; choices are
+  the term and distractor terms from the same list that the document never uses (so a distractor
+  cannot also be right);
 - known-item: the document's first sentence that holds neither its title nor any of its headings,
   and the question which document it is from, answered by its title among other documents'
   titles; with retrieval, the same sentence is the query that must find its own document
