@@ -174,7 +174,7 @@ def _write_corpus(options: SuiteOptions, stats: BuildStats, corpus: Path,
     """
     audit.mkdir()
     with tempfile.TemporaryDirectory(prefix="domainbench-extracted-") as scratch:
-        extracted = Path(scratch) / "extracted.jsonl.gz"
+        extracted = Path(scratch) / "extracted.jsonl"   # not compressed: written once, read once, deleted
         frequency = _extract_all(options, stats, extracted)
         boilerplate = frequency.boilerplate(min_share=options.cleaning.boilerplate_share,
                                             min_documents=options.cleaning.boilerplate_min_documents)
@@ -194,7 +194,7 @@ def _extract_all(options: SuiteOptions, stats: BuildStats, extracted: Path) -> L
     sources = walk_sources(list(options.docs), stats.collection, text_field=options.text_field,
                            exclude=options.exclude)
     frequency = LineFrequency()
-    with _gzip_writer(extracted) as out, progress_bar() as progress:
+    with extracted.open("w", encoding="utf-8") as out, progress_bar() as progress:
         bar = progress.add_task("extracting", total=None, info="")
         for extraction in ordered_map(extract_source, sources, workers=options.workers):
             progress.update(bar, advance=1, info=extraction.doc_id[-60:])
@@ -204,7 +204,7 @@ def _extract_all(options: SuiteOptions, stats: BuildStats, extracted: Path) -> L
                 stats.unreadable.append((extraction.doc_id, extraction.reason))
                 continue
             frequency.add(extraction.line_keys)
-            out.write(_jsonl_line(extraction.record()).encode("utf-8"))
+            out.write(_jsonl_line(extraction.record()))
     return frequency
 
 
@@ -217,7 +217,7 @@ def _clean_all(settings: ProcessSettings, options: SuiteOptions, stats: BuildSta
     with _gzip_writer(corpus) as out, (audit / "dropped.jsonl").open("w", encoding="utf-8") as dropped, \
             progress_bar() as progress:
         bar = progress.add_task("cleaning", total=stats.documents - len(stats.unreadable), info="")
-        for outcome in ordered_map(partial(clean_extraction, settings=settings), _read_corpus(extracted),
+        for outcome in ordered_map(partial(clean_extraction, settings=settings), _read_jsonl(extracted),
                                    workers=options.workers):
             progress.update(bar, advance=1, info=outcome.doc_id[-60:])
             _count_extraction(stats, outcome)
@@ -351,6 +351,12 @@ def _gzip_writer(path: Path):
 
 def _read_corpus(path: Path) -> Iterator[dict]:
     with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            yield json.loads(line)
+
+
+def _read_jsonl(path: Path) -> Iterator[dict]:
+    with path.open(encoding="utf-8") as handle:
         for line in handle:
             yield json.loads(line)
 

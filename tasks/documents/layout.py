@@ -16,6 +16,9 @@ _HEADING = re.compile(r"#{1,6}\s+(\S.*)")
 
 def marked_lines(text: str) -> Iterator[tuple[str, bool]]:
     """Each line of `text` with whether it is code (inside a fenced block, or one of its fences)."""
+    if not _has_fence(text):  # most documents: no per-line check needed
+        yield from ((line, False) for line in text.split("\n"))
+        return
     inside = False
     for line in text.split("\n"):
         fence = bool(_FENCE.match(line))
@@ -26,12 +29,18 @@ def marked_lines(text: str) -> Iterator[tuple[str, bool]]:
 
 def lines_outside_code(text: str) -> Iterator[str]:
     """The lines of `text` that are not inside (or fencing) a fenced code block."""
+    if not _has_fence(text):
+        return iter(text.split("\n"))
     return (line for line, code in marked_lines(text) if not code)
 
 
 def prose_text(text: str) -> str:
     """`text` without its fenced code blocks (headings kept): what the prose statistics are taken on."""
-    return "\n".join(lines_outside_code(text))
+    return "\n".join(lines_outside_code(text)) if _has_fence(text) else text
+
+
+def _has_fence(text: str) -> bool:
+    return "```" in text or "~~~" in text
 
 
 def heading_of(line: str) -> str | None:

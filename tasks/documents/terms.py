@@ -33,11 +33,14 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tasks.documents.examples import sentence_key, split_sentences
+from tasks.documents.examples import SENTENCE_CHARS, sentence_key, split_sentences
 from tasks.documents.layout import lines_outside_code
 
 # A word is not part of a longer one: "doesn't" gives no "doesn", "foo-bar" is one word.
 WORD = re.compile(r"(?<![\w'’-])[A-Za-z][A-Za-z0-9]*(?:[-_][A-Za-z0-9]+)*(?![\w'’-])")
+# Two words one space apart (the second in a lookahead, so pairs overlap: "a b c" gives a b, b c);
+# a period or a line end between them breaks the pair.
+_PAIR = re.compile(rf"({WORD.pattern}) (?=({WORD.pattern}))")
 # Addresses are not terms: their parts (com, org, gmail, a maintainer's login) would top the list.
 _ADDRESS = re.compile(r"\S+@\S+|\b(?:https?|ftp)://\S+|\bwww\.\S+")
 # Paths (src/main.rs, /usr/lib, ../book): their parts are where files sit, not what the domain says.
@@ -64,23 +67,21 @@ class Term:
 def document_words(text: str, templates: frozenset[int] = frozenset()) -> Counter:
     """Occurrences of each candidate word (as spelled) in one document's own prose: code blocks, template
     sentences (their keys in `templates`), e-mail addresses, URLs and paths left out."""
-    lines = (" ".join(sentence for sentence in split_sentences(line) if sentence_key(sentence) not in templates)
-             for line in lines_outside_code(text))
+    lines = (_without_templates(line, templates) for line in lines_outside_code(text))
     prose = _PATH.sub(" ", _ADDRESS.sub(" ", "\n".join(lines)))
     words = Counter(word for word in WORD.findall(prose) if MIN_LENGTH <= len(word) <= MAX_LENGTH)
-    words.update(phrase for line in prose.split("\n") for sentence in split_sentences(line)
-                 for phrase in _phrases(sentence))
+    excluded = _excluded_words()
+    words.update(f"{first} {second}" for first, second in _PAIR.findall(prose)
+                 if len(first) >= MIN_LENGTH and len(second) >= MIN_LENGTH
+                 and first.lower() not in excluded and second.lower() not in excluded)
     return words
 
 
-def _phrases(sentence: str) -> list[str]:
-    """Adjacent word pairs (one space apart) of which neither word is common English nor short."""
-    excluded = _excluded_words()
-    matches = list(WORD.finditer(sentence))
-    return [f"{first.group()} {second.group()}" for first, second in zip(matches, matches[1:])
-            if sentence[first.end():second.start()] == " "
-            and all(len(m.group()) >= MIN_LENGTH and m.group().lower() not in excluded
-                    for m in (first, second))]
+def _without_templates(line: str, templates: frozenset[int]) -> str:
+    """The line less its template sentences (a line shorter than any sentence holds none)."""
+    if not templates or len(line) < SENTENCE_CHARS[0]:
+        return line
+    return " ".join(sentence for sentence in split_sentences(line) if sentence_key(sentence) not in templates)
 
 
 @functools.cache
