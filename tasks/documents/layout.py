@@ -55,4 +55,6 @@ def headings(text: str) -> list[str]:
 
 
 def fenced(code: str) -> str:
-    return f"```\n{code.strip(chr(10))}\n```"
+    """`code` between ``` fences, its leading and trailing blank lines dropped."""
+    body = code.strip("\n")
+    return f"```\n{body}\n```"
