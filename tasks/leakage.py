@@ -15,14 +15,18 @@ What counts as a test example's answer depends on the task type:
 
 Retrieval: the knowledge base is the whole corpus, test documents included, and each task's
 `rag` mode (tasks.rag_policy) says what a query may retrieve. Under `exclude-source` an example
-must name its source document and that document must be in the knowledge base under that id
-(else the exclusion would miss it); a classification example's text found in another document
-would show that document's label beside it. Under `on` the test item itself (its question or
-text) must not sit in the knowledge base word for word.
+must name its source document (else nothing can be excluded); a classification example's text
+found in another document would show that document's label beside it. Under `on` the test item
+itself (its question or text) must not sit in the knowledge base word for word.
+
+Sources: in a suite with a corpus, every `source.doc_id` an example names (any task, any split)
+must be a corpus id — an exclusion by an unknown id excludes nothing, and the train-view and
+recall checks would silently pass. `unknown_sources` names each one; `suite validate` refuses them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,14 +47,15 @@ _ANSWER_FIELD = {"summarization": "summary", "classification": "text", "ner": "t
 
 @dataclass(frozen=True)
 class Leak:
-    """One test example whose answer the training text contains."""
+    """One example (a test one, unless `split` says otherwise) that leaks or cannot be checked, and why."""
 
     task: str
     example_id: str
     reason: str
+    split: str = "test"
 
     def __str__(self) -> str:
-        return f"{self.task}: test example {self.example_id!r}: {self.reason}"
+        return f"{self.task}: {self.split} example {self.example_id!r}: {self.reason}"
 
 
 class TrainingText:
@@ -132,19 +137,43 @@ def _qa_leaks(task: str, test: list[dict], training: list[dict], corpus: list[di
 
 def check_leakage(name_or_path: str | Path) -> list[Leak]:
     """Every leak in a suite (empty when clean); reads suite.yaml, the task data and the corpus."""
-    path = suite_file(name_or_path)
-    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    corpus = _read_records(path.parent / document["corpus"]) if document.get("corpus") else []
+    corpus, tasks = _suite_data(name_or_path)
     train_view = corpus_train_view(corpus)
     knowledge_base = KnowledgeBase(corpus)
     leaks: list[Leak] = []
-    for task in document.get("tasks", []):
-        splits = {split: _read_records(path.parent / relative) for split, relative in task.get("data", {}).items()}
+    for task, splits in tasks:
         leaks.extend(task_leaks(task["name"], task["type"], splits, corpus, train_view))
         if corpus:
+            leaks.extend(unknown_sources(task["name"], splits, knowledge_base.documents.keys()))
             mode = rag_mode(task.get("rag"), task["type"])
             leaks.extend(retrieval_leaks(task["name"], task["type"], mode, splits.get("test", []), knowledge_base))
     return leaks
+
+
+def check_sources(name_or_path: str | Path) -> list[Leak]:
+    """Every example of a suite naming a source document its corpus does not hold (none without a corpus)."""
+    corpus, tasks = _suite_data(name_or_path)
+    if not corpus:
+        return []
+    ids = {str(record["id"]) for record in corpus}
+    return [leak for task, splits in tasks for leak in unknown_sources(task["name"], splits, ids)]
+
+
+def unknown_sources(task: str, splits: dict[str, list[dict]], corpus_ids) -> list[Leak]:
+    """The examples (every split) whose `source` names a document id that is not in `corpus_ids`, each named."""
+    return [Leak(task, example["id"], f"its source document {doc_id!r} is not in the corpus", split)
+            for split, examples in splits.items() for example in examples
+            for doc_id in sorted(gold_documents(example.get("source")) - set(corpus_ids))]
+
+
+def _suite_data(name_or_path: str | Path) -> tuple[list[dict], Iterator[tuple[dict, dict[str, list[dict]]]]]:
+    """The corpus records, and each task's entry with its splits' rows (read one task at a time)."""
+    path = suite_file(name_or_path)
+    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    corpus = _read_records(path.parent / document["corpus"]) if document.get("corpus") else []
+    tasks = ((task, {split: _read_records(path.parent / relative) for split, relative in task.get("data", {}).items()})
+             for task in document.get("tasks", []))
+    return corpus, tasks
 
 
 class KnowledgeBase:
@@ -182,10 +211,6 @@ def retrieval_leaks(task: str, task_type: str, mode: str, test: list[dict], know
         if not sources:
             leaks.append(Leak(task, example["id"], "names no source document, so retrieval cannot exclude it"))
             continue
-        absent = sorted(sources - knowledge_base.documents.keys())
-        if absent:
-            leaks.append(Leak(task, example["id"], f"its source document {absent[0]!r} is not in the knowledge base "
-                                                   "under that id, so excluding it would exclude nothing"))
         if task_type in ("classification", "multiple_choice"):
             others = [doc for doc in knowledge_base.holding(_query_text(task_type, example)) if doc not in sources]
             if others:

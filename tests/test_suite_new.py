@@ -156,8 +156,11 @@ def test_mixed_folder_gives_the_expected_counts(built):
     assert "docs/guides/zz-guide-00-edited.txt" not in ids
     assert {"docs/bundle.zip!/bundle/readme.md", "docs/export.tar.gz!/export/page.txt", "docs/records.jsonl#r0",
             "docs/manual.pdf", "docs/legacy.txt", "docs/guides/changes.txt.gz", "docs/licences/a/COPYING"} <= ids
-    assert [line["id"] for line in read_jsonl(built / "audit" / "dropped.jsonl")] == [
-        "docs/german.txt", "docs/spam.txt", "docs/stub.txt"]
+    dropped = read_jsonl(built / "audit" / "dropped.jsonl")
+    assert [(line["id"], line["reason"], line["value"]) for line in dropped] == [
+        ("docs/german.txt", "language", "de"), ("docs/spam.txt", "repeated_lines", 0.975),
+        ("docs/stub.txt", "too_short", 3)]
+    assert "| repeated_lines | 1 | repeated-line share above --max-repeated-lines 0.3 | 0.975 · 0.975 · 0.975 |" in card
 
 
 def test_html_boilerplate_is_gone_and_legacy_text_is_repaired(built):

@@ -12,8 +12,10 @@ from harness.errors import DomainbenchError
 from harness.requests import Loglikelihood
 from retrieval.matching import normalized
 from tasks import multiple_choice
+from tasks.documents.boilerplate import LineFrequency, line_keys, remove_boilerplate
 from tasks.documents.clean import (
     CleaningConfig,
+    Drop,
     detect_language,
     drop_reason,
     duplicated_ngram_share,
@@ -29,6 +31,8 @@ from tasks.documents.examples import (
     ExampleSettings,
     cloze_examples,
     known_item_example,
+    own_sentences,
+    sentence_key,
     sentences,
 )
 from tasks.documents.extract import Unreadable, extract
@@ -87,15 +91,30 @@ def test_markdown_and_rst_titles_are_their_first_heading():
 
 # ----- filters -----------------------------------------------------------------------------------
 
-def test_filters_name_the_first_rule_a_document_breaks():
+def test_filters_name_the_first_rule_a_document_breaks_and_what_it_measured():
     config = CleaningConfig()
-    assert drop_reason("", config) == "empty"
-    assert drop_reason("too few words here", config) == "too_short"
+    assert drop_reason("", config) == Drop("empty", 0)
+    assert drop_reason("too few words here", config) == Drop("too_short", 4)
     assert drop_reason(ENGLISH, config) is None
-    assert drop_reason(ENGLISH + " {}[]<>|#" * 40, config) == "symbols"
-    assert drop_reason("\n".join(["Same line again and again here."] * 20), config) == "repeated_lines"
-    assert drop_reason(ENGLISH * 3, config) == "duplicated_5grams"
-    assert drop_reason(ENGLISH, CleaningConfig(max_chars=100)) == "too_long"
+    assert drop_reason(ENGLISH + " {}[]<>|#" * 40, config).reason == "symbols"
+    assert drop_reason("\n".join(["Same line again and again here."] * 20), config) == Drop("repeated_lines", 0.95)
+    assert drop_reason(ENGLISH * 3, config).reason == "duplicated_5grams"
+    assert drop_reason(ENGLISH, CleaningConfig(max_chars=100)) == Drop("too_long", len(ENGLISH))
+
+
+def test_code_blocks_are_left_out_of_the_prose_rules():
+    code = "```\nfn main() {\n    if x > 0 {\n        return;\n    }\n    if y > 0 {\n        return;\n    }\n}\n```"
+    other = "Early returns keep the happy path flat; each guard below checks one input before any work is done."
+    page = f"# Control flow\n{ENGLISH}\n{code}\n{other}\n{code}"
+    assert repeated_line_share(page) > 0.3             # the whole page repeats `}` and `return;`
+    assert drop_reason(page, CleaningConfig()) is None  # its prose does not
+
+
+def test_stub_pages_are_dropped_as_redirects_and_long_pages_that_mention_one_are_not():
+    stub = "This is an old link. The page has moved to the new book, which covers the same topics in more depth. " * 2
+    assert drop_reason(stub, CleaningConfig()) == Drop("redirect", "This is an old link")
+    assert drop_reason(" ".join([ENGLISH] * 4).replace("fails,", "fails, has moved to a backup,") + stub,
+                       CleaningConfig(max_duplicated_5gram_share=1, max_top_bigram_share=1)) is None
 
 
 def test_gopher_statistics_on_small_cases():
@@ -179,11 +198,51 @@ def test_domain_terms_are_frequent_here_rare_in_english_and_shared_by_documents(
                 f"private{number} contact admin@example.org")
         counts.add(document_words(text), len(text.split()))
     terms = [term.term for term in select_terms(counts, count=10, min_docs=3, min_ratio=100)]
-    assert set(terms[:2]) == {"systemd", "journalctl"}
+    assert [term for term in terms if " " not in term][:2] == ["journalctl", "systemd"]
     assert "the" not in terms and "have" not in terms        # general English
     assert "doesn" not in terms                               # a word cut at its apostrophe
     assert not any(term.startswith("private") for term in terms)  # one document each
     assert "org" not in terms and "example" not in terms     # parts of an e-mail address
+
+
+def test_terms_leave_out_code_paths_templates_and_placeholders():
+    template = "This error code is no longer emitted by the compiler."
+    rng = random.Random(0)
+    english = "the of and to in is that it was for on are with as his they be at one have this from".split()
+    verbs = ["rejects", "accepts", "flags", "checks"]
+    counts = TermCounts()
+    for number in range(4):
+        filler = " ".join(rng.choice(english) for _ in range(3000))
+        text = (f"# E000{number}\n{filler}. The borrow checker {verbs[number]} code{number} today. "
+                f"{template}\nBuild it from src/main.rs first.\n```\nstruct Foo;\nlet bar = Foo::new();\n```\n"
+                "A frobnicated Foo is rare in prose.")
+        counts.add(document_words(text, frozenset({sentence_key(template)})), len(text.split()))
+    terms = [term.term for term in select_terms(counts, count=20, min_docs=3, min_ratio=100)]
+    assert "borrow checker" in terms
+    assert "checker" not in terms                            # always inside "borrow checker"
+    assert "emitted" not in terms                            # only in the template sentence
+    assert "src" not in terms and "struct" not in terms      # a path and code
+    assert "Foo" not in terms and "frobnicated" in terms     # a placeholder, even in prose
+
+
+def test_cloze_masks_a_two_word_term_whole():
+    doc = {"id": "d1", "text": "Every reference you write is checked by the borrow checker before the program runs."}
+    terms = {"borrow checker": "borrow checker", "zorblax": "zorblax", "quuxd": "quuxd", "plonkdb": "plonkdb"}
+    [example] = cloze_examples(doc, sentences(doc["text"]), terms, ExampleSettings(seed=1))
+    assert example["text"] == "Every reference you write is checked by the"
+    assert example["choices"][example["answer"]] == " borrow checker"
+
+
+def test_known_item_queries_hold_neither_title_nor_headings_nor_templates():
+    doc = {"id": "d1", "title": "E0499",
+           "text": "# E0499\nA variable was borrowed as mutable more than once at a time, which E0499 forbids.\n"
+                   "## Mutable borrows\nTwo mutable borrows of one value overlap in the example below here.\n"
+                   "This error code is no longer emitted by the compiler and remains for old code.\n"
+                   "The fix moves the second borrow after the last use of the first borrow."}
+    titles = {"heading": ["E0499", "E0382", "E0502", "E0308", "E0106"]}
+    templates = frozenset({sentence_key("This error code is no longer emitted by the compiler and remains for old code.")})
+    example = known_item_example(doc, own_sentences(sentences(doc["text"]), templates), titles, ExampleSettings(seed=1))
+    assert example["text"] == "The fix moves the second borrow after the last use of the first borrow."
 
 
 def test_sentences_keep_prose_and_leave_code_and_fragments():
@@ -262,3 +321,24 @@ def test_a_cloze_sentence_in_training_text_or_another_document_is_a_leak():
     clean = [{"id": "d-test", "split": "test", "text": "Operators restart the kvstore service nightly."}]
     assert task_leaks("cloze", "multiple_choice", {"test": [example]}, clean) == []
     assert normalized(multiple_choice.completed_text(example)).strip() == "operators restart the kvstore service nightly"
+
+
+def test_boilerplate_is_a_prose_line_in_many_documents_and_code_is_never_boilerplate():
+    overlay = "Press S or / to search in the book"
+    texts = [f"# Page {n}\n{overlay}\nPage {n} explains topic {n}.\n```\n}}\n```" for n in range(10)]
+    frequency = LineFrequency()
+    for text in texts:
+        frequency.add(line_keys(text))
+    boilerplate = frequency.boilerplate(min_share=0.5, min_documents=5)
+    cleaned, removed = remove_boilerplate(texts[3], boilerplate)
+    assert removed == [overlay]
+    assert cleaned == "# Page 3\nPage 3 explains topic 3.\n```\n}\n```"   # headings differ by their digits
+    assert frequency.boilerplate(min_share=0.5, min_documents=11) == frozenset()
+
+
+def test_a_meta_refresh_with_a_url_is_a_redirect_and_a_plain_reload_is_not():
+    page = "<html><head><meta http-equiv='Refresh' content='{}'></head><body><main><h1>Status</h1><p>{}</p></main></body></html>"
+    moved = extract(page.format("0; url=new/status.html", "Redirecting").encode(), "html")
+    assert moved.redirect == "new/status.html"
+    reloading = extract(page.format("300", ENGLISH).encode(), "html")
+    assert reloading.redirect == "" and reloading.title == "Status" and "journal entry" in reloading.text

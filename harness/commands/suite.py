@@ -12,6 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from harness.errors import DomainbenchError
 from tasks.suite import load_suite
 from tasks.suite_files import builtin_suites, read_header
 
@@ -64,7 +65,13 @@ def show_suite(suite: str, as_json: bool) -> None:
 @click.argument("path")
 def validate_suite(path: str) -> None:
     """Check PATH (a suite dir, its suite.yaml, or a builtin name); list every problem, exit 2 if any."""
+    from tasks.leakage import check_sources
+
     loaded = load_suite(path)
+    unknown = check_sources(path)
+    if unknown:
+        raise DomainbenchError(f"suite {loaded.name}: {len(unknown)} example(s) name a source document that is not "
+                               "in the corpus:\n" + "\n".join(map(str, unknown)))
     counts = ", ".join(f"{task.name} ({sum(task.settings()['splits'].values())} examples)" for task in loaded.tasks)
     click.echo(f"ok: suite {loaded.name}: {len(loaded.tasks)} tasks: {counts}")
 

@@ -36,17 +36,22 @@ def build(name: str, source: Path, out_dir: Path | None, workers: int) -> None:
         click.echo(f"  {task:<11} {split_counts}" + (f"  (test examples dropped as leaks: {dropped})" if dropped else ""))
 
 
+LEAKS_SHOWN = 20
+
+
 @suite_group.command("check-leakage")
 @click.argument("suite")
-def check_leakage(suite: str) -> None:
-    """Fail when a test answer of SUITE appears in text the suite offers for training."""
+@click.option("--all", "show_all", is_flag=True, help=f"List every leak (default: the first {LEAKS_SHOWN}).")
+def check_leakage(suite: str, show_all: bool) -> None:
+    """Fail when a test answer of SUITE appears in text the suite offers for training, or an example names a
+    source document the corpus does not hold."""
     from tasks.leakage import check_leakage as find_leaks
 
     leaks = find_leaks(suite)
     if leaks:
-        shown = "\n".join(str(leak) for leak in leaks[:20])
-        more = f"\n… and {len(leaks) - 20} more" if len(leaks) > 20 else ""
-        raise DomainbenchError(f"{len(leaks)} leak(s) in suite {suite}:\n{shown}{more}")
+        shown = leaks if show_all else leaks[:LEAKS_SHOWN]
+        more = f"\n… and {len(leaks) - len(shown)} more (--all lists every one)" if len(shown) < len(leaks) else ""
+        raise DomainbenchError(f"{len(leaks)} leak(s) in suite {suite}:\n" + "\n".join(map(str, shown)) + more)
     click.echo(f"{suite}: no leakage (test answers checked against train, dev, the corpus' train view, and what retrieval may show each task)")
 
 

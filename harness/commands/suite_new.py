@@ -15,7 +15,7 @@ from harness.commands.suite import suite_group
 from harness.errors import DomainbenchError
 
 _DEFAULTS = {"min_words": 30, "max_chars": 1_000_000, "max_symbol_share": 0.3, "min_word_share": 0.6,
-             "max_repeated_lines": 0.3, "max_top_bigram": 0.2, "max_duplicated_5grams": 0.15}
+             "max_repeated_lines": 0.3, "max_top_bigram": 0.2, "max_duplicated_5grams": 0.15, "boilerplate_share": 0.2}
 
 
 @suite_group.command("new")
@@ -34,7 +34,7 @@ _DEFAULTS = {"min_words": 30, "max_chars": 1_000_000, "max_symbol_share": 0.3, "
 @click.option("--max-chars", type=int, default=_DEFAULTS["max_chars"], show_default=True,
               help="Drop documents with more characters (too long).")
 @click.option("--max-symbol-share", type=float, default=_DEFAULTS["max_symbol_share"], show_default=True,
-              help="Drop documents whose non-space characters are more than this share symbols (not letters or digits).")
+              help="Drop documents whose prose (code blocks aside) is more than this share symbols (not letters or digits).")
 @click.option("--min-word-share", type=float, default=_DEFAULTS["min_word_share"], show_default=True,
               help="Drop documents in which fewer than this share of words hold a letter (Gopher: 0.8).")
 @click.option("--max-repeated-lines", type=float, default=_DEFAULTS["max_repeated_lines"], show_default=True,
@@ -43,6 +43,9 @@ _DEFAULTS = {"min_words": 30, "max_chars": 1_000_000, "max_symbol_share": 0.3, "
               help="Drop documents whose most frequent word bigram covers more than this share of characters (Gopher).")
 @click.option("--max-duplicated-5grams", type=float, default=_DEFAULTS["max_duplicated_5grams"], show_default=True,
               help="Drop documents whose repeated word 5-grams cover more than this share of characters (Gopher).")
+@click.option("--boilerplate-share", type=float, default=_DEFAULTS["boilerplate_share"], show_default=True,
+              help="Remove prose lines held by at least this share of the documents (and at least 5): navigation, "
+                   "help overlays, footers (CCNet-style line frequency; code blocks are never touched).")
 @click.option("--languages", default="en", show_default=True,
               help="Comma-separated ISO 639-1 codes of the languages kept (lingua detects them), or 'any'.")
 @click.option("--scrub-pii", is_flag=True, help="Replace e-mail addresses and phone numbers with <email> and <phone>.")
@@ -78,6 +81,7 @@ def new_suite(name: str, docs: tuple[Path, ...], out_dir: Path | None, force: bo
         max_symbol_share=thresholds["max_symbol_share"], min_word_share=thresholds["min_word_share"],
         max_repeated_line_share=thresholds["max_repeated_lines"], max_top_bigram_share=thresholds["max_top_bigram"],
         max_duplicated_5gram_share=thresholds["max_duplicated_5grams"], languages=_languages(languages),
+        boilerplate_share=thresholds["boilerplate_share"],
         scrub_pii=scrub_pii)
     options = SuiteOptions(name=name, docs=tuple(docs), cleaning=cleaning, near_duplicate_threshold=near_dup_threshold,
                            fractions=parse_fractions(split), seed=seed, terms=n_terms, min_term_documents=min_term_docs,

@@ -1,10 +1,12 @@
 """What a person checks after a build, under the suite's audit/: duplicate clusters, unreadable
-files, the term list with its counts, and the test examples the leakage guard dropped.
-(Dropped documents are written as the build goes, to audit/dropped.jsonl.)"""
+files, the lines removed as boilerplate, the term list with its counts, and the test examples the
+leakage guard dropped. (Dropped documents are written as the build goes, to audit/dropped.jsonl,
+each with its folder, the rule and the value that rule measured.)"""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Hashable
 from pathlib import Path
 
@@ -23,6 +25,14 @@ def write_unreadable(path: Path, unreadable: list[tuple[str, str]]) -> None:
     with path.open("w", encoding="utf-8") as out:
         for doc_id, reason in unreadable:
             out.write(_line({"id": doc_id, "reason": reason}))
+
+
+def write_boilerplate(path: Path, lines: Counter) -> None:
+    """Each line removed as boilerplate with the documents it was removed from, most frequent first."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write("documents\tline\n")
+        for line, documents in sorted(lines.items(), key=lambda item: (-item[1], item[0])):
+            out.write(f"{documents}\t{line}\n")
 
 
 def write_terms(path: Path, terms: list[Term]) -> None:

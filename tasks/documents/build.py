@@ -1,8 +1,11 @@
 """`domainbench suite new`: a team's documents → a suite directory, streaming, in passes over the data.
 
-1. walk → extract and clean (a process pool) → de-duplicate → corpus.jsonl.gz, each kept document
-   with its split, and the training documents' word counts;
-2. the domain-term list from those counts;
+1. walk → extract (a process pool) → a temporary file, counting in how many documents each prose
+   line occurs; the lines in too many are boilerplate;
+2. extracted texts → boilerplate out, clean (a process pool) → de-duplicate → corpus.jsonl.gz, each
+   kept document with its split, counting the documents each sentence occurs in (a sentence in two
+   or more is a template);
+2b. the training documents' own prose → the domain-term list;
 3. corpus → each task's candidate examples (capped, stable samples);
 4. corpus → test examples whose text another document holds are dropped (the leakage guard).
 Then the data files, suite.yaml, the audit files and the data card are published together: a
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,11 +29,13 @@ from harness.atomic import staged_dir
 from harness.errors import DomainbenchError
 from harness.progress import progress_bar
 from tasks.documents.audit import (
+    write_boilerplate,
     write_duplicates,
     write_leaks,
     write_terms,
     write_unreadable,
 )
+from tasks.documents.boilerplate import LineFrequency
 from tasks.documents.card import data_card, suite_yaml
 from tasks.documents.clean import CleaningConfig
 from tasks.documents.collect import Collection, check_roots, walk_sources
@@ -39,6 +45,7 @@ from tasks.documents.examples import (
     ExampleSettings,
     cloze_examples,
     known_item_example,
+    own_sentences,
     path_title,
     perplexity_example,
     sentences,
@@ -48,11 +55,12 @@ from tasks.documents.overlap import find_leaks
 from tasks.documents.process import (
     Outcome,
     ProcessSettings,
+    clean_extraction,
+    extract_source,
     ordered_map,
-    process_source,
 )
 from tasks.documents.splits import SPLITS
-from tasks.documents.terms import Term, TermCounts, select_terms
+from tasks.documents.terms import Term, TermCounts, document_words, select_terms
 from tasks.multiple_choice import completed_text
 
 CORPUS_FILE = "corpus.jsonl.gz"
@@ -96,6 +104,12 @@ class BuildStats:
     decoded_as: Counter = field(default_factory=Counter)
     repaired: int = 0
     dropped: Counter = field(default_factory=Counter)
+    folders: Counter = field(default_factory=Counter)             # folder -> documents read and extracted
+    folder_drops: Counter = field(default_factory=Counter)        # (folder, reason) -> documents dropped
+    drop_values: dict[str, list] = field(default_factory=dict)    # reason -> what its rule measured, per drop
+    boilerplate_lines: Counter = field(default_factory=Counter)   # line removed as boilerplate -> documents
+    boilerplate_documents: int = 0
+    templates: int = 0                                            # sentences held by two or more documents
     languages: Counter = field(default_factory=Counter)
     pii: Counter = field(default_factory=Counter)
     exact_duplicates: int = 0
@@ -134,13 +148,13 @@ def build_documents_suite(options: SuiteOptions, out_dir: Path) -> BuildStats:
         staging.chmod(0o755)  # mkdtemp's 0700 would keep a suite meant for the team from the team
         corpus = staging / CORPUS_FILE
         with stats.timed("extract, clean, de-duplicate"):
-            titles, counts = _write_corpus(options, stats, corpus, staging / "audit")
+            titles, templates = _write_corpus(options, stats, corpus, staging / "audit")
         with stats.timed("terms"):
-            stats.terms = select_terms(counts, count=options.terms, min_docs=options.min_term_documents,
-                                       min_ratio=options.min_term_ratio)
+            stats.terms = select_terms(_term_counts(corpus, templates), count=options.terms,
+                                       min_docs=options.min_term_documents, min_ratio=options.min_term_ratio)
             write_terms(staging / "audit" / "terms.tsv", stats.terms)
         with stats.timed("examples"):
-            selections = _candidate_examples(options, stats, corpus, titles)
+            selections = _candidate_examples(options, stats, corpus, titles, templates)
         with stats.timed("leakage guard"):
             tasks = _guarded_examples(options, stats, corpus, selections, staging / "audit")
         for task, splits in tasks.items():
@@ -153,29 +167,66 @@ def build_documents_suite(options: SuiteOptions, out_dir: Path) -> BuildStats:
 
 
 def _write_corpus(options: SuiteOptions, stats: BuildStats, corpus: Path,
-                  audit: Path) -> tuple[dict[str, list[str]], TermCounts]:
-    """Pass 1: every document through the pool, de-duplicated, kept ones written with their split."""
-    settings = ProcessSettings(options.cleaning, options.seed, options.fractions)
+                  audit: Path) -> tuple[dict[str, list[str]], frozenset[int]]:
+    """Passes 1 and 2: every document extracted, then cleaned and de-duplicated, kept ones written with their split.
+
+    Returns the titles by form and the template sentences' keys.
+    """
+    audit.mkdir()
+    with tempfile.TemporaryDirectory(prefix="domainbench-extracted-") as scratch:
+        extracted = Path(scratch) / "extracted.jsonl"   # not compressed: written once, read once, deleted
+        frequency = _extract_all(options, stats, extracted)
+        boilerplate = frequency.boilerplate(min_share=options.cleaning.boilerplate_share,
+                                            min_documents=options.cleaning.boilerplate_min_documents)
+        settings = ProcessSettings(options.cleaning, options.seed, options.fractions, boilerplate)
+        titles, sentence_documents = _clean_all(settings, options, stats, extracted, corpus, audit)
+    templates = frozenset(key for key, n in sentence_documents.items() if n > 1)
+    stats.templates = len(templates)
+    stats.unreadable = [*stats.collection.unreadable, *stats.unreadable]
+    write_unreadable(audit / "unreadable.jsonl", stats.unreadable)
+    write_boilerplate(audit / "boilerplate.tsv", stats.boilerplate_lines)
+    _check_enough(options, stats)
+    return titles, templates
+
+
+def _extract_all(options: SuiteOptions, stats: BuildStats, extracted: Path) -> LineFrequency:
+    """Pass 1: every document through the pool; extracted texts to `extracted`, their prose lines counted."""
     sources = walk_sources(list(options.docs), stats.collection, text_field=options.text_field,
                            exclude=options.exclude)
+    frequency = LineFrequency()
+    with extracted.open("w", encoding="utf-8") as out, progress_bar() as progress:
+        bar = progress.add_task("extracting", total=None, info="")
+        for extraction in ordered_map(extract_source, sources, workers=options.workers):
+            progress.update(bar, advance=1, info=extraction.doc_id[-60:])
+            stats.documents += 1
+            stats.bytes_in += extraction.bytes_in
+            if extraction.status == "unreadable":
+                stats.unreadable.append((extraction.doc_id, extraction.reason))
+                continue
+            frequency.add(extraction.line_keys)
+            out.write(_jsonl_line(extraction.record()))
+    return frequency
+
+
+def _clean_all(settings: ProcessSettings, options: SuiteOptions, stats: BuildStats, extracted: Path, corpus: Path,
+               audit: Path) -> tuple[dict[str, list[str]], Counter]:
+    """Pass 2: boilerplate out, filters, de-duplication; kept documents to the corpus, their sentences counted."""
     dedup = Deduplicator(options.near_duplicate_threshold)
     titles: dict[str, list[str]] = {"path": [], "heading": []}
-    counts = TermCounts()
-    audit.mkdir()
+    sentence_documents: Counter = Counter()
     with _gzip_writer(corpus) as out, (audit / "dropped.jsonl").open("w", encoding="utf-8") as dropped, \
             progress_bar() as progress:
-        bar = progress.add_task("documents", total=None, info="")
-        for outcome in ordered_map(partial(process_source, settings=settings), sources, workers=options.workers):
+        bar = progress.add_task("cleaning", total=stats.documents - len(stats.unreadable), info="")
+        for outcome in ordered_map(partial(clean_extraction, settings=settings), _read_jsonl(extracted),
+                                   workers=options.workers):
             progress.update(bar, advance=1, info=outcome.doc_id[-60:])
-            stats.documents += 1
-            stats.bytes_in += outcome.bytes_in
-            if outcome.status == "unreadable":
-                stats.unreadable.append((outcome.doc_id, outcome.reason))
-                continue
             _count_extraction(stats, outcome)
             if outcome.status == "dropped":
                 stats.dropped[outcome.reason] += 1
-                dropped.write(json.dumps({"id": outcome.doc_id, "reason": outcome.reason,
+                stats.folder_drops[_section(outcome.doc_id), outcome.reason] += 1
+                stats.drop_values.setdefault(outcome.reason, []).append(outcome.value)
+                dropped.write(json.dumps({"id": outcome.doc_id, "folder": _section(outcome.doc_id),
+                                          "reason": outcome.reason, "value": outcome.value,
                                           "language": outcome.language}, ensure_ascii=False) + "\n")
                 continue
             duplicate = dedup.check(outcome.doc_id, outcome.key, outcome.signature)
@@ -188,18 +239,26 @@ def _write_corpus(options: SuiteOptions, stats: BuildStats, corpus: Path,
             titles[title_form(record)].append(record["title"])
             stats.split_documents[outcome.split] += 1
             stats.split_characters[outcome.split] += len(outcome.text)
-            if outcome.words is not None:
-                counts.add(outcome.words, outcome.n_words)
+            sentence_documents.update(outcome.sentence_keys)
             out.write(_jsonl_line(record).encode("utf-8"))
-    stats.unreadable = [*stats.collection.unreadable, *stats.unreadable]
     stats.clusters = len(dedup.clusters)
     write_duplicates(audit / "duplicates.jsonl", dedup.clusters)
-    write_unreadable(audit / "unreadable.jsonl", stats.unreadable)
-    _check_enough(options, stats)
-    return titles, counts
+    return titles, sentence_documents
+
+
+def _term_counts(corpus: Path, templates: frozenset[int]) -> TermCounts:
+    """Pass 2b: the candidate words of the training documents' own prose."""
+    counts = TermCounts()
+    for doc in _read_corpus(corpus):
+        if doc["split"] == "train":
+            counts.add(document_words(doc["text"], templates), len(doc["text"].split()))
+    return counts
 
 
 def _count_extraction(stats: BuildStats, outcome: Outcome) -> None:
+    stats.folders[_section(outcome.doc_id)] += 1
+    stats.boilerplate_lines.update(set(outcome.boilerplate))
+    stats.boilerplate_documents += bool(outcome.boilerplate)
     stats.decoded_as[outcome.decoded_as] += 1
     stats.repaired += outcome.repaired
     stats.pii.update(outcome.pii)
@@ -222,16 +281,16 @@ def _check_enough(options: SuiteOptions, stats: BuildStats) -> None:
             "documents in every split (more documents, a different --split, or looser filters)")
 
 
-def _candidate_examples(options: SuiteOptions, stats: BuildStats, corpus: Path,
-                        titles: dict[str, list[str]]) -> dict[str, dict[str, CappedSelection]]:
-    """Pass 3: each document's examples, into per-(task, split) capped samples."""
+def _candidate_examples(options: SuiteOptions, stats: BuildStats, corpus: Path, titles: dict[str, list[str]],
+                        templates: frozenset[int]) -> dict[str, dict[str, CappedSelection]]:
+    """Pass 3: each document's examples (from its own sentences, templates left out), into capped samples."""
     settings = ExampleSettings(seed=options.seed, choices=options.choices, perplexity_chars=options.perplexity_chars)
     terms = {term.term.lower(): term.term for term in stats.terms}
     selections = {task: {split: CappedSelection(int(options.cap(task, split) * (TEST_SPARE if split == "test" else 1)))
                          for split in splits} for task, splits in TASK_SPLITS.items()}
     for doc in _read_corpus(corpus):
         split = doc["split"]
-        doc_sentences = sentences(doc["text"])
+        doc_sentences = own_sentences(sentences(doc["text"]), templates)
         if split in selections["perplexity"]:
             selections["perplexity"][split].add(perplexity_example(doc, settings))
         for example in cloze_examples(doc, doc_sentences, terms, settings) if terms else ():
@@ -292,6 +351,12 @@ def _gzip_writer(path: Path):
 
 def _read_corpus(path: Path) -> Iterator[dict]:
     with gzip.open(path, "rt", encoding="utf-8") as handle:
+        for line in handle:
+            yield json.loads(line)
+
+
+def _read_jsonl(path: Path) -> Iterator[dict]:
+    with path.open(encoding="utf-8") as handle:
         for line in handle:
             yield json.loads(line)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from tasks.documents.clean import DROP_REASONS
@@ -12,6 +13,8 @@ if TYPE_CHECKING:
 
 TERMS_SHOWN = 60
 UNREADABLE_SHOWN = 20
+FOLDERS_SHOWN = 15
+BOILERPLATE_SHOWN = 5
 
 _TASKS = {
     "perplexity": """\
@@ -113,9 +116,14 @@ def data_card(options: "SuiteOptions", stats: "BuildStats") -> str:
         f"Duplicate rate: {_share(stats.exact_duplicates + stats.near_duplicates, stats.cleaned)} of the documents "
         "that passed the filters.\n",
         "## What was dropped and why\n",
-        _table(("reason", "documents", "rule (flag, value)"),
-               [(reason, stats.dropped[reason], _rule(reason, cleaning)) for reason in DROP_REASONS]),
-        "Every drop is listed in `audit/dropped.jsonl`. PII scrubbing: "
+        _table(("reason", "documents", "rule (flag, value)", "measured (min · median · max)"),
+               [(reason, stats.dropped[reason], _rule(reason, cleaning), _measured(stats.drop_values.get(reason)))
+                for reason in DROP_REASONS]),
+        "Every drop is listed in `audit/dropped.jsonl` with the value its rule measured. The quality rules "
+        "(symbols to duplicated 5-grams) are taken on the prose: fenced code blocks are left out of them.\n",
+        _folders(stats),
+        _boilerplate(options, stats),
+        "PII scrubbing: "
         + (f"on ({_counts(stats.pii) or 'nothing found'} replaced)" if cleaning.scrub_pii else "off (--scrub-pii)") + ".\n",
         _unreadable(stats),
         "## Languages\n",
@@ -131,17 +139,50 @@ def data_card(options: "SuiteOptions", stats: "BuildStats") -> str:
         _table(("task", "train", "dev", "test", "test examples dropped by the leakage guard"),
                [(task, counts.get("train", "–"), counts.get("dev", "–"), counts.get("test", 0), stats.leaks[task])
                 for task, counts in stats.examples.items()]),
+        f"Sentences come from the prose (code blocks and headings left out); {stats.templates} template "
+        "sentences, held word for word by two or more documents, are neither cloze items nor known-item "
+        "queries, and a known-item query never holds its document's title or headings.\n",
         "A task with no test examples is left out of suite.yaml. The leakage guard drops a test example whose "
         "text (an excerpt, a completed cloze sentence, a known-item query) any other document holds, as "
         "whole words with case and punctuation ignored (`audit/leaks.jsonl`).\n",
         "## Domain terms\n",
-        f"{len(stats.terms)} terms (`audit/terms.tsv` has all, with counts): words in at least "
+        f"{len(stats.terms)} terms (`audit/terms.tsv` has all, with counts): words and two-word phrases of the prose (not code, "
+        "paths, addresses, template sentences or placeholder names like `foo`) in at least "
         f"{options.min_term_documents} training documents and at least {options.min_term_ratio:g}× as frequent "
         "there as in general English (wordfreq's large English list, floored at 1e-8), ranked by "
         "keyness = documents × ln(p_domain / p_english). Test documents do not contribute.\n",
         ", ".join(f"`{term.term}`" for term in stats.terms[:TERMS_SHOWN]) + ("…" if len(stats.terms) > TERMS_SHOWN else "") + "\n",
     ]
     return "\n".join(sections)
+
+
+def _measured(values: list | None) -> str:
+    """The spread of what a rule measured on the documents it dropped; '–' for none or non-numeric values."""
+    numbers = sorted(value for value in values or () if isinstance(value, (int, float)))
+    if not numbers:
+        return "–"
+    return " · ".join(f"{value:g}" for value in (numbers[0], numbers[len(numbers) // 2], numbers[-1]))
+
+
+def _folders(stats: "BuildStats") -> str:
+    """Drops by the folder a document sits in: a rule that hits one part of a site shows here."""
+    rows = []
+    for folder, documents in sorted(stats.folders.items(), key=lambda item: (-item[1], item[0]))[:FOLDERS_SHOWN]:
+        drops = Counter({reason: n for (where, reason), n in stats.folder_drops.items() if where == folder})
+        rows.append((f"`{folder or '(top)'}`", documents, sum(drops.values()), _counts(drops) or "–"))
+    more = len(stats.folders) - FOLDERS_SHOWN
+    return ("### Drops by folder\n\n" + _table(("folder", "documents", "dropped", "by reason"), rows)
+            + (f"… and {more} more folders (all in `audit/dropped.jsonl`).\n" if more > 0 else ""))
+
+
+def _boilerplate(options: "SuiteOptions", stats: "BuildStats") -> str:
+    cleaning = options.cleaning
+    shown = "".join(f"- {n}× `{line[:80]}`\n" for line, n in stats.boilerplate_lines.most_common(BOILERPLATE_SHOWN))
+    return ("### Boilerplate\n\n"
+            f"Prose lines held by at least {cleaning.boilerplate_share:g} of the documents (--boilerplate-share) and "
+            f"at least {cleaning.boilerplate_min_documents} of them were removed before the filters ran: "
+            f"{len(stats.boilerplate_lines)} distinct lines from {stats.boilerplate_documents} documents "
+            "(all in `audit/boilerplate.tsv`).\n\n" + shown)
 
 
 def _unreadable(stats: "BuildStats") -> str:
@@ -155,6 +196,7 @@ def _unreadable(stats: "BuildStats") -> str:
 def _rule(reason: str, cleaning) -> str:
     return {
         "empty": "no words",
+        "redirect": "a meta-refresh page, or a page of at most 150 words saying it moved (value: target or phrase)",
         "too_short": f"fewer than --min-words {cleaning.min_words}",
         "too_long": f"more than --max-chars {cleaning.max_chars}",
         "symbols": f"symbol share above --max-symbol-share {cleaning.max_symbol_share}",

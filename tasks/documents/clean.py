@@ -1,10 +1,14 @@
 """Cleaning: the quality filters a document must pass, each drop counted by its reason.
 
-The checks run in this order and a document is dropped by the first it fails: empty, too short,
-too long, symbol share, alphabetic words, repeated lines, top bigram, duplicated 5-grams,
-language. The repetition and word checks are the Gopher rules (Rae et al. 2021, as FineWeb's
-pipelines run them) with thresholds loosened where technical documentation is not web prose:
-code, option tables and paths are symbols and non-words. Every threshold is a `suite new` flag.
+The checks run in this order and a document is dropped by the first it fails: empty, redirect
+(a meta-refresh page, or a short page that says it has moved), too short, too long, symbol share,
+alphabetic words, repeated lines, top bigram, duplicated 5-grams, language. The repetition and
+word checks are the Gopher rules (Rae et al. 2021, as FineWeb's pipelines run them), taken on the
+prose only: fenced code blocks (layout.py) repeat `}` and are mostly symbols by nature, and a
+code-heavy reference page must not be dropped for it. Thresholds are loosened where technical
+prose is not web prose (option tables and paths are symbols and non-words). Every threshold is a
+`suite new` flag. A drop carries the value it measured, so audit/dropped.jsonl shows how far over
+the threshold a document was.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tasks.documents.layout import prose_text
+
 # The reasons a document is dropped, in the order they are checked.
-DROP_REASONS = ("empty", "too_short", "too_long", "symbols", "non_words", "repeated_lines", "top_bigram",
+DROP_REASONS = ("empty", "redirect", "too_short", "too_long", "symbols", "non_words", "repeated_lines", "top_bigram",
                 "duplicated_5grams", "language")
 # Lingua's low-accuracy mode: ~8 ms a document and ~120 MB (the high-accuracy mode: ~45 ms, ~0.9 GB).
 LANGUAGE_SAMPLE_CHARS = 2000
@@ -27,6 +33,10 @@ _WORD_WITH_LETTER = re.compile(r"\S*[^\W\d_]\S*")  # one match per whitespace-se
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b")
 # International (+44 20 7946 0958) and North-American ((555) 123-4567, 555.123.4567) numbers:
 # digit groups with separators, so versions (2.38.1), dates (2024-01-31) and plain integers stay.
+# A stub says the page moved; only a short page can be one (a long page mentioning a redirect is not).
+_STUB = re.compile(r"\b(?:redirect(?:ing|ed)? to|(?:page|document|content) (?:has|have) (?:been )?moved|"
+                   r"this is an old link|(?:has|have) moved to|moved permanently)\b", re.IGNORECASE)
+STUB_MAX_WORDS = 150
 _PHONE = re.compile(r"(?<![\w.+-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])\d{3,4}[ .-]\d{3,4}(?![\w.-])")
 
 
@@ -42,28 +52,48 @@ class CleaningConfig:
     max_top_bigram_share: float = 0.2       # characters of the most frequent word bigram / all (Gopher: 0.2)
     max_duplicated_5gram_share: float = 0.15  # characters in repeated word 5-grams / all (Gopher: 0.15)
     languages: tuple[str, ...] = ("en",)    # ISO 639-1 codes kept; () keeps every language
+    boilerplate_share: float = 0.2          # a prose line in at least this share of documents is removed…
+    boilerplate_min_documents: int = 5      # …when that is at least this many documents (boilerplate.py)
     scrub_pii: bool = False
 
 
-def drop_reason(text: str, config: CleaningConfig) -> str | None:
-    """The first filter `text` fails (one of DROP_REASONS), or None when it passes them all."""
+@dataclass(frozen=True)
+class Drop:
+    """Why a document was dropped: the rule (one of DROP_REASONS) and the value it measured."""
+
+    reason: str
+    value: float | str
+
+
+def drop_reason(text: str, config: CleaningConfig) -> Drop | None:
+    """The first filter `text` fails, with its measured value; None when it passes them all."""
     words = text.split()
     if not words:
-        return "empty"
+        return Drop("empty", 0)
+    if len(words) <= STUB_MAX_WORDS and (stub := _STUB.search(text)):
+        return Drop("redirect", stub.group())
     if len(words) < config.min_words:
-        return "too_short"
+        return Drop("too_short", len(words))
     if len(text) > config.max_chars:
-        return "too_long"
-    if symbol_share(text) > config.max_symbol_share:
-        return "symbols"
-    if len(_WORD_WITH_LETTER.findall(text)) / len(words) < config.min_word_share:
-        return "non_words"
-    if repeated_line_share(text) > config.max_repeated_line_share:
-        return "repeated_lines"
-    if top_ngram_share(words, 2) > config.max_top_bigram_share:
-        return "top_bigram"
-    if duplicated_ngram_share(words, 5) > config.max_duplicated_5gram_share:
-        return "duplicated_5grams"
+        return Drop("too_long", len(text))
+    return _prose_drop(prose_text(text), config)
+
+
+def _prose_drop(prose: str, config: CleaningConfig) -> Drop | None:
+    """The Gopher rules on the prose (code blocks left out); a page of code alone passes them."""
+    words = prose.split()
+    if not words:
+        return None
+    measures = (
+        ("symbols", lambda: symbol_share(prose), lambda v: v > config.max_symbol_share),
+        ("non_words", lambda: len(_WORD_WITH_LETTER.findall(prose)) / len(words), lambda v: v < config.min_word_share),
+        ("repeated_lines", lambda: repeated_line_share(prose), lambda v: v > config.max_repeated_line_share),
+        ("top_bigram", lambda: top_ngram_share(words, 2), lambda v: v > config.max_top_bigram_share),
+        ("duplicated_5grams", lambda: duplicated_ngram_share(words, 5), lambda v: v > config.max_duplicated_5gram_share),
+    )
+    for reason, measure, fails in measures:
+        if fails(value := measure()):
+            return Drop(reason, round(value, 3))
     return None
 
 

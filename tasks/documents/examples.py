@@ -1,12 +1,18 @@
 """The label-free tasks' examples, made from one kept document at a time.
 
 - perplexity: the document's first characters (cut at a line end), for dev and test documents;
-- term-cloze: a sentence holding exactly one domain term, the term masked: the text before it is
-  the context, the rest the suffix; choices are the term and distractor terms from the same list
-  that the document never uses (so a distractor cannot also be right);
-- known-item: the document's first sentence that does not hold its title, and the question which
-  document it is from, answered by its title among other documents' titles; with retrieval, the
-  same sentence is the query that must find its own document (recall@k, MRR).
+- term-cloze: a sentence holding exactly one domain term (a word, or a two-word phrase masked
+  whole), the term masked: the text before it is the context, the rest the suffix; choices are
+  the term and distractor terms from the same list that the document never uses (so a distractor
+  cannot also be right);
+- known-item: the document's first sentence that holds neither its title nor any of its headings,
+  and the question which document it is from, answered by its title among other documents'
+  titles; with retrieval, the same sentence is the query that must find its own document
+  (recall@k, MRR). A query naming its document would test string matching, not knowledge.
+
+Sentences are taken from the prose (code blocks and heading lines left out). A template sentence
+— one that several documents hold word for word ("This error code is no longer emitted by the
+compiler.") — is neither a query nor a cloze item: it says nothing about its own document.
 
 Every example carries `source.doc_id`. Draws (which sentences, which distractors, the order of
 choices) are seeded by the suite seed and the document id, so a document's examples do not depend
@@ -20,6 +26,9 @@ import heapq
 import random
 import re
 from dataclasses import dataclass, field
+
+from retrieval.matching import contains_phrase
+from tasks.documents.layout import heading_of, headings, lines_outside_code
 
 # Blocks end at blank lines and at line ends after . ! ? : (a list item, a line of code); lines
 # inside a block are one wrapped paragraph.
@@ -40,12 +49,13 @@ class ExampleSettings:
 
 
 def sentences(text: str) -> list[str]:
-    """Prose sentences of a document: blocks joined into lines, split after . ! ?, kept when
-    8–60 words, 40–400 characters, ending in . ! ? and mostly letters (not code or tables)."""
+    """Prose sentences of a document: code blocks and headings left out, blocks joined into lines,
+    split after . ! ?, kept when 8–60 words, 40–400 characters, ending in . ! ? and mostly letters
+    (not code or tables)."""
+    prose = "\n".join("" if heading_of(line) is not None else line for line in lines_outside_code(text))
     found = []
-    for block in _BLOCK_END.split(text):
-        flat = " ".join(block.split())
-        for sentence in _SENTENCE_END.split(flat):
+    for block in _BLOCK_END.split(prose):
+        for sentence in split_sentences(" ".join(block.split())):
             n_words = len(sentence.split())
             if not (SENTENCE_WORDS[0] <= n_words <= SENTENCE_WORDS[1]
                     and SENTENCE_CHARS[0] <= len(sentence) <= SENTENCE_CHARS[1] and sentence[-1] in ".!?"):
@@ -54,6 +64,25 @@ def sentences(text: str) -> list[str]:
             if sum(1 for c in visible if not c.isalnum()) / len(visible) <= MAX_SENTENCE_SYMBOL_SHARE:
                 found.append(sentence)
     return found
+
+
+def split_sentences(line: str) -> list[str]:
+    """One line of prose cut after . ! ? where the next sentence starts with a capital."""
+    return _SENTENCE_END.split(line)
+
+
+def sentence_key(sentence: str) -> int:
+    """A stable 64-bit hash of the sentence in lower case, spacing folded, to count templates.
+
+    (str methods, not retrieval.matching's normalisation: this runs on every sentence three times.)
+    """
+    folded = " ".join(sentence.lower().split())
+    return int.from_bytes(hashlib.blake2b(folded.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def own_sentences(doc_sentences: list[str], templates: frozenset[int]) -> list[str]:
+    """The sentences that are not templates shared with other documents."""
+    return [sentence for sentence in doc_sentences if sentence_key(sentence) not in templates]
 
 
 def perplexity_example(doc: dict, settings: ExampleSettings) -> dict:
@@ -68,7 +97,8 @@ def cloze_examples(doc: dict, doc_sentences: list[str], terms: dict[str, str], s
     """Up to two cloze examples; `terms` maps a term in lower case to its spelling in the choices."""
     rng = random.Random(f"{settings.seed}:cloze:{doc['id']}")
     used = {word.lower() for word in re.findall(r"[\w-]+", doc["text"])}
-    distractor_pool = sorted(spelling for lower, spelling in terms.items() if lower not in used)
+    # A two-word term counts as used when the document has both its words (cheap, and errs towards safety).
+    distractor_pool = sorted(spelling for lower, spelling in terms.items() if not set(lower.split()) <= used)
     if len(distractor_pool) < settings.choices - 1:
         return []
     candidates = [cloze for sentence in doc_sentences if (cloze := _masked(sentence, terms))]
@@ -93,13 +123,15 @@ def title_form(doc: dict) -> str:
 
 def known_item_example(doc: dict, doc_sentences: list[str], titles: dict[str, list[str]],
                        settings: ExampleSettings) -> dict | None:
-    """The document's first sentence not holding its title, and its title among others; None if neither fits.
+    """The document's first sentence holding neither its title nor a heading, and its title among others;
+    None if neither fits. `doc_sentences` are the document's own (templates already left out).
 
     Other titles are drawn from those of the same form (`titles`: form → titles), so the right
     choice never stands out as the one path among headings, or the reverse.
     """
     title = doc["title"]
-    query = next((s for s in doc_sentences if title.lower() not in s.lower()), None)
+    names = [title, *headings(doc["text"])]
+    query = next((s for s in doc_sentences if not any(contains_phrase(s, name) for name in names)), None)
     rng = random.Random(f"{settings.seed}:known-item:{doc['id']}")
     pool = titles.get(title_form(doc), [])
     others = {other for other in rng.sample(pool, min(len(pool), 4 * settings.choices))
@@ -112,18 +144,25 @@ def known_item_example(doc: dict, doc_sentences: list[str], titles: dict[str, li
 
 
 def _masked(sentence: str, terms: dict[str, str]) -> tuple[str, str, str] | None:
-    """(text before, the term as written, text after) for the first term the sentence holds once."""
+    """(text before, the term as written, text after) for the first term the sentence holds once,
+    a two-word term before the single word it starts with."""
     words = list(re.finditer(r"(?<![\w-])[A-Za-z][\w-]*(?![\w-])", sentence))
-    counts: dict[str, int] = {}
-    for match in words:
-        counts[match.group().lower()] = counts.get(match.group().lower(), 0) + 1
     for position, match in enumerate(words):
-        lower = match.group().lower()
-        if lower in terms and counts[lower] == 1 and position >= MIN_CONTEXT_WORDS:
-            prefix = sentence[:match.start()]
-            if prefix.endswith(" "):  # the choice carries its space, as classification verbalisers do
-                return prefix.rstrip(), " " + match.group(), sentence[match.end():]
+        if position < MIN_CONTEXT_WORDS or not sentence[:match.start()].endswith(" "):
+            continue
+        pair = words[position + 1] if position + 1 < len(words) else None
+        spans = ([(match.start(), pair.end())] if pair and sentence[match.end():pair.start()] == " " else []) \
+            + [(match.start(), match.end())]
+        for start, end in spans:
+            term = sentence[start:end]
+            if term.lower() in terms and _occurrences(sentence, term) == 1:
+                # the choice carries its space, as classification verbalisers do
+                return sentence[:start].rstrip(), " " + term, sentence[end:]
     return None
+
+
+def _occurrences(text: str, term: str) -> int:
+    return len(re.findall(rf"(?<![\w-]){re.escape(term.lower())}(?![\w-])", text.lower()))
 
 
 def _shuffled(right: str, wrong: list[str], rng: random.Random) -> tuple[list[str], int]:
