@@ -145,7 +145,7 @@ class RagSettings:
     encoder: str = "minilm-l6"
     k: int = 4
     kind: str = "flat"            # the FAISS index kind of the dense side
-    retrieval: str = "hybrid"     # hybrid (BM25 + dense, reciprocal-rank fused) | dense | lexical
+    retrieval: str = "hybrid"     # hybrid (BM25 + dense, normalised score mix) | dense | lexical
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""BM25 against its formula, reciprocal-rank fusion by hand, and the hybrid retriever."""
+"""BM25 against its formula, the score mix by hand, and the hybrid retriever."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 from retrieval_fakes import fake_encoder, minilm_tokenizer, sample_documents
 
-from retrieval.bm25 import BM25, HybridRetriever, bm25_terms, reciprocal_rank_fusion
+from retrieval.bm25 import BM25, HybridRetriever, bm25_terms, score_mix
 from retrieval.index import build_index
 
 TEXTS = ["EXDEV oldpath and newpath are not on the same mounted filesystem",
@@ -45,10 +45,20 @@ def test_identifiers_are_terms():
                                                                      "exdev"]
 
 
-def test_reciprocal_rank_fusion_by_hand():
-    fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1]], k=3, c=60)
-    assert fused == [(1, pytest.approx(1 / 61 + 1 / 62)), (3, pytest.approx(1 / 63 + 1 / 61)),
-                     (2, pytest.approx(1 / 62))]
+def test_score_mix_by_hand():
+    dense = [(1, 0.9), (2, 0.5), (3, 0.1)]          # normalised: 1.0, 0.5, 0.0
+    lexical = [(3, 12.0), (1, 4.0)]                 # normalised: 1.0, 0.0
+    fused = score_mix(dense, lexical, k=3)
+    assert fused == [(1, pytest.approx(0.5)), (3, pytest.approx(0.5)), (2, pytest.approx(0.25))]
+    assert score_mix(dense, [], k=1) == [(1, pytest.approx(0.5))]
+
+
+def test_a_decisive_lexical_hit_beats_a_crowd_of_dense_look_alikes():
+    """The docsite failure of rank fusion: the exact code is BM25's clear first, dense ranks it tenth."""
+    dense = ([(row, 0.80 - row * 0.001) for row in range(10)] + [(42, 0.789)]
+             + [(100 + row, 0.6 - row * 0.0025) for row in range(40)])  # the rest of a depth-50 ranking
+    lexical = [(42, 9.0)] + [(row, 1.0) for row in range(5)]
+    assert score_mix(dense, lexical, k=1)[0][0] == 42
 
 
 def test_hybrid_retriever_finds_the_planted_document(tmp_path):
@@ -57,7 +67,7 @@ def test_hybrid_retriever_finds_the_planted_document(tmp_path):
     hybrid = HybridRetriever.load(tmp_path / "index", encoder=encoder)
     hits = hybrid.search("Which error means not on the same mounted filesystem? EXDEV", k=3)
     assert (hits[0].doc_id, hits[0].section) == ("rename.2", "ERRORS")
-    assert hits[0].score == pytest.approx(2 / 61)  # first in both rankings
+    assert hits[0].score == pytest.approx(1.0)  # first in both rankings
     assert hybrid.search_many(["chdir"], k=2) == [hybrid.search("chdir", k=2)]
 
 

@@ -77,7 +77,7 @@ def build_command(suite_spec: str | None, corpus_path: Path | None, encoder: str
 @click.argument("index_dir", type=click.Path(path_type=Path))
 @click.argument("query")
 @click.option("-k", "k", type=click.IntRange(min=1), default=5, show_default=True, help="Chunks to return.")
-@click.option("--hybrid", is_flag=True, help="Fuse dense and BM25 rankings (scores become RRF scores).")
+@click.option("--hybrid", is_flag=True, help="Fuse dense and BM25 scores (min-max normalised, mixed half and half).")
 @click.option("--device", default=None, help="cpu, cuda … (default: cuda if present).")
 def search_command(index_dir: Path, query: str, k: int, hybrid: bool, device: str | None) -> None:
     """Print the K chunks of INDEX_DIR most similar to QUERY, best first."""
