@@ -89,7 +89,9 @@ def publish_files(directory: str | Path, files: dict[str, bytes]) -> None:
     it is rolled forward by the next `publish_files` in the directory, so no reader of a
     finished publish sees files of two different renders.
     """
-    directory = Path(directory)
+    # Absolute: the temporary siblings come back absolute (tempfile makes them so), and the journal
+    # stores them relative to the directory, which a relative `runs/demo` would not match.
+    directory = Path(directory).absolute()
     roll_forward(directory)
     moves = []
     try:

@@ -108,3 +108,14 @@ def test_a_publish_killed_between_renames_is_rolled_forward(tmp_path, monkeypatc
     assert (tmp_path / "report.md").read_bytes() == b"n=4"
     assert json.loads((tmp_path / "summary.json").read_text()) == {"n": 4}
     assert hidden_entries(tmp_path) == []
+
+
+def test_a_report_set_publishes_into_a_relative_run_directory(tmp_path, monkeypatch):
+    """`make demo` writes to `runs/demo`, a relative path; the journal must still name its files."""
+    from harness.atomic import publish_files
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "demo" / "plots").mkdir(parents=True)
+    publish_files("runs/demo", {"report.md": b"new", "plots/a.png": b"png"})
+    assert (tmp_path / "runs" / "demo" / "report.md").read_bytes() == b"new"
+    assert (tmp_path / "runs" / "demo" / "plots" / "a.png").read_bytes() == b"png"
