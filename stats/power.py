@@ -11,7 +11,6 @@ import math
 
 # z for a two-sided 5% test and for 80% power: the usual minimum-detectable-effect quantiles.
 Z_ALPHA, Z_POWER = 1.959964, 0.841621
-POWER = 0.80
 
 
 def standard_error(ci_low: float, ci_high: float) -> float:

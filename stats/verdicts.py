@@ -56,10 +56,6 @@ class Decision:
     verdict: str
     reason: str = ""
 
-    @property
-    def fails(self) -> bool:
-        return self.verdict in FAILING
-
 
 def gain(difference: float, higher_is_better: bool) -> float:
     """A difference signed so that positive always means better."""
