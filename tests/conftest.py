@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from endpoint_fakes import FakeServer
 
 from harness.tiny import build_tiny_model, build_tiny_tokenizer, save_tiny_model
 
@@ -31,3 +32,15 @@ def tiny_model(tiny_tokenizer):
 def tiny_model_dir(tmp_path_factory):
     """The tiny model saved as a Hugging Face directory (what `--model DIR` points at)."""
     return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny-random-llama")
+
+
+@pytest.fixture
+def fake_server():
+    servers = []
+
+    def start(answer):
+        servers.append(FakeServer(answer))
+        return servers[-1]
+    yield start
+    for server in servers:
+        server.close()

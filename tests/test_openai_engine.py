@@ -11,15 +11,14 @@ servers without prompt log-probs); tests marked slow start the real one.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from endpoint_fakes import completion
 from servers import free_port, start_llama_server, stop_server
 
 from harness.cli import main
@@ -66,62 +65,6 @@ def test_a_down_endpoint_is_one_line_and_exit_2_before_any_work(capsys, tmp_path
 
 # ----- the protocol, against a fake server -----------------------------------------------------------
 
-class FakeServer:
-    """An OpenAI-compatible server on 127.0.0.1 that answers completions from `answer(body)`.
-
-    `answer` returns (status, json); the server records every completions body it received.
-    """
-
-    def __init__(self, answer):
-        self.answer, self.bodies = answer, []
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                self._send(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.bodies.append(body)
-                self._send(*fake.answer(body))
-
-            def _send(self, status, payload):
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def fake_server():
-    servers = []
-
-    def start(answer):
-        servers.append(FakeServer(answer))
-        return servers[-1]
-    yield start
-    for server in servers:
-        server.close()
-
-
-def completion(text, usage=(5, 3), logprobs=None):
-    return 200, {"choices": [{"text": text, "index": 0, "logprobs": logprobs, "finish_reason": "stop"}],
-                 "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1]}}
-
-
 def test_generation_is_greedy_and_cuts_stops_after_the_answer_begins(fake_server):
     server = fake_server(lambda body: completion("\nParis\nLyon"))
     engine = OpenAIEngine(f"openai+{server.url}", progress=False)
@@ -163,58 +106,6 @@ def test_a_server_without_prompt_logprobs_makes_loglikelihood_not_scorable(fake_
     with pytest.raises(NotScorable):
         engine.loglikelihood_rolling([RollingRequest("Some text.")])
     assert engine.generate([GenerationRequest("x", max_new_tokens=2)]) == [" Paris"]
-
-
-def character_model(body):
-    """A fake model whose tokens are characters, each with log-prob -1; it always generates "!"."""
-    if not body.get("echo"):
-        return completion("!", logprobs={"tokens": ["!"], "text_offset": [0], "token_logprobs": [-1.0],
-                                         "top_logprobs": [{"!": -1.0}]})
-    text = body["prompt"] + "!"
-    logprobs = [None] + [-1.0] * (len(text) - 1)
-    return completion(text, logprobs={"tokens": list(text), "text_offset": list(range(len(text))),
-                                      "token_logprobs": logprobs, "top_logprobs": [{"!": -1.0}] * len(text)},
-                      usage=(len(text) - 1, 1))
-
-
-def test_eval_leaves_examples_whose_requests_failed_out_of_the_metrics_and_lists_them(fake_server, tmp_path,
-                                                                                        capsys):
-    def malloc_fails(body):  # as vLLM refuses a prompt longer than its context
-        return (400, {"error": "prompt too long"}) if "malloc" in body["prompt"] else character_model(body)
-
-    server = fake_server(malloc_fails)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["eval", "--model", f"openai+{server.url}", "--suite", "tiny", "--tasks", "section-classification",
-              "--num-fewshot", "0", "--output", str(tmp_path)])
-    assert exit_info.value.code == 3  # written, but incomplete
-    result = load_result(result_path(tmp_path, "base", "section-classification"))
-    assert result.settings["incomplete"] == {"failed_examples": ["cls-te-2"], "examples": 5}
-    serving = result.cost["serving"]
-    assert serving["unscored_examples"] == ["cls-te-2"] and "cls-te-2" not in [e["id"] for e in result.examples]
-    assert result.metrics["accuracy"]["n"] == 4
-    assert serving["errors_by_kind"] == {"http_400": 2} and serving["request_errors"] == 2
-    assert serving["requests"] == 2 + 10  # the log-prob check, then two labels for each of five examples
-    err = capsys.readouterr().err
-    assert "2 of 12 requests" in err and "incomplete: section-classification (1 examples left out" in err
-
-
-def test_a_generation_that_timed_out_is_missing_data_not_a_wrong_answer(fake_server, tmp_path, capsys):
-    """Before: a timed-out summary scored ROUGE 0 and the command exited 0. Now it is left out and named."""
-    def slow_for_tcp(body):
-        if "closes a file descriptor" in body["prompt"]:
-            time.sleep(3)
-        return completion(" a summary")
-
-    server = fake_server(slow_for_tcp)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["eval", "--model", f"openai+{server.url}", "--suite", "tiny", "--tasks", "name-summarization",
-              "--num-fewshot", "0", "--timeout", "0.5", "--output", str(tmp_path)])
-    assert exit_info.value.code == 3
-    result = load_result(result_path(tmp_path, "base", "name-summarization"))
-    failed = result.settings["incomplete"]["failed_examples"]
-    assert failed and not set(failed) & {e["id"] for e in result.examples}
-    assert failed == ["sum-te-2"] and result.metrics["rougeL"]["n"] == result.settings["incomplete"]["examples"] - 1
-    assert "incomplete: name-summarization (1 examples left out" in capsys.readouterr().err
 
 
 def test_eval_reports_tasks_an_endpoint_cannot_score_and_still_runs_the_others(fake_server, tmp_path, capsys):
