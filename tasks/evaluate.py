@@ -71,11 +71,10 @@ def evaluate_task(task: TaskSpec, engine, *, split: str = "test", limit: int | N
     # `label` names what is being evaluated (a run's `configuration / task`), so one line says it all.
     with status(f"{label or task.name}: {len(examples)} {split} examples") if progress else contextlib.nullcontext():
         responses = _per_example(run_requests(engine, [r for rs in requests for r in rs]), requests)
-    failed = [example["id"] for example, answer in zip(examples, responses)
-              if any(is_failed_response(response) for response in answer)]
-    kept = [(example, answer, chunks) for example, answer, chunks in zip(examples, responses, retrieved)
-            if example["id"] not in set(failed)]
-    examples, responses, retrieved = ([item[i] for item in kept] for i in range(3))
+    answered = [not any(is_failed_response(response) for response in answer) for answer in responses]
+    failed = [example["id"] for example, ok in zip(examples, answered) if not ok]
+    examples, responses, retrieved = ([item for item, ok in zip(column, answered) if ok]
+                                      for column in (examples, responses, retrieved))
     records = [module.score(task, example, answer) for example, answer in zip(examples, responses)]
     for record, chunks, example in zip(records, retrieved, examples):
         record.retrieved = chunks

@@ -152,3 +152,12 @@ def test_holm_and_benjamini_hochberg_match_their_definitions():
     with pytest.raises(ValueError):
         adjust(p, "bonferroni-ish")
 
+
+
+def test_the_cli_offers_exactly_the_semantics_and_corrections_stats_knows():
+    """harness.commands.options repeats the names so `--help` imports no numpy; they must not drift."""
+    from harness.commands import options
+    from stats.multiplicity import CORRECTIONS
+    from stats.verdicts import SEMANTICS
+
+    assert options.SEMANTICS == SEMANTICS and options.CORRECTIONS == CORRECTIONS
