@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.torchrun import run_checked, torchrun
 
 WORKER = Path(__file__).with_name("distributed_engine_worker.py")
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,11 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_worker(out: Path, nproc: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     if nproc == 1:
-        command = [sys.executable, str(WORKER), str(out)]
+        run_checked([sys.executable, str(WORKER), str(out)], env=env, cwd=ROOT)
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-                   "--master-port", "29533", str(WORKER), str(out)]
-    subprocess.run(command, check=True, env=env, cwd=ROOT, timeout=300, capture_output=True)
+        torchrun([str(WORKER), str(out)], nproc=nproc, env=env, cwd=ROOT)
     return json.loads(out.read_text())
 
 
@@ -40,14 +39,10 @@ def test_two_gloo_processes_equal_one(tmp_path):
 def test_eval_under_torchrun_writes_what_one_process_writes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DOMAINBENCH_CACHE": str(tmp_path / "cache")}
     # fp32, the reference: under bf16 the two shardings' batch shapes round differently.
-    base = [sys.executable, "-m", "harness.cli", "eval", "--model", "tiny-random-llama", "--suite", "tiny",
+    base = ["-m", "harness.cli", "eval", "--model", "tiny-random-llama", "--suite", "tiny",
             "--dtype", "float32"]
-    subprocess.run([*base, "--output", str(tmp_path / "one")], check=True, env=env, cwd=ROOT, timeout=300,
-                   capture_output=True)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29534",
-                    "-m", "harness.cli", "eval", "--model", "tiny-random-llama", "--suite", "tiny", "--dtype", "float32",
-                    "--output", str(tmp_path / "two")], check=True, env=env, cwd=ROOT, timeout=300,
-                   capture_output=True)
+    run_checked([sys.executable, *base, "--output", str(tmp_path / "one")], env=env, cwd=ROOT)
+    torchrun([*base, "--output", str(tmp_path / "two")], nproc=2, env=env, cwd=ROOT)
     one = sorted((tmp_path / "one" / "results" / "base").glob("*.json"))
     assert [p.name for p in one] == sorted(p.name for p in (tmp_path / "two" / "results" / "base").glob("*.json"))
     for path in one:

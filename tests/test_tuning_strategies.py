@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -18,6 +16,8 @@ from harness.tiny import build_tiny_model, build_tiny_tokenizer
 from tuning.distill import check_same_tokenizer, student_from_teacher
 from tuning.peft_adapters import peft_config
 from tuning.recipe import load_recipe
+
+from tests.torchrun import torchrun
 
 TINY_TRAIN = {"data": {"seq_len": 48, "max_train_examples": 16, "max_dev_examples": 4},
               "train": {"max_steps": 4, "batch_size": 2, "grad_accum": 1, "warmup_steps": 1, "eval_every": 2,
@@ -187,11 +187,8 @@ def test_two_process_ddp_run_completes_and_matches_one_process(tiny_model_dir, s
     settings = {**TINY_TRAIN, "train": {**TINY_TRAIN["train"], "batch_size": 1}}
     (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(settings))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533",
-               "-m", "harness.cli", "tune", "full", "--model", str(tiny_model_dir), "--suite", str(suite.path),
-               "--config", str(tmp_path / "ddp.yaml"), "--output", str(tmp_path / "ddp")]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    torchrun(["-m", "harness.cli", "tune", "full", "--model", str(tiny_model_dir), "--suite", str(suite.path),
+              "--config", str(tmp_path / "ddp.yaml"), "--output", str(tmp_path / "ddp")], nproc=2, env=env)
     manifest = read_manifest(tmp_path / "ddp")
     assert manifest["cost"]["processes"] == 2 and manifest["quality"]["steps"] == 4
     from tuning.full import tune_full
