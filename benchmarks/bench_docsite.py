@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from harness.cli import main
+from cli.main import main
 from retrieval.bm25 import RETRIEVAL_MODES, HybridRetriever
 from retrieval.corpus import load_corpus
 from retrieval.index import build_index

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from benchmarks.conftest import seconds, training_steps
-from harness.engine import Engine
+from engines.hf import Engine
 from harness.models import cpu_has_native_bf16, load_model
 from harness.requests import GenerationRequest, RollingRequest
 from tasks.suite import load_suite
@@ -61,7 +61,7 @@ def test_perplexity_of_ten_man_pages(benchmark, smollm, manpages):
 
 
 def test_generation_16_prompts_by_32_tokens(benchmark, smollm, manpages):
-    """Ours (bf16, harness.greedy, one-query attention) against transformers' `generate` over the
+    """Ours (bf16, engines.greedy, one-query attention) against transformers' `generate` over the
     left-padded fp32 batch, which is what the engine ran before; also the engine in bf16 with `generate`."""
     fp32, bf16, tokenizer = smollm
     requests = [GenerationRequest(f"Manual page description:\n{e['document'][:400]}\nOne-line summary:",

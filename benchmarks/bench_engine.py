@@ -11,7 +11,7 @@ import random
 import torch
 
 from benchmarks.conftest import seconds
-from harness.engine import Engine
+from engines.hf import Engine
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
 WORDS = ("the open system call file descriptor returns error errno pathname rename directory "

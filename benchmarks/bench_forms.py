@@ -16,7 +16,7 @@ import math
 import pytest
 
 from benchmarks.conftest import seconds
-from harness.engine import Engine
+from engines.hf import Engine
 from harness.models import (
     gguf_origin,
     load_model,
@@ -41,7 +41,7 @@ def parent():
 
 
 def _form_engine(form: str, suite):
-    from harness.llama_engine import LlamaCppEngine
+    from engines.llama_cpp import LlamaCppEngine
     from tuning.forms import FormSource, build_form, form_model_path
     from tuning.prune import load_prune_recipe
 

@@ -13,8 +13,8 @@ import math
 import pytest
 
 from benchmarks.conftest import seconds
-from harness.engine import Engine
-from harness.llama_engine import LlamaCppEngine
+from engines.hf import Engine
+from engines.llama_cpp import LlamaCppEngine
 from harness.models import gguf_origin, load_model
 from harness.requests import GenerationRequest, RollingRequest
 from tasks.suite import load_suite

@@ -19,10 +19,10 @@ import time
 import pytest
 import torch
 
-from harness.engine import Engine
+from engines.hf import Engine
+from engines.tokens import prefix_token_id
 from harness.models import load_model, parse_dtype
 from harness.requests import LoglikelihoodRequest, RollingRequest
-from harness.tokens import prefix_token_id
 from tasks.suite import load_suite
 
 lm_eval = pytest.importorskip("lm_eval", reason="the `bench` extra (lm-evaluation-harness) is not installed")
@@ -120,7 +120,7 @@ def test_multiple_choice_against_lm_eval(benchmark, models, manpages):
     def engine_logprobs(model):
         return [s.logprob for s in Engine(model, tokenizer, device="cpu", progress=False).loglikelihood(requests)]
 
-    # lm-eval scores a context without a leading BOS; the engine prefixes one (harness/tokens.py).
+    # lm-eval scores a context without a leading BOS; the engine prefixes one (engines/tokens.py).
     # Writing the prefix token into lm-eval's context gives both the same token ids.
     prefix = tokenizer.decode([prefix_token_id(tokenizer)])
     harness = _lm_eval_model(fp32, tokenizer)

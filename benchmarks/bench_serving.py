@@ -17,7 +17,7 @@ import subprocess
 import sys
 from contextlib import contextmanager
 
-from harness.cli import main
+from cli.main import main
 from harness.models import gguf_origin
 from tests.servers import free_port, stop_server, wait_until_ready
 
@@ -31,7 +31,7 @@ def _served(arguments: list[str], log_path):
     """`domainbench serve ARGUMENTS` on 127.0.0.1 and a free port, ready; stopped by PID afterwards."""
     port = free_port()
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "harness.cli", "serve", *arguments, "--host", "127.0.0.1",
+        process = subprocess.Popen([sys.executable, "-m", "cli", "serve", *arguments, "--host", "127.0.0.1",
                                     "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     try:

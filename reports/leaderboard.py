@@ -23,8 +23,8 @@ from reports.render_html import (
 )
 from reports.render_markdown import configuration_label, markdown_text, table
 from reports.run_report import task_plots
-from tasks.pairing import higher_is_better
 from reports.summary import RunSummary, build_summary
+from tasks.pairing import higher_is_better
 
 LEADERBOARD_MD = "LEADERBOARD.md"
 RUNS_DIR = "runs"

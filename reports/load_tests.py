@@ -3,7 +3,7 @@
 `domainbench loadtest ENDPOINT --run RUN --configuration C` writes its record to
 `RUN/serving/<configuration>.json` (`load_test_path`); the report shows every level of it beside
 quality ("Serving under load") and the leaderboard shows the busiest level's p95 latency and
-output tokens/s. harness/loadtest.py measures the levels (as `LoadLevel`s) and writes the record; this module reads it, checks the
+output tokens/s. serve/loadtest.py measures the levels (as `LoadLevel`s) and writes the record; this module reads it, checks the
 fields the reports use (naming the file and field when one is wrong), and turns it into plain-text
 rows that each renderer escapes its own way.
 """

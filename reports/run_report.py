@@ -13,7 +13,6 @@ from reports.plots import metric_plot, quality_cost_plot
 from reports.render_html import render_html
 from reports.render_markdown import render_markdown
 from reports.schema import load_result, write_result
-from tasks.pairing import task_spec
 from reports.summary import (
     SUMMARY_CSV,
     SUMMARY_JSON,
@@ -24,6 +23,7 @@ from reports.summary import (
     summary_json,
 )
 from tasks.evaluate import rescore
+from tasks.pairing import task_spec
 
 REPORT_MD = "report.md"
 REPORT_HTML = "report.html"

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.requests import LoglikelihoodRequest
+from stats.statistic import Statistic, SumStatistic, mean_of
 from tasks.metrics import precision_recall_f1_arrays
 from tasks.records import ExampleRecord
-from stats.statistic import Statistic, SumStatistic, mean_of
 from tasks.task_type import bootstrap_aggregate, template_training_pair
 
 if TYPE_CHECKING:

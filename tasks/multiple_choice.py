@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.requests import LoglikelihoodRequest
-from tasks.records import ExampleRecord
 from stats.statistic import Statistic, mean_of
+from tasks.records import ExampleRecord
 from tasks.task_type import bootstrap_aggregate, template_training_pair
 
 if TYPE_CHECKING:

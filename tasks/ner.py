@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stats.statistic import Statistic, SumStatistic
 from tasks.metrics import entity_counts, precision_recall_f1_arrays
 from tasks.records import ExampleRecord
-from stats.statistic import Statistic, SumStatistic
 from tasks.task_type import (
     bootstrap_aggregate,
     generation_requests,

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.requests import RollingRequest
+from stats.statistic import Statistic, SumStatistic
 from tasks.prompts import render
 from tasks.records import ExampleRecord
-from stats.statistic import Statistic, SumStatistic
 from tasks.task_type import bootstrap_aggregate, nonempty_string_problems
 
 if TYPE_CHECKING:

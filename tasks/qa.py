@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stats.statistic import Statistic, mean_of
 from tasks.metrics import answer_containment, exact_match, token_f1
 from tasks.records import ExampleRecord
-from stats.statistic import Statistic, mean_of
 from tasks.task_type import (
     bootstrap_aggregate,
     generation_requests,

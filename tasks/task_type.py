@@ -15,15 +15,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.requests import GenerationRequest
-from tasks.prompts import render
 from stats.intervals import bootstrap_metrics
+from tasks.prompts import render
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from tasks.records import ExampleRecord
     from stats.intervals import Metric
     from stats.statistic import Statistic
+    from tasks.records import ExampleRecord
     from tasks.suite import TaskSpec
 
 

@@ -3,8 +3,8 @@
 import json
 import sys
 
-from harness.distributed import init_from_launcher, is_main_process, rank_and_world
-from harness.engine import Engine
+from engines.distributed import init_from_launcher, is_main_process, rank_and_world
+from engines.hf import Engine
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 from harness.tiny import build_tiny_model, build_tiny_tokenizer
 

@@ -106,7 +106,7 @@ def training_block(seconds: float, *, purpose: str = "weights", tokens: int = 60
 
 
 def index_block(seconds: float, *, chunks: int = 1200, size_mb: float = 2.0) -> dict:
-    """An index's cost block as harness/artifacts.py writes it."""
+    """An index's cost block as run/artifacts.py writes it."""
     return {"wall_seconds": seconds, "chunks": chunks, "chunks_per_second": chunks / seconds, "scope": "test pages",
             "artifact_bytes": int(size_mb * 2**20), "purpose": "index"}
 

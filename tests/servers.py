@@ -33,7 +33,7 @@ def start_llama_server(log_path):
     port = free_port()
     # flash attention: the attention kernel llama.cpp's default context (LlamaCppEngine's) uses on a CPU.
     # One thread: on a shared 2-core machine llama.cpp's spinning threads made two 5x slower (measured).
-    command = [sys.executable, "-m", "harness.llama_server", "--model", str(gguf_origin("smollm2-135m-instruct")), "--host", "127.0.0.1",
+    command = [sys.executable, "-m", "engines.llama_server", "--model", str(gguf_origin("smollm2-135m-instruct")), "--host", "127.0.0.1",
                "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--flash_attn", "true",
                # llama-cpp-python's server cancels a running stream when a new request arrives unless told not to.
                "--interrupt_requests", "false"]
@@ -62,7 +62,7 @@ def wait_until_ready(process, probe_url: str, seconds: float, output) -> None:
 def start_serve(args: list[str], env: dict | None = None, probe: str = "/health") -> tuple[subprocess.Popen, str]:
     """`domainbench serve ARGS` (this checkout's) on 127.0.0.1 and a free port: (process, base url), ready."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "harness.cli", "serve", *args, "--port", str(port)],
+    process = subprocess.Popen([sys.executable, "-m", "cli", "serve", *args, "--port", str(port)],
                                env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
     url = f"http://127.0.0.1:{port}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engine import Engine
+from engines.hf import Engine
 from harness.models import load_model, resolve_model
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 

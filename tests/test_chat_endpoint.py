@@ -12,13 +12,13 @@ import json
 import pytest
 from servers import app_in_thread
 
-from harness.cli import main
-from harness.endpoint import Endpoint, parse_endpoint
-from harness.engine import Engine
-from harness.openai_engine import NotScorable, OpenAIEngine
+from cli.main import main
+from engines.endpoint import Endpoint, parse_endpoint
+from engines.hf import Engine
+from engines.openai_api import NotScorable, OpenAIEngine
 from harness.requests import GenerationRequest, LoglikelihoodRequest
-from harness.serving import ServedModel, create_app
 from reports.schema import load_result, result_path
+from serve.served import ServedModel, create_app
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from report_runs import (
     write_run,
 )
 
-from harness.cli import main
+from cli.main import main
 from harness.errors import DomainbenchError
 from reports.compare import compare_runs, parse_max_drop
 from reports.schema import result_path

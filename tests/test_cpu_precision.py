@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import harness.models as models
-from harness.engine import Engine
+from engines.hf import Engine
 from harness.requests import LoglikelihoodRequest
 from tuning.loop import _accelerator
 

@@ -39,7 +39,7 @@ def test_two_gloo_processes_equal_one(tmp_path):
 def test_eval_under_torchrun_writes_what_one_process_writes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DOMAINBENCH_CACHE": str(tmp_path / "cache")}
     # fp32, the reference: under bf16 the two shardings' batch shapes round differently.
-    base = ["-m", "harness.cli", "eval", "--model", "tiny-random-llama", "--suite", "tiny",
+    base = ["-m", "cli", "eval", "--model", "tiny-random-llama", "--suite", "tiny",
             "--dtype", "float32"]
     run_checked([sys.executable, *base, "--output", str(tmp_path / "one")], env=env, cwd=ROOT)
     torchrun([*base, "--output", str(tmp_path / "two")], nproc=2, env=env, cwd=ROOT)

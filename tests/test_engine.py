@@ -7,11 +7,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.engine import Engine
+from engines.hf import Engine
+from engines.scoring import logprobs_from_logits, rolling_windows, vocab_tiled_logprobs
+from engines.shared_context import shared_context_rows
+from engines.stops import cut_at_stop
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
-from harness.scoring import logprobs_from_logits, rolling_windows, vocab_tiled_logprobs
-from harness.shared_context import shared_context_rows
-from harness.stops import cut_at_stop
 
 SENTENCES = [
     "The open() system call opens the file specified by pathname.",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.engine import Engine
+from engines.hf import Engine
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
 pytestmark = pytest.mark.gpu

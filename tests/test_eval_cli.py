@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from harness.cli import main
+from cli.main import main
 from harness.errors import DomainbenchError
 from reports.schema import SCHEMA_VERSION, load_result, result_path
 from tasks.evaluate import rescore
@@ -76,7 +76,7 @@ def test_a_configuration_name_that_promises_what_eval_does_not_do_is_refused(tmp
 
 
 def test_results_are_labelled_by_what_the_flags_evaluate_or_by_a_free_name(tmp_path):
-    from harness.commands.eval import _configuration_label
+    from cli.eval import _configuration_label
 
     index, adapter = tmp_path / "index", tmp_path / "adapter"
     assert _configuration_label(None, adapter=None, rag_index=None) == "base"

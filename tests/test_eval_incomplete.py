@@ -7,7 +7,7 @@ import time
 import pytest
 from endpoint_fakes import character_model, completion
 
-from harness.cli import main
+from cli.main import main
 from reports.schema import load_result, result_path
 
 

@@ -8,7 +8,7 @@ import pytest
 from report_runs import qa_result, write_run
 from test_runner import write_run_suite
 
-from harness.cli import main
+from cli.main import main
 from tasks.datafiles import MAX_EXAMPLE_CHARS, MAX_YAML_VALUES
 
 BILLION_LAUGHS = "lol0: &a0 [lol]\n" + "".join(
@@ -55,7 +55,7 @@ def test_a_yaml_bomb_in_a_spec_is_refused_before_it_expands(tmp_path, capsys):
 
 
 def test_a_spec_may_use_a_few_aliases(tmp_path):
-    from harness.spec import load_spec
+    from run.spec import load_spec
 
     spec = tmp_path / "spec.yaml"
     spec.write_text("rag: &settings {k: 2}\nrecipes: {}\nconfigurations: &c [base]\ntasks: null\n")

@@ -12,7 +12,7 @@ import os
 import pytest
 from test_runner import write_run_suite
 
-from harness.cli import main
+from cli.main import main
 from harness.manifest import MANIFEST_FILE
 
 
@@ -25,8 +25,8 @@ def cache(tmp_path, monkeypatch):
 @pytest.fixture
 def nothing_may_be_built(monkeypatch):
     """A refused command must stop before training, indexing or evaluating anything."""
-    import harness.runner
     import retrieval.index
+    import run.runner
     import tuning.strategies
 
     def built(*args, **kwargs):
@@ -34,7 +34,7 @@ def nothing_may_be_built(monkeypatch):
 
     monkeypatch.setattr(tuning.strategies, "tune", built)
     monkeypatch.setattr(retrieval.index, "build_index", built)
-    monkeypatch.setattr(harness.runner, "evaluate_task", built)
+    monkeypatch.setattr(run.runner, "evaluate_task", built)
 
 
 def refused(capsys, *args: str) -> str:

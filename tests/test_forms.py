@@ -8,7 +8,7 @@ import math
 import pytest
 
 from harness.errors import DomainbenchError
-from harness.spec import load_spec, parse_configuration
+from run.spec import load_spec, parse_configuration
 from tests.test_runner import tiny_recipes, write_run_suite
 
 
@@ -50,7 +50,7 @@ def test_bad_form_settings_name_the_field(tmp_path):
 
 
 def test_nf4_on_a_cpu_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
-    from harness.cli import main
+    from cli.main import main
 
     monkeypatch.setenv("DOMAINBENCH_CACHE", str(tmp_path / "cache"))
     suite = write_run_suite(tmp_path / "suite")
@@ -64,7 +64,7 @@ def test_nf4_on_a_cpu_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_merged_adapter_scores_like_the_adapter_and_the_report_pairs_them(tmp_path, monkeypatch):
-    from harness import runner
+    from run import runner
     from reports.compare import compare_forms
 
     monkeypatch.setenv("DOMAINBENCH_CACHE", str(tmp_path / "cache"))

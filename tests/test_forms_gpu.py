@@ -10,7 +10,7 @@ pytestmark = pytest.mark.gpu
 
 def test_nf4_form_shrinks_the_weights_and_scores_close_to_its_parent(tiny_model_dir, tmp_path, monkeypatch):
     pytest.importorskip("bitsandbytes")
-    from harness.engine import Engine
+    from engines.hf import Engine
     from harness.models import load_model, model_fingerprint
     from harness.requests import RollingRequest
     from tuning.forms import FormSource, build_form, model_bytes

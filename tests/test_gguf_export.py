@@ -11,10 +11,10 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from harness.engine import Engine
+from engines.hf import Engine
+from engines.isolated import IsolatedEngine
+from engines.llama_cpp import LlamaCppEngine
 from harness.errors import DomainbenchError
-from harness.isolated_engine import IsolatedEngine
-from harness.llama_engine import LlamaCppEngine
 from harness.models import load_tokenizer, resolve_model
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 from tuning.gguf_export import export_gguf

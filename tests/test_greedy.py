@@ -1,4 +1,4 @@
-"""harness.greedy (the CPU engine's own decoding) and harness.cpu_attention (its one-query attention)."""
+"""engines.greedy (the CPU engine's own decoding) and engines.cpu_attention (its one-query attention)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import copy
 import pytest
 import torch
 
-from harness.cpu_attention import NAME, attention, use_decode_attention
-from harness.cpu_linear import PackedLinears
-from harness.engine import Engine
-from harness.greedy import ReservedLayer, can_decode, greedy_generate
+from engines.cpu_attention import NAME, attention, use_decode_attention
+from engines.cpu_linear import PackedLinears
+from engines.greedy import ReservedLayer, can_decode, greedy_generate
+from engines.hf import Engine
+from engines.stops import cut_at_stop
 from harness.models import cpu_has_native_bf16
 from harness.requests import GenerationRequest
-from harness.stops import cut_at_stop
 
 PROMPTS = [
     "The open() system call opens the file specified by pathname. If the specified file does not exist,",

@@ -8,8 +8,8 @@ import signal
 
 import pytest
 
+from engines.isolated import EngineCrashed, IsolatedEngine
 from harness.errors import DomainbenchError
-from harness.isolated_engine import EngineCrashed, IsolatedEngine
 from harness.requests import GenerationRequest, Loglikelihood, LoglikelihoodRequest
 
 

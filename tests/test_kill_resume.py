@@ -29,7 +29,7 @@ def spec_file(tmp_path, suite) -> Path:
 
 def start(spec: Path, root: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DOMAINBENCH_CACHE": str(root / "cache")}
-    return subprocess.Popen([sys.executable, "-m", "harness.cli", "run", str(spec), "--output", str(root / "runs")],
+    return subprocess.Popen([sys.executable, "-m", "cli", "run", str(spec), "--output", str(root / "runs")],
                             env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

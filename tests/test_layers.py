@@ -1,31 +1,48 @@
 """The rooms' import contracts (pyproject.toml [tool.importlinter]) catch a wrong arrow.
 
-A copy of the packages with one planted import that points up a layer must fail `lint-imports`,
-naming the contract it breaks; the untouched copy must pass.
+The contracts are over whole packages, so a module is constrained the day it is added: a copy of
+the packages with one new module that imports against the direction must fail `lint-imports`,
+naming the contract it breaks and the arrow; the untouched copy must pass.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("harness", "retrieval", "tasks", "tuning", "reports")
+SETTINGS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+LAYERS = "rooms by role: each package imports only the packages below it"
+CLI_ON_TOP = "nothing imports the CLI"
+
+# (new module, what it imports, a contract it must break)
+PLANTED = [
+    ("harness/planted.py", "from engines.stops import cut_at_stop", LAYERS),           # the ground imports no room
+    ("engines/planted.py", "from run.spec import load_spec", LAYERS),               # an engine reaching the runner
+    ("retrieval/planted.py", "from reports.formatting import slug", LAYERS),
+    ("tuning/planted.py", "from run.runner import run", LAYERS),                    # tuning <-> run, no round trips
+    ("serve/planted.py", "from cli.eval import eval_command", CLI_ON_TOP),
+    ("stats/planted.py", "from harness.errors import DomainbenchError",
+     "stats imports no other room: inference sits below everything that calls it"),
+]
 
 
-@pytest.fixture
-def tree(tmp_path):
-    for package in PACKAGES:
-        shutil.copytree(ROOT / package, tmp_path / package,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.jsonl.gz", "*.gz"))
-    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
-    return tmp_path
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rooms")
+    for package in SETTINGS["root_packages"]:
+        shutil.copytree(ROOT / package, root / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.jsonl.gz", "*.gz", "builtin"))
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+    return root
 
 
 def _lint(tree: Path) -> subprocess.CompletedProcess:
@@ -34,12 +51,23 @@ def _lint(tree: Path) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
-@pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed beside this Python")
-def test_a_planted_upward_import_breaks_its_contract(tree):
-    assert _lint(tree).returncode == 0
-    planted = tree / "retrieval" / "planted.py"
-    planted.write_text("from reports.formatting import slug  # a wrong arrow: retrieval may not use reports\n")
+pytestmark = pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed beside this Python")
+
+
+def test_the_packages_as_they_are_keep_every_contract(tree):
     result = _lint(tree)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize(("module", "line", "contract"), PLANTED, ids=[p[0] for p in PLANTED])
+def test_a_new_module_with_a_wrong_arrow_breaks_its_contract(tree, module, line, contract):
+    planted = tree / module
+    planted.write_text(f"{line}  # planted: a wrong arrow\n")
+    try:
+        result = _lint(tree)
+    finally:
+        planted.unlink()
     assert result.returncode != 0
-    assert "retrieval uses only the harness ground BROKEN" in result.stdout
-    assert "retrieval.planted -> reports.formatting" in result.stdout
+    assert re.search(re.escape(contract) + r"\s*BROKEN", result.stdout), result.stdout
+    source, target = module.removesuffix(".py").replace("/", "."), line.split()[1]
+    assert f"{source} -> {target}" in result.stdout

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from report_runs import SCRIPT_OUTPUT, standard_run
 
-from harness.cli import main
+from cli.main import main
 
 CHROMIUM = Path("/usr/bin/chromium")
 needs_chromium = pytest.mark.skipif(not CHROMIUM.exists(),

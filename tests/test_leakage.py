@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from harness.cli import cli, main
+from cli.main import cli, main
 from tasks.leakage import KnowledgeBase, retrieval_leaks, task_leaks, unknown_sources
 
 CORPUS = [

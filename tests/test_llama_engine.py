@@ -13,13 +13,13 @@ import random
 
 import pytest
 
-from harness.engine import Engine
+from engines.hf import Engine
+from engines.isolated import IsolatedEngine
+from engines.llama_cpp import LlamaCppEngine, portable_model_params
+from engines.stops import cut_at_stop
 from harness.errors import DomainbenchError
-from harness.isolated_engine import IsolatedEngine
-from harness.llama_engine import LlamaCppEngine, portable_model_params
 from harness.models import gguf_origin, load_model
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
-from harness.stops import cut_at_stop
 
 MAX_LENGTH = 128
 # The builtin Q4_1 file against float32 HF on its dequantized weights, measured on this 2-core
@@ -81,7 +81,7 @@ def llama_engine_on_an_amx_cpu(path, tokenizer, **kwargs):
     """LlamaCppEngine as it loads on an AMX CPU; an AssertionError unless it asks llama.cpp not to repack."""
     import llama_cpp
 
-    import harness.llama_engine as llama_engine
+    import engines.llama_cpp as llama_engine
     import harness.models as models
 
     models.cpu_flags = lambda: SAPPHIRE_RAPIDS  # in the engine's own process, which ends with the test
@@ -114,7 +114,7 @@ def test_the_llama_cpp_server_loads_models_as_the_engine_does(monkeypatch):
     import llama_cpp.llama_cpp as bindings
 
     import harness.models as models
-    from harness.llama_server import use_portable_model_params
+    from engines.llama_server import use_portable_model_params
 
     monkeypatch.setattr(bindings, "llama_model_default_params", bindings.llama_model_default_params)  # restored after
     monkeypatch.setattr(models, "cpu_flags", lambda: SAPPHIRE_RAPIDS)

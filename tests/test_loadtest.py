@@ -13,8 +13,9 @@ import httpx
 import pytest
 from servers import free_port, start_llama_server, stop_server
 
-from harness.cli import main
-from harness.loadtest import arrival_offsets, percentile
+from cli.main import main
+from serve.loadtest import arrival_offsets
+from stats.descriptive import percentile
 
 # A request of 8 tokens takes well under a second here; a killed server must not leave it hanging.
 LOADTEST_SECONDS = 60
@@ -116,8 +117,8 @@ def tiny_endpoint(tiny_model, tiny_tokenizer):
     """`domainbench serve`'s app on the tiny model, in a thread, saying it serves configuration `base`."""
     from servers import app_in_thread
 
-    from harness.engine import Engine
-    from harness.serving import ServedModel, create_app
+    from engines.hf import Engine
+    from serve.served import ServedModel, create_app
 
     engine = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
     with app_in_thread(create_app(ServedModel("tiny", engine, about={"configuration": "base",
@@ -212,8 +213,8 @@ def _streaming_server(events: list[str]):
 def test_a_stream_that_fails_after_its_200_counts_as_failed(events, kind):
     from servers import app_in_thread
 
-    from harness.endpoint import Endpoint
-    from harness.loadtest import stream_completion, summarize_level
+    from engines.endpoint import Endpoint
+    from serve.loadtest import stream_completion, summarize_level
 
     with app_in_thread(_streaming_server(events)) as url, httpx.Client(base_url=url, timeout=10) as client:
         done = stream_completion(client, Endpoint(url), "m", "Hello", 4)

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from harness.cli import cli, main
+from cli.main import cli, main
 from harness.errors import DomainbenchError
 from harness.models import load_model, model_fingerprint, resolve_model
 

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from servers import free_port, start_llama_server, stop_server
 
-from harness.cli import main
+from cli.main import main
 
 TASKS = "errno-qa,section-classification"
 WATCH_SECONDS = 60
@@ -96,8 +96,8 @@ def test_a_drop_on_three_examples_cannot_decide_and_does_not_fail(served_baselin
 def test_a_drop_on_enough_examples_fails_the_round_and_one_on_too_few_does_not():
     from report_runs import qa_result
 
-    from harness.monitor import MonitorRound, round_problems
     from reports.changes import GateSettings, decide_family, metric_changes
+    from serve.monitor import MonitorRound, round_problems
 
     def round_against(baseline_correct: int, served_correct: int, n: int) -> MonitorRound:
         baseline = qa_result("base", "base", baseline_correct, n=n)
@@ -114,7 +114,7 @@ def test_a_drop_on_enough_examples_fails_the_round_and_one_on_too_few_does_not()
 def test_the_canary_is_sized_from_the_drop_to_detect():
     from report_runs import perplexity_result, qa_result
 
-    from harness.monitor import canary_size, detectable_drops
+    from serve.monitor import canary_size, detectable_drops
 
     baseline = [qa_result("base", "base", 20, n=40)]
     small, large = canary_size(baseline, 0.5), canary_size(baseline, 0.4)
@@ -146,8 +146,8 @@ def test_the_monitor_exposes_each_rounds_figures_to_prometheus_while_it_watches(
     fails the next round, which ends the watch (exit 1)."""
     from servers import app_in_thread
 
-    from harness.engine import Engine
-    from harness.serving import ServedModel, create_app
+    from engines.hf import Engine
+    from serve.served import ServedModel, create_app
 
     engine = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
     port = free_port()

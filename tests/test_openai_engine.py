@@ -21,14 +21,14 @@ import pytest
 from endpoint_fakes import completion
 from servers import free_port, start_llama_server, stop_server
 
-from harness.cli import main
-from harness.endpoint import Endpoint, parse_endpoint
-from harness.errors import DomainbenchError
-from harness.openai_engine import (
+from cli.main import main
+from engines.endpoint import Endpoint, parse_endpoint
+from engines.openai_api import (
     NotScorable,
     OpenAIEngine,
     _continuation_logprob,
 )
+from harness.errors import DomainbenchError
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest, is_failed_response
 from reports.schema import load_result, result_path
 
@@ -167,7 +167,7 @@ def endpoint_engine(llama_server, tokenizer):
 
 @pytest.fixture(scope="module")
 def gguf_engine(tokenizer):
-    from harness.llama_engine import LlamaCppEngine
+    from engines.llama_cpp import LlamaCppEngine
     from harness.models import gguf_origin
 
     engine = LlamaCppEngine(gguf_origin("smollm2-135m-instruct"), tokenizer, max_length=2048, n_threads=1, progress=False)
@@ -211,7 +211,7 @@ def test_rolling_equals_llama_cpp_but_for_the_first_token_the_server_does_not_sc
 
 @pytest.mark.slow
 def test_texts_longer_than_the_context_are_scored_in_windows_every_token_once(llama_server, tokenizer):
-    from harness.llama_engine import LlamaCppEngine
+    from engines.llama_cpp import LlamaCppEngine
     from harness.models import gguf_origin
 
     rng = random.Random(1)
@@ -293,8 +293,8 @@ def test_a_server_killed_mid_run_gives_recorded_errors_not_a_crash(tmp_path, tok
 def test_a_server_started_with_an_api_key_is_reached_with_openai_api_key(tiny_model, tiny_tokenizer, monkeypatch):
     from servers import app_in_thread
 
-    from harness.engine import Engine
-    from harness.serving import ServedModel, create_app
+    from engines.hf import Engine
+    from serve.served import ServedModel, create_app
 
     served = ServedModel("tiny", Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False))
     with app_in_thread(create_app(served, api_key="s3cret")) as url:

@@ -12,7 +12,7 @@ from report_runs import (
     write_run,
 )
 
-from harness.cli import main
+from cli.main import main
 
 CONFIGURATIONS = ("base", "rag", "adapter", "finetuned", "distilled", "adapter+rag")
 

@@ -17,7 +17,7 @@ from report_runs import (
     write_run,
 )
 
-from harness.cli import main
+from cli.main import main
 from reports.summary import build_summary
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from report_runs import SCRIPT_OUTPUT, attach_load_test, standard_run
 
-from harness.cli import main
+from cli.main import main
 
 
 def test_report_shows_every_level_of_each_attached_load_test(tmp_path):

@@ -6,7 +6,7 @@ import re
 
 from report_runs import SCRIPT_OUTPUT, standard_run
 
-from harness.cli import main
+from cli.main import main
 from reports.render_markdown import markdown_code
 
 

@@ -16,7 +16,7 @@ from report_runs import (
     write_run,
 )
 
-from harness.cli import main
+from cli.main import main
 from reports.schema import load_result, result_path
 from reports.summary import build_summary, summary_csv, summary_json
 

@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from retrieval_fakes import sample_documents
 
-from harness.cli import cli, main
+from cli.main import cli, main
 from retrieval.embedding import load_encoder
 from retrieval.retriever import Retriever
 

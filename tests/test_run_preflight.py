@@ -8,9 +8,9 @@ import pytest
 import yaml
 from test_runner import tiny_recipes, write_run_suite
 
-from harness.cli import main
-from harness.preflight import check_run
-from harness.spec import load_spec
+from cli.main import main
+from run.preflight import check_run
+from run.spec import load_spec
 from tasks.suite import load_suite
 
 TUNED_AND_RAG = ["base", "rag", "adapter", "finetuned", "distilled"]
@@ -130,6 +130,7 @@ def test_a_spec_value_of_the_wrong_type_is_named(tmp_path, capsys, run_suite):
 
 def test_a_good_run_passes_preflight(tmp_path, run_suite, monkeypatch):
     monkeypatch.setenv("DOMAINBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # the default run dir (runs/demo) is relative: not the checkout's own runs/
     spec = load_spec(None, {"suite": str(run_suite), "model": "tiny-random-llama", "device": "cpu",
                             "dtype": "float32", "recipes": tiny_recipes(tmp_path), "profile": "quick",
                             "configurations": [*TUNED_AND_RAG, "adapter+rag"]})

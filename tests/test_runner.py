@@ -8,7 +8,7 @@ import json
 import pytest
 
 from harness.errors import DomainbenchError
-from harness.spec import load_spec, parse_configuration
+from run.spec import load_spec, parse_configuration
 
 ERRNOS = {"EACCES": "permission is denied", "EEXIST": "the file already exists", "ENOENT": "the file does not exist",
           "EINTR": "a signal interrupted the call", "EINVAL": "an argument is invalid"}
@@ -76,7 +76,7 @@ def test_spec_names_the_wrong_field(tmp_path):
 
 @pytest.mark.slow
 def test_run_evaluates_every_configuration_then_resumes(tmp_path, monkeypatch):
-    import harness.runner as runner
+    import run.runner as runner
 
     monkeypatch.setenv("DOMAINBENCH_CACHE", str(tmp_path / "cache"))
     suite = write_run_suite(tmp_path / "suite")
@@ -132,8 +132,8 @@ def test_run_evaluates_every_configuration_then_resumes(tmp_path, monkeypatch):
 
 
 def test_a_result_is_reused_only_for_the_device_and_dtype_it_was_computed_with(tmp_path):
-    from harness.artifacts import Artifact
-    from harness.runner import Prepared, _input_key
+    from run.artifacts import Artifact
+    from run.runner import Prepared, _input_key
     from tasks.suite import load_suite
 
     task = load_suite("tiny").tasks[0]
@@ -154,8 +154,8 @@ def test_a_result_is_reused_only_under_the_code_and_resolved_settings_it_was_com
     import dataclasses
 
     import harness
-    import harness.runner as runner
-    from harness.artifacts import Artifact
+    import run.runner as runner
+    from run.artifacts import Artifact
     from tasks.registry import task_module
     from tasks.suite import load_suite
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from test_runner import tiny_recipes, write_run_suite
 
+from engines.tokens import prefix_token_id
 from harness.errors import DomainbenchError
-from harness.spec import load_spec
-from harness.tokens import prefix_token_id
+from run.spec import load_spec
 
 CRASH = "engine crashed: signal 11 (SIGSEGV) in llama.cpp"
 
@@ -34,7 +34,7 @@ class SegfaultingLlamaEngine:
 
 @pytest.mark.slow
 def test_a_crashed_engine_fails_only_its_configuration_and_a_rerun_retries_only_it(tmp_path, monkeypatch):
-    import harness.runner as runner
+    import run.runner as runner
 
     monkeypatch.setenv("DOMAINBENCH_CACHE", str(tmp_path / "cache"))
     overrides = {"name": "r", "suite": str(write_run_suite(tmp_path / "suite")), "model": "tiny-random-llama",

@@ -16,13 +16,12 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from harness.engine import Engine
+from engines.hf import Engine
+from engines.stops import cut_at_stop
 from harness.requests import GenerationRequest, LoglikelihoodRequest
-from harness.serving import ServedModel, create_app
-from harness.serving_metrics import ServingMetrics
-from harness.stops import cut_at_stop
+from serve.metrics import ServingMetrics
+from serve.served import ServedModel, create_app
 from tests.servers import STOP_SECONDS, app_in_thread, start_serve, stop_serve
-
 
 
 @pytest.fixture
@@ -41,8 +40,8 @@ def test_completion_is_the_engines_greedy_generation(client):
 
 
 def test_echoed_prompt_logprobs_score_like_the_engine(client):
-    """What harness.openai_engine scores log-likelihood tasks with equals the offline engine's score."""
-    from harness.openai_engine import _continuation_logprob, _prefix_text
+    """What engines.openai_api scores log-likelihood tasks with equals the offline engine's score."""
+    from engines.openai_api import _continuation_logprob, _prefix_text
 
     client, engine = client
     context, continuation = "The errno for a missing file is", " ENOENT"
@@ -81,7 +80,7 @@ def _metric(text: str, name: str) -> float:
 
 @pytest.mark.slow
 def test_served_model_answers_meters_and_stops_cleanly_on_sigterm(tiny_tokenizer):
-    from harness.openai_engine import OpenAIEngine
+    from engines.openai_api import OpenAIEngine
 
     process, url = start_serve(["--model", "tiny-random-llama"])
     try:
@@ -112,7 +111,7 @@ def test_served_model_answers_meters_and_stops_cleanly_on_sigterm(tiny_tokenizer
 def test_a_configuration_the_run_did_not_evaluate_is_refused(tmp_path):
     from click.testing import CliRunner
 
-    from harness.cli import cli
+    from cli.main import cli
 
     (tmp_path / "run.yaml").write_text("name: r\nconfigurations: [base]\n")
     result = CliRunner().invoke(cli, ["serve", str(tmp_path), "--configuration", "adapter+rag"])
@@ -237,7 +236,7 @@ def test_our_server_is_evaluated_load_tested_and_monitored_through_the_endpoint_
     """Deploy, then watch: eval through the endpoint, a load test, and a monitor round whose parity holds."""
     import sqlite3
 
-    from harness.cli import main
+    from cli.main import main
 
     process, url = start_serve(["--model", "tiny-random-llama"])
     endpoint = f"openai+{url}/v1"
@@ -261,7 +260,7 @@ def test_our_server_is_evaluated_load_tested_and_monitored_through_the_endpoint_
 
 
 def test_llama_cpp_engine_needs_a_gguf(tmp_path, capsys):
-    from harness.cli import main
+    from cli.main import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", "--model", "tiny-random-llama", "--engine", "llama.cpp"])

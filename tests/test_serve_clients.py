@@ -61,7 +61,7 @@ def _instances(pairs):
 
 def _ends_at_eos(model_dir: str, pairs) -> list[bool]:
     """Whether the engine's greedy token after context + continuation (the server's generation) is EOS."""
-    from harness.engine import Engine
+    from engines.hf import Engine
     from harness.models import load_model
     from harness.requests import GenerationRequest
 

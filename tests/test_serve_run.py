@@ -24,8 +24,8 @@ def evaluated_run(tmp_path_factory):
     """A run of the tiny model that evaluated adapter+rag, with its cache: (run dir, environment)."""
     from test_runner import tiny_recipes, write_run_suite
 
-    from harness.runner import run
-    from harness.spec import load_spec
+    from run.runner import run
+    from run.spec import load_spec
 
     root = tmp_path_factory.mktemp("served-run")
     env = {"DOMAINBENCH_CACHE": str(root / "cache")}
@@ -75,7 +75,7 @@ def test_serves_the_adapter_with_retrieval_a_run_evaluated_with_fingerprints_tak
 
 def _refusal(run_dir, env) -> str:
     """`serve` on the run as a process: it must exit 2 with one line (a server that starts instead is killed)."""
-    done = subprocess.run([sys.executable, "-m", "harness.cli", "serve", str(run_dir), "--configuration", "adapter+rag",
+    done = subprocess.run([sys.executable, "-m", "cli", "serve", str(run_dir), "--configuration", "adapter+rag",
                            "--port", "0"], env={**os.environ, **env}, capture_output=True, text=True,
                           timeout=STARTUP_SECONDS)
     error = done.stderr.strip()

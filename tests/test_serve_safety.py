@@ -13,10 +13,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from harness.engine import Engine
-from harness.serving import ServedModel, create_app
-from harness.serving_completions import ServingLimits, token_pieces
-from harness.serving_metrics import ServingMetrics
+from engines.hf import Engine
+from serve.completions import ServingLimits, token_pieces
+from serve.metrics import ServingMetrics
+from serve.served import ServedModel, create_app
 from tests.servers import app_in_thread, free_port
 
 
@@ -83,13 +83,13 @@ def test_with_an_api_key_every_route_but_health_wants_it(tiny_served):
                                                ("::1", None, False), ("0.0.0.0", None, True),
                                                ("0.0.0.0", "k", False), ("10.1.2.3", None, True)])
 def test_binding_beyond_loopback_without_a_key_warns(host, key, warned):
-    from harness.serving_process import exposure_warning
+    from serve.process import exposure_warning
 
     assert (exposure_warning(host, key) is not None) == warned
 
 
 def test_the_key_comes_from_the_environment_too(monkeypatch):
-    from harness.commands.serve import serve_command
+    from cli.serve import serve_command
 
     monkeypatch.setenv("DOMAINBENCH_API_KEY", "from-env")
     context = serve_command.make_context("serve", ["--model", "tiny-random-llama"])
@@ -232,7 +232,7 @@ def test_an_engine_that_answers_short_fails_that_batch_and_the_worker_lives_on(t
 def test_sigterm_drains_then_stops_generation_and_answers_503(tiny_tokenizer):
     import uvicorn
 
-    from harness.serving_process import DrainingServer
+    from serve.process import DrainingServer
 
     engine = _EndlessEngine(tiny_tokenizer)
     served = ServedModel("endless", engine, limits=ServingLimits(drain_seconds=1.0))
@@ -256,7 +256,7 @@ def test_sigterm_drains_then_stops_generation_and_answers_503(tiny_tokenizer):
 
 
 def test_a_port_out_of_range_is_one_line_and_exit_2(capsys):
-    from harness.cli import main
+    from cli.main import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", "--model", "tiny-random-llama", "--port", "99999"])
@@ -265,7 +265,7 @@ def test_a_port_out_of_range_is_one_line_and_exit_2(capsys):
 
 
 def test_a_port_in_use_is_refused_before_serving_on_is_printed(capsys):
-    from harness.cli import main
+    from cli.main import main
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -281,7 +281,7 @@ def test_a_port_in_use_is_refused_before_serving_on_is_printed(capsys):
 def test_the_key_is_handed_to_llama_cpps_server(monkeypatch):
     import os
 
-    from harness.cli import main
+    from cli.main import main
     from harness.models import gguf_origin
 
     class Executed(Exception):
@@ -300,7 +300,7 @@ def test_the_key_is_handed_to_llama_cpps_server(monkeypatch):
 def test_the_key_is_handed_to_vllm():
     from pathlib import Path
 
-    from harness.serving import vllm_command
+    from serve.served import vllm_command
 
     command = vllm_command("vllm", Path("/m"), name="r/base", dtype="auto", host="127.0.0.1", port=8000, api_key="k")
     assert command[-2:] == ["--api-key", "k"]

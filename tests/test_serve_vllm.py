@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from harness import serving
-from harness.cli import main
+from cli.main import main
+from serve import served
 from tuning.forms import form_fingerprint
 
 VLLM = "/opt/vllm/bin/vllm"
@@ -25,7 +25,7 @@ class Executed(Exception):
 
 @pytest.fixture
 def captured_exec(monkeypatch):
-    monkeypatch.setattr(serving, "vllm_executable", lambda: VLLM)
+    monkeypatch.setattr(served, "vllm_executable", lambda: VLLM)
 
     def execv(path, argv):
         raise Executed(path, argv)

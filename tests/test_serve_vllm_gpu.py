@@ -11,7 +11,7 @@ import httpx
 import pytest
 from servers import free_port, stop_server, wait_until_ready
 
-from harness.cli import main
+from cli.main import main
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
@@ -25,7 +25,7 @@ def vllm_server(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("vllm") / "server.log"
     port = free_port()
     with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "harness.cli", "serve", "--model", "smollm2-135m-instruct",
+        process = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--model", "smollm2-135m-instruct",
                                     "--engine", "vllm", "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/v1"
     wait_until_ready(process, f"{url}/models", VLLM_START_SECONDS, lambda: log_path.read_text()[-2000:])

@@ -13,7 +13,7 @@ HEAVY = ("torch", "transformers", "matplotlib", "faiss", "sentence_transformers"
 
 @pytest.mark.parametrize("argv", [["--help"], ["suite", "validate", "tiny"], ["suite", "show", "tiny"]])
 def test_light_commands_import_no_heavy_library(argv):
-    probe = ("import sys\nfrom harness.cli import main\n"
+    probe = ("import sys\nfrom cli.main import main\n"
              f"try:\n    main({argv!r})\nexcept SystemExit as exc:\n    assert not exc.code, exc.code\n"
              f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
@@ -23,7 +23,7 @@ def test_light_commands_import_no_heavy_library(argv):
 
 def test_library_progress_bars_show_only_with_verbose(tmp_path):
     def stderr(*flags: str) -> str:
-        argv = [sys.executable, "-m", "harness.cli", *flags, "eval", "--model", "tiny-random-llama", "--suite", "tiny",
+        argv = [sys.executable, "-m", "cli", *flags, "eval", "--model", "tiny-random-llama", "--suite", "tiny",
                 "--tasks", "manpage-perplexity", "--limit", "2", "--output", str(tmp_path / "-".join(flags or ("q",)))]
         # Without the switches an in-process CLI test may have left in this process's environment.
         env = {key: value for key, value in os.environ.items()

@@ -8,7 +8,6 @@ from hypothesis import strategies as st
 from stats.intervals import bootstrap_ci
 from stats.statistic import SumStatistic, mean_of
 
-
 ratio = SumStatistic(lambda sums, n: np.exp(-sums[..., 0] / sums[..., 1]))
 
 

@@ -155,8 +155,8 @@ def test_holm_and_benjamini_hochberg_match_their_definitions():
 
 
 def test_the_cli_offers_exactly_the_semantics_and_corrections_stats_knows():
-    """harness.commands.options repeats the names so `--help` imports no numpy; they must not drift."""
-    from harness.commands import options
+    """cli.options repeats the names so `--help` imports no numpy; they must not drift."""
+    from cli import options
     from stats.multiplicity import CORRECTIONS
     from stats.verdicts import SEMANTICS
 

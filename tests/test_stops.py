@@ -1,11 +1,11 @@
-"""harness.stops: where an answer ends, and the same answer released piece by piece while it is decoded."""
+"""engines.stops: where an answer ends, and the same answer released piece by piece while it is decoded."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.stops import StreamedAnswer, cut_at_stop
+from engines.stops import StreamedAnswer, cut_at_stop
 
 ALPHABET = "ab .:\n\té€"
 

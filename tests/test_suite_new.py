@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from cli.main import main
 from tasks.leakage import check_leakage
 from tasks.suite import load_suite
 

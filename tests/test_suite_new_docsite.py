@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+from cli.main import main
 from retrieval.matching import contains_phrase
 from tasks.documents.extract import extract
 from tests.docsite import HELP_OVERLAY, HIDDEN_LINES, RETIRED_SENTENCE, write_docsite

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from harness.cli import main
+from cli.main import main
 from harness.errors import DomainbenchError
 from tasks.suite import load_suite
 from tasks.suite_files import builtin_suites

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from harness.engine import Engine
+from engines.hf import Engine
 from harness.models import load_model
 from tasks.evaluate import evaluate_task
 from tasks.suite import load_suite

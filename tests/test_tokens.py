@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engine import Engine
+from engines.hf import Engine
+from engines.tokens import encode_pairs, prefix_token_id, split_pair
 from harness.errors import DomainbenchError
 from harness.requests import LoglikelihoodRequest
-from harness.tokens import encode_pairs, prefix_token_id, split_pair
 from tuning.data import sft_examples
 
 

@@ -13,11 +13,10 @@ from harness.errors import DomainbenchError
 from harness.manifest import MANIFEST_FILE, read_manifest
 from harness.models import load_model
 from harness.tiny import build_tiny_model, build_tiny_tokenizer
+from tests.torchrun import torchrun
 from tuning.distill import check_same_tokenizer, student_from_teacher
 from tuning.peft_adapters import peft_config
 from tuning.recipe import load_recipe
-
-from tests.torchrun import torchrun
 
 TINY_TRAIN = {"data": {"seq_len": 48, "max_train_examples": 16, "max_dev_examples": 4},
               "train": {"max_steps": 4, "batch_size": 2, "grad_accum": 1, "warmup_steps": 1, "eval_every": 2,
@@ -171,7 +170,7 @@ def _tiny_recipe_file(tmp_path):
 def test_cli_tune_lora_writes_an_artifact_and_prints_its_cost(tiny_model_dir, suite, tmp_path):
     from click.testing import CliRunner
 
-    from harness.cli import cli
+    from cli.main import cli
 
     result = CliRunner().invoke(cli, ["tune", "lora", "--model", str(tiny_model_dir), "--suite", str(suite.path),
                                       "--config", str(_tiny_recipe_file(tmp_path)), "--output", str(tmp_path / "a")])
@@ -187,7 +186,7 @@ def test_two_process_ddp_run_completes_and_matches_one_process(tiny_model_dir, s
     settings = {**TINY_TRAIN, "train": {**TINY_TRAIN["train"], "batch_size": 1}}
     (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(settings))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun(["-m", "harness.cli", "tune", "full", "--model", str(tiny_model_dir), "--suite", str(suite.path),
+    torchrun(["-m", "cli", "tune", "full", "--model", str(tiny_model_dir), "--suite", str(suite.path),
               "--config", str(tmp_path / "ddp.yaml"), "--output", str(tmp_path / "ddp")], nproc=2, env=env)
     manifest = read_manifest(tmp_path / "ddp")
     assert manifest["cost"]["processes"] == 2 and manifest["quality"]["steps"] == 4

@@ -46,7 +46,7 @@ def publish(artifact: Path, save, manifest: dict) -> Path:
 
 def publish_model(artifact: Path, model, tokenizer, manifest: dict) -> Path:
     """Publish a trained model or adapter with its tokenizer; under DDP only the main process writes."""
-    from harness.distributed import is_main_process
+    from engines.distributed import is_main_process
 
     if not is_main_process():
         return Path(artifact)

@@ -14,8 +14,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from engines.tokens import encode_pairs, prefix_token_id
 from harness.errors import DomainbenchError
-from harness.tokens import encode_pairs, prefix_token_id
 from tuning.loss import IGNORE_INDEX
 
 TRAINABLE_SPLITS = ("train", "dev")
@@ -78,7 +78,7 @@ def sft_examples(pairs: list[tuple[str, str]], tokenizer, seq_len: int) -> list[
     """Supervised examples with the loss on the completion (and a closing EOS) only.
 
     Prompt and completion are split exactly as the engine splits a log-likelihood request
-    (harness/tokens.py): trailing whitespace of the prompt moves to the completion. A too
+    (engines/tokens.py): trailing whitespace of the prompt moves to the completion. A too
     long example loses prompt tokens from the left (the prefix token stays), then completion tail.
     """
     prefix = prefix_token_id(tokenizer)

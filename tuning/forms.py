@@ -127,7 +127,7 @@ def _pruned(source: FormSource, directory: Path, *, prune_recipe: dict, suite, *
 
 
 def _gguf(source: FormSource, directory: Path, *, settings: dict, **_) -> dict:
-    # llama.cpp is fed the token ids of the parent's HF tokenizer (harness/llama_engine.py): it travels along.
+    # llama.cpp is fed the token ids of the parent's HF tokenizer (engines/llama_cpp.py): it travels along.
     load_tokenizer(source.path).save_pretrained(directory)
     if source.gguf is not None:
         # The parent was converted from this file: the form llama.cpp runs is the file itself.

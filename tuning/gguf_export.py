@@ -23,9 +23,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from engines.llama_cpp import import_llama_cpp, llama_cpp_error
 from harness.atomic import atomic_file
 from harness.errors import DomainbenchError
-from harness.llama_engine import import_llama_cpp, llama_cpp_error
 from harness.models import first_line, gguf_origin
 
 # GGUF type name -> llama.cpp's LLAMA_FTYPE (gguf.LlamaFileType) value.

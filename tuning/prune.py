@@ -24,11 +24,11 @@ from pathlib import Path
 import torch
 import yaml
 
+from engines.tokens import prefix_token_id
 from harness.atomic import staged_dir
 from harness.errors import DomainbenchError
 from harness.manifest import input_hash, reusable, write_manifest
 from harness.models import first_line, load_model
-from harness.tokens import prefix_token_id
 from tuning.artifact import SCHEMA_VERSION, work_path
 from tuning.batches import collate
 from tuning.data import (

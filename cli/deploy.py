@@ -1,0 +1,323 @@
+"""`domainbench loadtest` and `domainbench monitor`: how fast and reliable a served model is, and
+whether it still scores what its baseline run scored."""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import click
+from click.core import ParameterSource
+from rich.console import Console
+from rich.table import Table
+
+from cli.options import gate_options, gate_settings, task_list
+from harness.errors import DomainbenchError
+
+if TYPE_CHECKING:
+    from engines.openai_api import OpenAIEngine
+    from serve.metrics import MonitorMetrics
+
+
+def _connect(endpoint_spec: str, tokenizer_spec: str | None, **options) -> OpenAIEngine:
+    """The engine on ENDPOINT, connected before any work (a server that is down is one line, exit 2)."""
+    from engines.endpoint import parse_endpoint
+    from engines.openai_api import OpenAIEngine
+    from harness.models import load_tokenizer, resolve_model
+
+    endpoint = parse_endpoint(endpoint_spec)
+    if endpoint is None:
+        raise DomainbenchError(f"ENDPOINT {endpoint_spec}: expected openai+http://HOST:PORT/v1 or openai-chat+http://… "
+                               "(optionally #MODEL)")
+    engine = OpenAIEngine(endpoint, progress=False, **options)
+    if tokenizer_spec:
+        engine.tokenizer = load_tokenizer(resolve_model(tokenizer_spec))
+    return engine
+
+
+def _levels(value: str) -> list[int]:
+    try:
+        levels = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        levels = []
+    if not levels or min(levels) < 1:
+        raise DomainbenchError(f"--concurrency {value!r}: expected comma-separated positive integers, e.g. 1,8")
+    return levels
+
+
+def _rates(value: str) -> list[float]:
+    try:
+        rates = [float(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        rates = []
+    if not rates or not all(0 < rate < float("inf") for rate in rates):
+        raise DomainbenchError(f"--rate {value!r}: expected comma-separated positive requests per second, e.g. 0.5,2")
+    return rates
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+@click.command("loadtest")
+@click.argument("endpoint_spec", metavar="ENDPOINT")
+@click.option("--suite", "suite_spec", required=True, help="Builtin suite name or suite dir whose prompts to replay.")
+@click.option("--tasks", "task_names", default=None, help="Comma-separated task names (default: all).")
+@click.option("--concurrency", "concurrency_levels", default="1,8", show_default=True,
+              help="Comma-separated concurrency levels: requests in flight (closed loop).")
+@click.option("--rate", "rate_levels", default=None,
+              help="Comma-separated request rates per second, sent whatever the server's pace (open loop), "
+                   "instead of concurrency levels.")
+@click.option("--arrivals", type=click.Choice(["poisson", "constant"]), default="poisson", show_default=True,
+              help="With --rate: Poisson arrival times (seeded by --seed) or evenly spaced ones.")
+@click.option("--seed", type=int, default=0, show_default=True, help="With --rate: seed of the Poisson arrival times.")
+@click.option("--requests", "n_requests", type=int, default=32, show_default=True,
+              help="Requests per level (the suite's prompts, cycled).")
+@click.option("--warmup", "n_warmup", type=int, default=0, show_default=True,
+              help="Requests sent one at a time before the first level and left out of every figure "
+                   "(a server's first requests may pay for loading, compiling or packing weights).")
+@click.option("--max-tokens", type=int, default=32, show_default=True, help="Tokens generated per request at most.")
+@click.option("--tokenizer", "tokenizer_spec", default=None,
+              help="A model spec whose chat template the prompts go through, as with `eval --tokenizer`.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
+@click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Result file (default: runs/loadtest-<suite>-<host>.json).")
+@click.option("--run", "run_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Attach the result to this run (RUN/serving/<configuration>.json), shown by its report and "
+                   "the leaderboard beside quality; needs --configuration.")
+@click.option("--configuration", default=None, help="With --run: the run's configuration ENDPOINT serves.")
+@click.pass_context
+def loadtest_command(ctx: click.Context, endpoint_spec: str, suite_spec: str, task_names: str | None,
+                     concurrency_levels: str, rate_levels: str | None, arrivals: str, seed: int, n_requests: int,
+                     n_warmup: int, max_tokens: int, tokenizer_spec: str | None, timeout: float, out_path: Path | None,
+                     run_dir: Path | None, configuration: str | None) -> None:
+    """Replay SUITE's generation prompts on ENDPOINT at each concurrency or rate; latency, TTFT, throughput, errors."""
+    from serve.loadtest import (
+        loadtest_record,
+        run_level,
+        run_rate_level,
+        suite_prompts,
+        write_loadtest,
+    )
+    from tasks.suite import load_suite
+
+    if rate_levels is not None and ctx.get_parameter_source("concurrency_levels") is not ParameterSource.DEFAULT:
+        raise DomainbenchError("loadtest: give --concurrency (closed loop) or --rate (open loop), not both")
+    levels = _levels(concurrency_levels) if rate_levels is None else _rates(rate_levels)
+    if n_requests < 1 or max_tokens < 1 or n_warmup < 0:
+        raise DomainbenchError("--requests and --max-tokens: expected positive numbers; --warmup: 0 or more")
+    attached = _attached_path(run_dir, configuration, out_path)
+    engine = _connect(endpoint_spec, tokenizer_spec, timeout=timeout)
+    try:
+        _check_serves(engine, configuration)
+        suite = load_suite(suite_spec)
+        tasks = task_list(task_names)
+        prompts = suite_prompts(suite, tasks, engine)
+        if not prompts:
+            raise DomainbenchError(f"suite {suite.name}: no generation prompts in "
+                                   f"{', '.join(tasks) if tasks else 'any task'} to replay")
+        results = []
+        target = (engine.client.endpoint, engine.client.model_id, prompts)
+        if n_warmup:
+            click.echo(f"warm-up: {n_warmup} streamed requests, not counted", err=True)
+            run_level(*target, concurrency=1, n_requests=n_warmup, max_tokens=max_tokens, timeout=timeout)
+        for level in levels:
+            if rate_levels is None:
+                click.echo(f"concurrency {level}: {n_requests} streamed requests", err=True)
+                results.append(run_level(*target, concurrency=level, n_requests=n_requests, max_tokens=max_tokens,
+                                         timeout=timeout))
+            else:
+                click.echo(f"rate {level:g}/s ({arrivals}): {n_requests} streamed requests", err=True)
+                results.append(run_rate_level(*target, rate=level, arrivals=arrivals, n_requests=n_requests,
+                                              max_tokens=max_tokens, timeout=timeout, seed=seed))
+        record = loadtest_record(engine, suite.name, tasks, max_tokens, results, configuration=configuration,
+                                 arrival_seed=None if rate_levels is None else seed, warmup_requests=n_warmup)
+    finally:
+        engine.close()
+    host = urlsplit(record["endpoint"]).netloc.replace(":", "-")
+    path = write_loadtest(attached or out_path or Path("runs") / f"loadtest-{suite.name}-{host}.json", record)
+    click.echo(f"wrote {path}" + (f" (shown by `domainbench report {run_dir}`)" if attached else ""), err=True)
+    _console().print(_loadtest_table(record, results))
+
+
+def _attached_path(run_dir: Path | None, configuration: str | None, out_path: Path | None) -> Path | None:
+    """Where an attached result goes (RUN/serving/<configuration>.json), checked before any work; None if not attached."""
+    from reports.load_tests import load_test_path
+    from reports.schema import RESULTS_DIR
+
+    if run_dir is None:
+        if configuration is not None:
+            raise DomainbenchError("loadtest: --configuration names a run's configuration; it goes with --run RUN_DIR")
+        return None
+    if configuration is None:
+        raise DomainbenchError(f"loadtest --run {run_dir}: --configuration is required (which one ENDPOINT serves)")
+    if out_path is not None:
+        raise DomainbenchError("loadtest: give --out or --run, not both (an attached result lives in the run)")
+    if not (run_dir / RESULTS_DIR / configuration).is_dir():
+        raise DomainbenchError(f"loadtest --run {run_dir}: no results for configuration {configuration!r} "
+                               f"(expected {run_dir / RESULTS_DIR / configuration})")
+    return load_test_path(run_dir, configuration)
+
+
+def _check_serves(engine: OpenAIEngine, configuration: str | None) -> None:
+    """Refuse to attach figures to a configuration when the endpoint says it serves another one."""
+    served = engine.client.model_info.get("configuration")
+    if configuration is not None and served is not None and served != configuration:
+        raise DomainbenchError(f"endpoint {engine.client.endpoint.url} serves configuration {served!r}, "
+                               f"not --configuration {configuration!r}")
+
+
+def _loadtest_table(record: dict, results: list) -> Table:
+    served = ", ".join(str(part) for part in (record["served_model"], record["engine"]) if part)
+    table = Table(title=f"load test: {record['endpoint']} ({served}) with {record['suite']} prompts, "
+                        f"max {record['max_tokens']} tokens")
+    for column in ("load", "requests", "errors", "latency p50 s", "p95 s", "p99 s", "TTFT p50 s", "TTFT p95 s",
+                   "output tok/s", "req/s"):
+        table.add_column(column, justify="right")
+    for level in results:
+        table.add_row(level.label, str(level.requests), f"{level.errors} ({level.error_rate:.0%})",
+                      _seconds(level.latency_p50_seconds), _seconds(level.latency_p95_seconds),
+                      _seconds(level.latency_p99_seconds), _seconds(level.ttft_p50_seconds),
+                      _seconds(level.ttft_p95_seconds), f"{level.output_tokens_per_second:.1f}",
+                      f"{level.requests_per_second:.2f}")
+    return table
+
+
+@click.command("monitor")
+@click.argument("endpoint_spec", metavar="ENDPOINT")
+@click.option("--baseline", "baseline_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="The approved run dir whose examples and scores the endpoint is held to.")
+@click.option("--configuration", default="base", show_default=True, help="Which of the baseline's configurations.")
+@click.option("--suite", "suite_spec", default=None,
+              help="Builtin suite name or suite dir (default: the suite the baseline names).")
+@click.option("--tasks", "task_names", default=None, help="Comma-separated task names (default: all the baseline's).")
+@click.option("--sample", type=int, default=None,
+              help="Canary examples per task per round (default: sized by --detect, at most what the baseline scored).")
+@click.option("--detect", type=click.FloatRange(0, 1, min_open=True), default=0.1, show_default=True,
+              help="The smallest drop of each task's primary metric the canary should find 4 times in 5: that much on "
+                   "0-1 metrics, that share of the value on perplexity; sizes the default --sample.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the canary sample.")
+@click.option("--every", type=float, default=None, help="Seconds between rounds (runs until a round fails).")
+@click.option("--once", is_flag=True, help="One round, then exit 0 (pass) or 1 (fail): for CI.")
+@click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=Path("monitor.sqlite"),
+              show_default=True, help="SQLite time series the rounds are appended to.")
+@click.option("--max-error-rate", type=float, default=0.05, show_default=True, help="Fail above this request error rate.")
+@click.option("--max-p95", type=float, default=None, help="Fail above this p95 request latency (seconds).")
+@click.option("--max-drop", multiple=True, help="Tolerated drop per metric, e.g. --max-drop f1=0.02 (default 0).")
+@click.option("--tokenizer", "tokenizer_spec", default=None,
+              help="The served model's tokenizer (default: the one the baseline's endpoint eval used, else the "
+                   "baseline's model).")
+@click.option("--concurrency", type=int, default=4, show_default=True, help="Requests in flight.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request attempt.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Expose the latest round (quality against the baseline, latency, error rate) and rounds by verdict "
+                   "as Prometheus metrics on this port while watching.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics port binds.")
+@gate_options
+def monitor_command(endpoint_spec: str, baseline_dir: Path, configuration: str, suite_spec: str | None,
+                    task_names: str | None, sample: int | None, detect: float, seed: int, every: float | None,
+                    once: bool, db_path: Path, max_error_rate: float, max_p95: float | None,
+                    max_drop: tuple[str, ...], tokenizer_spec: str | None, concurrency: int, timeout: float,
+                    metrics_port: int | None, metrics_host: str, semantics: str, correction: str) -> None:
+    """Replay a seeded canary sample of BASELINE's examples on ENDPOINT; exit 1 when quality, errors or p95 fail."""
+    from reports.compare import parse_max_drop
+    from serve.metrics import MonitorMetrics
+    from serve.monitor import baseline_results, canary_size
+    from tasks.suite import load_suite
+
+    if once == (every is not None):
+        raise DomainbenchError("monitor: give exactly one of --once and --every SECONDS")
+    if (sample is not None and sample < 1) or (every is not None and every <= 0):
+        raise DomainbenchError("--sample and --every: expected positive numbers")
+    tolerances = parse_max_drop(max_drop)
+    engine = _connect(endpoint_spec, None, concurrency=concurrency, timeout=timeout)
+    try:
+        baseline = baseline_results(baseline_dir, configuration, task_list(task_names))
+        suite = load_suite(suite_spec or baseline[0].suite["name"])
+        sample = sample or canary_size(baseline, detect)
+        settings = gate_settings(semantics, correction)
+        engine.tokenizer = _baseline_tokenizer(tokenizer_spec, baseline[0])
+        metrics = MonitorMetrics(endpoint=engine.client.endpoint.url, baseline=str(baseline_dir.resolve()),
+                                 configuration=configuration)
+        with metrics.exposed(metrics_host, metrics_port) if metrics_port is not None else nullcontext():
+            if metrics_port is not None:
+                click.echo(f"metrics at http://{metrics_host}:{metrics_port}/metrics", err=True)
+            while True:
+                if not _watch_once(engine, suite, baseline, baseline_dir, endpoint_spec, sample=sample, seed=seed,
+                                   db_path=db_path, max_drop=tolerances, max_error_rate=max_error_rate,
+                                   max_p95=max_p95, metrics=metrics, settings=settings):
+                    sys.exit(1)
+                if once:
+                    return
+                time.sleep(every)
+    finally:
+        engine.close()
+
+
+def _baseline_tokenizer(tokenizer_spec: str | None, baseline) -> object | None:
+    """The tokenizer named, else the one the baseline's endpoint eval named, else the baseline model's own."""
+    from harness.models import load_tokenizer, resolve_model
+
+    spec = tokenizer_spec or (baseline.model.get("tokenizer") if baseline.model.get("endpoint")
+                              else baseline.model.get("spec"))
+    return load_tokenizer(resolve_model(spec)) if spec else None
+
+
+def _watch_once(engine: OpenAIEngine, suite, baseline: list, baseline_dir: Path, endpoint_spec: str, *, sample: int,
+                seed: int, db_path: Path, max_drop: dict[str, float], max_error_rate: float,
+                max_p95: float | None, metrics: MonitorMetrics, settings) -> bool:
+    """One round: replay, store, publish, print the verdict; whether it passed."""
+    from serve.monitor import (
+        detectable_drops,
+        is_first_round,
+        monitor_round,
+        round_problems,
+        store_round,
+    )
+
+    url, configuration = engine.client.endpoint.url, baseline[0].configuration
+    parity = is_first_round(db_path, url, str(baseline_dir.resolve()), configuration)
+    round_ = monitor_round(engine, suite, baseline, sample=sample, seed=seed, max_drop=max_drop,
+                           endpoint_spec=endpoint_spec, settings=settings)
+    problems = round_problems(round_, max_error_rate=max_error_rate, max_p95=max_p95)
+    store_round(db_path, round_, endpoint=url, served_model=engine.client.model_id,
+                baseline=str(baseline_dir.resolve()), configuration=configuration, sample=sample, seed=seed,
+                parity=parity, problems=problems)
+    metrics.observe(round_, problems)
+    from reports.changes import family_size
+
+    kind = "parity check (first round): served vs offline" if parity else "canary round"
+    table = Table(title=f"{kind} — {url} against {baseline_dir} ({configuration}), {round_.started}")
+    for column in ("task", "metric", "n (differ)", "baseline", "served", "difference", "p", "p adj.", "verdict"):
+        table.add_column(column, justify="left" if column in ("task", "metric", "verdict") else "right")
+    for change in round_.changes:
+        difference = change.difference
+        table.add_row(change.task, change.metric, f"{difference.n} ({difference.n_differing})" if difference else "-",
+                      f"{change.base:.4g}", f"{change.new:.4g}", f"{difference.difference:+.4g}" if difference else "-",
+                      f"{difference.p_value:.3g}" if difference else "-",
+                      f"{change.p_adjusted:.3g}" if change.p_adjusted is not None else "-",
+                      f"{change.verdict} ({change.decision.reason})" if change.decision and change.decision.reason
+                      else change.verdict)
+    _console().print(table)
+    click.echo(settings.sentence(family_size(round_.changes)))
+    for task, (metric, drop) in detectable_drops(baseline, sample).items():
+        click.echo(f"{task}: at n = {sample} a drop in {metric} smaller than about {drop:.3g} would be detected less "
+                   "than 80% of the time")
+    for note in round_.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"requests {round_.requests}, errors {round_.errors} ({round_.error_rate:.1%}), latency p50 "
+               f"{_seconds(round_.latency_p50_seconds)} s, p95 {_seconds(round_.latency_p95_seconds)} s; "
+               f"stored in {db_path}")
+    click.echo("verdict: " + ("FAIL: " + "; ".join(problems) if problems else "pass"))
+    return not problems
+
+
+COMMANDS = [loadtest_command, monitor_command]

@@ -1,0 +1,243 @@
+"""`domainbench eval`: evaluate one model configuration on a suite and write result files."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from cli.options import task_list
+from harness.errors import DomainbenchError
+from reports.formatting import slug
+from tasks.evaluate import DEFAULT_FEWSHOT_SEED, TaskResult, evaluate_task
+from tasks.suite import load_suite
+
+if TYPE_CHECKING:
+    from engines.openai_api import OpenAIEngine
+
+# `eval`'s exit code when results were written but some examples are missing (their requests failed).
+INCOMPLETE_EXIT = 3
+
+
+@click.command("eval")
+@click.option("--model", "model_spec", required=True,
+              help="Builtin name, HF model dir, .gguf file, hub id, or an OpenAI-compatible server: "
+                   "openai+http://HOST:PORT/v1 (optionally #MODEL; openai-chat+http://… for a server that offers "
+                   "only chat completions: generation tasks only).")
+@click.option("--suite", "suite_spec", required=True, help="Builtin suite name or a suite directory.")
+@click.option("--tasks", "task_names", default=None, help="Comma-separated task names (default: all).")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["train", "dev", "test"]))
+@click.option("--limit", type=int, default=None, help="Evaluate a seeded sample of N examples of each task.")
+@click.option("--num-fewshot", type=int, default=None, help="Override every task's few-shot count.")
+@click.option("--seed", type=int, default=DEFAULT_FEWSHOT_SEED, show_default=True, help="Few-shot sampling seed.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if present).")
+@click.option("--dtype", default="auto", show_default=True, help="auto, float32, bfloat16, float16.")
+@click.option("--batch-tokens", type=int, default=None, help="Engine batch budget in tokens (rows x length).")
+@click.option("--output", "output_dir", type=click.Path(path_type=Path), default=None,
+              help="Run directory (default: runs/<suite>-<model>); results go to DIR/results/<configuration>/.")
+@click.option("--configuration", default=None,
+              help="Configuration name for the results (default: base, or adapter with --adapter, +rag with "
+                   "--rag-index). A name that means a configuration must be what the flags evaluate; forms "
+                   "(base+gguf, …) are built by `domainbench run`; any other name is a free label.")
+@click.option("--adapter", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="A PEFT adapter dir (LoRA, prefix, …) to put on the model.")
+@click.option("--rag-index", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="An index dir from `domainbench index build`: retrieve passages into every prompt.")
+@click.option("--rag-k", type=int, default=4, show_default=True, help="Passages retrieved per example.")
+@click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model dir.")
+@click.option("--tokenizer", "tokenizer_spec", default=None,
+              help="With an endpoint: a model spec whose tokenizer the server's model uses (chat template, BOS, "
+                   "token counts). Without it prompts go to the server unchanged.")
+@click.option("--concurrency", type=int, default=8, show_default=True, help="With an endpoint: requests in flight.")
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="With an endpoint: seconds per request attempt (3 retries with back-off).")
+def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split: str, limit: int | None,
+                 num_fewshot: int | None, seed: int, device: str | None, dtype: str, batch_tokens: int | None,
+                 output_dir: Path | None, configuration: str | None, adapter: Path | None, rag_index: Path | None,
+                 rag_k: int, trust_remote_code: bool, tokenizer_spec: str | None, concurrency: int,
+                 timeout: float) -> None:
+    """Evaluate MODEL on SUITE; write one result file per task and print metrics with 95% intervals."""
+    from engines.endpoint import parse_endpoint
+    from engines.openai_api import OpenAIEngine
+
+    configuration = _configuration_label(configuration, adapter=adapter, rag_index=rag_index)
+    endpoint = parse_endpoint(model_spec)
+    if endpoint is not None:
+        if adapter or device or batch_tokens:
+            raise DomainbenchError("--adapter, --device and --batch-tokens do not apply to an endpoint: "
+                                   "the server holds the model")
+        # Connect before anything else: a server that is down costs one line, not a suite load.
+        engine = OpenAIEngine(endpoint, concurrency=concurrency, timeout=timeout)
+        try:
+            _eval_endpoint(engine, suite_spec, task_names, split=split, limit=limit, num_fewshot=num_fewshot,
+                           seed=seed, output_dir=output_dir, configuration=configuration, rag_index=rag_index,
+                           rag_k=rag_k, tokenizer_spec=tokenizer_spec, model_spec=model_spec,
+                           trust_remote_code=trust_remote_code)
+        finally:
+            engine.close()
+        return
+    if tokenizer_spec:
+        raise DomainbenchError("--tokenizer applies to an endpoint only: a local model brings its own")
+    from engines.distributed import (
+        init_from_launcher,
+        is_main_process,
+        launched_world_size,
+        local_device,
+    )
+    from engines.hf import Engine
+    from harness.models import load_model, require_adapter_dir, with_adapter
+    from reports.schema import result_file, result_path, write_result
+    from run.preflight import check_device
+
+    check_device(device)
+
+    # Under torchrun / accelerate launch every process runs this command: the engine shards the
+    # requests across them and gathers the results; the main process writes.
+    init_from_launcher()
+    if device is None and launched_world_size() > 1:
+        device = local_device()
+    suite = load_suite(suite_spec)
+    tasks = suite.select(task_list(task_names))
+    output_dir = output_dir or Path("runs") / f"{suite.name}-{slug(Path(model_spec).name or model_spec, fallback='model')}"
+    if adapter:
+        require_adapter_dir(adapter)
+    loaded = load_model(model_spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    model = with_adapter(loaded.model, adapter) if adapter else loaded.model
+    engine = Engine(model, loaded.tokenizer, max_batch_tokens=batch_tokens)
+    rag = _rag(rag_index, loaded.tokenizer, engine, rag_k) if rag_index else None
+    results = []
+    for task in tasks:
+        result = evaluate_task(task, engine, split=split, limit=limit, num_fewshot=num_fewshot, seed=seed, rag=rag)
+        results.append(result)
+        if not is_main_process():
+            continue
+        record = result_file(result, run=output_dir.name, configuration=configuration, suite=suite,
+                             model_spec=model_spec, model_fingerprint=loaded.fingerprint,
+                             adapter=str(adapter) if adapter else None)
+        path = write_result(result_path(output_dir, configuration, task.name), record)
+        click.echo(f"wrote {path}", err=True)
+    if not is_main_process():
+        return
+    Console(width=None if sys.stdout.isatty() else 200).print(metrics_table(results, title=(
+        f"{configuration}: {model_spec} on {suite.name} ({split})")))
+
+
+def _eval_endpoint(engine: OpenAIEngine, suite_spec: str, task_names: str | None, *, split: str, limit: int | None,
+                   num_fewshot: int | None, seed: int, output_dir: Path | None, configuration: str,
+                   rag_index: Path | None, rag_k: int, tokenizer_spec: str | None, model_spec: str,
+                   trust_remote_code: bool) -> None:
+    """`eval` against an OpenAI-compatible server: failed requests are recorded, not fatal.
+
+    Examples whose log-likelihood requests failed are left out of the metrics and listed; failed
+    generations score as wrong answers. A task the endpoint cannot score (no prompt log-probs) is
+    reported and the others still run; the command then ends with a one-line error naming them.
+    """
+    from engines.openai_api import NotScorable
+    from harness.models import load_tokenizer, resolve_model
+    from reports.schema import result_file, result_path, write_result
+    from run.endpoint_results import with_request_errors
+
+    suite = load_suite(suite_spec)
+    tasks = suite.select(task_list(task_names))
+    if tokenizer_spec:
+        engine.tokenizer = load_tokenizer(resolve_model(tokenizer_spec), trust_remote_code=trust_remote_code)
+    if rag_index and engine.tokenizer is None:
+        raise DomainbenchError("--rag-index with an endpoint needs --tokenizer (passages are budgeted in tokens)")
+    rag = _rag(rag_index, engine.tokenizer, engine, rag_k) if rag_index else None
+    client = engine.client
+    host = urlsplit(client.endpoint.url).netloc.replace(":", "-")
+    output_dir = output_dir or Path("runs") / f"{suite.name}-{slug(host, fallback='endpoint')}"
+    results, not_scorable, unanswered = [], [], []
+    for task in tasks:
+        before = (len(client.errors), client.requests_made, len(client.latencies))
+        try:
+            result = evaluate_task(task, engine, split=split, limit=limit, num_fewshot=num_fewshot, seed=seed, rag=rag)
+        except NotScorable as exc:
+            click.echo(f"{task.name}: not scorable: {exc}", err=True)
+            not_scorable.append(task.name)
+            continue
+        result = with_request_errors(result, client, *before)
+        if result is None:
+            unanswered.append(task.name)
+            continue
+        results.append(result)
+        record = result_file(result, run=output_dir.name, configuration=configuration, suite=suite,
+                             model_spec=model_spec, model_fingerprint=client.fingerprint)
+        record.model.update(endpoint=client.endpoint.url, served_model=client.model_id, tokenizer=tokenizer_spec)
+        path = write_result(result_path(output_dir, configuration, task.name), record)
+        click.echo(f"wrote {path}", err=True)
+    if client.errors:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in client.error_counts().items())
+        click.echo(f"{len(client.errors)} of {client.requests_made} requests to {client.endpoint.url} failed "
+                   f"({kinds}); recorded in the result files", err=True)
+    Console(width=None if sys.stdout.isatty() else 200).print(metrics_table(results, title=(
+        f"{configuration}: {client.endpoint.url} ({client.model_id}) on {suite.name} ({split})")))
+    problems = ([f"not scorable on this endpoint (no usable prompt log-probabilities): {', '.join(not_scorable)}"]
+                if not_scorable else [])
+    problems += [f"every request failed: {', '.join(unanswered)}"] if unanswered else []
+    if problems:
+        raise DomainbenchError(f"endpoint {client.endpoint.url}: {'; '.join(problems)}")
+    incomplete = {result.task.name: len(result.failed) for result in results if result.failed}
+    if incomplete:
+        left_out = ", ".join(f"{task} ({n} examples left out: their requests failed)" for task, n in incomplete.items())
+        click.echo(f"incomplete: {left_out}; `compare` and the report's ★ leave these results out unless told "
+                   "otherwise", err=True)
+        sys.exit(INCOMPLETE_EXIT)
+
+
+def _rag(index: Path, tokenizer, engine, k: int):
+    from retrieval.rag import RagAugmenter
+    from retrieval.retriever import Retriever
+
+    return RagAugmenter(Retriever.load(index), tokenizer, k=k, context_budget_tokens=engine.max_length // 2)
+
+
+def metrics_table(results: list[TaskResult], *, title: str) -> Table:
+    """One row per (task, metric): value, 95% bootstrap interval and number of examples."""
+    table = Table(title=title)
+    for column in ("task", "metric", "value", "95% CI", "n"):
+        table.add_column(column, justify="right" if column in ("value", "n") else "left")
+    for result in results:
+        for name, metric in result.metrics.items():
+            table.add_row(result.task.name, name, f"{metric.value:.4g}",
+                          f"[{metric.ci_low:.4g}, {metric.ci_high:.4g}]", str(metric.n))
+    return table
+
+
+def _configuration_label(name: str | None, *, adapter: Path | None, rag_index: Path | None) -> str:
+    """The name results are filed under: what the flags evaluate, or a free label; never a configuration they do not.
+
+    `eval` loads the model it is given, with an adapter and an index if asked. A name such as
+    `base+gguf` or `adapter+rag` promises more (a built form, retrieval): filed under it, results
+    would stand in reports for something never evaluated.
+    """
+    from run.spec import parse_configuration
+
+    if name is None:
+        return ("adapter" if adapter else "base") + ("+rag" if rag_index else "")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):  # it names a directory under results/
+        raise DomainbenchError(f"--configuration {name!r}: use letters, digits and _ . + - (it names a directory)")
+    try:
+        meant = parse_configuration(name)
+    except DomainbenchError:
+        return name  # a free name: it only labels the results
+    if meant.forms:
+        raise DomainbenchError(f"--configuration {name}: eval does not build the {'+'.join(meant.forms)} form; "
+                               f"`domainbench run --configurations {name}` builds and evaluates it, or choose a "
+                               "name of your own")
+    for part, flag, given in (("rag", "--rag-index", rag_index), ("an adapter", "--adapter", adapter)):
+        named = meant.rag if part == "rag" else meant.adapter is not None
+        if named != (given is not None):
+            raise DomainbenchError(f"--configuration {name}: {'names' if named else 'does not name'} {part}, but "
+                                   f"{flag} is {'missing' if named else 'given'}; match them, or choose a name of "
+                                   "your own")
+    return name
+
+
+COMMANDS = [eval_command]

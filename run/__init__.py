@@ -1,0 +1,1 @@
+"""Comparison runs: run specs, preflight, tuned artifacts, the configuration loader and the runner."""

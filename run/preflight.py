@@ -1,0 +1,268 @@
+"""Preflight: everything a run can check before its first training step.
+
+A run trains for minutes to hours before it evaluates anything, so a wrong dtype, a device this
+machine lacks, a broken recipe, a bad index setting or a suite that lacks what a strategy reads
+must fail up front — every problem on its own line naming the field or file, before the run dir
+exists. Each check reuses the validation of the room that owns the setting (tuning/recipe.py for
+recipes, retrieval/ for index kinds and encoders, harness/models.py for dtypes).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+from harness.atomic import check_writable
+from harness.errors import DomainbenchError
+from harness.models import default_device, parse_dtype, resolve_model
+from run.spec import GPU_ONLY_FORMS, WEIGHTS, Configuration, RunSpec
+
+
+def check_run(spec: RunSpec, suite, configurations: list[Configuration], profile: str) -> None:
+    """Raise one DomainbenchError listing every problem that would stop `spec` after it started."""
+    corpus = _corpus_reader(suite.corpus)
+    problems = [*_run_dir_problems(spec, suite),
+                *_failure(resolve_model, spec.model),
+                *_failure(check_device, spec.device),
+                *_failure(parse_dtype, spec.dtype, spec.device or default_device()),
+                *_tuning_problems(spec, suite, configurations, profile, corpus),
+                *_rag_problems(spec, suite, configurations, corpus),
+                *_form_problems(spec, configurations, profile)]
+    if problems:
+        # dict.fromkeys: an unreadable corpus is reported once, not once per strategy reading it.
+        raise DomainbenchError("\n".join(dict.fromkeys(problems)))
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a device torch cannot use on this machine (None: the default device, always there)."""
+    if device is None:
+        return
+    available = available_devices()
+    if device not in available:
+        raise DomainbenchError(f"--device {device!r}: not a device of this machine (available: {', '.join(available)})")
+
+
+def available_devices() -> list[str]:
+    """cpu, plus cuda and cuda:N where CUDA is present, plus mps where Apple's backend is."""
+    import torch
+
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += ["cuda", *(f"cuda:{index}" for index in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        devices.append("mps")
+    return devices
+
+
+# ----- the run directory ----------------------------------------------------------------------------
+
+def _run_dir_problems(spec: RunSpec, suite) -> list[str]:
+    """A run dir that cannot be written, or one that holds a run of another suite (its report would mix them)."""
+    run_dir = spec.run_dir
+    problems = _failure(lambda: check_writable(run_dir, label=f"run dir {run_dir}"))
+    if problems:
+        return problems
+    made_with = _suite_of_run(run_dir)
+    if made_with is not None and made_with != suite.name:
+        problems.append(f"run dir {run_dir}: holds a run of suite {made_with!r}, not {suite.name!r}; "
+                        "choose another --name (or --output), or delete that run dir")
+    return problems
+
+
+def _suite_of_run(run_dir: Path) -> str | None:
+    """The suite a run dir holds results of: its run.yaml says, or else (results written by `eval`) a result file."""
+    import yaml
+
+    from reports.schema import RESULTS_DIR, load_result
+
+    try:
+        recorded = yaml.safe_load((run_dir / "run.yaml").read_text(encoding="utf-8"))
+        return recorded["suite"]["name"]
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
+        pass
+    for path in sorted((run_dir / RESULTS_DIR).glob("*/*.json")):
+        try:
+            return load_result(path).suite.get("name")
+        except DomainbenchError:
+            continue
+    return None
+
+
+# ----- tuning: recipes and the training data they read ---------------------------------------------
+
+def _tuning_problems(spec: RunSpec, suite, configurations: list[Configuration], profile: str, corpus) -> list[str]:
+    users = _strategy_users(configurations)
+    strategies = list(dict.fromkeys([*users, *spec.recipes]))
+    recipes, problems = {}, []
+    for strategy in strategies:
+        try:
+            recipes[strategy] = _load_recipe(spec, strategy, profile)
+        except DomainbenchError as exc:
+            problems.append(str(exc))
+    if "distill" in users and _teacher_is_finetuned(recipes.get("distill")):
+        # The teacher is the run's `finetuned` weights: the full strategy trains (and reads data) for it too.
+        users.setdefault("full", []).extend(users["distill"])
+        if "full" not in strategies:
+            recipes["full"] = _load_recipe(spec, "full", profile)  # the defaults: no user file to fail
+    for strategy, names in users.items():
+        if strategy in recipes:
+            problems += _training_data_problems(spec, suite, strategy, recipes[strategy], names, corpus)
+    return problems
+
+
+def _strategy_users(configurations: list[Configuration]) -> dict[str, list[str]]:
+    """Each tuning strategy the configurations need, with the names of the configurations needing it."""
+    users: dict[str, list[str]] = {}
+    for configuration in configurations:
+        for strategy in (WEIGHTS[configuration.weights], configuration.adapter):
+            if strategy is not None:
+                users.setdefault(strategy, []).append(configuration.name)
+    return users
+
+
+def _load_recipe(spec: RunSpec, strategy: str, profile: str):
+    from tuning.recipe import load_recipe
+
+    path = spec.recipes.get(strategy)
+    return load_recipe(strategy, config=Path(path) if path else None, profile=profile)
+
+
+def _training_data_problems(spec: RunSpec, suite, strategy: str, recipe, names: list[str], corpus) -> list[str]:
+    """What `tuning.data.training_data` will read for this recipe, checked against the suite."""
+    from tuning.data import TRAINABLE_SPLITS
+
+    recipe_file = spec.recipes.get(strategy) or f"the default {strategy} recipe"
+    who = f"{', '.join(names)}: tuning {strategy}"
+    shares = {source for source, share in recipe.data.mixture.items() if share > 0}
+    problems = []
+    if "cpt" in shares:
+        why = f"{who} trains on the corpus (data.mixture.cpt in {recipe_file})"
+        if suite.corpus is None:
+            problems.append(f"{why}, but {_suite_yaml(suite)} names no corpus")
+        else:
+            splits, unreadable = corpus()
+            problems += unreadable or [f"{why}, but corpus {suite.corpus} has no {split!r} records"
+                                       for split in TRAINABLE_SPLITS if split not in splits]
+    if "sft" in shares:
+        try:
+            tasks = suite.select(recipe.data.tasks or None)
+        except DomainbenchError as exc:
+            return [*problems, f"{recipe_file}: data.tasks: {exc}"]
+        why = f"{who} trains on task examples (data.mixture.sft in {recipe_file})"
+        problems += [f"{why}, but no task of {_suite_yaml(suite)} has a {split} split"
+                     for split in TRAINABLE_SPLITS if not any(split in task.examples for task in tasks)]
+    return problems
+
+
+# ----- retrieval ---------------------------------------------------------------------------------
+
+def _rag_problems(spec: RunSpec, suite, configurations: list[Configuration], corpus) -> list[str]:
+    from retrieval.bm25 import RETRIEVAL_MODES
+    from retrieval.embedding import resolve_encoder
+    from retrieval.index import INDEX_KINDS
+    from tasks.rag_policy import check_rag_ready
+
+    names = [c.name for c in configurations if c.rag]
+    if not names:
+        return []
+    problems = []
+    if spec.rag.retrieval not in RETRIEVAL_MODES:
+        problems.append(f"rag.retrieval: {spec.rag.retrieval!r} is not a retrieval mode (expected one of "
+                        f"{', '.join(RETRIEVAL_MODES)})")
+    if spec.rag.kind not in INDEX_KINDS:
+        problems.append(f"rag.kind: {spec.rag.kind!r} is not an index kind (expected one of {', '.join(INDEX_KINDS)})")
+    # resolve_encoder finds the encoder's directory without loading the model.
+    problems += [f"rag.encoder: {message}" for message in _failure(resolve_encoder, spec.rag.encoder)]
+    if suite.corpus is None:
+        problems.append(f"{', '.join(names)}: retrieval needs a knowledge base, but {_suite_yaml(suite)} names no corpus")
+    else:
+        problems += corpus()[1]
+    # A task whose rag mode cannot be honoured (exclude-source without source documents) is refused now.
+    for task in suite.select(spec.tasks):
+        problems += _failure(check_rag_ready, task, task.examples.get("test", []))
+    return problems
+
+
+# ----- deployable forms ---------------------------------------------------------------------------
+
+def _form_problems(spec: RunSpec, configurations: list[Configuration], profile: str) -> list[str]:
+    """A form this machine cannot make or run, refused before anything trains."""
+    device = spec.device or default_device()
+    users: dict[str, list[str]] = {}
+    for configuration in configurations:
+        for form in configuration.forms:
+            users.setdefault(form, []).append(configuration.name)
+    problems = []
+    for form in (f for f in GPU_ONLY_FORMS if f in users):
+        if not device.startswith("cuda"):
+            problems.append(f"{', '.join(users[form])}: {form} needs a CUDA GPU (bitsandbytes 4-bit kernels); "
+                            f"this run's device is {device}")
+        elif not _importable("bitsandbytes"):
+            problems.append(f"{', '.join(users[form])}: {form} needs bitsandbytes (pip install bitsandbytes)")
+    if "int8" in users and not _importable("torchao"):
+        problems.append(f"{', '.join(users['int8'])}: int8 needs torchao (pip install torchao; make setup installs it)")
+    if "gguf" in users:
+        if not _importable("llama_cpp"):
+            problems.append(f"{', '.join(users['gguf'])}: gguf runs through llama.cpp, which needs llama-cpp-python "
+                            "(pip install llama-cpp-python; make setup installs it)")
+        problems += _gguf_export_problems(spec, [c for c in configurations if "gguf" in c.forms])
+    if "pruned" in users:
+        from tuning.prune import load_prune_recipe
+
+        recipe = spec.recipes.get("prune")
+        problems += _failure(lambda: load_prune_recipe(config=Path(recipe) if recipe else None, profile=profile))
+    return problems
+
+
+def _gguf_export_problems(spec: RunSpec, configurations: list[Configuration]) -> list[str]:
+    """A gguf form of weights that are not a GGUF file already needs an exporter for their architecture."""
+    from harness.models import gguf_origin, resolve_model
+    from tuning.gguf_export import check_exportable
+
+    exported = [c.name for c in configurations
+                if not (c.model_key.split("+")[0] == "base" and gguf_origin(spec.model) is not None)]
+    if not exported:
+        return []
+    # Tuned, merged and pruned weights keep the base model's architecture: checking the base is enough.
+    problems = _failure(lambda: check_exportable(resolve_model(spec.model)))
+    return [f"{', '.join(exported)}: {message}" for message in problems]
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+# ----- helpers -----------------------------------------------------------------------------------
+
+def _corpus_reader(path: Path | None) -> Callable[[], tuple[set, list[str]]]:
+    """A call returning the corpus's record splits and its problems, read on the first call only."""
+    from retrieval.corpus import JSONL_SUFFIXES
+    from tasks.datafiles import read_rows
+
+    @functools.cache
+    def read() -> tuple[set, list[str]]:
+        if not path.name.endswith(JSONL_SUFFIXES):
+            return set(), [f"{path}: corpus: expected a {' or '.join(JSONL_SUFFIXES)} file"]
+        rows, problems = read_rows(path, max_chars=None)  # documents are chunked: a long one is fine
+        return {row.fields.get("split") for row in rows}, [str(problem) for problem in problems]
+    return read
+
+
+def _teacher_is_finetuned(recipe) -> bool:
+    return recipe is not None and recipe.method.get("teacher") == "finetuned"
+
+
+def _suite_yaml(suite) -> str:
+    return str(Path(suite.path) / "suite.yaml")
+
+
+def _failure(check: Callable, *args) -> list[str]:
+    """[] when `check(*args)` passes, else its one-line user error."""
+    try:
+        check(*args)
+    except DomainbenchError as exc:
+        return [str(exc)]
+    return []

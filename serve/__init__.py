@@ -1,0 +1,1 @@
+"""Serving a configuration: the OpenAI-compatible server, its metrics, loadtest and monitor."""

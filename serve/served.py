@@ -1,0 +1,359 @@
+"""`domainbench serve`: an OpenAI-compatible server for exactly the model a run evaluated.
+
+    served = served_from_run(run_dir, "adapter+rag")      # or served_from_spec("smollm2-135m-instruct")
+    uvicorn.run(create_app(served), host="127.0.0.1", port=8000)   # or serve.process.serve
+
+The model is rebuilt the way the runner built it (run.runner's loading helpers): the weights
+(or a form — a model dir, or a GGUF file run in-process by llama.cpp) from the paths run.yaml
+records, the PEFT adapter attached, and for `+rag` the retriever over the run's index in front.
+Each artifact's fingerprint on disk must still equal the one the run recorded.
+
+The HTTP endpoints (OpenAI-compatible completions and chat, models, health, Prometheus metrics)
+are serve/api.py's; the process (socket, SIGTERM drain) is serve/process.py's.
+
+The engine is not thread-safe, so one thread drives it: generation requests that arrive while it is
+busy wait and then run together as one `engine.generate` batch (the engine batches them by stop
+strings and budget, as in evaluation); prompt scoring for `logprobs` takes the same lock. Each
+token the engine decodes goes to the callback of the request it belongs to, which is how a
+streamed request sends text before its batch is done; it is also where a batch stops early: once
+every request in it has been abandoned by its client, or the server has stopped generating. A
+batch that fails (or gets fewer answers than it asked) fails its own requests; the thread goes on.
+Requests count as in flight while they wait. Retrieval for `+rag` uses the prompt (or the last user
+message) as its query, with no per-task exclusions — the server does not know the task.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+
+from harness.errors import DomainbenchError
+from harness.requests import GenerationRequest, TokenCallback
+from serve.api import create_app
+from serve.completions import Abandoned, ServingLimits, ShuttingDown
+
+__all__ = ["ServedModel", "create_app", "served_from_run", "served_from_spec"]
+
+MAX_BATCHED_REQUESTS = 16  # the engine's CPU generation batch
+
+
+@dataclass
+class ServedModel:
+    """The engine behind the server, its retrieval (for `+rag`), what it is, and the limits it is served with."""
+
+    name: str
+    engine: object
+    augmenter: object | None = None
+    about: dict = field(default_factory=dict)  # run, configuration, fingerprints: shown on /v1/models
+    limits: ServingLimits = field(default_factory=ServingLimits)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _waiting: queue.Queue = field(default_factory=queue.Queue)
+    _worker: threading.Thread | None = None
+    _stopped: threading.Event = field(default_factory=threading.Event)
+
+    @cached_property
+    def eos_token_ids(self) -> set[int]:
+        """The tokens that end an answer: they are part of it, as the model generated them."""
+        from engines.greedy import eos_token_ids
+
+        return eos_token_ids(getattr(self.engine, "model", None), self.engine.tokenizer)
+
+    def generate(self, requests: list[GenerationRequest], on_token: TokenCallback | None = None,
+                 abandoned: threading.Event | None = None) -> list[str]:
+        """engine.generate(requests), batched with whatever other requests are waiting.
+
+        `on_token(index into requests, token)` hears each token as the engine decodes it (streaming).
+        Once `abandoned` is set the request is not started, and its batch stops at the next token if no
+        request in it is still wanted (Abandoned); after `stop_generating`, ShuttingDown.
+        """
+        if self._stopped.is_set():
+            raise ShuttingDown()
+        if self._worker is None:
+            with self.lock:
+                if self._worker is None:
+                    self._worker = threading.Thread(target=self._generate_waiting, daemon=True,
+                                                    name="domainbench-generate")
+                    self._worker.start()
+        waiting = _Waiting(requests, Future(), on_token, abandoned or threading.Event())
+        self._waiting.put(waiting)
+        return waiting.answer.result()
+
+    def stop_generating(self) -> None:
+        """Stop the batch being generated at its next token, and every waiting request: they end in ShuttingDown."""
+        self._stopped.set()
+
+    def _generate_waiting(self) -> None:
+        while True:
+            batch = [self._waiting.get()]
+            while len(batch) < MAX_BATCHED_REQUESTS and not self._waiting.empty():
+                batch.append(self._waiting.get_nowait())
+            wanted = [waiting for waiting in batch if not _ended(waiting, self._stopped)]
+            if wanted:
+                self._answer(wanted)
+
+    def _answer(self, batch: list[_Waiting]) -> None:
+        """One engine.generate for the batch; a failure (or a short answer) fails its requests, not the worker."""
+        requests = [request for waiting in batch for request in waiting.requests]
+        try:
+            with self.lock:
+                texts = list(self.engine.generate(requests, on_token=self._token_routing(batch)))
+            if len(texts) != len(requests):
+                raise RuntimeError(f"the engine answered {len(texts)} of {len(requests)} generation requests")
+        except Exception as exc:  # noqa: BLE001 — each waiting request gets the failure to answer with
+            for waiting in batch:
+                waiting.answer.set_exception(exc)
+            return
+        done = 0
+        for waiting in batch:
+            waiting.answer.set_result(texts[done:done + len(waiting.requests)])
+            done += len(waiting.requests)
+
+    def _token_routing(self, batch: list[_Waiting]) -> TokenCallback:
+        """engine.generate's `on_token`: each token to its own asker's callback; it stops the batch (by raising)
+        once the server stops generating or every asker has gone."""
+        owners = [(waiting, local) for waiting in batch for local in range(len(waiting.requests))]
+
+        def route(index: int, token: int) -> None:
+            if self._stopped.is_set():
+                raise ShuttingDown()
+            if all(waiting.abandoned.is_set() for waiting in batch):
+                raise Abandoned()
+            waiting, local = owners[index]
+            if waiting.on_token is not None:
+                waiting.on_token(local, token)
+        return route
+
+
+@dataclass
+class _Waiting:
+    """Generation requests waiting for the engine, with where their answer and tokens go."""
+
+    requests: list[GenerationRequest]
+    answer: Future
+    on_token: TokenCallback | None
+    abandoned: threading.Event
+
+
+def _ended(waiting: _Waiting, stopped: threading.Event) -> bool:
+    """Whether a waiting request is over before it started (answered with why)."""
+    if stopped.is_set():
+        waiting.answer.set_exception(ShuttingDown())
+    elif waiting.abandoned.is_set():
+        waiting.answer.set_exception(Abandoned())
+    else:
+        return False
+    return True
+
+
+# ----- building the model --------------------------------------------------------------------------
+
+def served_from_spec(spec: str, *, device: str | None = None, dtype: str | None = None) -> ServedModel:
+    """A model spec (builtin name, HF dir, .gguf) served by the in-process engine."""
+    from engines.hf import Engine
+    from harness.models import load_model, model_fingerprint, resolve_model
+
+    engine = Engine.from_loaded(load_model(spec, device=device, dtype=dtype), progress=False)
+    return ServedModel(spec, engine, about={"model_spec": spec, "fingerprint": model_fingerprint(resolve_model(spec)),
+                                            "engine": type(engine).__name__})
+
+
+def gguf_to_serve(run_dir: Path | None, configuration: str | None, model_spec: str | None) -> Path:
+    """The GGUF file behind a `.gguf` model spec, or behind a run's gguf form; one line when there is none."""
+    if model_spec is not None:
+        path = Path(model_spec).expanduser()
+        if path.suffix != ".gguf" or not path.is_file():
+            raise DomainbenchError(f"serve --engine llama.cpp: --model {model_spec} is not a .gguf file")
+        return path
+    from run.spec import parse_configuration
+    from tuning.forms import form_model_path
+
+    config = parse_configuration(configuration)
+    if "gguf" not in config.forms or config.rag:
+        raise DomainbenchError(f"serve --engine llama.cpp: {configuration} is not a gguf form without retrieval "
+                               "(llama.cpp's server cannot put retrieval in front)")
+    resolved = _read_run_yaml(Path(run_dir))
+    form = (resolved.get("forms") or {}).get(config.model_key)
+    if configuration not in resolved["configurations"] or form is None:
+        raise DomainbenchError(f"run {run_dir}: did not evaluate configuration {configuration!r}")
+    return form_model_path(Path(form["path"]))
+
+
+def serve_with_llama_cpp(gguf: Path, *, host: str, port: int, api_key: str | None = None) -> None:
+    """Replace this process with llama.cpp's OpenAI-compatible server on `gguf` (same PID, so stop it by PID).
+
+    `--interrupt_requests false`: by default llama-cpp-python's server cancels a running stream
+    when the next request arrives, which a load test would count as short successes. The server
+    starts through engines/llama_server.py, which loads the model as our llama.cpp engine does
+    (no AMX repacking, which faults).
+    """
+    import importlib.util
+    import os
+    import sys
+
+    if importlib.util.find_spec("llama_cpp.server") is None or importlib.util.find_spec("uvicorn") is None:
+        raise DomainbenchError("serve --engine llama.cpp: needs llama-cpp-python's server extra "
+                               "(pip install 'llama-cpp-python[server]'; make setup installs it)")
+    os.execv(sys.executable, [sys.executable, "-m", "engines.llama_server", "--model", str(gguf), "--host", host,
+                              "--port", str(port), "--n_ctx", "2048", "--interrupt_requests", "false",
+                              "--verbose", "false", *(["--api_key", api_key] if api_key else [])])
+
+
+# Forms that are plain Hugging Face dirs vLLM loads as they are (int8/nf4 are bitsandbytes-quantized by
+# transformers, gguf is llama.cpp's): a served model must be exactly what the run evaluated.
+VLLM_FORMS = ("merged", "pruned")
+
+
+def vllm_model(run_dir: Path | None, configuration: str | None, model_spec: str | None) -> tuple[Path, str, str]:
+    """(HF model dir, served model name, dtype) for `vllm serve`; one line when vLLM cannot serve it as evaluated."""
+    if model_spec is not None:
+        from harness.models import resolve_model
+
+        if Path(model_spec).suffix == ".gguf":
+            raise DomainbenchError(f"serve --engine vllm: --model {model_spec} is a GGUF file (serve it with "
+                                   "--engine llama.cpp)")
+        return resolve_model(model_spec), model_spec, "auto"
+    return _vllm_model_of_run(Path(run_dir), configuration)
+
+
+def _vllm_model_of_run(run_dir: Path, configuration: str) -> tuple[Path, str, str]:
+    """A run's configuration as one HF dir: its weights, its form, or for an adapter the run's merged form."""
+    from run.artifacts import Artifact
+    from run.spec import parse_configuration
+
+    config = parse_configuration(configuration)
+    unsupported = [form for form in config.forms if form not in VLLM_FORMS]
+    if config.rag or unsupported:
+        raise DomainbenchError(f"serve --engine vllm: {configuration} cannot be served by vLLM as evaluated ("
+                               + ("vLLM cannot put retrieval in front" if config.rag else
+                                  f"the {unsupported[0]} form is not a plain Hugging Face model dir") + ")")
+    resolved = _read_run_yaml(run_dir)
+    if configuration not in resolved["configurations"]:
+        raise DomainbenchError(f"run {run_dir}: did not evaluate configuration {configuration!r}")
+    forms = resolved.get("forms") or {}
+    if not (config.forms or config.adapter):
+        key, block = config.weights, resolved["weights"][config.weights]
+    else:  # an adapter beside the weights is served as the run's merged form of it
+        key = config.model_key if config.forms else f"{config.model_key}+merged"
+        block = forms.get(key)
+    if block is None:
+        raise DomainbenchError(f"serve --engine vllm: {configuration} keeps its adapter beside the weights and the "
+                               f"run has no {key} form; vLLM serves one merged model: add {key} to the run's "
+                               "configurations (or serve with --engine in-process)")
+    artifact = Artifact(key, Path(block["path"]), block["fingerprint"])
+    _check_unchanged(artifact, is_form=key in forms)
+    dtype = (resolved.get("spec") or {}).get("dtype") or "auto"
+    return artifact.path, f"{resolved['name']}/{configuration}", dtype
+
+
+def vllm_command(executable: str, model_dir: Path, *, name: str, dtype: str, host: str, port: int,
+                 api_key: str | None = None) -> list[str]:
+    """The `vllm serve` command line for one model dir (run with os.execv: same PID, so it is stopped by PID)."""
+    return [executable, "serve", str(model_dir), "--host", host, "--port", str(port), "--served-model-name", name,
+            "--dtype", dtype, *(["--api-key", api_key] if api_key else [])]
+
+
+def vllm_executable() -> str:
+    """The `vllm` command of this environment; one line when vLLM or a CUDA GPU is missing."""
+    import importlib.util
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / "vllm"
+    executable = str(beside) if beside.is_file() else shutil.which("vllm")
+    if importlib.util.find_spec("vllm") is None or executable is None:
+        raise DomainbenchError("serve --engine vllm: needs vLLM (pip install 'domainbench[vllm]' on a GPU machine)")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DomainbenchError("serve --engine vllm: needs a CUDA GPU (torch sees none); on a CPU use --engine "
+                               "in-process, or llama.cpp for a GGUF")
+    return executable
+
+
+def served_from_run(run_dir: Path, configuration: str, *, device: str | None = None) -> ServedModel:
+    """The model (and retriever) a run evaluated as `configuration`, loaded from the artifacts run.yaml records."""
+    from run import runner
+    from run.artifacts import Artifact
+    from run.spec import (
+        PROFILE_RAG_CONTEXT_TOKENS,
+        FormSettings,
+        RagSettings,
+        RunSpec,
+        parse_configuration,
+    )
+
+    resolved = _read_run_yaml(Path(run_dir))
+    if configuration not in resolved["configurations"]:
+        raise DomainbenchError(f"run {run_dir}: did not evaluate configuration {configuration!r} "
+                               f"(it has {', '.join(resolved['configurations'])})")
+    values = dict(resolved["spec"])
+    rag, forms = RagSettings(**values.pop("rag")), FormSettings(**values.pop("forms"))
+    spec = RunSpec(**values, rag=rag, forms=forms)
+    config = parse_configuration(configuration)
+
+    def artifacts(block: dict | None) -> dict[str, Artifact]:
+        return {name: Artifact(name, Path(a["path"]), a["fingerprint"]) for name, a in (block or {}).items()}
+
+    device = device or resolved["device"]
+    prepared = runner.Prepared(
+        weights=artifacts(resolved["weights"]), adapters=artifacts(resolved["adapters"]),
+        forms=artifacts(resolved["forms"]),
+        index=artifacts({"index": resolved["index"]})["index"] if resolved.get("index") else None,
+        limit=resolved.get("limit_per_task"), rag_context_tokens=PROFILE_RAG_CONTEXT_TOKENS[resolved["profile"]],
+        device=device, dtype=spec.dtype or "auto")
+    model_artifact = prepared.forms.get(config.model_key) or prepared.weights[config.weights]
+    adapter = prepared.adapters[config.adapter] if config.adapter and not config.forms else None
+    # Every artifact served is fingerprinted again from what is on disk, before anything loads.
+    fingerprints = {"fingerprint": _check_unchanged(model_artifact, is_form=config.model_key in prepared.forms),
+                    "adapter_fingerprint": _check_unchanged(adapter, is_form=False) if adapter else None,
+                    "index_fingerprint": _check_index_unchanged(prepared.index) if config.rag else None}
+    # As the runner groups them: a form is its own model; otherwise the weights, with the adapter attached.
+    loaded = runner.load_model_key(runner.load_key(config), prepared, spec)
+    engine = runner.engine_for(loaded, adapter)
+    engine.progress = False
+    augmenter = runner.rag_augmenter(prepared, engine.tokenizer, engine, spec) if config.rag else None
+    about = {"run": resolved["name"], "configuration": configuration, "engine": type(engine).__name__, **fingerprints}
+    return ServedModel(f"{resolved['name']}/{configuration}", engine, augmenter, about)
+
+
+def _read_run_yaml(run_dir: Path) -> dict:
+    path = run_dir / "run.yaml"
+    if not path.is_file():
+        raise DomainbenchError(f"run {run_dir}: no run.yaml (not a run directory, or the run never started)")
+    return yaml.safe_load(path.read_text())
+
+
+def _check_unchanged(artifact, *, is_form: bool) -> str:
+    """The fingerprint of weights (or an adapter) on disk now; refused unless the run evaluated exactly them."""
+    from harness.models import model_fingerprint
+    from tuning.forms import form_fingerprint
+
+    if not artifact.path.exists():
+        raise DomainbenchError(f"artifact {artifact.name}: {artifact.path} no longer exists")
+    now = form_fingerprint(artifact.path) if is_form else model_fingerprint(artifact.path)
+    _refuse_changed(artifact, now)
+    return now
+
+
+def _check_index_unchanged(index) -> str:
+    """The index's input hash as its directory holds it now (its FAISS file checked against its manifest);
+    refused unless it is the one the run evaluated: the directory is rebuilt in place when its inputs change."""
+    from retrieval.index import load_index
+
+    if index is None or not index.path.exists():
+        raise DomainbenchError(f"artifact index: {index.path if index else 'the run records none'}: no index to serve")
+    now = load_index(index.path).manifest["input_hash"]
+    _refuse_changed(index, now)
+    return now
+
+
+def _refuse_changed(artifact, now: str) -> None:
+    if now != artifact.fingerprint:
+        raise DomainbenchError(f"artifact {artifact.name}: {artifact.path} changed since the run evaluated it "
+                               f"(fingerprint {now[:12]}, run recorded {artifact.fingerprint[:12]})")
