@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from benchmarks.conftest import seconds, training_steps
-from engines.hf import Engine
+from engines.hf import HFEngine
 from harness.models import cpu_has_native_bf16, load_model
 from harness.requests import GenerationRequest, RollingRequest
 from tasks.suite import load_suite
@@ -50,7 +50,7 @@ def test_perplexity_of_ten_man_pages(benchmark, smollm, manpages):
     requests = [RollingRequest(example["text"]) for example in manpages["perplexity"].examples["test"][:10]]
 
     def perplexity(model):
-        scores = Engine(model, tokenizer, device="cpu", progress=False).loglikelihood_rolling(requests)
+        scores = HFEngine(model, tokenizer, device="cpu", progress=False).loglikelihood_rolling(requests)
         return math.exp(-sum(s.logprob for s in scores) / sum(s.n_tokens for s in scores))
 
     reference = perplexity(fp32)
@@ -68,7 +68,7 @@ def test_generation_16_prompts_by_32_tokens(benchmark, smollm, manpages):
                                   max_new_tokens=32) for e in manpages["summarize"].examples["test"][:16]]
 
     def generate(model, *, own: bool):
-        engine = Engine(model, tokenizer, device="cpu", progress=False)
+        engine = HFEngine(model, tokenizer, device="cpu", progress=False)
         engine._decodes_itself = own and engine._uses_own_decoding()
         return engine.generate(requests)
 

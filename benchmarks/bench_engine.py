@@ -11,7 +11,7 @@ import random
 import torch
 
 from benchmarks.conftest import seconds
-from engines.hf import Engine
+from engines.hf import HFEngine
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
 WORDS = ("the open system call file descriptor returns error errno pathname rename directory "
@@ -47,7 +47,7 @@ def test_loglikelihood_multiple_choice(benchmark, bench_model, bench_tokenizer):
     rng = random.Random(0)
     requests = [LoglikelihoodRequest(random_text(rng, 60) + " Answer:", " " + rng.choice(WORDS))
                 for _ in range(256)]
-    engine = Engine(bench_model, bench_tokenizer, device="cpu", progress=False)
+    engine = HFEngine(bench_model, bench_tokenizer, device="cpu", progress=False)
     naive = seconds(lambda: naive_loglikelihood(bench_model, bench_tokenizer, requests), repeats=2)
     benchmark.pedantic(lambda: engine.loglikelihood(requests), rounds=3, iterations=1)
     report(benchmark, naive, "loglikelihood x256")
@@ -56,7 +56,7 @@ def test_loglikelihood_multiple_choice(benchmark, bench_model, bench_tokenizer):
 def test_rolling_perplexity(benchmark, bench_model, bench_tokenizer):
     rng = random.Random(1)
     texts = [random_text(rng, rng.randint(40, 120)) for _ in range(64)]
-    engine = Engine(bench_model, bench_tokenizer, device="cpu", max_length=512, progress=False)
+    engine = HFEngine(bench_model, bench_tokenizer, device="cpu", max_length=512, progress=False)
 
     def naive():
         with torch.inference_mode():
@@ -74,7 +74,7 @@ def test_rolling_perplexity(benchmark, bench_model, bench_tokenizer):
 def test_greedy_generation(benchmark, bench_model, bench_tokenizer):
     rng = random.Random(2)
     prompts = [random_text(rng, rng.randint(10, 30)) for _ in range(32)]
-    engine = Engine(bench_model, bench_tokenizer, device="cpu", progress=False)
+    engine = HFEngine(bench_model, bench_tokenizer, device="cpu", progress=False)
 
     def naive():
         with torch.inference_mode():
@@ -96,8 +96,8 @@ def test_multiple_choice_shares_the_context(benchmark, bench_model, bench_tokeni
     labels = [" system call", " library function", " special file", " file format", " overview"]
     requests = [LoglikelihoodRequest(random_text(rng, 60) + " This page documents a", label)
                 for _ in range(32) for label in labels]
-    shared = Engine(bench_model, bench_tokenizer, device="cpu", max_length=512, progress=False)
-    separate = Engine(bench_model, bench_tokenizer, device="cpu", max_length=512, share_contexts=False,
+    shared = HFEngine(bench_model, bench_tokenizer, device="cpu", max_length=512, progress=False)
+    separate = HFEngine(bench_model, bench_tokenizer, device="cpu", max_length=512, share_contexts=False,
                       progress=False)
     baseline = seconds(lambda: separate.loglikelihood(requests), repeats=2)
     benchmark.pedantic(lambda: shared.loglikelihood(requests), rounds=3, iterations=1)

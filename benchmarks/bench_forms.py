@@ -16,7 +16,7 @@ import math
 import pytest
 
 from benchmarks.conftest import seconds
-from engines.hf import Engine
+from engines.hf import HFEngine
 from harness.models import (
     gguf_origin,
     load_model,
@@ -53,7 +53,7 @@ def _form_engine(form: str, suite):
     if path.suffix == ".gguf":
         return LlamaCppEngine(path, load_tokenizer(artifact), progress=False)
     loaded = load_model(str(path), device="cpu")
-    return Engine(loaded.model, loaded.tokenizer, progress=False)
+    return HFEngine(loaded.model, loaded.tokenizer, progress=False)
 
 
 def _workloads(suite):
@@ -70,7 +70,7 @@ def _perplexity(engine, requests) -> float:
 @pytest.mark.parametrize("form", FORMS)
 def test_rolling_perplexity_of_ten_man_pages(benchmark, manpages, parent, form):
     rolling, _ = _workloads(manpages)
-    reference = Engine(parent.model, parent.tokenizer, progress=False)
+    reference = HFEngine(parent.model, parent.tokenizer, progress=False)
     parent_seconds = seconds(lambda: _perplexity(reference, rolling), repeats=1)
     engine = _form_engine(form, manpages)
     benchmark.pedantic(lambda: _perplexity(engine, rolling), rounds=1, iterations=1)
@@ -86,7 +86,7 @@ def test_rolling_perplexity_of_ten_man_pages(benchmark, manpages, parent, form):
 @pytest.mark.parametrize("form", FORMS)
 def test_generation_16_by_32(benchmark, manpages, parent, form):
     _, prompts = _workloads(manpages)
-    reference = Engine(parent.model, parent.tokenizer, progress=False)
+    reference = HFEngine(parent.model, parent.tokenizer, progress=False)
     parent_seconds = seconds(lambda: reference.generate(prompts), repeats=1)
     engine = _form_engine(form, manpages)
     benchmark.pedantic(lambda: engine.generate(prompts), rounds=1, iterations=1)

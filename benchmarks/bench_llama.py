@@ -13,7 +13,7 @@ import math
 import pytest
 
 from benchmarks.conftest import seconds
-from engines.hf import Engine
+from engines.hf import HFEngine
 from engines.llama_cpp import LlamaCppEngine
 from harness.models import gguf_origin, load_model
 from harness.requests import GenerationRequest, RollingRequest
@@ -23,7 +23,7 @@ from tasks.suite import load_suite
 @pytest.fixture(scope="module")
 def engines():
     loaded = load_model("smollm2-135m-instruct", device="cpu", dtype="bfloat16")
-    hf = Engine(loaded.model, loaded.tokenizer, device="cpu", progress=False)
+    hf = HFEngine(loaded.model, loaded.tokenizer, device="cpu", progress=False)
     llama = LlamaCppEngine(gguf_origin("smollm2-135m-instruct"), loaded.tokenizer, progress=False)
     yield hf, llama
     llama.close()

@@ -19,7 +19,7 @@ import time
 import pytest
 import torch
 
-from engines.hf import Engine
+from engines.hf import HFEngine
 from engines.tokens import prefix_token_id
 from harness.models import load_model, parse_dtype
 from harness.requests import LoglikelihoodRequest, RollingRequest
@@ -89,7 +89,7 @@ def test_perplexity_of_ten_man_pages_against_lm_eval(benchmark, models, manpages
     texts = [example["text"] for example in manpages["perplexity"].examples["test"][:PAGES]]
 
     def engine_perplexity(model):
-        scores = Engine(model, tokenizer, device="cpu", progress=False).loglikelihood_rolling(
+        scores = HFEngine(model, tokenizer, device="cpu", progress=False).loglikelihood_rolling(
             [RollingRequest(text) for text in texts])
         return math.exp(-sum(s.logprob for s in scores) / sum(s.n_tokens for s in scores))
 
@@ -118,7 +118,7 @@ def test_multiple_choice_against_lm_eval(benchmark, models, manpages):
     requests = [LoglikelihoodRequest(context, continuation) for context, continuation in pairs]
 
     def engine_logprobs(model):
-        return [s.logprob for s in Engine(model, tokenizer, device="cpu", progress=False).loglikelihood(requests)]
+        return [s.logprob for s in HFEngine(model, tokenizer, device="cpu", progress=False).loglikelihood(requests)]
 
     # lm-eval scores a context without a leading BOS; the engine prefixes one (engines/tokens.py).
     # Writing the prefix token into lm-eval's context gives both the same token ids.

@@ -25,15 +25,14 @@ if TYPE_CHECKING:
 
 def _connect(endpoint_spec: str, tokenizer_spec: str | None, **options) -> OpenAIEngine:
     """The engine on ENDPOINT, connected before any work (a server that is down is one line, exit 2)."""
-    from engines.endpoint import parse_endpoint
-    from engines.openai_api import OpenAIEngine
+    from engines.registry import EngineOptions, engine_kind
     from harness.models import load_tokenizer, resolve_model
+    from run.configuration import configuration_from_spec
 
-    endpoint = parse_endpoint(endpoint_spec)
-    if endpoint is None:
+    if not engine_kind(endpoint_spec).remote:
         raise DomainbenchError(f"ENDPOINT {endpoint_spec}: expected openai+http://HOST:PORT/v1 or openai-chat+http://… "
                                "(optionally #MODEL)")
-    engine = OpenAIEngine(endpoint, progress=False, **options)
+    engine = configuration_from_spec(endpoint_spec, EngineOptions(progress=False, **options)).engine
     if tokenizer_spec:
         engine.tokenizer = load_tokenizer(resolve_model(tokenizer_spec))
     return engine

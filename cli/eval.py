@@ -63,17 +63,16 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
                  rag_k: int, trust_remote_code: bool, tokenizer_spec: str | None, concurrency: int,
                  timeout: float) -> None:
     """Evaluate MODEL on SUITE; write one result file per task and print metrics with 95% intervals."""
-    from engines.endpoint import parse_endpoint
-    from engines.openai_api import OpenAIEngine
+    from engines.registry import EngineOptions, engine_kind
 
     configuration = _configuration_label(configuration, adapter=adapter, rag_index=rag_index)
-    endpoint = parse_endpoint(model_spec)
-    if endpoint is not None:
+    kind = engine_kind(model_spec)
+    if kind.remote:
         if adapter or device or batch_tokens:
             raise DomainbenchError("--adapter, --device and --batch-tokens do not apply to an endpoint: "
                                    "the server holds the model")
         # Connect before anything else: a server that is down costs one line, not a suite load.
-        engine = OpenAIEngine(endpoint, concurrency=concurrency, timeout=timeout)
+        engine = kind.open(model_spec, EngineOptions(concurrency=concurrency, timeout=timeout))
         try:
             _eval_endpoint(engine, suite_spec, task_names, split=split, limit=limit, num_fewshot=num_fewshot,
                            seed=seed, output_dir=output_dir, configuration=configuration, rag_index=rag_index,
@@ -84,44 +83,48 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
         return
     if tokenizer_spec:
         raise DomainbenchError("--tokenizer applies to an endpoint only: a local model brings its own")
-    from engines.distributed import (
-        init_from_launcher,
-        is_main_process,
-        launched_world_size,
-        local_device,
-    )
-    from engines.hf import Engine
-    from harness.models import load_model, require_adapter_dir, with_adapter
+    _eval_local(model_spec, suite_spec, task_names, split=split, limit=limit, num_fewshot=num_fewshot, seed=seed,
+                output_dir=output_dir, configuration=configuration, rag_index=rag_index, rag_k=rag_k,
+                options=EngineOptions(device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+                                      max_batch_tokens=batch_tokens, adapter=adapter))
+
+
+def _eval_local(model_spec: str, suite_spec: str, task_names: str | None, *, split: str, limit: int | None,
+                num_fewshot: int | None, seed: int, output_dir: Path | None, configuration: str,
+                rag_index: Path | None, rag_k: int, options) -> None:
+    """`eval` of a model this process runs (an HF model, a GGUF file): every process of a launcher takes part."""
+    import dataclasses
+
+    from engines.distributed import init_from_launcher, is_main_process, launched_world_size, local_device
     from reports.schema import result_file, result_path, write_result
+    from run.configuration import configuration_from_spec
     from run.preflight import check_device
 
-    check_device(device)
-
+    check_device(options.device)
     # Under torchrun / accelerate launch every process runs this command: the engine shards the
     # requests across them and gathers the results; the main process writes.
     init_from_launcher()
-    if device is None and launched_world_size() > 1:
-        device = local_device()
+    if options.device is None and launched_world_size() > 1:
+        options = dataclasses.replace(options, device=local_device())
     suite = load_suite(suite_spec)
     tasks = suite.select(task_list(task_names))
     output_dir = output_dir or Path("runs") / f"{suite.name}-{slug(Path(model_spec).name or model_spec, fallback='model')}"
-    if adapter:
-        require_adapter_dir(adapter)
-    loaded = load_model(model_spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-    model = with_adapter(loaded.model, adapter) if adapter else loaded.model
-    engine = Engine(model, loaded.tokenizer, max_batch_tokens=batch_tokens)
-    rag = _rag(rag_index, loaded.tokenizer, engine, rag_k) if rag_index else None
+    opened = configuration_from_spec(model_spec, options, rag_index=rag_index, rag_k=rag_k)
     results = []
-    for task in tasks:
-        result = evaluate_task(task, engine, split=split, limit=limit, num_fewshot=num_fewshot, seed=seed, rag=rag)
-        results.append(result)
-        if not is_main_process():
-            continue
-        record = result_file(result, run=output_dir.name, configuration=configuration, suite=suite,
-                             model_spec=model_spec, model_fingerprint=loaded.fingerprint,
-                             adapter=str(adapter) if adapter else None)
-        path = write_result(result_path(output_dir, configuration, task.name), record)
-        click.echo(f"wrote {path}", err=True)
+    try:
+        for task in tasks:
+            result = evaluate_task(task, opened.engine, split=split, limit=limit, num_fewshot=num_fewshot, seed=seed,
+                                   rag=opened.augmenter)
+            results.append(result)
+            if not is_main_process():
+                continue
+            record = result_file(result, run=output_dir.name, configuration=configuration, suite=suite,
+                                 model_spec=model_spec, model_fingerprint=opened.about["fingerprint"],
+                                 adapter=str(options.adapter) if options.adapter else None)
+            path = write_result(result_path(output_dir, configuration, task.name), record)
+            click.echo(f"wrote {path}", err=True)
+    finally:
+        opened.close()
     if not is_main_process():
         return
     Console(width=None if sys.stdout.isatty() else 200).print(metrics_table(results, title=(
@@ -141,6 +144,7 @@ def _eval_endpoint(engine: OpenAIEngine, suite_spec: str, task_names: str | None
     from engines.openai_api import NotScorable
     from harness.models import load_tokenizer, resolve_model
     from reports.schema import result_file, result_path, write_result
+    from run.configuration import augmenter_for_index
     from run.endpoint_results import with_request_errors
 
     suite = load_suite(suite_spec)
@@ -149,7 +153,7 @@ def _eval_endpoint(engine: OpenAIEngine, suite_spec: str, task_names: str | None
         engine.tokenizer = load_tokenizer(resolve_model(tokenizer_spec), trust_remote_code=trust_remote_code)
     if rag_index and engine.tokenizer is None:
         raise DomainbenchError("--rag-index with an endpoint needs --tokenizer (passages are budgeted in tokens)")
-    rag = _rag(rag_index, engine.tokenizer, engine, rag_k) if rag_index else None
+    rag = augmenter_for_index(rag_index, engine, rag_k) if rag_index else None
     client = engine.client
     host = urlsplit(client.endpoint.url).netloc.replace(":", "-")
     output_dir = output_dir or Path("runs") / f"{suite.name}-{slug(host, fallback='endpoint')}"
@@ -189,13 +193,6 @@ def _eval_endpoint(engine: OpenAIEngine, suite_spec: str, task_names: str | None
         click.echo(f"incomplete: {left_out}; `compare` and the report's ★ leave these results out unless told "
                    "otherwise", err=True)
         sys.exit(INCOMPLETE_EXIT)
-
-
-def _rag(index: Path, tokenizer, engine, k: int):
-    from retrieval.rag import RagAugmenter
-    from retrieval.retriever import Retriever
-
-    return RagAugmenter(Retriever.load(index), tokenizer, k=k, context_budget_tokens=engine.max_length // 2)
 
 
 def metrics_table(results: list[TaskResult], *, title: str) -> Table:

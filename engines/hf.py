@@ -35,6 +35,7 @@ from engines.greedy import (
     greedy_generate,
     stop_rule,
 )
+from engines.registry import EngineOptions
 from engines.scoring import (
     ScoringRow,
     TokenizedRequests,
@@ -46,7 +47,7 @@ from engines.scoring import (
 from engines.shared_context import SharedContextRow, batch_inputs, shared_context_rows
 from engines.stops import StopAfterAnswerBegins, cut_at_stop
 from engines.tokens import prefix_token_id
-from harness.models import LoadedModel, default_device
+from harness.models import LoadedModel, default_device, load_model, with_adapter
 from harness.progress import counting_bar
 from harness.requests import (
     GenerationRequest,
@@ -59,7 +60,7 @@ from harness.requests import (
 DEFAULT_MAX_LENGTH = 2048
 
 
-class Engine(TokenizedRequests):
+class HFEngine(TokenizedRequests):
     """Runs the three request types on one model and tokenizer."""
 
     def __init__(self, model, tokenizer, *, device: str | None = None, max_length: int | None = None,
@@ -93,8 +94,11 @@ class Engine(TokenizedRequests):
         self.tokens_processed = 0
 
     @classmethod
-    def from_loaded(cls, loaded: LoadedModel, **kwargs) -> "Engine":
+    def from_loaded(cls, loaded: LoadedModel, **kwargs) -> "HFEngine":
         return cls(loaded.model, loaded.tokenizer, **kwargs)
+
+    def close(self) -> None:
+        """Nothing to stop: the model is freed with the last reference to it."""
 
     @property
     def dtype(self) -> str:
@@ -396,3 +400,12 @@ def _model_device(model) -> str | None:
 def _model_max_length(model) -> int:
     positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     return min(positions or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
+
+
+def open_hf(spec: str, options: EngineOptions) -> HFEngine:
+    """The registry's opener for everything `resolve_model` knows: a builtin name, a model dir, a hub id."""
+    loaded = load_model(spec, device=options.device, dtype=options.dtype, trust_remote_code=options.trust_remote_code)
+    model = with_adapter(loaded.model, options.adapter) if options.adapter else loaded.model
+    engine = HFEngine(model, loaded.tokenizer, max_batch_tokens=options.max_batch_tokens, progress=options.progress)
+    engine.fingerprint = loaded.fingerprint
+    return engine

@@ -2,7 +2,7 @@
 
 This is how the `gguf` form is evaluated: the model as llama.cpp runs it, quantized kernels,
 f16 KV cache and all. Text is tokenized by the matching Hugging Face tokenizer with the
-`Engine`'s own code (same context/continuation split, same prefix token, same rolling windows),
+`HFEngine`'s own code (same context/continuation split, same prefix token, same rolling windows),
 and the ids go to llama.cpp, so both engines score the very same tokens and differ only in the
 arithmetic.
 
@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from engines.hf import DEFAULT_MAX_LENGTH
+from engines.registry import EngineOptions
 from engines.scoring import (
     ScoringRow,
     TokenizedRequests,
@@ -34,7 +35,7 @@ from engines.scoring import (
 from engines.stops import cut_at_stop
 from engines.tokens import prefix_token_id
 from harness.errors import DomainbenchError
-from harness.models import cpu_has_amx
+from harness.models import cpu_has_amx, load_tokenizer, model_fingerprint, resolve_model
 from harness.progress import counting_bar
 from harness.requests import (
     GenerationRequest,
@@ -45,7 +46,7 @@ from harness.requests import (
 )
 
 DEFAULT_BATCH_TOKENS = 512
-# Rows of fp32 logits per log-softmax: ~8 MB stays in a CPU's cache (as Engine's head chunks).
+# Rows of fp32 logits per log-softmax: ~8 MB stays in a CPU's cache (as HFEngine's head chunks).
 _LOGPROB_CHUNK_BYTES = 1 << 23
 
 
@@ -74,7 +75,7 @@ class LlamaCppEngine(TokenizedRequests):
     # ----- request API -------------------------------------------------------------------------
 
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[Loglikelihood]:
-        """Log-probability of each continuation given its context (as Engine.loglikelihood)."""
+        """Log-probability of each continuation given its context (as HFEngine.loglikelihood)."""
         if not requests:
             return []
         contexts, continuations = self._encode_pairs(requests)
@@ -83,7 +84,7 @@ class LlamaCppEngine(TokenizedRequests):
 
     def loglikelihood_rolling(self, requests: list[RollingRequest], *,
                               stride: int | None = None) -> list[Loglikelihood]:
-        """Log-probability of each whole text in Engine's windows; `is_greedy` is not computed."""
+        """Log-probability of each whole text in HFEngine's windows; `is_greedy` is not computed."""
         stride = stride or self.max_length
         if not 0 < stride <= self.max_length:
             raise ValueError(f"stride must be in 1..{self.max_length}, got {stride}")
@@ -359,3 +360,28 @@ def _file_type_name(value: str | None) -> str:
 
 def _usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def open_gguf(spec: str, options: EngineOptions):
+    """The registry's opener for a `.gguf` file: llama.cpp in a process of its own (a native crash takes only it).
+
+    The tokenizer is the one given, else the one saved beside the file (a run's gguf form keeps its
+    parent's), else the one `resolve_model` converts from the file itself.
+    """
+    from engines.isolated import IsolatedEngine
+
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise DomainbenchError(f"model {spec}: no such GGUF file")
+    engine = IsolatedEngine(LlamaCppEngine, path, options.tokenizer or gguf_tokenizer(path), name="llama.cpp",
+                            max_batch_tokens=options.max_batch_tokens, progress=options.progress)
+    engine.fingerprint = model_fingerprint(path)
+    return engine
+
+
+def gguf_tokenizer(path: Path):
+    """The Hugging Face tokenizer that belongs to a GGUF file: saved beside it, else converted from it."""
+    beside = path.parent
+    if (beside / "tokenizer_config.json").is_file():
+        return load_tokenizer(beside)
+    return load_tokenizer(resolve_model(str(path)))

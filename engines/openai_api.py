@@ -7,7 +7,7 @@ each prompt goes as one user message through the server's own chat template (so 
 and no prefix token), generation only; log-likelihood tasks are `NotScorable` there.
 
 - Generation: greedy (temperature 0, no penalties), `max_new_tokens` at most. Stop strings are
-  cut here with `cut_at_stop`, as `Engine` cuts them, and not sent: servers stop at a stop
+  cut here with `cut_at_stop`, as `HFEngine` cuts them, and not sent: servers stop at a stop
   string even before the answer has begun, which would turn an instruct model's leading newline
   into an empty answer.
 - Log-likelihood and rolling log-likelihood: from prompt log-probabilities (`echo` with
@@ -18,7 +18,7 @@ and no prefix token), generation only; log-likelihood tasks are `NotScorable` th
   token. Where it does not, `NotScorable` says why (Ollama and TGI give no prompt log-probs;
   llama-cpp-python's server shifts them by one position unless the prompt opens with the
   model's BOS token, which the engine sends when it has the tokenizer).
-- A local tokenizer (optional) gives what `Engine` takes from its own: the chat template, the
+- A local tokenizer (optional) gives what `HFEngine` takes from its own: the chat template, the
   prefix token (BOS, else EOS) that scored text is conditioned on, and token counts for rolling
   windows and for keeping prompts within `max_length`. Without one, prompts go unchanged.
 - Requests run `concurrency` at a time, retried as engines.endpoint says. A request that still
@@ -40,6 +40,7 @@ from engines.endpoint import (
     parse_endpoint,
     response_text,
 )
+from engines.registry import EngineOptions
 from engines.scoring import rolling_windows
 from engines.stops import cut_at_stop
 from harness.errors import DomainbenchError
@@ -50,6 +51,7 @@ from harness.requests import (
     Loglikelihood,
     LoglikelihoodRequest,
     RollingRequest,
+    TokenCallback,
 )
 
 DEFAULT_MAX_LENGTH = 2048  # as engines.hf's, for servers that do not report their context
@@ -121,7 +123,7 @@ class OpenAIEngine:
     def loglikelihood(self, requests: list[LoglikelihoodRequest]) -> list[Loglikelihood]:
         """Log-probability of each continuation given its context, from the server's prompt log-probs.
 
-        Trailing spaces of the context move to the continuation, as `Engine` splits them.
+        Trailing spaces of the context move to the continuation, as `HFEngine` splits them.
         """
         if not requests:
             return []
@@ -135,7 +137,7 @@ class OpenAIEngine:
                               stride: int | None = None) -> list[Loglikelihood]:
         """Log-probability of each whole text; `is_greedy` is not computed (always False).
 
-        With a tokenizer, texts longer than the context go in `Engine`'s windows (decoded back to
+        With a tokenizer, texts longer than the context go in `HFEngine`'s windows (decoded back to
         text, which the server tokenizes again); without one, each text is one request.
         """
         if not requests:
@@ -157,9 +159,12 @@ class OpenAIEngine:
             totals[owner][1] += score.n_tokens
         return [Loglikelihood(logprob, False, n) for logprob, n in totals]
 
-    def generate(self, requests: list[GenerationRequest]) -> list[str]:
+    def generate(self, requests: list[GenerationRequest], *, on_token: TokenCallback | None = None) -> list[str]:
         """Greedy continuations, each cut at its first stop string (not included); FAILED_GENERATION where a
         request failed."""
+        if on_token is not None:
+            raise DomainbenchError(f"endpoint {self.client.endpoint.url}: a server streams text, not the token ids "
+                                   "on_token hears; generate without it")
         prompts = [self._generation_prompt(request) for request in requests]
         return self._map(lambda pair: self._generate_one(*pair), list(zip(prompts, requests)), "generate")
 
@@ -175,7 +180,7 @@ class OpenAIEngine:
 
     def _generation_prompt(self, request: GenerationRequest) -> str:
         prompt = self._keep_last_tokens(request.prompt, self.max_length - request.max_new_tokens)
-        # A chat template may already open with the prefix token; don't double it (as Engine).
+        # A chat template may already open with the prefix token; don't double it (as HFEngine).
         return prompt if prompt.startswith(self._prefix_text) else self._prefix_text + prompt
 
     def _generate_one(self, prompt: str, request: GenerationRequest) -> str:
@@ -199,7 +204,7 @@ class OpenAIEngine:
     def _windows(self, text: str, stride: int):
         """(context, continuation) pieces that score every token of `text` once.
 
-        Unlike Engine's, every window opens with the prefix token: the log-prob check vouches for
+        Unlike HFEngine's, every window opens with the prefix token: the log-prob check vouches for
         prompts that do (llama-cpp-python's server misaligns the others).
         """
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] if self.tokenizer is not None else []
@@ -286,7 +291,7 @@ class OpenAIEngine:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _keep_last_tokens(self, text: str, n: int) -> str:
-        """`text` cut from the left to its last `n` tokens, as `Engine` cuts ids (needs the tokenizer)."""
+        """`text` cut from the left to its last `n` tokens, as `HFEngine` cuts ids (needs the tokenizer)."""
         if self.tokenizer is None:
             return text
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -311,7 +316,7 @@ def _continuation_logprob(body: dict, continuation_chars: int) -> Loglikelihood:
     The echoed list holds the prompt's tokens, then the `usage.completion_tokens` generated ones.
     Offsets count characters of the server's own rendering of the prompt (llama-cpp-python leaves
     special tokens out of it), so the continuation is located from the prompt's end. A token that
-    straddles the boundary counts as continuation, as when `Engine` encodes the pair whole. The
+    straddles the boundary counts as continuation, as when `HFEngine` encodes the pair whole. The
     first prompt token has no log-prob (None) and is not counted.
     """
     choice = body["choices"][0]
@@ -334,7 +339,7 @@ def _continuation_logprob(body: dict, continuation_chars: int) -> Loglikelihood:
 
 
 def _prefix_text(tokenizer) -> str:
-    """The text of the token `Engine` conditions the first token on (BOS, else EOS), unless the
+    """The text of the token `HFEngine` conditions the first token on (BOS, else EOS), unless the
     tokenizer adds its BOS itself — the server's tokenizer will then add it too."""
     if tokenizer is None:
         return ""
@@ -342,3 +347,11 @@ def _prefix_text(tokenizer) -> str:
     if prefix is None or tokenizer("a")["input_ids"][:1] == [prefix]:
         return ""
     return tokenizer.decode([prefix])
+
+
+def open_endpoint(spec: str, options: EngineOptions) -> OpenAIEngine:
+    """The registry's opener for `openai+http://…` and `openai-chat+http://…`: connects at once."""
+    engine = OpenAIEngine(spec, options.tokenizer, concurrency=options.concurrency, timeout=options.timeout,
+                          progress=options.progress)
+    engine.fingerprint = engine.client.fingerprint
+    return engine

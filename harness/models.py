@@ -220,12 +220,15 @@ def load_tokenizer(path: Path, *, trust_remote_code: bool = False):
 
 
 def model_fingerprint(path: Path) -> str:
-    """sha256 over config, tokenizer and weight files: equal fingerprints mean the same model.
+    """sha256 over config, tokenizer and weight files (of a GGUF file: over the file): equal fingerprints mean
+    the same model.
 
     Hashing 0.5 GB of weights takes about a second, so digests are memoised per file by
     (size, mtime) in the cache.
     """
     path = Path(path)
+    if path.is_file():  # a single-file model (a GGUF): the file is the model
+        return _file_digest(path.resolve())
     files = sorted(p for p in path.iterdir()
                    if p.is_file() and (p.name in _FINGERPRINTED_FILES or p.suffix in _WEIGHT_SUFFIXES))
     digest = hashlib.sha256()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -25,16 +25,9 @@ import click
 import yaml
 
 from engines.isolated import EngineCrashed, IsolatedEngine
-from engines.llama_cpp import LlamaCppEngine
 from harness.atomic import write_atomic
 from harness.errors import DomainbenchError
-from harness.models import (
-    default_device,
-    detach_adapter,
-    load_model,
-    parse_dtype,
-    with_adapter,
-)
+from harness.models import default_device, parse_dtype
 from reports.crashes import clear_crashes, record_crash
 from reports.schema import load_result, result_file, result_path, write_result
 from run.artifacts import (
@@ -45,6 +38,7 @@ from run.artifacts import (
     prepare_index,
     prepare_weights,
 )
+from run.configuration import Prepared, adapter_engine, detach, load_key, open_model, rag_augmenter
 from run.preflight import check_run
 from run.spec import (
     PROFILE_LIMITS,
@@ -58,20 +52,6 @@ from tasks.evaluate import evaluate_task
 from tasks.registry import task_module
 from tasks.suite import Suite, load_suite
 from tuning.memory import peak_memory, reset_peak_memory
-
-
-@dataclass
-class Prepared:
-    """Everything a run's configurations are built from, each with its fingerprint."""
-
-    weights: dict[str, Artifact]
-    adapters: dict[str, Artifact]
-    forms: dict[str, Artifact]        # by model key: `adapter+merged`, `base+gguf`, …
-    index: Artifact | None
-    limit: int | None
-    rag_context_tokens: int
-    device: str
-    dtype: str                        # the dtype the weights are evaluated in, resolved for `device`
 
 
 def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
@@ -128,66 +108,27 @@ def run(spec: RunSpec, *, rebuild_report: bool = True) -> Path:
 
 def _evaluate_model(model_key: str, by_adapter: dict, pending: dict, spec: RunSpec, suite: Suite,
                     prepared: Prepared, *, run_dir: Path) -> None:
-    """Load one model and evaluate its pending configurations, each adapter attached in turn."""
+    """Open one model and evaluate its pending configurations, each adapter put on in turn."""
     reset_peak_memory()  # each model's serving peak is its own, not the previous model's
-    loaded = load_model_key(model_key, prepared, spec)
-    engine = None
+    engine = open_model(model_key, prepared, spec)
     try:
         for adapter, group in by_adapter.items():
             if not any(pending[c.name] for c in group):
                 continue
-            engine = engine_for(loaded, prepared.adapters[adapter] if adapter else None)
+            attached = adapter_engine(engine, prepared.adapters[adapter]) if adapter else engine
             try:
                 for configuration in group:
-                    _evaluate_configuration(spec, suite, configuration, pending[configuration.name], engine,
+                    _evaluate_configuration(spec, suite, configuration, pending[configuration.name], attached,
                                             prepared, run_dir=run_dir)
             finally:
                 if adapter:
-                    detach_adapter(engine.model)
+                    detach(attached)
     finally:
-        if hasattr(engine, "close"):
-            engine.close()  # llama.cpp's process, with its model and context
-
-
-@dataclass
-class _Loaded:
-    """One model in memory (or a GGUF file for llama.cpp), its tokenizer and its bytes on disk."""
-
-    model: object | None
-    tokenizer: object
-    gguf: Path | None
-    model_bytes: int
-
-
-def load_model_key(model_key: str, prepared: Prepared, spec: RunSpec) -> _Loaded:
-    """The model behind a model key: tuned weights, or a form (a model dir, or a GGUF file for llama.cpp)."""
-    from harness.models import load_tokenizer
-    from tuning.forms import form_model_path, model_bytes
-
-    artifact = prepared.forms.get(model_key) or prepared.weights[model_key]
-    path = form_model_path(artifact.path) if model_key in prepared.forms else artifact.path
-    if path.suffix == ".gguf":
-        return _Loaded(None, load_tokenizer(artifact.path), path, model_bytes(path))
-    loaded = load_model(str(path), device=prepared.device, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code)
-    return _Loaded(loaded.model, loaded.tokenizer, None, model_bytes(path))
-
-
-def engine_for(loaded: _Loaded, adapter: Artifact | None):
-    """The engine that runs a loaded model: llama.cpp for a GGUF file (in a process of its own), ours for the rest."""
-    if loaded.gguf is not None:
-        engine = IsolatedEngine(LlamaCppEngine, loaded.gguf, loaded.tokenizer, name="llama.cpp")
-    else:
-        from engines.hf import Engine
-
-        engine = Engine(with_adapter(loaded.model, adapter.path, name=adapter.name) if adapter else loaded.model,
-                        loaded.tokenizer)
-    engine.model_bytes = loaded.model_bytes
-    return engine
+        engine.close()  # llama.cpp's process, with its model and context
 
 
 def _evaluate_configuration(spec, suite, configuration, tasks, engine, prepared: Prepared, *, run_dir):
-    tokenizer = engine.tokenizer
-    rag = rag_augmenter(prepared, tokenizer, engine, spec) if configuration.rag else None
+    rag = rag_augmenter(prepared, engine, spec) if configuration.rag else None
     adapter = prepared.adapters[configuration.adapter] if configuration.adapter else None
     model_artifact = prepared.forms.get(configuration.model_key) or prepared.weights[configuration.weights]
     for task in tasks:
@@ -248,20 +189,6 @@ def _copy_retrieval_free_result(configuration: Configuration, task, prepared: Pr
     write_result(result_path(run_dir, configuration.name, task.name), copy)
     click.echo(f"{configuration.name} / {task.name}: retrieval is off for this task, the result of {twin.name}", err=True)
     return True
-
-
-def rag_augmenter(prepared: Prepared, tokenizer, engine, spec: RunSpec):
-    from retrieval.bm25 import HybridRetriever
-    from retrieval.rag import RagAugmenter
-
-    budget = min(prepared.rag_context_tokens, engine.max_length // 2)
-    retriever = HybridRetriever.load(prepared.index.path, mode=spec.rag.retrieval)
-    return RagAugmenter(retriever, tokenizer, k=spec.rag.k, context_budget_tokens=budget)
-
-
-def load_key(configuration: Configuration) -> str:
-    """What a configuration loads: its form (a merged adapter is inside it), else its weights."""
-    return configuration.model_key if configuration.forms else configuration.weights
 
 
 def _grouped(configurations: list[Configuration]) -> dict[str, dict[str | None, list[Configuration]]]:

@@ -3,8 +3,8 @@
     served = served_from_run(run_dir, "adapter+rag")      # or served_from_spec("smollm2-135m-instruct")
     uvicorn.run(create_app(served), host="127.0.0.1", port=8000)   # or serve.process.serve
 
-The model is rebuilt the way the runner built it (run.runner's loading helpers): the weights
-(or a form — a model dir, or a GGUF file run in-process by llama.cpp) from the paths run.yaml
+The model is rebuilt the way the runner built it (run/configuration.py, the one configuration loader): the weights
+(or a form — a model dir, or a GGUF file run by llama.cpp in a process of its own) from the paths run.yaml
 records, the PEFT adapter attached, and for `+rag` the retriever over the run's index in front.
 Each artifact's fingerprint on disk must still equal the one the run recorded.
 
@@ -31,10 +31,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import yaml
-
 from harness.errors import DomainbenchError
 from harness.requests import GenerationRequest, TokenCallback
+from run.configuration import check_unchanged, read_run_yaml
 from serve.api import create_app
 from serve.completions import Abandoned, ServingLimits, ShuttingDown
 
@@ -154,13 +153,13 @@ def _ended(waiting: _Waiting, stopped: threading.Event) -> bool:
 # ----- building the model --------------------------------------------------------------------------
 
 def served_from_spec(spec: str, *, device: str | None = None, dtype: str | None = None) -> ServedModel:
-    """A model spec (builtin name, HF dir, .gguf) served by the in-process engine."""
-    from engines.hf import Engine
-    from harness.models import load_model, model_fingerprint, resolve_model
+    """A model spec (builtin name, HF dir, .gguf) served by the engine the registry gives it."""
+    from engines.registry import EngineOptions
+    from run.configuration import configuration_from_spec
 
-    engine = Engine.from_loaded(load_model(spec, device=device, dtype=dtype), progress=False)
-    return ServedModel(spec, engine, about={"model_spec": spec, "fingerprint": model_fingerprint(resolve_model(spec)),
-                                            "engine": type(engine).__name__})
+    opened = configuration_from_spec(spec, EngineOptions(device=device, dtype=dtype, progress=False))
+    return ServedModel(spec, opened.engine, opened.augmenter, about={
+        "model_spec": spec, "fingerprint": opened.about["fingerprint"], "engine": type(opened.engine).__name__})
 
 
 def gguf_to_serve(run_dir: Path | None, configuration: str | None, model_spec: str | None) -> Path:
@@ -177,7 +176,7 @@ def gguf_to_serve(run_dir: Path | None, configuration: str | None, model_spec: s
     if "gguf" not in config.forms or config.rag:
         raise DomainbenchError(f"serve --engine llama.cpp: {configuration} is not a gguf form without retrieval "
                                "(llama.cpp's server cannot put retrieval in front)")
-    resolved = _read_run_yaml(Path(run_dir))
+    resolved = read_run_yaml(Path(run_dir))
     form = (resolved.get("forms") or {}).get(config.model_key)
     if configuration not in resolved["configurations"] or form is None:
         raise DomainbenchError(f"run {run_dir}: did not evaluate configuration {configuration!r}")
@@ -232,7 +231,7 @@ def _vllm_model_of_run(run_dir: Path, configuration: str) -> tuple[Path, str, st
         raise DomainbenchError(f"serve --engine vllm: {configuration} cannot be served by vLLM as evaluated ("
                                + ("vLLM cannot put retrieval in front" if config.rag else
                                   f"the {unsupported[0]} form is not a plain Hugging Face model dir") + ")")
-    resolved = _read_run_yaml(run_dir)
+    resolved = read_run_yaml(run_dir)
     if configuration not in resolved["configurations"]:
         raise DomainbenchError(f"run {run_dir}: did not evaluate configuration {configuration!r}")
     forms = resolved.get("forms") or {}
@@ -246,7 +245,7 @@ def _vllm_model_of_run(run_dir: Path, configuration: str) -> tuple[Path, str, st
                                f"run has no {key} form; vLLM serves one merged model: add {key} to the run's "
                                "configurations (or serve with --engine in-process)")
     artifact = Artifact(key, Path(block["path"]), block["fingerprint"])
-    _check_unchanged(artifact, is_form=key in forms)
+    check_unchanged(artifact, is_form=key in forms)
     dtype = (resolved.get("spec") or {}).get("dtype") or "auto"
     return artifact.path, f"{resolved['name']}/{configuration}", dtype
 
@@ -277,83 +276,8 @@ def vllm_executable() -> str:
 
 
 def served_from_run(run_dir: Path, configuration: str, *, device: str | None = None) -> ServedModel:
-    """The model (and retriever) a run evaluated as `configuration`, loaded from the artifacts run.yaml records."""
-    from run import runner
-    from run.artifacts import Artifact
-    from run.spec import (
-        PROFILE_RAG_CONTEXT_TOKENS,
-        FormSettings,
-        RagSettings,
-        RunSpec,
-        parse_configuration,
-    )
+    """The model (and retriever) a run evaluated as `configuration`, each artifact checked (run/configuration.py)."""
+    from run.configuration import configuration_from_run
 
-    resolved = _read_run_yaml(Path(run_dir))
-    if configuration not in resolved["configurations"]:
-        raise DomainbenchError(f"run {run_dir}: did not evaluate configuration {configuration!r} "
-                               f"(it has {', '.join(resolved['configurations'])})")
-    values = dict(resolved["spec"])
-    rag, forms = RagSettings(**values.pop("rag")), FormSettings(**values.pop("forms"))
-    spec = RunSpec(**values, rag=rag, forms=forms)
-    config = parse_configuration(configuration)
-
-    def artifacts(block: dict | None) -> dict[str, Artifact]:
-        return {name: Artifact(name, Path(a["path"]), a["fingerprint"]) for name, a in (block or {}).items()}
-
-    device = device or resolved["device"]
-    prepared = runner.Prepared(
-        weights=artifacts(resolved["weights"]), adapters=artifacts(resolved["adapters"]),
-        forms=artifacts(resolved["forms"]),
-        index=artifacts({"index": resolved["index"]})["index"] if resolved.get("index") else None,
-        limit=resolved.get("limit_per_task"), rag_context_tokens=PROFILE_RAG_CONTEXT_TOKENS[resolved["profile"]],
-        device=device, dtype=spec.dtype or "auto")
-    model_artifact = prepared.forms.get(config.model_key) or prepared.weights[config.weights]
-    adapter = prepared.adapters[config.adapter] if config.adapter and not config.forms else None
-    # Every artifact served is fingerprinted again from what is on disk, before anything loads.
-    fingerprints = {"fingerprint": _check_unchanged(model_artifact, is_form=config.model_key in prepared.forms),
-                    "adapter_fingerprint": _check_unchanged(adapter, is_form=False) if adapter else None,
-                    "index_fingerprint": _check_index_unchanged(prepared.index) if config.rag else None}
-    # As the runner groups them: a form is its own model; otherwise the weights, with the adapter attached.
-    loaded = runner.load_model_key(runner.load_key(config), prepared, spec)
-    engine = runner.engine_for(loaded, adapter)
-    engine.progress = False
-    augmenter = runner.rag_augmenter(prepared, engine.tokenizer, engine, spec) if config.rag else None
-    about = {"run": resolved["name"], "configuration": configuration, "engine": type(engine).__name__, **fingerprints}
-    return ServedModel(f"{resolved['name']}/{configuration}", engine, augmenter, about)
-
-
-def _read_run_yaml(run_dir: Path) -> dict:
-    path = run_dir / "run.yaml"
-    if not path.is_file():
-        raise DomainbenchError(f"run {run_dir}: no run.yaml (not a run directory, or the run never started)")
-    return yaml.safe_load(path.read_text())
-
-
-def _check_unchanged(artifact, *, is_form: bool) -> str:
-    """The fingerprint of weights (or an adapter) on disk now; refused unless the run evaluated exactly them."""
-    from harness.models import model_fingerprint
-    from tuning.forms import form_fingerprint
-
-    if not artifact.path.exists():
-        raise DomainbenchError(f"artifact {artifact.name}: {artifact.path} no longer exists")
-    now = form_fingerprint(artifact.path) if is_form else model_fingerprint(artifact.path)
-    _refuse_changed(artifact, now)
-    return now
-
-
-def _check_index_unchanged(index) -> str:
-    """The index's input hash as its directory holds it now (its FAISS file checked against its manifest);
-    refused unless it is the one the run evaluated: the directory is rebuilt in place when its inputs change."""
-    from retrieval.index import load_index
-
-    if index is None or not index.path.exists():
-        raise DomainbenchError(f"artifact index: {index.path if index else 'the run records none'}: no index to serve")
-    now = load_index(index.path).manifest["input_hash"]
-    _refuse_changed(index, now)
-    return now
-
-
-def _refuse_changed(artifact, now: str) -> None:
-    if now != artifact.fingerprint:
-        raise DomainbenchError(f"artifact {artifact.name}: {artifact.path} changed since the run evaluated it "
-                               f"(fingerprint {now[:12]}, run recorded {artifact.fingerprint[:12]})")
+    opened = configuration_from_run(Path(run_dir), configuration, device=device)
+    return ServedModel(opened.name, opened.engine, opened.augmenter, opened.about)

@@ -169,7 +169,7 @@ def _settings(task: TaskSpec, module, engine, *, split, limit, num_fewshot, seed
         "template": task.template, "fewshot_separator": task.fewshot_separator, "chat": task.chat,
         "generation": task.generation, "labels": task.settings()["labels"], "metrics": list(task.metrics),
         "primary_metric": task.primary_metric,
-        "batch_tokens": engine.max_batch_tokens, "max_length": engine.max_length,
+        "batch_tokens": getattr(engine, "max_batch_tokens", None), "max_length": engine.max_length,
         # What the scores were computed on (fakes in tests may not say).
         "device": str(getattr(engine, "device", "")) or None, "dtype": getattr(engine, "dtype", None),
         "rag": rag.settings() if rag is not None else None,

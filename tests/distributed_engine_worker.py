@@ -4,7 +4,7 @@ import json
 import sys
 
 from engines.distributed import init_from_launcher, is_main_process, rank_and_world
-from engines.hf import Engine
+from engines.hf import HFEngine
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 from harness.tiny import build_tiny_model, build_tiny_tokenizer
 
@@ -13,7 +13,7 @@ TEXTS = ["The open() system call opens the file specified by pathname.", "On err
          "Which header declares openat()?", "The quick brown fox jumps over the lazy dog."]
 
 
-def engine_results(engine: Engine) -> dict:
+def engine_results(engine: HFEngine) -> dict:
     pairs = [LoglikelihoodRequest(t[:10], t[10:]) for t in TEXTS]
     return {
         "loglikelihood": [[r.logprob, r.is_greedy] for r in engine.loglikelihood(pairs)],
@@ -25,7 +25,7 @@ def engine_results(engine: Engine) -> dict:
 if __name__ == "__main__":
     init_from_launcher()
     tokenizer = build_tiny_tokenizer()
-    results = engine_results(Engine(build_tiny_model(tokenizer), tokenizer, device="cpu", progress=False))
+    results = engine_results(HFEngine(build_tiny_model(tokenizer), tokenizer, device="cpu", progress=False))
     results["world"] = rank_and_world()[1]
     if is_main_process():
         with open(sys.argv[1], "w") as handle:

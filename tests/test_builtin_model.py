@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engines.hf import Engine
+from engines.hf import HFEngine
 from harness.models import load_model, resolve_model
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
@@ -23,7 +23,7 @@ def test_builtin_model_is_converted_once_and_cached(smollm2):
 
 
 def test_builtin_model_prefers_a_sentence_to_its_shuffled_words(smollm2):
-    engine = Engine.from_loaded(smollm2, progress=False)
+    engine = HFEngine.from_loaded(smollm2, progress=False)
     sentence = "The cat sat on the mat because it was warm in the sun."
     shuffled = "warm mat sun. the The sat it on because was cat in the"
     real, scrambled = engine.loglikelihood_rolling([RollingRequest(sentence), RollingRequest(shuffled)])
@@ -31,7 +31,7 @@ def test_builtin_model_prefers_a_sentence_to_its_shuffled_words(smollm2):
 
 
 def test_builtin_model_answers_a_simple_question(smollm2):
-    engine = Engine.from_loaded(smollm2, progress=False)
+    engine = HFEngine.from_loaded(smollm2, progress=False)
     prompt = engine.chat_prompt("What is the capital of France? Answer in one word.")
     answer = engine.generate([GenerationRequest(prompt, stop=("\n",), max_new_tokens=16)])[0]
     assert "paris" in answer.lower()

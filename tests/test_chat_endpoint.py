@@ -14,7 +14,7 @@ from servers import app_in_thread
 
 from cli.main import main
 from engines.endpoint import Endpoint, parse_endpoint
-from engines.hf import Engine
+from engines.hf import HFEngine
 from engines.openai_api import NotScorable, OpenAIEngine
 from harness.requests import GenerationRequest, LoglikelihoodRequest
 from reports.schema import load_result, result_path
@@ -24,7 +24,7 @@ from serve.served import ServedModel, create_app
 @pytest.fixture
 def served(tiny_model, tiny_tokenizer):
     """(offline engine, /v1 url of the same engine served in a thread)."""
-    engine = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    engine = HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
     with app_in_thread(create_app(ServedModel("tiny", engine))) as url:
         yield engine, url
 

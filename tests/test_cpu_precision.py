@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import harness.models as models
-from engines.hf import Engine
+from engines.hf import HFEngine
 from harness.requests import LoglikelihoodRequest
 from tuning.loop import _accelerator
 
@@ -31,7 +31,7 @@ def test_auto_precision_follows_the_cpus_bf16_instructions(monkeypatch, flags, d
 def test_a_cpu_without_native_bf16_evaluates_in_fp32_end_to_end(monkeypatch, tiny_model_dir):
     monkeypatch.setattr(models, "cpu_flags", lambda: AVX512_WITHOUT_BF16)
     loaded = models.load_model(str(tiny_model_dir), device="cpu", dtype="auto")
-    engine = Engine.from_loaded(loaded, progress=False)
+    engine = HFEngine.from_loaded(loaded, progress=False)
     assert engine.dtype == "float32"
     assert {parameter.dtype for parameter in loaded.model.parameters()} == {torch.float32}
     (score,) = engine.loglikelihood([LoglikelihoodRequest("open the", " file")])

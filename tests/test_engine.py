@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engines.hf import Engine
+from engines.hf import HFEngine
 from engines.scoring import logprobs_from_logits, rolling_windows, vocab_tiled_logprobs
 from engines.shared_context import shared_context_rows
 from engines.stops import cut_at_stop
@@ -46,7 +46,7 @@ def direct_loglikelihood(model, tokenizer, context: str, continuation: str) -> f
 
 @pytest.fixture()
 def engine(tiny_model, tiny_tokenizer):
-    return Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    return HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
 
 
 def test_loglikelihood_equals_direct_forward(engine, tiny_model, tiny_tokenizer):
@@ -64,13 +64,13 @@ SHORT_CONTEXT = 16
 
 @pytest.fixture()
 def one_by_one(tiny_model, tiny_tokenizer):
-    return Engine(tiny_model, tiny_tokenizer, device="cpu", max_length=SHORT_CONTEXT, max_batch_tokens=1,
+    return HFEngine(tiny_model, tiny_tokenizer, device="cpu", max_length=SHORT_CONTEXT, max_batch_tokens=1,
                   progress=False)
 
 
 @pytest.fixture()
 def all_at_once(tiny_model, tiny_tokenizer):
-    return Engine(tiny_model, tiny_tokenizer, device="cpu", max_length=SHORT_CONTEXT, max_batch_tokens=10_000,
+    return HFEngine(tiny_model, tiny_tokenizer, device="cpu", max_length=SHORT_CONTEXT, max_batch_tokens=10_000,
                   progress=False)
 
 
@@ -117,9 +117,9 @@ def test_results_come_back_in_request_order(engine):
 
 
 def test_head_only_scoring_equals_full_logits_path(tiny_model, tiny_tokenizer):
-    fast = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    fast = HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
     assert fast._uses_head_only_scoring()
-    exact = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    exact = HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
     exact._head_only_scoring = False
     for a, b in zip(fast.loglikelihood(PAIRS), exact.loglikelihood(PAIRS)):
         assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
@@ -169,7 +169,7 @@ def test_rolling_equals_full_forward_when_text_fits(engine, tiny_model, tiny_tok
 @pytest.mark.parametrize("stride", [4, 7, 16])
 def test_rolling_with_stride_scores_each_token_once_with_its_window_context(tiny_model, tiny_tokenizer, stride):
     max_length = 16
-    engine = Engine(tiny_model, tiny_tokenizer, device="cpu", max_length=max_length, progress=False)
+    engine = HFEngine(tiny_model, tiny_tokenizer, device="cpu", max_length=max_length, progress=False)
     text = " ".join(SENTENCES)
     tokens = tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
     expected = 0.0
@@ -200,15 +200,15 @@ def test_rolling_windows_cover_every_token_exactly_once(n_tokens, max_length, da
 def test_generation_is_greedy_batch_independent_and_stops(tiny_model, tiny_tokenizer):
     requests = [GenerationRequest(s, stop=("\n",), max_new_tokens=12) for s in SENTENCES]
     requests.append(GenerationRequest("Summary:", stop=(), max_new_tokens=5))
-    single = Engine(tiny_model, tiny_tokenizer, device="cpu", max_generation_batch=1, progress=False)
-    batched = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    single = HFEngine(tiny_model, tiny_tokenizer, device="cpu", max_generation_batch=1, progress=False)
+    batched = HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
     outputs = batched.generate(requests)
     assert single.generate(requests) == outputs
     assert all("\n" not in text for text in outputs[:-1])
 
 
 def test_generation_matches_hf_generate_unpadded(tiny_model, tiny_tokenizer):
-    engine = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    engine = HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
     prompt = "The rename() function"
     ids = torch.tensor([[tiny_tokenizer.bos_token_id, *tiny_tokenizer(prompt, add_special_tokens=False)["input_ids"]]])
     with torch.no_grad():
@@ -236,7 +236,7 @@ def test_stop_strings_apply_once_the_answer_has_begun():
 
 
 def test_generation_stops_at_the_first_stop_after_the_answer_begins(tiny_model, tiny_tokenizer):
-    engine = Engine(tiny_model, tiny_tokenizer, progress=False)
+    engine = HFEngine(tiny_model, tiny_tokenizer, progress=False)
     free = engine.generate([GenerationRequest("The file", stop=(), max_new_tokens=24)])[0]
     stop = next((ch for ch in free.lstrip()[1:] if not ch.isspace()), None)
     assert stop is not None, free
@@ -251,7 +251,7 @@ MULTIPLE_CHOICE = [LoglikelihoodRequest(context, label)
 
 
 def test_multiple_choice_shares_its_context_and_scores_like_direct_forwards(tiny_model, tiny_tokenizer):
-    engine = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    engine = HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
     requests = [*MULTIPLE_CHOICE, LoglikelihoodRequest("A lone context", " with one continuation")]
     shared_rows = []
     original = engine._score_shared_batch
@@ -275,7 +275,7 @@ def test_multiple_choice_shares_its_context_and_scores_like_direct_forwards(tiny
 
 
 def test_shared_context_scores_do_not_depend_on_batching(tiny_model, tiny_tokenizer):
-    one = Engine(tiny_model, tiny_tokenizer, device="cpu", max_length=64, max_batch_tokens=1, progress=False)
-    many = Engine(tiny_model, tiny_tokenizer, device="cpu", max_length=64, max_batch_tokens=10_000, progress=False)
+    one = HFEngine(tiny_model, tiny_tokenizer, device="cpu", max_length=64, max_batch_tokens=1, progress=False)
+    many = HFEngine(tiny_model, tiny_tokenizer, device="cpu", max_length=64, max_batch_tokens=10_000, progress=False)
     for a, b in zip(one.loglikelihood(MULTIPLE_CHOICE), many.loglikelihood(MULTIPLE_CHOICE)):
         assert a.logprob == pytest.approx(b.logprob, abs=1e-4) and a.is_greedy == b.is_greedy

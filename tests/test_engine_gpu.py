@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engines.hf import Engine
+from engines.hf import HFEngine
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 
 pytestmark = pytest.mark.gpu
@@ -18,10 +18,10 @@ TEXTS = ["The open() system call opens the file specified by pathname.", "On err
 
 
 def test_bf16_gpu_scores_track_fp32_cpu_scores(tiny_model, tiny_tokenizer):
-    cpu = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    cpu = HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
     gpu_model = type(tiny_model)(tiny_model.config).to("cuda", torch.bfloat16).eval()
     gpu_model.load_state_dict(tiny_model.state_dict())
-    gpu = Engine(gpu_model, tiny_tokenizer, progress=False)
+    gpu = HFEngine(gpu_model, tiny_tokenizer, progress=False)
     pairs = [LoglikelihoodRequest(t[:12], t[12:]) for t in TEXTS]
     for a, b in zip(cpu.loglikelihood(pairs), gpu.loglikelihood(pairs)):
         assert b.logprob == pytest.approx(a.logprob, rel=0.05, abs=0.5)
@@ -34,6 +34,6 @@ def test_static_cache_generation_matches_dynamic(tiny_model, tiny_tokenizer):
     model = type(tiny_model)(tiny_model.config).to("cuda").eval()
     model.load_state_dict(tiny_model.state_dict())
     requests = [GenerationRequest(t, max_new_tokens=8) for t in TEXTS]
-    dynamic = Engine(model, tiny_tokenizer, progress=False).generate(requests)
-    static = Engine(model, tiny_tokenizer, static_cache=True, progress=False).generate(requests)
+    dynamic = HFEngine(model, tiny_tokenizer, progress=False).generate(requests)
+    static = HFEngine(model, tiny_tokenizer, static_cache=True, progress=False).generate(requests)
     assert static == dynamic

@@ -64,8 +64,8 @@ def test_nf4_on_a_cpu_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.slow
 def test_merged_adapter_scores_like_the_adapter_and_the_report_pairs_them(tmp_path, monkeypatch):
-    from run import runner
     from reports.compare import compare_forms
+    from run import runner
 
     monkeypatch.setenv("DOMAINBENCH_CACHE", str(tmp_path / "cache"))
     suite = write_run_suite(tmp_path / "suite")
@@ -93,7 +93,7 @@ def test_merged_adapter_scores_like_the_adapter_and_the_report_pairs_them(tmp_pa
 
     report = (run_dir / "report.md").read_text()
     assert "### adapter+merged vs adapter" in report and "### base+int8 vs base" in report
-    assert "## Serving cost per configuration" in report and "| base+int8 | Engine |" in report
+    assert "## Serving cost per configuration" in report and "| base+int8 | HFEngine |" in report
     assert "indistinguishable" in report
     gate = compare_forms(run_dir)
     assert not gate.regressions and {c.configuration for c in gate.changes} == {

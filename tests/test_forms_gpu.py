@@ -10,7 +10,7 @@ pytestmark = pytest.mark.gpu
 
 def test_nf4_form_shrinks_the_weights_and_scores_close_to_its_parent(tiny_model_dir, tmp_path, monkeypatch):
     pytest.importorskip("bitsandbytes")
-    from engines.hf import Engine
+    from engines.hf import HFEngine
     from harness.models import load_model, model_fingerprint
     from harness.requests import RollingRequest
     from tuning.forms import FormSource, build_form, model_bytes
@@ -21,10 +21,10 @@ def test_nf4_form_shrinks_the_weights_and_scores_close_to_its_parent(tiny_model_
     assert manifest["quantization"]["scheme"] == "nf4"
     assert model_bytes(artifact) < model_bytes(tiny_model_dir)
     text = [RollingRequest("The quick brown fox jumps over the lazy dog. " * 8)]
-    parent = Engine(load_model(str(tiny_model_dir), device="cuda", dtype="bfloat16").model,
+    parent = HFEngine(load_model(str(tiny_model_dir), device="cuda", dtype="bfloat16").model,
                     load_model(str(tiny_model_dir), device="cpu").tokenizer)
     quantized = load_model(str(artifact), device="cuda", dtype="bfloat16")
-    form = Engine(quantized.model, quantized.tokenizer)
+    form = HFEngine(quantized.model, quantized.tokenizer)
     a, b = parent.loglikelihood_rolling(text)[0], form.loglikelihood_rolling(text)[0]
     assert a.n_tokens == b.n_tokens
     assert abs(a.logprob - b.logprob) / a.n_tokens < 0.5

@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from engines.hf import Engine
+from engines.hf import HFEngine
 from engines.isolated import IsolatedEngine
 from engines.llama_cpp import LlamaCppEngine
 from harness.errors import DomainbenchError
@@ -67,7 +67,7 @@ def mean_token_difference(ours, reference) -> float:
 
 def agreement(gguf_file, hf_dir, tokenizer) -> tuple[float, float]:
     """Mean per-token |Δ log p| of llama.cpp on `gguf_file` vs float32 HF on `hf_dir`: (loglikelihood, rolling)."""
-    hf = Engine(LlamaForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval(), tokenizer,
+    hf = HFEngine(LlamaForCausalLM.from_pretrained(hf_dir, dtype=torch.float32).eval(), tokenizer,
                 device="cpu", max_length=MAX_LENGTH, progress=False)
     ours = llama_engine(gguf_file, tokenizer)
     try:
@@ -145,7 +145,7 @@ def test_f16_export_of_the_builtin_scores_like_the_hf_engine(smollm2_f16, smollm
 
 @pytest.mark.slow
 def test_f16_export_of_the_builtin_generates_what_the_hf_engine_generates(smollm2_f16, smollm2_dir, smollm2_tokenizer):
-    hf = Engine(LlamaForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval(), smollm2_tokenizer,
+    hf = HFEngine(LlamaForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval(), smollm2_tokenizer,
                 device="cpu", max_length=MAX_LENGTH, progress=False)
     ours = llama_engine(smollm2_f16, smollm2_tokenizer)
     requests = [GenerationRequest(hf.chat_prompt("What does the open() system call do?"), max_new_tokens=16),

@@ -10,7 +10,7 @@ import torch
 from engines.cpu_attention import NAME, attention, use_decode_attention
 from engines.cpu_linear import PackedLinears
 from engines.greedy import ReservedLayer, can_decode, greedy_generate
-from engines.hf import Engine
+from engines.hf import HFEngine
 from engines.stops import cut_at_stop
 from harness.models import cpu_has_native_bf16
 from harness.requests import GenerationRequest
@@ -25,8 +25,8 @@ PROMPTS = [
 
 
 def _engines(model, tokenizer, **kwargs):
-    own = Engine(model, tokenizer, device="cpu", progress=False, **kwargs)
-    hf = Engine(model, tokenizer, device="cpu", progress=False, **kwargs)
+    own = HFEngine(model, tokenizer, device="cpu", progress=False, **kwargs)
+    hf = HFEngine(model, tokenizer, device="cpu", progress=False, **kwargs)
     hf._decodes_itself = False  # transformers' generate over a left-padded batch: the reference
     assert own._uses_own_decoding()
     return own, hf
@@ -181,8 +181,8 @@ def test_a_bf16_engine_decodes_the_same_tokens_with_packed_weights(tiny_model, t
 
     model = copy.deepcopy(tiny_model).to(torch.bfloat16).eval()
     requests = [GenerationRequest(p, stop=("\n",), max_new_tokens=8) for p in PROMPTS]
-    packed = Engine(model, tiny_tokenizer, device="cpu", progress=False)
-    plain = Engine(model, tiny_tokenizer, device="cpu", progress=False)
+    packed = HFEngine(model, tiny_tokenizer, device="cpu", progress=False)
+    plain = HFEngine(model, tiny_tokenizer, device="cpu", progress=False)
     plain._packed_linears.applied = lambda model: contextlib.nullcontext(False)
     assert packed.generate(requests) == plain.generate(requests)
     assert packed._packed_linears._packed  # it did pack

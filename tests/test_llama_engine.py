@@ -1,6 +1,6 @@
 """LlamaCppEngine: the builtin GGUF file scored by llama.cpp agrees with the HF engine on its weights.
 
-The reference is `Engine` in float32 on the dequantized model (what `resolve_model` converts the
+The reference is `HFEngine` in float32 on the dequantized model (what `resolve_model` converts the
 same file to). llama.cpp computes Q4_1 matmuls against activations it quantizes to 8 bits and keeps
 the KV cache in f16, so scores differ by a measured, small amount per token — not by bugs, which
 show up as whole nats. Whatever decodes runs in an IsolatedEngine, as in a run: a fault in
@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from engines.hf import Engine
+from engines.hf import HFEngine
 from engines.isolated import IsolatedEngine
 from engines.llama_cpp import LlamaCppEngine, portable_model_params
 from engines.stops import cut_at_stop
@@ -52,7 +52,7 @@ def hf_smollm2():
 
 @pytest.fixture(scope="module")
 def hf_engine(hf_smollm2):
-    return Engine.from_loaded(hf_smollm2, max_length=MAX_LENGTH, progress=False)
+    return HFEngine.from_loaded(hf_smollm2, max_length=MAX_LENGTH, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -117,12 +117,12 @@ def tiny_endpoint(tiny_model, tiny_tokenizer):
     """`domainbench serve`'s app on the tiny model, in a thread, saying it serves configuration `base`."""
     from servers import app_in_thread
 
-    from engines.hf import Engine
+    from engines.hf import HFEngine
     from serve.served import ServedModel, create_app
 
-    engine = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    engine = HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
     with app_in_thread(create_app(ServedModel("tiny", engine, about={"configuration": "base",
-                                                                     "engine": "Engine"}))) as url:
+                                                                     "engine": "HFEngine"}))) as url:
         yield f"openai+{url}"
 
 
@@ -138,11 +138,11 @@ def test_a_load_test_attached_to_a_run_is_what_its_report_shows(tiny_endpoint, t
           "--requests", "2", "--max-tokens", "4", "--tokenizer", "tiny-random-llama", "--timeout", "30",
           "--run", str(run), "--configuration", "base"])
     record = json.loads((run / "serving" / "base.json").read_text())
-    assert record["configuration"] == "base" and record["engine"] == "domainbench serve (Engine)"
+    assert record["configuration"] == "base" and record["engine"] == "domainbench serve (HFEngine)"
     assert [(level["concurrency"], level["errors"]) for level in record["levels"]] == [(1, 0), (2, 0)]
     main(["report", str(run)])
     report = (run / "report.md").read_text()
-    assert "## Serving under load" in report and "domainbench serve (Engine)" in report
+    assert "## Serving under load" in report and "domainbench serve (HFEngine)" in report
     assert record["endpoint"] in report and "| 2 in flight | 2 |" in report
 
 

@@ -146,10 +146,10 @@ def test_the_monitor_exposes_each_rounds_figures_to_prometheus_while_it_watches(
     fails the next round, which ends the watch (exit 1)."""
     from servers import app_in_thread
 
-    from engines.hf import Engine
+    from engines.hf import HFEngine
     from serve.served import ServedModel, create_app
 
-    engine = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    engine = HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
     port = free_port()
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     with app_in_thread(create_app(ServedModel("tiny", engine))) as url:

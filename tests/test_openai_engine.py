@@ -70,7 +70,7 @@ def test_generation_is_greedy_and_cuts_stops_after_the_answer_begins(fake_server
     engine = OpenAIEngine(f"openai+{server.url}", progress=False)
     answers = engine.generate([GenerationRequest("Capital?", stop=("\n",), max_new_tokens=7),
                                GenerationRequest("Capital?", max_new_tokens=7)])
-    assert answers == ["\nParis", "\nParis\nLyon"]  # as Engine: a leading stop string does not end the answer
+    assert answers == ["\nParis", "\nParis\nLyon"]  # as HFEngine: a leading stop string does not end the answer
     body = server.bodies[0]
     assert body["temperature"] == 0 and body["max_tokens"] == 7 and "stop" not in body
     assert body["model"] == "fake-model" and body["prompt"] == "Capital?"
@@ -138,7 +138,7 @@ def test_the_continuation_is_found_from_the_end_of_the_echoed_prompt():
     llama_cpp = echoed(["user", "", "\n", "Hi", " there"], [0, 4, 4, 5, 7], [None, -1.0, -2.0, -3.0, -4.0], 0)
     whole = _continuation_logprob(llama_cpp, len("Hi there"))
     assert (whole.logprob, whole.n_tokens) == (-7.0, 2)
-    # A token that straddles the boundary counts as continuation, as when Engine encodes the pair whole.
+    # A token that straddles the boundary counts as continuation, as when HFEngine encodes the pair whole.
     assert _continuation_logprob(llama_cpp, len("i there")).n_tokens == 2
 
 
@@ -293,10 +293,10 @@ def test_a_server_killed_mid_run_gives_recorded_errors_not_a_crash(tmp_path, tok
 def test_a_server_started_with_an_api_key_is_reached_with_openai_api_key(tiny_model, tiny_tokenizer, monkeypatch):
     from servers import app_in_thread
 
-    from engines.hf import Engine
+    from engines.hf import HFEngine
     from serve.served import ServedModel, create_app
 
-    served = ServedModel("tiny", Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False))
+    served = ServedModel("tiny", HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False))
     with app_in_thread(create_app(served, api_key="s3cret")) as url:
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
         with pytest.raises(DomainbenchError, match="GET /models answered 401"):

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from test_runner import tiny_recipes, write_run_suite
 
+from engines.isolated import IsolatedEngine
 from engines.tokens import prefix_token_id
 from harness.errors import DomainbenchError
+from harness.models import load_tokenizer
 from run.spec import load_spec
 
 CRASH = "engine crashed: signal 11 (SIGSEGV) in llama.cpp"
@@ -40,14 +42,17 @@ def test_a_crashed_engine_fails_only_its_configuration_and_a_rerun_retries_only_
     overrides = {"name": "r", "suite": str(write_run_suite(tmp_path / "suite")), "model": "tiny-random-llama",
                  "output": str(tmp_path / "runs"), "profile": "quick", "device": "cpu",
                  "recipes": tiny_recipes(tmp_path), "configurations": ["base", "finetuned"]}
-    load_model_key, evaluate_task = runner.load_model_key, runner.evaluate_task
+    open_model, evaluate_task = runner.open_model, runner.evaluate_task
 
-    def base_is_a_gguf(model_key, prepared, spec):  # base runs in llama.cpp, planted with a segfaulting engine
-        loaded = load_model_key(model_key, prepared, spec)
-        return runner._Loaded(None, loaded.tokenizer, Path("planted.gguf"), 0) if model_key == "base" else loaded
+    def base_is_a_gguf(model_key, prepared, spec, **options):  # base runs isolated, a segfaulting "llama.cpp"
+        if model_key != "base":
+            return open_model(model_key, prepared, spec, **options)
+        tokenizer = load_tokenizer(prepared.weights["base"].path)
+        engine = IsolatedEngine(SegfaultingLlamaEngine, Path("planted.gguf"), tokenizer, name="llama.cpp")
+        engine.model_bytes = 0
+        return engine
 
-    monkeypatch.setattr(runner, "load_model_key", base_is_a_gguf)
-    monkeypatch.setattr(runner, "LlamaCppEngine", SegfaultingLlamaEngine)
+    monkeypatch.setattr(runner, "open_model", base_is_a_gguf)
     with pytest.raises(DomainbenchError, match=rf"^run r: base: {re.escape(CRASH)} \(the other"):
         runner.run(load_spec(None, overrides))
 
@@ -59,7 +64,7 @@ def test_a_crashed_engine_fails_only_its_configuration_and_a_rerun_retries_only_
     for report in ("report.md", "report.html"):
         assert CRASH in (run_dir / report).read_text()
 
-    monkeypatch.setattr(runner, "load_model_key", load_model_key)
+    monkeypatch.setattr(runner, "open_model", open_model)
     evaluated = []
     monkeypatch.setattr(runner, "evaluate_task",
                         lambda *args, **kwargs: evaluated.append(kwargs["label"]) or evaluate_task(*args, **kwargs))

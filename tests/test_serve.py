@@ -16,7 +16,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from engines.hf import Engine
+from engines.hf import HFEngine
 from engines.stops import cut_at_stop
 from harness.requests import GenerationRequest, LoglikelihoodRequest
 from serve.metrics import ServingMetrics
@@ -26,7 +26,7 @@ from tests.servers import STOP_SECONDS, app_in_thread, start_serve, stop_serve
 
 @pytest.fixture
 def client(tiny_model, tiny_tokenizer):
-    engine = Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
+    engine = HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
     with TestClient(create_app(ServedModel("tiny", engine))) as client:
         yield client, engine
 
@@ -297,7 +297,7 @@ class _PassagesInFront:
 def test_scoring_is_refused_on_rag_and_generation_retrieves(tiny_model, tiny_tokenizer):
     """A scored (echoed) prompt would carry the candidate answer into the retrieval query: refused, one line."""
     augmenter = _PassagesInFront()
-    served = ServedModel("s1/rag", Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False), augmenter)
+    served = ServedModel("s1/rag", HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False), augmenter)
     with TestClient(create_app(served)) as client:
         scored = client.post("/v1/completions", json={"prompt": "Q: errno?\nA: EINVAL", "max_tokens": 1,
                                                       "echo": True, "logprobs": 1})

@@ -61,11 +61,11 @@ def _instances(pairs):
 
 def _ends_at_eos(model_dir: str, pairs) -> list[bool]:
     """Whether the engine's greedy token after context + continuation (the server's generation) is EOS."""
-    from engines.hf import Engine
+    from engines.hf import HFEngine
     from harness.models import load_model
     from harness.requests import GenerationRequest
 
-    engine = Engine.from_loaded(load_model(model_dir, device="cpu", dtype="float32"), progress=False)
+    engine = HFEngine.from_loaded(load_model(model_dir, device="cpu", dtype="float32"), progress=False)
     first: dict[int, int] = {}
     engine.generate([GenerationRequest(context + continuation, (), 1) for context, continuation in pairs],
                     on_token=lambda index, token: first.setdefault(index, token))

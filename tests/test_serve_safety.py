@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from engines.hf import Engine
+from engines.hf import HFEngine
 from serve.completions import ServingLimits, token_pieces
 from serve.metrics import ServingMetrics
 from serve.served import ServedModel, create_app
@@ -60,7 +60,7 @@ class _EndlessEngine:
 
 @pytest.fixture
 def tiny_served(tiny_model, tiny_tokenizer):
-    return ServedModel("tiny", Engine(tiny_model, tiny_tokenizer, device="cpu", progress=False))
+    return ServedModel("tiny", HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False))
 
 
 # ----- the API key -----------------------------------------------------------------------------------

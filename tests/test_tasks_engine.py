@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from engines.hf import Engine
+from engines.hf import HFEngine
 from harness.models import load_model
 from tasks.evaluate import evaluate_task
 from tasks.suite import load_suite
@@ -34,7 +34,7 @@ def direct_logprob(loaded, text):
 
 def test_perplexity_task_equals_a_direct_forward_pass_when_texts_fit(loaded, tiny):
     task = tiny["manpage-perplexity"]
-    result = evaluate_task(task, Engine.from_loaded(loaded, progress=False), progress=False)
+    result = evaluate_task(task, HFEngine.from_loaded(loaded, progress=False), progress=False)
     total_logprob = total_tokens = 0
     for record, example in zip(result.records, task.examples["test"]):
         logprob, n_tokens = direct_logprob(loaded, example["text"])
@@ -48,7 +48,7 @@ def test_perplexity_task_equals_a_direct_forward_pass_when_texts_fit(loaded, tin
 
 def test_perplexity_with_a_short_window_scores_every_token_once(loaded, tiny):
     task = tiny["manpage-perplexity"]
-    short = evaluate_task(task, Engine.from_loaded(loaded, max_length=8, progress=False), progress=False)
+    short = evaluate_task(task, HFEngine.from_loaded(loaded, max_length=8, progress=False), progress=False)
     for record, example in zip(short.records, task.examples["test"]):
         _, n_tokens = direct_logprob(loaded, example["text"])
         assert n_tokens > 8  # the text really is cut into windows
@@ -57,8 +57,8 @@ def test_perplexity_with_a_short_window_scores_every_token_once(loaded, tiny):
 
 
 def test_results_do_not_depend_on_batch_size(loaded, tiny):
-    small = Engine.from_loaded(loaded, max_batch_tokens=257, max_generation_batch=2, progress=False)
-    large = Engine.from_loaded(loaded, max_batch_tokens=16384, progress=False)
+    small = HFEngine.from_loaded(loaded, max_batch_tokens=257, max_generation_batch=2, progress=False)
+    large = HFEngine.from_loaded(loaded, max_batch_tokens=16384, progress=False)
     for task in tiny.values():
         a = evaluate_task(task, small, limit=3, progress=False)
         b = evaluate_task(task, large, limit=3, progress=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engines.hf import Engine
+from engines.hf import HFEngine
 from engines.tokens import encode_pairs, prefix_token_id, split_pair
 from harness.errors import DomainbenchError
 from harness.requests import LoglikelihoodRequest
@@ -18,7 +18,7 @@ def test_trailing_whitespace_moves_to_the_continuation():
 
 def test_training_examples_split_exactly_where_the_engine_scores(tiny_model, tiny_tokenizer):
     pairs = [("Question: which errno?\nAnswer:\n", "EINTR"), ("Label: ", "network"), ("", "text only")]
-    engine = Engine(tiny_model, tiny_tokenizer)
+    engine = HFEngine(tiny_model, tiny_tokenizer)
     contexts, continuations = engine._encode_pairs([LoglikelihoodRequest(c, x) for c, x in pairs])
     assert (contexts, continuations) == encode_pairs(tiny_tokenizer, pairs)
     for example, context, continuation in zip(sft_examples(pairs, tiny_tokenizer, 64), contexts, continuations):
