@@ -35,7 +35,8 @@ from reports.summary import load_run_results
 from stats.power import detectable_at, examples_needed, spread_from_interval
 from tasks.pairing import metric_scale, primary_metric
 from tasks.evaluate import evaluate_task
-from tasks.suite import Suite, TaskSpec
+from tasks.spec import TaskSpec
+from tasks.suite import Suite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rounds (
