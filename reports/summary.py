@@ -37,7 +37,7 @@ from reports.schema import RESULTS_DIR, ResultFile, load_result
 from reports.stars import best_configuration, mark_best
 from stats.power import detectable_difference, undetected_sentence
 from stats.verdicts import ALPHA, IMPROVED, difference_decision
-from tasks.pairing import HEADLINE_METRICS, higher_is_better, paired_differences
+from tasks.pairing import headline_metric, higher_is_better, paired_differences
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
@@ -68,7 +68,7 @@ class TaskTable:
 
     @property
     def headline(self) -> str:
-        return next((m for m in HEADLINE_METRICS if m in self.metrics), self.metrics[0])
+        return headline_metric(self.task_type, self.metrics)
 
     @property
     def detectable_difference(self) -> float | None:

@@ -35,7 +35,8 @@ from stats.descriptive import percentile
 from stats.power import detectable_at, examples_needed, spread_from_interval
 from tasks.evaluate import evaluate_task
 from tasks.pairing import metric_scale, primary_metric
-from tasks.suite import Suite, TaskSpec
+from tasks.spec import TaskSpec
+from tasks.suite import Suite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS rounds (

@@ -9,30 +9,29 @@ predictions, averaging over the labels present in the gold or predicted labels (
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from harness.requests import LoglikelihoodRequest
 from stats.statistic import Statistic, SumStatistic, mean_of
 from tasks.metrics import precision_recall_f1_arrays
 from tasks.records import ExampleRecord
-from tasks.task_type import bootstrap_aggregate, template_training_pair
-
-if TYPE_CHECKING:
-    from tasks.suite import TaskSpec
+from tasks.spec import TaskSpec
+from tasks.task_type import SHARE, bootstrap_aggregate, template_training_pair
 
 REQUIRED_FIELDS = ("text", "label")
 DEFAULT_TEMPLATE = "{text}\nLabel:"
 DEFAULT_GENERATION = None
 TAKES_FEWSHOT = True
-METRICS = ("accuracy", "accuracy_norm", "macro_f1")
+METRICS = {"accuracy": SHARE, "accuracy_norm": SHARE, "macro_f1": SHARE}
+HEADLINE_METRICS = ("accuracy",)
+DEFAULT_RAG = "exclude-source"  # the label comes with the source page (its section)
+QUOTABLE_REFERENCE = None
 
 # Rows: correct, correct_norm, then tp, fp, fn of each label in turn (macro F1 from summed counts).
 _CORRECT, _CORRECT_NORM, _FIRST_COUNT = range(3)
 
 
-def check_example(task: "TaskSpec", example: dict) -> list[tuple[str, str]]:
+def check_example(task: TaskSpec, example: dict) -> list[tuple[str, str]]:
     if not isinstance(example.get("text"), str):
         return [("text", "expected a string")]
     if str(example.get("label")) not in task.labels:
@@ -44,24 +43,24 @@ def rag_query(example: dict) -> str:
     return example["text"]
 
 
-def target(task: "TaskSpec", example: dict) -> str:
+def target(task: TaskSpec, example: dict) -> str:
     return task.labels[str(example["label"])]
 
 
 training_pair = template_training_pair(target)
 
 
-def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[LoglikelihoodRequest]:
+def requests_for_prompt(task: TaskSpec, example: dict, prompt: str) -> list[LoglikelihoodRequest]:
     """One request per label, in the label set's order."""
     return [LoglikelihoodRequest(prompt, verbaliser) for verbaliser in task.labels.values()]
 
 
-def score(task: "TaskSpec", example: dict, responses) -> ExampleRecord:
+def score(task: TaskSpec, example: dict, responses) -> ExampleRecord:
     logprobs = {label: response.logprob for label, response in zip(task.labels, responses)}
     return score_prediction(task, example["id"], logprobs, str(example["label"]))
 
 
-def score_prediction(task: "TaskSpec", example_id: str, logprobs: dict[str, float], label: str) -> ExampleRecord:
+def score_prediction(task: TaskSpec, example_id: str, logprobs: dict[str, float], label: str) -> ExampleRecord:
     labels = list(task.labels)
     values = np.array([logprobs[key] for key in labels])
     lengths = np.array([len(verbaliser) for verbaliser in task.labels.values()], dtype=float)
@@ -72,7 +71,7 @@ def score_prediction(task: "TaskSpec", example_id: str, logprobs: dict[str, floa
     return ExampleRecord(example_id, predicted, label, scores)
 
 
-def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
+def metric_statistics(task: TaskSpec, records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
     """Rows [correct, correct_norm, then tp, fp, fn of each label] per example."""
     labels = list(task.labels)
     rows = np.array([[r.scores["correct"], r.scores["correct_norm"], *_label_counts(labels, r)] for r in records],
@@ -102,12 +101,12 @@ def _macro_f1(sums: np.ndarray, n: int) -> np.ndarray:
     return (f1 * present).sum(axis=-1) / np.maximum(present.sum(axis=-1), 1)
 
 
-def rescore_record(task: "TaskSpec", record: ExampleRecord) -> ExampleRecord:
+def rescore_record(task: TaskSpec, record: ExampleRecord) -> ExampleRecord:
     """Predictions recomputed from the stored per-label log-likelihoods."""
     return score_prediction(task, record.id, record.scores["logprobs"], record.reference)
 
 
-def scoring_settings(task: "TaskSpec") -> dict:
+def scoring_settings(task: TaskSpec) -> dict:
     return {"scoring": "log-likelihood of each label's verbaliser", "labels": dict(task.labels),
             "accuracy_norm": "log-likelihood per character of the verbaliser",
             "macro_f1": "over labels present in gold or predictions"}

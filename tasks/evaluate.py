@@ -22,7 +22,7 @@ from tasks.rag_policy import check_rag_ready, exclusion, judges_retrieval
 from tasks.records import ExampleRecord
 from tasks.registry import task_module
 from tasks.retrieval_metrics import retrieval_metrics
-from tasks.suite import TaskSpec
+from tasks.spec import TaskSpec
 
 DEFAULT_FEWSHOT_SEED = 1234
 

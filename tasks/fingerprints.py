@@ -5,13 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from tasks.suite import TaskSpec
+from tasks.spec import TaskSpec
 
 
-def suite_fingerprint(path: Path, tasks: list["TaskSpec"]) -> str:
+def suite_fingerprint(path: Path, tasks: list[TaskSpec]) -> str:
     """sha256 over suite.yaml and every data file (by path relative to the suite, then content)."""
     digest = hashlib.sha256(path.read_bytes())
     files = sorted({file for task in tasks for file in task.data.values()})

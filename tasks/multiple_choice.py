@@ -13,28 +13,27 @@ acc_norm, which removes the bias towards short choices).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from harness.requests import LoglikelihoodRequest
 from stats.statistic import Statistic, mean_of
 from tasks.records import ExampleRecord
-from tasks.task_type import bootstrap_aggregate, template_training_pair
-
-if TYPE_CHECKING:
-    from tasks.suite import TaskSpec
+from tasks.spec import TaskSpec
+from tasks.task_type import SHARE, bootstrap_aggregate, template_training_pair
 
 REQUIRED_FIELDS = ("text", "choices", "answer")
 DEFAULT_TEMPLATE = "{text}"
 DEFAULT_GENERATION = None
 TAKES_FEWSHOT = True
-METRICS = ("accuracy", "accuracy_norm")
+METRICS = {"accuracy": SHARE, "accuracy_norm": SHARE}
+HEADLINE_METRICS = ("accuracy",)
+DEFAULT_RAG = "exclude-source"  # the answer comes with the source document
+QUOTABLE_REFERENCE = None
 
 _CORRECT, _CORRECT_NORM = range(2)
 
 
-def check_example(task: "TaskSpec", example: dict) -> list[tuple[str, str]]:
+def check_example(task: TaskSpec, example: dict) -> list[tuple[str, str]]:
     if not isinstance(example.get("text"), str):
         return [("text", "expected a string")]
     choices = example.get("choices")
@@ -60,20 +59,20 @@ def rag_query(example: dict) -> str:
     return " ".join(part for part in (example["text"], example.get("suffix", "").strip()) if part)
 
 
-def target(task: "TaskSpec", example: dict) -> str:
+def target(task: TaskSpec, example: dict) -> str:
     return example["choices"][example["answer"]] + example.get("suffix", "")
 
 
 training_pair = template_training_pair(target)
 
 
-def requests_for_prompt(task: "TaskSpec", example: dict, prompt: str) -> list[LoglikelihoodRequest]:
+def requests_for_prompt(task: TaskSpec, example: dict, prompt: str) -> list[LoglikelihoodRequest]:
     """One request per choice, in the example's order."""
     suffix = example.get("suffix", "")
     return [LoglikelihoodRequest(prompt, choice + suffix) for choice in example["choices"]]
 
 
-def score(task: "TaskSpec", example: dict, responses) -> ExampleRecord:
+def score(task: TaskSpec, example: dict, responses) -> ExampleRecord:
     suffix = example.get("suffix", "")
     lengths = [len(choice + suffix) for choice in example["choices"]]
     return score_prediction(example["id"], list(example["choices"]), [r.logprob for r in responses], lengths,
@@ -91,7 +90,7 @@ def score_prediction(example_id: str, choices: list[str], logprobs: list[float],
     return ExampleRecord(example_id, choices[predicted], choices[answer], scores)
 
 
-def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
+def metric_statistics(task: TaskSpec, records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
     """Rows [correct, correct_norm] per example."""
     rows = np.array([[r.scores["correct"], r.scores["correct_norm"]] for r in records], dtype=float)
     statistics = {"accuracy": mean_of(_CORRECT), "accuracy_norm": mean_of(_CORRECT_NORM)}
@@ -101,12 +100,12 @@ def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[n
 aggregate = bootstrap_aggregate(metric_statistics)
 
 
-def rescore_record(task: "TaskSpec", record: ExampleRecord) -> ExampleRecord:
+def rescore_record(task: TaskSpec, record: ExampleRecord) -> ExampleRecord:
     """Predictions recomputed from the stored per-choice log-likelihoods."""
     scores = record.scores
     return score_prediction(record.id, scores["choices"], scores["logprobs"], scores["lengths"], scores["answer"])
 
 
-def scoring_settings(task: "TaskSpec") -> dict:
+def scoring_settings(task: TaskSpec) -> dict:
     return {"scoring": "log-likelihood of each choice followed by the example's suffix",
             "accuracy_norm": "log-likelihood per character of choice + suffix"}

@@ -8,28 +8,29 @@ F1 that seqeval computes on BIO tags, micro-averaged and per type.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stats.statistic import Statistic, SumStatistic
 from tasks.metrics import entity_counts, precision_recall_f1_arrays
 from tasks.records import ExampleRecord
+from tasks.spec import TaskSpec
 from tasks.task_type import (
+    SHARE,
     bootstrap_aggregate,
     generation_requests,
     rescore_from_prediction,
     template_training_pair,
 )
 
-if TYPE_CHECKING:
-    from tasks.suite import TaskSpec
-
 REQUIRED_FIELDS = ("text", "entities")
 DEFAULT_TEMPLATE = "Text: {text}\nEntities:"
 DEFAULT_GENERATION = {"max_new_tokens": 64, "stop": ["\n\n"]}
 TAKES_FEWSHOT = True
-METRICS = ("precision", "recall", "f1", "f1_per_type")
+METRICS = {"precision": SHARE, "recall": SHARE, "f1": SHARE, "f1_per_type": SHARE}  # f1_per_type: f1_<TYPE> of each type
+HEADLINE_METRICS = ("f1",)
+DEFAULT_RAG = "exclude-source"  # the entities come with the source page
+QUOTABLE_REFERENCE = None
 NO_ENTITIES = "none"
 
 # "TYPE: span", tolerating list bullets ("- ", "* ", "1. ") and "=" or "-" for the colon.
@@ -37,7 +38,7 @@ _ENTITY_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])?\s*([A-Za-z][\w .-]*?)\s*
 _QUOTES = "\"'`\u201c\u201d\u2018\u2019"
 
 
-def check_example(task: "TaskSpec", example: dict) -> list[tuple[str, str]]:
+def check_example(task: TaskSpec, example: dict) -> list[tuple[str, str]]:
     text, entities = example.get("text"), example.get("entities")
     if not isinstance(text, str):
         return [("text", "expected a string")]
@@ -50,7 +51,7 @@ def check_example(task: "TaskSpec", example: dict) -> list[tuple[str, str]]:
     return problems
 
 
-def _entity_problems(task: "TaskSpec", text: str, entity) -> list[tuple[str, str]]:
+def _entity_problems(task: TaskSpec, text: str, entity) -> list[tuple[str, str]]:
     if not isinstance(entity, dict) or not {"type", "start", "end"} <= entity.keys():
         return [("", "expected an object with type, start and end")]
     problems = []
@@ -69,7 +70,7 @@ def rag_query(example: dict) -> str:
     return example["text"]
 
 
-def target(task: "TaskSpec", example: dict) -> str:
+def target(task: TaskSpec, example: dict) -> str:
     lines = [f"{e['type']}: {example['text'][e['start']:e['end']]}" for e in _in_order(example["entities"])]
     return "\n" + "\n".join(lines) if lines else " " + NO_ENTITIES
 
@@ -122,7 +123,7 @@ def _locate(entity_type: str, span: str, text: str, claimed: dict) -> dict:
     return {"type": entity_type, "text": span, "start": start, "end": start + len(span)}
 
 
-def score(task: "TaskSpec", example: dict, responses: list[str]) -> ExampleRecord:
+def score(task: TaskSpec, example: dict, responses: list[str]) -> ExampleRecord:
     prediction = {"output": responses[0],
                   "entities": parse_entities(responses[0], example["text"], task.labels)}
     reference = [{"type": e["type"], "text": example["text"][e["start"]:e["end"]], "start": e["start"],
@@ -144,7 +145,7 @@ def score_prediction(example_id: str, prediction: dict, reference: list[dict]) -
     return ExampleRecord(example_id, prediction, reference, {"counts": counts})
 
 
-def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
+def metric_statistics(task: TaskSpec, records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
     """Rows [tp, fp, fn of each type in turn] per example; micro P/R/F1 over all entities (undeclared
     predicted types count as false positives) and F1 per declared type, from summed counts."""
     types = sorted(set(task.labels).union(*(r.scores["counts"] for r in records)))
@@ -185,7 +186,7 @@ def _per_type_f1(type_index: int) -> SumStatistic:
 rescore_record = rescore_from_prediction(score_prediction)
 
 
-def scoring_settings(task: "TaskSpec") -> dict:
+def scoring_settings(task: TaskSpec) -> dict:
     return {"output_format": "TYPE: span lines", "match": "strict span and type (seqeval entity level)",
             "average": "micro, and per type"}
 

@@ -9,7 +9,8 @@ Every metric a result file reports is paired from per-example rows where they ex
   judged.
 `stats.paired.paired_test` then tests the shared examples. A metric neither source can rebuild per
 example is left to the caller to report unpaired. Each metric's direction and range (what "better"
-and "a drop of δ" mean) is stated here, beside the task types that define the metrics.
+and "a drop of δ" mean) and which one a recommendation is made on are the task types' to say
+(`METRICS`, `HEADLINE_METRICS`); this module reads them from the registry.
 """
 
 from __future__ import annotations
@@ -23,19 +24,19 @@ from stats.intervals import DEFAULT_BOOTSTRAP_SEED, DEFAULT_RESAMPLES
 from stats.paired import PairedDifference, paired_test
 from stats.statistic import Statistic, mean_of
 from tasks.records import ExampleRecord
-from tasks.registry import task_module
-from tasks.suite import TaskSpec
+from tasks.registry import TASK_TYPES, task_module
+from tasks.spec import TaskSpec
+from tasks.task_type import SHARE, MetricSense
 
-# Metrics where a smaller number is the better model; every other metric grows with quality.
-LOWER_IS_BETTER = frozenset({"token_perplexity", "word_perplexity", "bits_per_byte"})
-# Metrics with no upper end; BLEU runs 0–100 (sacrebleu's scale); every other metric is a share, 0–1.
-UNBOUNDED = LOWER_IS_BETTER
-PERCENT_SCALE = frozenset({"bleu"})
+# A metric name means the same in every type that computes it (the task types' test holds them to it).
+_SENSES: dict[str, MetricSense] = {name: sense for module in TASK_TYPES.values()
+                                   for name, sense in module.METRICS.items()}
 
 
-# The figure a recommendation is made on: the first of these a task reports, else its first metric.
-HEADLINE_METRICS = ("f1", "accuracy", "rougeL", "exact_match", "bleu", "word_perplexity", "token_perplexity",
-                    "bits_per_byte")
+def headline_metric(task_type: str, metrics) -> str:
+    """The figure a recommendation is made on: the first of the type's headline metrics reported, else the first."""
+    preferred = task_module(task_type).HEADLINE_METRICS
+    return next((m for m in preferred if m in metrics), next(iter(metrics)))
 
 
 def primary_metric(result) -> str:
@@ -43,18 +44,22 @@ def primary_metric(result) -> str:
     named = result.settings.get("primary_metric")
     if isinstance(named, str) and named in result.metrics:
         return named
-    return next((m for m in HEADLINE_METRICS if m in result.metrics), next(iter(result.metrics)))
+    return headline_metric(result.task_type, result.metrics)
+
+
+def _sense(metric: str) -> MetricSense:
+    """What a metric's direction and range are; one no task type declares — retrieval's recall@k, MRR
+    and nDCG@k, NER's per-type f1_<TYPE> — is a share that grows with quality."""
+    return _SENSES.get(metric, SHARE)
 
 
 def higher_is_better(metric: str) -> bool:
-    return metric not in LOWER_IS_BETTER
+    return _sense(metric).higher_is_better
 
 
 def metric_scale(metric: str) -> float | None:
     """The metric's range (None when unbounded): what a drop of δ is measured against."""
-    if metric in UNBOUNDED:
-        return None
-    return 100.0 if metric in PERCENT_SCALE else 1.0
+    return _sense(metric).scale
 
 
 def task_spec(result) -> TaskSpec:

@@ -1,8 +1,8 @@
 """Prompt assembly shared by the task types: template rendering, few-shot exemplars, chat and RAG.
 
 A prompt is `k` exemplars (template + gold target) then the query example's template, joined by
-the task's few-shot separator. The same rendering produces the tuning engineer's training pairs,
-so a model is trained on exactly the text it is evaluated on.
+the task's few-shot separator. The same rendering produces the tuning engineer's training pairs
+(tasks/training.py), so a model is trained on exactly the text it is evaluated on.
 """
 
 from __future__ import annotations
@@ -10,12 +10,9 @@ from __future__ import annotations
 import random
 import string
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from harness.errors import DomainbenchError
-
-if TYPE_CHECKING:
-    from tasks.suite import TaskSpec
+from tasks.spec import TaskSpec
 
 FEWSHOT_SPLIT = "train"
 
@@ -57,7 +54,7 @@ def render(template: str, example: dict) -> str:
     return template.format(**example)
 
 
-def fewshot_exemplars(task: "TaskSpec", example: dict, k: int, seed: int) -> list[dict]:
+def fewshot_exemplars(task: TaskSpec, example: dict, k: int, seed: int) -> list[dict]:
     """`k` exemplars from the train split, never the test split, never the example itself.
 
     The generator is seeded per example (seed, task, id), so an example's exemplars do not
@@ -72,7 +69,7 @@ def fewshot_exemplars(task: "TaskSpec", example: dict, k: int, seed: int) -> lis
     return random.Random(f"{seed}:{task.name}:{example['id']}").sample(pool, k)
 
 
-def build_prompt(task: "TaskSpec", example: dict, fewshot: list[dict], target: Callable[["TaskSpec", dict], str],
+def build_prompt(task: TaskSpec, example: dict, fewshot: list[dict], target: Callable[[TaskSpec, dict], str],
                  *, engine_chat: Callable[[str], str] | None = None, rag=None,
                  query: str | None = None, exclude=None) -> tuple[str, list[dict] | None]:
     """The final prompt text for `example`, and the chunks retrieval added (None without rag).
@@ -91,25 +88,3 @@ def build_prompt(task: "TaskSpec", example: dict, fewshot: list[dict], target: C
         prompt = engine_chat(prompt)
     return prompt, retrieved
 
-
-def training_pairs(task: "TaskSpec", split: str, *,
-                   chat_prompt: Callable[[str], str] | None = None) -> list[tuple[str, str]]:
-    """(prompt, completion) pairs of a split, rendered with the evaluation template.
-
-    A chat task's prompt goes through `chat_prompt` (the engine's) when given. Perplexity tasks
-    give ("", text): the whole text is the training target.
-    """
-    from tasks.registry import task_module
-
-    if split == "test":
-        raise DomainbenchError(f"task {task.name}: training pairs from the test split would leak test labels")
-    if split not in task.examples:
-        raise DomainbenchError(f"task {task.name}: no {split!r} split (has {', '.join(task.examples)})")
-    module = task_module(task.type)
-    pairs = []
-    for example in task.examples[split]:
-        prompt, completion = module.training_pair(task, example)
-        if task.chat and chat_prompt is not None and prompt:
-            prompt = chat_prompt(prompt)
-        pairs.append((prompt, completion))
-    return pairs

@@ -6,31 +6,31 @@ several acceptable answers: the prediction is scored against the best-matching o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from stats.statistic import Statistic, mean_of
 from tasks.metrics import answer_containment, exact_match, token_f1
 from tasks.records import ExampleRecord
+from tasks.spec import TaskSpec
 from tasks.task_type import (
+    SHARE,
     bootstrap_aggregate,
     generation_requests,
     rescore_from_prediction,
     template_training_pair,
 )
 
-if TYPE_CHECKING:
-    from tasks.suite import TaskSpec
-
 REQUIRED_FIELDS = ("question", "answers")
 DEFAULT_TEMPLATE = "Question: {question}\nAnswer:"
 DEFAULT_GENERATION = {"max_new_tokens": 32, "stop": ["\n"]}
 TAKES_FEWSHOT = True
-METRICS = ("exact_match", "f1", "answer_containment")
+METRICS = {"exact_match": SHARE, "f1": SHARE, "answer_containment": SHARE}
+HEADLINE_METRICS = ("f1", "exact_match")
+DEFAULT_RAG = "on"  # knowledge QA: finding the page that holds the answer is the task
+QUOTABLE_REFERENCE = None
 
 
-def check_example(task: "TaskSpec", example: dict) -> list[tuple[str, str]]:
+def check_example(task: TaskSpec, example: dict) -> list[tuple[str, str]]:
     answers = example.get("answers")
     if isinstance(answers, str):
         return [("answers", "expected a list of answer strings, got one string (wrap it in [ ])")]
@@ -45,7 +45,7 @@ def rag_query(example: dict) -> str:
     return example["question"]
 
 
-def target(task: "TaskSpec", example: dict) -> str:
+def target(task: TaskSpec, example: dict) -> str:
     return " " + example["answers"][0]
 
 
@@ -53,7 +53,7 @@ training_pair = template_training_pair(target)
 requests_for_prompt = generation_requests
 
 
-def score(task: "TaskSpec", example: dict, responses: list[str]) -> ExampleRecord:
+def score(task: TaskSpec, example: dict, responses: list[str]) -> ExampleRecord:
     return score_prediction(example["id"], responses[0].strip(), list(example["answers"]))
 
 
@@ -63,7 +63,7 @@ def score_prediction(example_id: str, prediction: str, answers: list[str]) -> Ex
     return ExampleRecord(example_id, prediction, answers, scores)
 
 
-def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
+def metric_statistics(task: TaskSpec, records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
     """Rows [exact_match, f1, answer_containment] per example; each metric is a column mean (0-1).
 
     Results written before answer_containment existed lack it: NaN, and the task's metrics do not ask for it.
@@ -78,6 +78,6 @@ aggregate = bootstrap_aggregate(metric_statistics)
 rescore_record = rescore_from_prediction(score_prediction)
 
 
-def scoring_settings(task: "TaskSpec") -> dict:
+def scoring_settings(task: TaskSpec) -> dict:
     return {"normalization": "SQuAD v1.1 normalize_answer", "references": "max over answers",
             "answer_containment": "a normalised answer appears in the normalised prediction as whole tokens"}

@@ -1,12 +1,14 @@
 """What retrieval may show each task's examples: the leakage rule for the knowledge base.
 
-A suite task says it with `rag:` in suite.yaml (defaults by task type below):
+A suite task says it with `rag:` in suite.yaml (its task type's `DEFAULT_RAG` when it does not):
 
 - `on` — the query searches the whole knowledge base. For knowledge QA (errno-qa): the gold
   evidence is the example's source page, and finding it *is* the task.
 - `exclude-source` — the example's own source document (`source.doc_id`) is never retrieved, nor
-  any other passage that quotes its free-text reference (a summary) word for word. For tasks whose
-  label comes with the document the example was built from: a page's section, its NAME line.
+  any other passage that quotes its free-text reference word for word (the type's
+  `QUOTABLE_REFERENCE`: a summary; other labels — a class, entity offsets, a closed-vocabulary
+  answer — reach the model only through the source document itself). For tasks whose label comes
+  with the document the example was built from: a page's section, its NAME line.
 - `off` — the task is evaluated without retrieval, even in a `+rag` configuration.
 
 `exclude-source` needs every evaluated example to name its source document; an example that does
@@ -18,20 +20,15 @@ from __future__ import annotations
 from harness.errors import DomainbenchError
 from retrieval.matching import Exclusion
 from retrieval.metrics import gold_documents
+from tasks.registry import task_module
 
 RAG_MODES = ("on", "exclude-source", "off")
-DEFAULT_RAG_MODES = {"qa": "on", "summarization": "exclude-source", "classification": "exclude-source",
-                     "ner": "exclude-source", "perplexity": "off",
-                     "multiple_choice": "exclude-source"}
-# Labels that are free text a passage could quote; other labels (a class, entity offsets, a
-# closed-vocabulary answer) reach the model only through the source document itself.
-_REFERENCE_FIELDS = {"summarization": "summary"}
 
 
 def rag_mode(value, task_type: str):
     """The mode suite.yaml's `rag:` names (its default when absent); YAML 1.1 reads bare on/off as booleans."""
     if value is None:
-        return DEFAULT_RAG_MODES[task_type]
+        return task_module(task_type).DEFAULT_RAG
     if isinstance(value, bool):
         return "on" if value else "off"
     return value
@@ -41,7 +38,7 @@ def exclusion(task, example: dict) -> Exclusion | None:
     """What retrieval must skip for `example` under its task's mode (None: nothing)."""
     if task.rag != "exclude-source":
         return None
-    field = _REFERENCE_FIELDS.get(task.type)
+    field = task_module(task.type).QUOTABLE_REFERENCE
     phrases = (example[field],) if field and isinstance(example.get(field), str) else ()
     return Exclusion(doc_ids=frozenset(gold_documents(example.get("source"))), phrases=phrases)
 

@@ -9,7 +9,7 @@ path to a suite directory or its suite.yaml.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import DomainbenchError
@@ -23,46 +23,16 @@ from tasks.datafiles import (
 )
 from tasks.fingerprints import suite_fingerprint, task_fingerprint
 from tasks.prompts import check_template_syntax, template_fields
-from tasks.rag_policy import DEFAULT_RAG_MODES, RAG_MODES, rag_mode
+from tasks.rag_policy import RAG_MODES, rag_mode
 from tasks.registry import TASK_TYPES, task_module
+from tasks.spec import DEFAULT_FEWSHOT_SEPARATOR, TaskSpec
 from tasks.suite_files import suite_file
 
 SPLITS = ("train", "dev", "test")
 SUITE_FIELDS = ("name", "description", "version", "tasks", "corpus")
 TASK_FIELDS = ("name", "type", "description", "data", "template", "num_fewshot", "metrics", "primary_metric", "generation",
                "labels", "chat", "fewshot_separator", "rag")
-DEFAULT_FEWSHOT_SEPARATOR = "\n\n"
 TASK_NAME = r"\w[\w.+-]*"  # one file name: no path separator, not hidden, never `.` or `..`
-
-
-@dataclass
-class TaskSpec:
-    """One task of a suite with every setting resolved (defaults filled in) and its examples."""
-
-    name: str
-    type: str
-    template: str
-    data: dict[str, Path]
-    examples: dict[str, list[dict]] = field(repr=False)
-    num_fewshot: int = 0
-    metrics: tuple[str, ...] = ()
-    generation: dict | None = None
-    labels: dict[str, str] | tuple[str, ...] | None = None
-    chat: bool = False
-    fewshot_separator: str = DEFAULT_FEWSHOT_SEPARATOR
-    description: str = ""
-    fingerprint: str = ""
-    rag: str = "off"                  # what retrieval may show its examples: tasks.rag_policy
-    primary_metric: str | None = None  # what `compare --primary-only` gates (None: the headline rule)
-
-    def settings(self) -> dict:
-        """The effective settings, as `suite show` prints them and result files record them."""
-        labels = dict(self.labels) if isinstance(self.labels, dict) else self.labels and list(self.labels)
-        return {"type": self.type, "template": self.template, "num_fewshot": self.num_fewshot,
-                "fewshot_separator": self.fewshot_separator, "metrics": list(self.metrics),
-                "primary_metric": self.primary_metric,
-                "generation": self.generation, "labels": labels, "chat": self.chat, "rag": self.rag,
-                "splits": {split: len(rows) for split, rows in self.examples.items()}}
 
 
 @dataclass
@@ -303,7 +273,7 @@ class _TaskLoader:
         return value
 
     def _rag(self, type_name: str) -> str:
-        default = DEFAULT_RAG_MODES[type_name]
+        default = task_module(type_name).DEFAULT_RAG
         value = rag_mode(self.raw.get("rag"), type_name)
         if value not in RAG_MODES:
             self.problem("rag", "rag", f"expected one of {', '.join(RAG_MODES)} (what retrieval may show "

@@ -3,8 +3,6 @@ example and corpus BLEU (sacrebleu defaults) from summed per-example n-gram stat
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from stats.statistic import Statistic, SumStatistic, mean_of
@@ -16,7 +14,10 @@ from tasks.metrics import (
     rouge_f1,
 )
 from tasks.records import ExampleRecord
+from tasks.spec import TaskSpec
 from tasks.task_type import (
+    PERCENT,
+    SHARE,
     bootstrap_aggregate,
     generation_requests,
     nonempty_string_problems,
@@ -24,17 +25,17 @@ from tasks.task_type import (
     template_training_pair,
 )
 
-if TYPE_CHECKING:
-    from tasks.suite import TaskSpec
-
 REQUIRED_FIELDS = ("document", "summary")
 DEFAULT_TEMPLATE = "{document}\nSummary:"
 DEFAULT_GENERATION = {"max_new_tokens": 64, "stop": ["\n"]}
 TAKES_FEWSHOT = True
-METRICS = (*ROUGE_TYPES, "bleu")
+METRICS = {**dict.fromkeys(ROUGE_TYPES, SHARE), "bleu": PERCENT}
+HEADLINE_METRICS = ("rougeL", "bleu")
+DEFAULT_RAG = "exclude-source"  # the summary comes with the source page (its NAME line)
+QUOTABLE_REFERENCE = "summary"
 
 
-def check_example(task: "TaskSpec", example: dict) -> list[tuple[str, str]]:
+def check_example(task: TaskSpec, example: dict) -> list[tuple[str, str]]:
     return nonempty_string_problems(example, REQUIRED_FIELDS)
 
 
@@ -42,7 +43,7 @@ def rag_query(example: dict) -> str:
     return example["document"]
 
 
-def target(task: "TaskSpec", example: dict) -> str:
+def target(task: TaskSpec, example: dict) -> str:
     return " " + example["summary"]
 
 
@@ -50,7 +51,7 @@ training_pair = template_training_pair(target)
 requests_for_prompt = generation_requests
 
 
-def score(task: "TaskSpec", example: dict, responses: list[str]) -> ExampleRecord:
+def score(task: TaskSpec, example: dict, responses: list[str]) -> ExampleRecord:
     return score_prediction(example["id"], responses[0].strip(), example["summary"])
 
 
@@ -59,7 +60,7 @@ def score_prediction(example_id: str, prediction: str, reference: str) -> Exampl
     return ExampleRecord(example_id, prediction, reference, scores)
 
 
-def metric_statistics(task: "TaskSpec", records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
+def metric_statistics(task: TaskSpec, records: list[ExampleRecord]) -> tuple[np.ndarray, dict[str, Statistic]]:
     """Rows [ROUGE F-measures, BLEU statistics] per example; ROUGE is a column mean (0-1), BLEU
     is corpus BLEU (0-100, sacrebleu's scale) from the summed statistics."""
     rows = np.array([[r.scores[name] for name in ROUGE_TYPES] + list(r.scores["bleu_statistics"])
@@ -75,6 +76,6 @@ aggregate = bootstrap_aggregate(metric_statistics)
 rescore_record = rescore_from_prediction(score_prediction)
 
 
-def scoring_settings(task: "TaskSpec") -> dict:
+def scoring_settings(task: TaskSpec) -> dict:
     return {"rouge": "rouge-score, use_stemmer=True, F-measure averaged over examples",
             "bleu_signature": bleu_signature()}

@@ -1,9 +1,11 @@
 """The interface every task type module implements, as a `typing.Protocol` a type checker holds them to.
 
 A task type is a module (tasks/qa.py, tasks/ner.py, …) rather than a class: its functions are
-plain, its constants are data, and a rescore needs no instance. Modules satisfy a Protocol
-structurally (mypy checks `TASK_TYPES: dict[str, TaskType]`); `missing_members` is the same check
-at run time, so a new type that forgets a function fails its test, not a user's run.
+plain, its constants are data, and a rescore needs no instance. The constants are the type's
+defaults (template, generation, rag mode) and what each of its metrics means; the suite loader,
+tasks/rag_policy.py and tasks/pairing.py read them through the registry. Modules satisfy a
+Protocol structurally (mypy checks `TASK_TYPES: dict[str, TaskType]`); `missing_members` is the
+same check at run time, so a new type that forgets a function fails its test, not a user's run.
 
 Members several types implement alike are written once below; a type binds them to its own
 pieces (`aggregate = bootstrap_aggregate(metric_statistics)`).
@@ -11,12 +13,14 @@ pieces (`aggregate = bootstrap_aggregate(metric_statistics)`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.requests import GenerationRequest
 from stats.intervals import bootstrap_metrics
 from tasks.prompts import render
+from tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,7 +28,19 @@ if TYPE_CHECKING:
     from stats.intervals import Metric
     from stats.statistic import Statistic
     from tasks.records import ExampleRecord
-    from tasks.suite import TaskSpec
+
+
+@dataclass(frozen=True)
+class MetricSense:
+    """What "better" and "a drop of δ" mean for one metric: its direction and its range."""
+
+    higher_is_better: bool = True
+    scale: float | None = 1.0  # the range a drop is measured against; None: no upper end
+
+
+SHARE = MetricSense()                                     # 0–1, grows with quality
+PERCENT = MetricSense(scale=100.0)                        # 0–100 (sacrebleu's BLEU), grows with quality
+LOSS = MetricSense(higher_is_better=False, scale=None)    # unbounded, the smaller the better (perplexity)
 
 
 class TaskType(Protocol):
@@ -32,7 +48,10 @@ class TaskType(Protocol):
     DEFAULT_TEMPLATE: str
     DEFAULT_GENERATION: dict | None        # None: a log-likelihood type
     TAKES_FEWSHOT: bool
-    METRICS: tuple[str, ...]
+    METRICS: Mapping[str, MetricSense]     # every metric a task may ask for, in the default order
+    HEADLINE_METRICS: tuple[str, ...]      # what a recommendation is made on: the first of these a result reports
+    DEFAULT_RAG: str                       # what retrieval may show an example when suite.yaml says nothing
+    QUOTABLE_REFERENCE: str | None         # the field of a free-text label a passage could quote (None: no such label)
 
     def check_example(self, task: TaskSpec, example: dict) -> list[tuple[str, str]]:
         """(field, problem) pairs of an example this type cannot score; [] when it is fine."""

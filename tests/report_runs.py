@@ -16,7 +16,7 @@ from retrieval.metrics import judged_retrieval_gold
 from tasks import ner, perplexity, qa
 from tasks.records import ExampleRecord
 from tasks.retrieval_metrics import retrieval_metrics
-from tasks.suite import TaskSpec
+from tasks.spec import TaskSpec
 
 SCRIPT_OUTPUT = "<script>alert(1)</script><img src=x onerror=alert(2)>"
 QA_TASK = TaskSpec(name="errno-qa", type="qa", template="Q: {question}\nA:", data={}, examples={},

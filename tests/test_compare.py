@@ -150,9 +150,9 @@ def test_tolerance_for_a_metric_only_one_run_reports_is_refused(tmp_path, capsys
 
 
 def test_every_metric_the_task_type_computes_is_paired(tmp_path, capsys):
-    base = write_run(tmp_path / "base", [qa_predictions_result("a", "base", ANSWERS, metrics=qa.METRICS)])
+    base = write_run(tmp_path / "base", [qa_predictions_result("a", "base", ANSWERS, metrics=tuple(qa.METRICS))])
     wordy = [f"the answer is {answer}" for answer in ANSWERS]
-    new = write_run(tmp_path / "new", [qa_predictions_result("b", "base", wordy, metrics=qa.METRICS)])
+    new = write_run(tmp_path / "new", [qa_predictions_result("b", "base", wordy, metrics=tuple(qa.METRICS))])
     code, out, _ = _gate([base, new, "--max-drop", "exact_match=1", "--max-drop", "f1=1"], capsys)
     assert code == 0 and "could not be paired" not in out
     assert set(qa.METRICS) <= {line.split(" | ")[2].replace("\\", "") for line in out.splitlines()

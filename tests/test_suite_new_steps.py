@@ -296,7 +296,7 @@ def test_phrase_finder_finds_whole_word_phrases_only():
 # ----- the multiple_choice task type and its leakage rule ----------------------------------------
 
 class _Task:
-    metrics = multiple_choice.METRICS
+    metrics = tuple(multiple_choice.METRICS)
 
 
 def test_multiple_choice_scores_choice_plus_suffix_and_normalises_by_length():

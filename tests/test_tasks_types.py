@@ -17,10 +17,11 @@ from harness.requests import (
 )
 from tasks import ner
 from tasks.evaluate import build_requests, evaluate_task, rescore
-from tasks.prompts import fewshot_exemplars, training_pairs
+from tasks.prompts import fewshot_exemplars
 from tasks.records import ExampleRecord
 from tasks.registry import TASK_TYPES
 from tasks.suite import load_suite
+from tasks.training import training_pairs
 
 
 class FakeEngine:
@@ -329,3 +330,28 @@ def test_every_task_type_implements_the_protocol():
 
     assert {name: missing_members(module) for name, module in TASK_TYPES.items()} == {name: [] for name in TASK_TYPES}
     assert missing_members(types.SimpleNamespace(METRICS=(), check_example=1)) != []
+    declarations = ("METRICS", "HEADLINE_METRICS", "DEFAULT_RAG", "QUOTABLE_REFERENCE")
+    undeclared = types.SimpleNamespace(**{name: member for name, member in vars(ner).items() if name not in declarations})
+    assert sorted(missing_members(undeclared)) == sorted(declarations)
+
+
+@pytest.mark.parametrize("type_name", sorted(TASK_TYPES))
+def test_every_task_type_declares_its_defaults_and_what_its_metrics_mean(type_name):
+    from tasks.rag_policy import RAG_MODES
+    from tasks.task_type import MetricSense
+
+    module = TASK_TYPES[type_name]
+    assert module.DEFAULT_RAG in RAG_MODES
+    assert module.QUOTABLE_REFERENCE is None or module.QUOTABLE_REFERENCE in module.REQUIRED_FIELDS
+    assert module.METRICS and all(isinstance(sense, MetricSense) for sense in module.METRICS.values())
+    assert module.HEADLINE_METRICS and set(module.HEADLINE_METRICS) <= set(module.METRICS)
+
+
+def test_a_metric_name_means_the_same_in_every_type_that_computes_it():
+    declared = {}  # metric -> {type: its sense there}
+    for type_name, module in TASK_TYPES.items():
+        for name, sense in module.METRICS.items():
+            declared.setdefault(name, {})[type_name] = sense
+    shared = {name: by_type for name, by_type in declared.items() if len(by_type) > 1}
+    assert {"f1", "accuracy"} <= shared.keys()
+    assert {name: by_type for name, by_type in shared.items() if len(set(by_type.values())) > 1} == {}

@@ -96,7 +96,7 @@ def sft_examples(pairs: list[tuple[str, str]], tokenizer, seq_len: int) -> list[
 
 def suite_pairs(suite, split: str, task_names: list[str]) -> list[tuple[str, str]]:
     """(prompt, completion) pairs of every selected task that has `split`, eval templates applied."""
-    from tasks.prompts import training_pairs
+    from tasks.training import training_pairs
 
     check_split(split, what=f"suite {suite.name}")
     pairs = []

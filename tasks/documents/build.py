@@ -21,7 +21,6 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -37,8 +36,7 @@ from tasks.documents.audit import (
 )
 from tasks.documents.boilerplate import LineFrequency
 from tasks.documents.card import data_card, suite_yaml
-from tasks.documents.clean import CleaningConfig
-from tasks.documents.collect import Collection, check_roots, walk_sources
+from tasks.documents.collect import check_roots, walk_sources
 from tasks.documents.dedup import Deduplicator
 from tasks.documents.examples import (
     CappedSelection,
@@ -51,6 +49,7 @@ from tasks.documents.examples import (
     sentences,
     title_form,
 )
+from tasks.documents.options import BuildStats, SuiteOptions
 from tasks.documents.overlap import find_leaks
 from tasks.documents.process import (
     Outcome,
@@ -60,7 +59,7 @@ from tasks.documents.process import (
     ordered_map,
 )
 from tasks.documents.splits import SPLITS
-from tasks.documents.terms import Term, TermCounts, document_words, select_terms
+from tasks.documents.terms import TermCounts, document_words, select_terms
 from tasks.multiple_choice import completed_text
 
 CORPUS_FILE = "corpus.jsonl.gz"
@@ -68,75 +67,6 @@ CORPUS_FILE = "corpus.jsonl.gz"
 TASK_SPLITS = {"perplexity": ("dev", "test"), "term-cloze": SPLITS, "known-item": SPLITS}
 # Test examples are drawn with this much spare, so the leakage guard's drops rarely leave fewer than the cap.
 TEST_SPARE = 1.5
-
-
-@dataclass(frozen=True)
-class SuiteOptions:
-    """Everything `suite new` takes; defaults are the command's."""
-
-    name: str
-    docs: tuple[Path, ...]
-    cleaning: CleaningConfig = field(default_factory=CleaningConfig)
-    near_duplicate_threshold: float = 0.8
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    seed: int = 1234
-    terms: int = 200
-    min_term_documents: int = 3
-    min_term_ratio: float = 100.0
-    test_examples: int = 500
-    choices: int = 4
-    perplexity_chars: int = 4000
-    text_field: str = "text"
-    exclude: tuple[str, ...] = ()
-    workers: int = 1
-
-    def cap(self, task: str, split: str) -> int:
-        return {"test": self.test_examples, "dev": max(1, self.test_examples // 4)}.get(split, 2 * self.test_examples)
-
-
-@dataclass
-class BuildStats:
-    """Counts after each step, for the data card and the command's summary."""
-
-    collection: Collection = field(default_factory=Collection)
-    documents: int = 0
-    unreadable: list[tuple[str, str]] = field(default_factory=list)
-    decoded_as: Counter = field(default_factory=Counter)
-    repaired: int = 0
-    dropped: Counter = field(default_factory=Counter)
-    folders: Counter = field(default_factory=Counter)             # folder -> documents read and extracted
-    folder_drops: Counter = field(default_factory=Counter)        # (folder, reason) -> documents dropped
-    drop_values: dict[str, list] = field(default_factory=dict)    # reason -> what its rule measured, per drop
-    boilerplate_lines: Counter = field(default_factory=Counter)   # line removed as boilerplate -> documents
-    boilerplate_documents: int = 0
-    templates: int = 0                                            # sentences held by two or more documents
-    languages: Counter = field(default_factory=Counter)
-    pii: Counter = field(default_factory=Counter)
-    exact_duplicates: int = 0
-    near_duplicates: int = 0
-    clusters: int = 0
-    split_documents: Counter = field(default_factory=Counter)
-    split_characters: Counter = field(default_factory=Counter)
-    bytes_in: int = 0
-    terms: list[Term] = field(default_factory=list)
-    examples: dict[str, dict[str, int]] = field(default_factory=dict)
-    leaks: Counter = field(default_factory=Counter)
-    seconds: float = 0.0
-    step_seconds: dict[str, float] = field(default_factory=dict)
-
-    @contextlib.contextmanager
-    def timed(self, step: str):
-        started = time.perf_counter()
-        yield
-        self.step_seconds[step] = time.perf_counter() - started
-
-    @property
-    def kept(self) -> int:
-        return sum(self.split_documents.values())
-
-    @property
-    def cleaned(self) -> int:
-        return self.documents - len(self.unreadable) - sum(self.dropped.values())
 
 
 def build_documents_suite(options: SuiteOptions, out_dir: Path) -> BuildStats:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import TYPE_CHECKING
 
 from tasks.documents.clean import DROP_REASONS
-
-if TYPE_CHECKING:
-    from tasks.documents.build import BuildStats, SuiteOptions
+from tasks.documents.options import BuildStats, SuiteOptions
 
 TERMS_SHOWN = 60
 UNREADABLE_SHOWN = 20
@@ -77,7 +74,7 @@ _LABELLED_EXAMPLES = """\
 """
 
 
-def suite_yaml(options: "SuiteOptions", stats: "BuildStats") -> str:
+def suite_yaml(options: SuiteOptions, stats: BuildStats) -> str:
     tasks = [task for task, counts in stats.examples.items() if counts.get("test")]
     description = (f"Built by `domainbench suite new` from {stats.kept} documents ({', '.join(map(str, options.docs))}): "
                    "perplexity on held-out documents, domain-term cloze and known-item retrieval.")
@@ -91,7 +88,7 @@ def suite_yaml(options: "SuiteOptions", stats: "BuildStats") -> str:
     return body + _LABELLED_EXAMPLES
 
 
-def data_card(options: "SuiteOptions", stats: "BuildStats") -> str:
+def data_card(options: SuiteOptions, stats: BuildStats) -> str:
     cleaning = options.cleaning
     sections = [
         f"# {options.name}: data card\n",
@@ -164,7 +161,7 @@ def _measured(values: list | None) -> str:
     return " · ".join(f"{value:g}" for value in (numbers[0], numbers[len(numbers) // 2], numbers[-1]))
 
 
-def _folders(stats: "BuildStats") -> str:
+def _folders(stats: BuildStats) -> str:
     """Drops by the folder a document sits in: a rule that hits one part of a site shows here."""
     rows = []
     for folder, documents in sorted(stats.folders.items(), key=lambda item: (-item[1], item[0]))[:FOLDERS_SHOWN]:
@@ -175,7 +172,7 @@ def _folders(stats: "BuildStats") -> str:
             + (f"… and {more} more folders (all in `audit/dropped.jsonl`).\n" if more > 0 else ""))
 
 
-def _boilerplate(options: "SuiteOptions", stats: "BuildStats") -> str:
+def _boilerplate(options: SuiteOptions, stats: BuildStats) -> str:
     cleaning = options.cleaning
     shown = "".join(f"- {n}× `{line[:80]}`\n" for line, n in stats.boilerplate_lines.most_common(BOILERPLATE_SHOWN))
     return ("### Boilerplate\n\n"
@@ -185,7 +182,7 @@ def _boilerplate(options: "SuiteOptions", stats: "BuildStats") -> str:
             "(all in `audit/boilerplate.tsv`).\n\n" + shown)
 
 
-def _unreadable(stats: "BuildStats") -> str:
+def _unreadable(stats: BuildStats) -> str:
     if not stats.unreadable:
         return "No file was unreadable.\n"
     shown = "\n".join(f"- `{doc_id}`: {reason}" for doc_id, reason in stats.unreadable[:UNREADABLE_SHOWN])
@@ -209,7 +206,7 @@ def _rule(reason: str, cleaning) -> str:
     }[reason]
 
 
-def _rate(stats: "BuildStats") -> str:
+def _rate(stats: BuildStats) -> str:
     if not stats.seconds:
         return "no timing"
     return f"{stats.documents / stats.seconds:.1f} documents/s, {stats.bytes_in / 1e6 / stats.seconds:.2f} MB/s read"
