@@ -45,9 +45,12 @@ def write_augment_suite(root, *, n_train: int = 8, extra_train_questions: tuple[
     qa["train"] += [{"id": f"train-extra-{i}", "question": question, "answers": ["ENOTSUP"]}
                     for i, question in enumerate(extra_train_questions)]
     qa["test"].append({"id": "test-planted", "question": PLANTED_QUESTION, "answers": ["ESPIPE"]})
-    ner = {split: [{"id": f"{split}-{i}", "text": f"{FUNCTIONS[i]}() fails with EINVAL{' ' + SENTINEL if split == 'test' else ''}.",
-                    "entities": [{"type": "FUNCTION", "start": 0, "end": len(FUNCTIONS[i]) + 2}]}
-                   for i in range(3)] for split in ("train", "test")}
+    def ner_rows(split: str) -> list[dict]:
+        tag = f" {SENTINEL}" if split == "test" else ""
+        return [{"id": f"{split}-{i}", "text": f"{FUNCTIONS[i]}() fails with EINVAL{tag}.",
+                 "entities": [{"type": "FUNCTION", "start": 0, "end": len(FUNCTIONS[i]) + 2}]} for i in range(3)]
+
+    ner = {split: ner_rows(split) for split in ("train", "test")}
     for task, splits in (("qa", qa), ("ner", ner)):
         (root / task).mkdir(parents=True)
         for split, rows in splits.items():

@@ -94,3 +94,22 @@ def test_the_data_card_shows_counts_reasons_and_fenced_examples(tmp_path):
     assert "```text\nQ: What does fsync flush?\nA: the data\n```" in card
     assert "````text\nQ: Which `code` is this?\nA: ```python\n````" in card   # a longer fence than the text's
     assert data_card(AugmentReport.from_dict(report.as_dict())) == card         # from an artifact manifest
+
+
+def test_an_augmented_adapter_records_its_report_and_key_and_the_card_is_written_from_the_manifest(
+        tiny_model_dir, tmp_path):
+    from harness.manifest import read_manifest
+    from tuning.peft_adapters import tune_adapter
+
+    suite = write_augment_suite(tmp_path / "suite")
+    train = {"data": {"seq_len": 48, "max_train_examples": 16, "max_dev_examples": 4},
+             "train": {"max_steps": 2, "batch_size": 2, "grad_accum": 1, "warmup_steps": 1, "eval_every": 2,
+                       "checkpoint_every": 2}}
+    plain = tune_adapter(str(tiny_model_dir), suite, load_recipe("lora", overrides=train), output=tmp_path / "plain")
+    rc = load_recipe("lora", overrides={**train, "augment": {"method": "reading-comprehension"}})
+    augmented = tune_adapter(str(tiny_model_dir), suite, rc, output=tmp_path / "rc")
+    manifest = read_manifest(augmented)
+    assert manifest["input_hash"] != read_manifest(plain)["input_hash"]
+    assert manifest["recipe"]["augment"]["method"] == "reading-comprehension"
+    card = write_data_card(AugmentReport.from_dict(manifest["inputs"]["data"]["augment"]), tmp_path).read_text()
+    assert card.startswith("# Augmented training data: reading-comprehension") and "| title | 8 |" in card

@@ -30,7 +30,8 @@ def test_the_prompt_holds_the_passage_and_ends_where_the_first_question_begins()
 
 def test_pairs_are_parsed_from_the_continuation_of_the_prompt():
     output = " What does fsyncat flush?\nA: buffered descriptor data\n\nQ: Who waits?\nA:  the kernel \nQ: dangling"
-    assert parse_pairs(output) == [("What does fsyncat flush?", "buffered descriptor data"), ("Who waits?", "the kernel")]
+    assert parse_pairs(output) == [("What does fsyncat flush?", "buffered descriptor data"),
+                                   ("Who waits?", "the kernel")]
 
 
 def test_each_filter_drops_with_its_reason_and_keeps_the_rest():

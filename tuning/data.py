@@ -39,7 +39,8 @@ def check_split(split: str, *, what: str) -> None:
 def suite_corpus(suite) -> Path:
     """The corpus a loaded Suite names (its suite.yaml `corpus:` field)."""
     if suite.corpus is None:
-        raise DomainbenchError(f"suite {suite.name}: names no corpus in suite.yaml (needed for continued pre-training)")
+        raise DomainbenchError(f"suite {suite.name}: names no corpus in suite.yaml (needed for continued pre-training, "
+                               "reading-comprehension and synthetic-qa)")
     return suite.corpus
 
 

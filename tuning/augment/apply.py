@@ -28,7 +28,8 @@ def augment_train_split(config: AugmentConfig, suite, *, corpus: list[dict], tas
     recipe's `data.tasks` ([] = all); `generate`: the generator, for synthetic-qa only.
     """
     guard = suite_test_overlap(suite, config.overlap_words)
-    report = AugmentReport(config.method, config.settings())
+    report = AugmentReport(config.method, {"seed": config.seed, "overlap_words": config.overlap_words,
+                                           **config.settings()})
     texts, pairs = [record["text"] for record in corpus], []
     if config.method == READING_COMPREHENSION:
         texts = reading_comprehension(corpus, config.reading_comprehension, seed=config.seed, guard=guard,

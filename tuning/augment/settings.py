@@ -117,7 +117,8 @@ def augment_config(section: dict, mixture: dict, *, where: str) -> AugmentConfig
         synthetic_qa=SyntheticQASettings(
             passages=qa["passages"], passage_chars=qa["passage_chars"], pairs_per_passage=qa["pairs_per_passage"],
             max_new_tokens=qa["max_new_tokens"],
-            question_words=_word_range(qa, "question_words", where), answer_words=_word_range(qa, "answer_words", where)))
+            question_words=_word_range(qa, "question_words", where),
+            answer_words=_word_range(qa, "answer_words", where)))
 
 
 def _positive(section: dict, key: str, where: str, *, prefix: str = "augment.") -> None:
