@@ -90,8 +90,8 @@ def _with_exercises(text: str, exercises: list[str], rng: random.Random) -> str:
 def mined_exercises(record: dict, terms: dict[str, str], rng: random.Random) -> dict[str, list[tuple[str, str, str]]]:
     """(question, answer, the text they were made from) of each kind found in one record."""
     prose = sentences(record["text"])
-    found: dict[str, list[tuple[str, str, str]]] = {"title": [], "keywords": [], "inference": [], "cause": [],
-                                               "paraphrase": [], "completion": []}
+    found: dict[str, list[tuple[str, str, str]]] = {
+        kind: [] for kind in ("title", "keywords", "inference", "cause", "paraphrase", "completion")}
     if record.get("title"):
         found["title"].append(("What is the title of this text?", record["title"], record["title"]))
     for first, second in zip(prose, prose[1:]):
