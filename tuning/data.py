@@ -2,7 +2,8 @@
 
 An example is `{"input_ids": [...], "labels": [...]}` with IGNORE_INDEX where no loss is taken.
 Every sequence starts with the prefix token (BOS, else EOS), as the engine scores them, so a
-model is trained on exactly the token layout it is evaluated on. Test splits never reach here.
+model is trained on exactly the token layout it is evaluated on. Test splits never reach here
+(the augmentations' test-overlap guard, tuning/augment/overlap.py, reads them only to refuse text).
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engines.tokens import encode_pairs, prefix_token_id
 from harness.errors import DomainbenchError
 from tuning.loss import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from tuning.augment.report import AugmentReport
+    from tuning.augment.settings import AugmentConfig
+    from tuning.augment.synthetic_qa import Generate
 
 TRAINABLE_SPLITS = ("train", "dev")
 
@@ -32,15 +39,16 @@ def check_split(split: str, *, what: str) -> None:
 def suite_corpus(suite) -> Path:
     """The corpus a loaded Suite names (its suite.yaml `corpus:` field)."""
     if suite.corpus is None:
-        raise DomainbenchError(f"suite {suite.name}: names no corpus in suite.yaml (needed for continued pre-training)")
+        raise DomainbenchError(f"suite {suite.name}: names no corpus in suite.yaml (needed for continued pre-training, "
+                               "reading-comprehension and synthetic-qa)")
     return suite.corpus
 
 
-def corpus_texts(path: Path, split: str) -> list[str]:
-    """Texts of the corpus records of one split (records: id, title, section, split, text)."""
+def corpus_records(path: Path, split: str) -> list[dict]:
+    """The corpus records of one split (records: id, title, section, split, text)."""
     check_split(split, what=f"corpus {path}")
     opener = gzip.open if path.suffix == ".gz" else open
-    texts = []
+    records = []
     with opener(path, "rt", encoding="utf-8") as handle:
         for line_number, line in enumerate(handle, 1):
             if not line.strip():
@@ -50,10 +58,15 @@ def corpus_texts(path: Path, split: str) -> list[str]:
             except ValueError as exc:
                 raise DomainbenchError(f"{path}:{line_number}: not JSON: {exc}") from exc
             if record.get("split") == split:
-                texts.append(record["text"])
-    if not texts:
+                records.append(record)
+    if not records:
         raise DomainbenchError(f"corpus {path}: no records with split {split!r}")
-    return texts
+    return records
+
+
+def corpus_texts(path: Path, split: str) -> list[str]:
+    """Texts of the corpus records of one split."""
+    return [record["text"] for record in corpus_records(path, split)]
 
 
 def packed_sequences(texts: list[str], tokenizer, seq_len: int) -> list[dict]:
@@ -136,23 +149,23 @@ def subsample(examples: list[dict], limit: int, *, seed: int) -> list[dict]:
 _CHARS_PER_TOKEN_MARGIN = 8
 
 
-def enough_texts(texts: list[str], tokens_needed: int, *, seed: int) -> list[str]:
-    """A seeded sample of texts with comfortably more than `tokens_needed` tokens (0: all).
+def enough_records(records: list[dict], tokens_needed: int, *, seed: int) -> list[dict]:
+    """A seeded sample of corpus records whose texts have comfortably more than `tokens_needed` tokens (0: all).
 
     Tokenizing the whole corpus costs a minute on a small CPU; a budget of 200 sequences
     needs a few pages of it.
     """
     if not tokens_needed:
-        return texts
-    order = list(range(len(texts)))
+        return records
+    order = list(range(len(records)))
     random.Random(seed).shuffle(order)
     chosen, chars = [], 0
     for index in order:
         if chars >= tokens_needed * _CHARS_PER_TOKEN_MARGIN:
             break
         chosen.append(index)
-        chars += len(texts[index])
-    return [texts[i] for i in sorted(chosen)]
+        chars += len(records[index]["text"])
+    return [records[i] for i in sorted(chosen)]
 
 
 def examples_fingerprint(examples: list[dict]) -> str:
@@ -171,23 +184,42 @@ def count_label_tokens(examples: list[dict]) -> int:
 class TrainingData:
     train: list[dict]
     dev: list[dict]
-    summary: dict          # per split: examples, labelled tokens, fingerprint
+    summary: dict          # per split: examples, labelled tokens, fingerprint; `augment`: the AugmentReport's dict
+    augmentation: AugmentReport | None = None
 
 
-def training_data(config, tokenizer, suite, *, seed: int) -> TrainingData:
-    """Train and dev examples for a recipe's `data` section (a DataConfig) from a loaded suite."""
+def training_data(config, tokenizer, suite, *, seed: int, augment: AugmentConfig | None = None,
+                  generate: Generate | None = None) -> TrainingData:
+    """Train and dev examples for a recipe's `data` section (a DataConfig) from a loaded suite.
+
+    `augment` (the recipe's AugmentConfig) transforms the train split only: dev stays plain, so
+    the early-stopping loss of a plain and an augmented variant measure the same thing.
+    `generate` is the synthetic-qa generator (tuning.augment.synthetic_qa.Generate).
+    """
     shares = {name: share for name, share in config.mixture.items() if share > 0}
-    splits = {}
+    augmenting = augment is not None and augment.active
+    splits, report = {}, None
     for split, limit in (("train", config.max_train_examples), ("dev", config.max_dev_examples)):
+        augmented = augmenting and split == "train"
+        records = []
+        if "cpt" in shares or (augmented and augment.reads_corpus):
+            records = enough_records(corpus_records(suite_corpus(suite), split), limit * config.seq_len, seed=seed)
+        texts = [record["text"] for record in records]
+        pairs = suite_pairs(suite, split, config.tasks) if "sft" in shares else []
+        if augmented:
+            from tuning.augment.apply import augment_train_split
+
+            result = augment_train_split(augment, suite, corpus=records, task_names=config.tasks, generate=generate)
+            texts, pairs, report = result.texts, pairs + result.pairs, result.report
         sources = {}
         if "cpt" in shares:
-            texts = enough_texts(corpus_texts(suite_corpus(suite), split), limit * config.seq_len, seed=seed)
             sources["cpt"] = packed_sequences(texts, tokenizer, config.seq_len)
         if "sft" in shares:
-            pairs = subsample(suite_pairs(suite, split, config.tasks), limit, seed=seed)
-            sources["sft"] = sft_examples(pairs, tokenizer, config.seq_len)
+            sources["sft"] = sft_examples(subsample(pairs, limit, seed=seed), tokenizer, config.seq_len)
         examples = subsample(mixture(sources, shares, seed=seed), limit, seed=seed)
         splits[split] = examples
     summary = {split: {"examples": len(examples), "label_tokens": count_label_tokens(examples),
                        "fingerprint": examples_fingerprint(examples)} for split, examples in splits.items()}
-    return TrainingData(train=splits["train"], dev=splits["dev"], summary=summary)
+    if report is not None:
+        summary["augment"] = report.as_dict()
+    return TrainingData(train=splits["train"], dev=splits["dev"], summary=summary, augmentation=report)

@@ -52,7 +52,7 @@ def tune_distill(model_spec: str, suite, recipe: Recipe, *, output: Path | None 
         student_model = load_model(method["student"], device="cpu", dtype="float32")
         check_same_tokenizer(teacher, student_model)
         student, student_spec = student_model.model, method["student"]
-    data = training_data(recipe.data, teacher.tokenizer, suite, seed=recipe.seed)
+    data = training_data(recipe.data, teacher.tokenizer, suite, seed=recipe.seed, augment=recipe.augment)
     inputs = {"strategy": "distill", "base_model": {"spec": model_spec},
               "teacher": {"spec": method["teacher"], "fingerprint": teacher.fingerprint}, "student": student_spec,
               "suite": {"name": suite.name, "fingerprint": suite.fingerprint}, "data": data.summary,

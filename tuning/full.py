@@ -26,7 +26,7 @@ from tuning.recipe import Recipe
 def tune_full(model_spec: str, suite, recipe: Recipe, *, output: Path | None = None, resume: bool = False) -> Path:
     """Fine-tune `model_spec` on `suite` (a loaded Suite) per `recipe`; returns the artifact dir."""
     loaded = load_model(model_spec, device="cpu", dtype="float32")
-    data = training_data(recipe.data, loaded.tokenizer, suite, seed=recipe.seed)
+    data = training_data(recipe.data, loaded.tokenizer, suite, seed=recipe.seed, augment=recipe.augment)
     inputs = {"strategy": "full", "base_model": {"spec": model_spec, "fingerprint": loaded.fingerprint},
               "suite": {"name": suite.name, "fingerprint": suite.fingerprint}, "data": data.summary,
               "recipe": recipe.as_dict()}

@@ -81,7 +81,7 @@ def tune_adapter(model_spec: str, suite, recipe: Recipe, *, output: Path | None 
                                "checkpointing (peft issue 869); set it to false")
     loaded = load_model(model_spec, device="cpu", dtype="float32")
     config = peft_config(adapter, loaded.model)
-    data = training_data(recipe.data, loaded.tokenizer, suite, seed=recipe.seed)
+    data = training_data(recipe.data, loaded.tokenizer, suite, seed=recipe.seed, augment=recipe.augment)
     inputs = {"strategy": recipe.strategy, "base_model": {"spec": model_spec, "fingerprint": loaded.fingerprint},
               "suite": {"name": suite.name, "fingerprint": suite.fingerprint}, "data": data.summary,
               "recipe": recipe.as_dict()}

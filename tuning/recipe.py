@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from harness.errors import DomainbenchError
+from tuning.augment.settings import AugmentConfig, augment_config
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 STRATEGIES = ("full", "lora", "prefix", "ia3", "prompt", "distill")
@@ -66,13 +67,21 @@ class Recipe:
     train: TrainConfig
     method: dict
     profile: str | None
+    augment: AugmentConfig
 
     def as_dict(self) -> dict:
-        """The resolved recipe, as the artifact manifest records it (and its input hash covers)."""
-        return {"strategy": self.strategy, "seed": self.seed, "profile": self.profile,
-                "data": {f.name: getattr(self.data, f.name) for f in fields(self.data)},
-                "train": {f.name: getattr(self.train, f.name) for f in fields(self.train) if f.name != "seed"},
-                "method": self.method}
+        """The resolved recipe, as the artifact manifest records it (and its input hash covers).
+
+        `augment` appears only when a method is set, so plain recipes keep the hashes (and the
+        cached artifacts) they had before augmentation existed.
+        """
+        resolved = {"strategy": self.strategy, "seed": self.seed, "profile": self.profile,
+                    "data": {f.name: getattr(self.data, f.name) for f in fields(self.data)},
+                    "train": {f.name: getattr(self.train, f.name) for f in fields(self.train) if f.name != "seed"},
+                    "method": self.method}
+        if self.augment.active:
+            resolved["augment"] = self.augment.as_dict()
+        return resolved
 
 
 def load_recipe(strategy: str, *, config: Path | None = None, profile: str | None = None,
@@ -173,7 +182,8 @@ def _build(resolved: dict, profile: str | None, *, where: str) -> Recipe:
     if not all(isinstance(task, str) for task in data["tasks"]):
         raise DomainbenchError(f"{where}: data.tasks: expected a list of task names")
     return Recipe(strategy=resolved["strategy"], seed=resolved["seed"], data=DataConfig(**data),
-                  train=TrainConfig(**train, seed=resolved["seed"]), method=resolved["method"], profile=profile)
+                  train=TrainConfig(**train, seed=resolved["seed"]), method=resolved["method"], profile=profile,
+                  augment=augment_config(resolved["augment"], data["mixture"], where=where))
 
 
 def _check_mixture(mixture: dict, where: str) -> None:
