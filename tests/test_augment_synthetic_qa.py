@@ -63,12 +63,12 @@ def test_a_pair_overlapping_a_test_question_is_dropped_and_names_the_example():
 
 
 def test_junk_from_the_tiny_random_model_is_counted_not_crashed_on():
-    from harness.engine import Engine
+    from engines.hf import HFEngine
     from harness.models import load_model
     from tuning.augment.synthetic_qa import engine_generate
 
     loaded = load_model("tiny-random-llama", device="cpu", dtype="float32")
-    engine = Engine(loaded.model, loaded.tokenizer, device="cpu", progress=False)
+    engine = HFEngine(loaded.model, loaded.tokenizer, device="cpu", progress=False)
     records = [{"id": f"{name}.2", "title": name, "text": page_text(name)} for name in ("fsyncat", "readvex")]
     report = AugmentReport("synthetic-qa", {})
     pairs = synthetic_qa_pairs(records, engine_generate(engine, SETTINGS), SETTINGS, seed=0, guard=NO_TEST,

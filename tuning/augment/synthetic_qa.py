@@ -110,7 +110,7 @@ def _rejection(question: str, answer: str, passage: str, settings: SyntheticQASe
 
 
 def engine_generate(engine, settings: SyntheticQASettings) -> Generate:
-    """`generate` over an engine with harness.engine's generate(list[GenerationRequest]) -> list[str]."""
+    """`generate` over any engine (engines/base.py): its generate(list[GenerationRequest]) -> list[str]."""
     def generate(prompts: list[str]) -> list[str]:
         return engine.generate([GenerationRequest(prompt, max_new_tokens=settings.max_new_tokens)
                                 for prompt in prompts])
