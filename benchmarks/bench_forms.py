@@ -48,7 +48,7 @@ def _form_engine(form: str, suite):
     base = resolve_model("smollm2-135m-instruct")
     source = FormSource(base, model_fingerprint(base), gguf=gguf_origin("smollm2-135m-instruct"))
     artifact, _ = build_form(form, source, settings={"int8": "weight-only", "gguf_type": "q8_0"}, suite=suite,
-                             prune_recipe=load_prune_recipe(profile="quick") if form == "pruned" else None)
+                             recipe=load_prune_recipe(profile="quick") if form == "pruned" else None)
     path = form_model_path(artifact)
     if path.suffix == ".gguf":
         return LlamaCppEngine(path, load_tokenizer(artifact), progress=False)

@@ -102,26 +102,27 @@ def prepare_forms(spec: RunSpec, suite, configurations: list[Configuration], wei
     adapter, for `merged`) — and carries its parent chain in `built_from`, so its cost shows what
     the whole chain took.
     """
-    from tuning.forms import FormSource, build_form, form_fingerprint
+    from tuning.forms import FormSource, build_form, form_fingerprint, get_form
 
     forms: dict[str, Artifact] = {}
     for configuration in configurations:
         parent = weights[configuration.weights]
         adapter = adapters.get(configuration.adapter) if configuration.adapter else None
-        for depth, form in enumerate(configuration.forms, start=1):
+        for depth, name in enumerate(configuration.forms, start=1):
             key = chain_key(configuration, depth)
             if key not in forms:
                 click.echo(f"form: {key}", err=True)
+                form = get_form(name)
+                merged = adapter if form.merges else None
                 source = FormSource(parent.path, parent.fingerprint,
-                                    adapter=adapter.path if form == "merged" else None,
-                                    adapter_fingerprint=adapter.fingerprint if form == "merged" else None,
+                                    adapter=merged.path if merged else None,
+                                    adapter_fingerprint=merged.fingerprint if merged else None,
                                     gguf=gguf_origin(spec.model) if parent.name == "base" else None)
-                path, manifest = build_form(form, source, settings=asdict(spec.forms), suite=suite,
-                                            prune_recipe=_prune_recipe(spec, profile) if form == "pruned" else None)
+                path, manifest = build_form(name, source, settings=asdict(spec.forms), suite=suite,
+                                            recipe=_form_recipe(spec, form, profile))
                 _link(run_dir, key, path)
-                made_from = [parent, *([adapter] if form == "merged" and adapter else [])]
-                forms[key] = Artifact(key, path, form_fingerprint(path), {**manifest["cost"], "form": form},
-                                      built_from=made_from)
+                forms[key] = Artifact(key, path, form_fingerprint(path), {**manifest["cost"], "form": name},
+                                      built_from=[parent, *([merged] if merged else [])])
             parent = forms[key]
     return forms
 
@@ -132,11 +133,12 @@ def chain_key(configuration: Configuration, depth: int) -> str:
     return "+".join(parts[:len(parts) - (len(configuration.forms) - depth)])
 
 
-def _prune_recipe(spec: RunSpec, profile: str) -> dict:
-    from tuning.prune import load_prune_recipe
-
-    recipe = spec.recipes.get("prune")
-    return load_prune_recipe(config=Path(recipe) if recipe else None, profile=profile)
+def _form_recipe(spec: RunSpec, form, profile: str) -> dict | None:
+    """The form's recipe (pruned: recipes.prune, or the defaults) for this profile; None for a form without one."""
+    if form.recipe is None:
+        return None
+    path = spec.recipes.get(form.recipe)
+    return form.load_recipe(Path(path) if path else None, profile)
 
 
 def _tuned(strategy: str, spec: RunSpec, suite, *, profile: str, run_dir: Path,

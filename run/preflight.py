@@ -16,7 +16,8 @@ from pathlib import Path
 from harness.atomic import check_writable
 from harness.errors import DomainbenchError
 from harness.models import default_device, parse_dtype, resolve_model
-from run.spec import GPU_ONLY_FORMS, WEIGHTS, Configuration, RunSpec
+from run.spec import WEIGHTS, Configuration, RunSpec
+from tuning.forms import FormUse, registered_forms
 
 
 def check_run(spec: RunSpec, suite, configurations: list[Configuration], profile: str) -> None:
@@ -187,52 +188,23 @@ def _rag_problems(spec: RunSpec, suite, configurations: list[Configuration], cor
 # ----- deployable forms ---------------------------------------------------------------------------
 
 def _form_problems(spec: RunSpec, configurations: list[Configuration], profile: str) -> list[str]:
-    """A form this machine cannot make or run, refused before anything trains."""
+    """A form this machine cannot make or run, or whose recipe is broken, refused before anything trains."""
     device = spec.device or default_device()
-    users: dict[str, list[str]] = {}
-    for configuration in configurations:
-        for form in configuration.forms:
-            users.setdefault(form, []).append(configuration.name)
     problems = []
-    for form in (f for f in GPU_ONLY_FORMS if f in users):
-        if not device.startswith("cuda"):
-            problems.append(f"{', '.join(users[form])}: {form} needs a CUDA GPU (bitsandbytes 4-bit kernels); "
+    for form in registered_forms():
+        use = FormUse(tuple(c for c in configurations if form.name in c.forms), spec.model)
+        if not use.configurations:
+            continue
+        if form.recipe:
+            recipe = spec.recipes.get(form.recipe)
+            problems += _failure(form.load_recipe, Path(recipe) if recipe else None, profile)
+        if form.gpu_only and not device.startswith("cuda"):
+            # Its libraries are beside the point on a machine that cannot run it at all.
+            problems.append(f"{use.names}: {form.name} needs a CUDA GPU ({form.gpu_only}); "
                             f"this run's device is {device}")
-        elif not _importable("bitsandbytes"):
-            problems.append(f"{', '.join(users[form])}: {form} needs bitsandbytes (pip install bitsandbytes)")
-    if "int8" in users and not _importable("torchao"):
-        problems.append(f"{', '.join(users['int8'])}: int8 needs torchao (pip install torchao; make setup installs it)")
-    if "gguf" in users:
-        if not _importable("llama_cpp"):
-            problems.append(f"{', '.join(users['gguf'])}: gguf runs through llama.cpp, which needs llama-cpp-python "
-                            "(pip install llama-cpp-python; make setup installs it)")
-        problems += _gguf_export_problems(spec, [c for c in configurations if "gguf" in c.forms])
-    if "pruned" in users:
-        from tuning.prune import load_prune_recipe
-
-        recipe = spec.recipes.get("prune")
-        problems += _failure(lambda: load_prune_recipe(config=Path(recipe) if recipe else None, profile=profile))
+        else:
+            problems += form.requirements(use)
     return problems
-
-
-def _gguf_export_problems(spec: RunSpec, configurations: list[Configuration]) -> list[str]:
-    """A gguf form of weights that are not a GGUF file already needs an exporter for their architecture."""
-    from harness.models import gguf_origin, resolve_model
-    from tuning.gguf_export import check_exportable
-
-    exported = [c.name for c in configurations
-                if not (c.model_key.split("+")[0] == "base" and gguf_origin(spec.model) is not None)]
-    if not exported:
-        return []
-    # Tuned, merged and pruned weights keep the base model's architecture: checking the base is enough.
-    problems = _failure(lambda: check_exportable(resolve_model(spec.model)))
-    return [f"{', '.join(exported)}: {message}" for message in problems]
-
-
-def _importable(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 # ----- helpers -----------------------------------------------------------------------------------

@@ -229,10 +229,11 @@ def _input_key(configuration: Configuration, task, prepared: Prepared, spec: Run
 def code_versions(configuration: Configuration) -> dict[str, str | None]:
     """domainbench's version and those of the libraries that compute this configuration's scores."""
     from harness import __version__
+    from tuning.forms import get_form
 
     libraries = ["torch", "transformers"]
     libraries += ["peft"] if configuration.adapter else []
-    libraries += ["llama-cpp-python"] if "gguf" in configuration.forms else []
+    libraries += [library for form in configuration.forms for library in get_form(form).libraries]
     return {"domainbench": __version__, **{library: _installed_version(library) for library in libraries}}
 
 

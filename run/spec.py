@@ -15,6 +15,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from harness.errors import DomainbenchError
 from tasks.datafiles import read_yaml
+from tuning.forms import form_names, get_form, registered_forms
 
 DEFAULT_CONFIGURATIONS = ("base", "rag", "adapter", "finetuned")
 # The full profile compares these too; on the quick profile they are asked for by name. That
@@ -29,14 +30,11 @@ FULL_PROFILE_CONFIGURATIONS = ("adapter+rag", "distilled", "prefix")
 WEIGHTS = {"base": None, "finetuned": "full", "distilled": "distill"}
 # Adapter names accepted in a configuration, and the PEFT strategy each one trains.
 ADAPTERS = {"adapter": "lora", "lora": "lora", "prefix": "prefix"}
-# Deployable forms of a model, applied in the order a configuration names them (tuning/forms.py
-# builds them). Each is reported beside its parent: the configuration without its last form.
-FORMS = ("merged", "pruned", "int8", "nf4", "gguf")
-# Forms that only a GPU can run (bitsandbytes 4-bit kernels are CUDA-only).
-GPU_ONLY_FORMS = ("nf4",)
-# GGUF types a non-GGUF source is exported to for the `gguf` form (llama.cpp's own names).
-GGUF_TYPES = ("f16", "q8_0", "q4_k_m")
-INT8_SCHEMES = ("weight-only", "dynamic")
+# How problem lines name each adapter strategy.
+ADAPTER_TITLES = {"lora": "LoRA", "prefix": "prefix"}
+# Deployable forms of a model (merged, pruned, int8, nf4, gguf) are tuning.forms' registry: each
+# declares its place in a chain and what it composes with. Each is reported beside its parent:
+# the configuration without its last form.
 PROFILES = ("auto", "quick", "full")
 
 # Per-task example limits by profile: `quick` fits a 2-core CPU, `full` is every test example.
@@ -79,7 +77,7 @@ class Configuration:
     @property
     def merged(self) -> bool:
         """Whether the adapter lives inside the weights (merged) rather than beside them."""
-        return "merged" in self.forms
+        return any(get_form(form).merges for form in self.forms)
 
 
 def parse_configuration(name: str) -> Configuration:
@@ -98,12 +96,12 @@ def parse_configuration(name: str) -> Configuration:
             if rag:
                 raise DomainbenchError(f"configuration {name!r}: names rag twice")
             rag = True
-        elif part in FORMS:
+        elif part in form_names():
             if part in forms:
                 raise DomainbenchError(f"configuration {name!r}: names {part} twice")
             forms.append(part)
         else:
-            known = ", ".join([*WEIGHTS, *ADAPTERS, *FORMS, "rag"])
+            known = ", ".join([*WEIGHTS, *ADAPTERS, *form_names(), "rag"])
             raise DomainbenchError(f"configuration {name!r}: unknown part {part!r} (known: {known}, joined by +)")
     if adapter and weights not in (None, "base"):
         # Adapters are trained on the base weights; on other weights they would be out of place.
@@ -113,25 +111,25 @@ def parse_configuration(name: str) -> Configuration:
 
 
 def _check_forms(name: str, adapter: str | None, forms: list[str]) -> None:
-    """Forms apply to one set of weights, in order: merge first, then prune, quantize, export."""
-    if "merged" in forms:
-        if adapter is None:
-            raise DomainbenchError(f"configuration {name!r}: merged needs an adapter to merge (e.g. adapter+merged)")
-        if adapter != "lora":
+    """Forms apply to one set of weights, in chain order: merge first, then prune, quantize, export."""
+    for form in map(get_form, forms):
+        if form.merges and adapter is None:
+            raise DomainbenchError(f"configuration {name!r}: {form.name} needs an adapter to merge "
+                                   f"(e.g. adapter+{form.name})")
+        if form.merges and adapter != form.merges:
             raise DomainbenchError(f"configuration {name!r}: a {adapter} adapter has no weights to merge; "
-                                   "only LoRA adapters merge")
-    if adapter and forms and forms[0] != "merged":
+                                   f"only {ADAPTER_TITLES[form.merges]} adapters merge")
+    if adapter and forms and not get_form(forms[0]).merges:
+        merging = next(form.name for form in registered_forms() if form.merges)
         raise DomainbenchError(f"configuration {name!r}: {forms[0]} applies to weights; merge the adapter first "
-                               f"(adapter+merged+{forms[0]})")
-    if "int8" in forms and "nf4" in forms:
-        raise DomainbenchError(f"configuration {name!r}: int8 and nf4 are two quantizations; name one")
-    order = [form for form in FORMS if form in forms]
+                               f"(adapter+{merging}+{forms[0]})")
+    for form in map(get_form, forms):
+        if set(form.excludes) & set(forms):
+            raise DomainbenchError(f"configuration {name!r}: {form.excludes_why}")
+    order = sorted(forms, key=lambda form: get_form(form).order)
     if forms != order:
-        raise DomainbenchError(f"configuration {name!r}: forms apply in the order {' -> '.join(FORMS)}; "
+        raise DomainbenchError(f"configuration {name!r}: forms apply in the order {' -> '.join(form_names())}; "
                                f"write {'+'.join(order)}")
-    if "gguf" in forms and {"int8", "nf4"} & set(forms):
-        raise DomainbenchError(f"configuration {name!r}: gguf carries its own quantization (settings forms.gguf_type); "
-                               "it does not stack on int8 or nf4")
 
 
 def _parents(name: str) -> list[str]:
@@ -295,13 +293,15 @@ def _validate(spec: RunSpec, source: str) -> None:
         raise DomainbenchError(f"{source}: num_fewshot: expected 0 or more, got {spec.num_fewshot}")
     if spec.rag.k < 1:
         raise DomainbenchError(f"{source}: rag.k: expected a positive number, got {spec.rag.k}")
-    unknown = sorted(set(spec.recipes) - {"full", "lora", "prefix", "distill", "prune"})
+    strategies = ["full", "lora", "prefix", "distill", *(form.recipe for form in registered_forms() if form.recipe)]
+    unknown = sorted(set(spec.recipes) - set(strategies))
     if unknown:
-        raise DomainbenchError(f"{source}: recipes: {unknown[0]}: not a tuning strategy (full, lora, prefix, distill, prune)")
-    if spec.forms.gguf_type not in GGUF_TYPES:
-        raise DomainbenchError(f"{source}: forms.gguf_type: {spec.forms.gguf_type!r} is not one of {', '.join(GGUF_TYPES)}")
-    if spec.forms.int8 not in INT8_SCHEMES:
-        raise DomainbenchError(f"{source}: forms.int8: {spec.forms.int8!r} is not one of {', '.join(INT8_SCHEMES)}")
+        raise DomainbenchError(f"{source}: recipes: {unknown[0]}: not a tuning strategy ({', '.join(strategies)})")
+    for form in registered_forms():
+        for setting, allowed in form.settings.items():
+            value = getattr(spec.forms, setting)
+            if value not in allowed:
+                raise DomainbenchError(f"{source}: forms.{setting}: {value!r} is not one of {', '.join(allowed)}")
     if not spec.name or spec.name.startswith(".") or any(sep in spec.name for sep in ("/", "\\", "\0")):
         # `..` or `a/b` would put the run's reports outside OUTPUT/, `.` into OUTPUT itself.
         raise DomainbenchError(f"{source}: name: {spec.name!r} must be a plain directory name "

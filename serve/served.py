@@ -170,10 +170,10 @@ def gguf_to_serve(run_dir: Path | None, configuration: str | None, model_spec: s
             raise DomainbenchError(f"serve --engine llama.cpp: --model {model_spec} is not a .gguf file")
         return path
     from run.spec import parse_configuration
-    from tuning.forms import form_model_path
+    from tuning.forms import chain_engine, form_model_path
 
     config = parse_configuration(configuration)
-    if "gguf" not in config.forms or config.rag:
+    if chain_engine(config.forms) != "llama.cpp" or config.rag:
         raise DomainbenchError(f"serve --engine llama.cpp: {configuration} is not a gguf form without retrieval "
                                "(llama.cpp's server cannot put retrieval in front)")
     resolved = read_run_yaml(Path(run_dir))
@@ -203,11 +203,6 @@ def serve_with_llama_cpp(gguf: Path, *, host: str, port: int, api_key: str | Non
                               "--verbose", "false", *(["--api_key", api_key] if api_key else [])])
 
 
-# Forms that are plain Hugging Face dirs vLLM loads as they are (int8/nf4 are bitsandbytes-quantized by
-# transformers, gguf is llama.cpp's): a served model must be exactly what the run evaluated.
-VLLM_FORMS = ("merged", "pruned")
-
-
 def vllm_model(run_dir: Path | None, configuration: str | None, model_spec: str | None) -> tuple[Path, str, str]:
     """(HF model dir, served model name, dtype) for `vllm serve`; one line when vLLM cannot serve it as evaluated."""
     if model_spec is not None:
@@ -224,9 +219,12 @@ def _vllm_model_of_run(run_dir: Path, configuration: str) -> tuple[Path, str, st
     """A run's configuration as one HF dir: its weights, its form, or for an adapter the run's merged form."""
     from run.artifacts import Artifact
     from run.spec import parse_configuration
+    from tuning.forms import get_form
 
     config = parse_configuration(configuration)
-    unsupported = [form for form in config.forms if form not in VLLM_FORMS]
+    # A served model must be exactly what the run evaluated: vLLM loads plain Hugging Face dirs as they
+    # are, not torchao/bitsandbytes quantizations nor llama.cpp's files (each form says which it is).
+    unsupported = [form for form in config.forms if not get_form(form).vllm_servable]
     if config.rag or unsupported:
         raise DomainbenchError(f"serve --engine vllm: {configuration} cannot be served by vLLM as evaluated ("
                                + ("vLLM cannot put retrieval in front" if config.rag else

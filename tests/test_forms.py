@@ -107,20 +107,22 @@ def test_a_form_is_always_evaluated_beside_its_parent():
 
 
 def test_a_pruned_form_is_cached_per_suite_it_was_calibrated_on(tmp_path, monkeypatch):
+    from dataclasses import replace
     from types import SimpleNamespace
 
     import tuning.forms as forms
+    import tuning.forms.base
 
     monkeypatch.setenv("DOMAINBENCH_CACHE", str(tmp_path / "cache"))
     calibrated_on = []
-    monkeypatch.setitem(forms._MAKERS, "pruned",
-                        lambda source, directory, *, suite, **_: calibrated_on.append(suite.name) or {})
+    monkeypatch.setitem(tuning.forms.base._FORMS, "pruned", replace(
+        forms.get_form("pruned"), make=lambda build, directory: calibrated_on.append(build.suite.name) or {}))
     source = forms.FormSource(path=tmp_path, fingerprint="f" * 64)
 
     def pruned_for(suite_name: str):
         suite = SimpleNamespace(name=suite_name, fingerprint=suite_name * 64)
         return forms.build_form("pruned", source, settings={"int8": "weights", "gguf_type": "q8_0"},
-                                prune_recipe={"ratio": 0.25}, suite=suite)[0]
+                                recipe={"ratio": 0.25}, suite=suite)[0]
 
     on_a = pruned_for("a")
     assert pruned_for("a") == on_a and calibrated_on == ["a"]  # same suite: reused

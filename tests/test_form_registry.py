@@ -1,0 +1,153 @@
+"""The form registry: every form holds to the protocol, keeps its cache key, and a new form is one definition."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import fields
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from harness.errors import DomainbenchError
+from harness.manifest import input_hash
+from run.spec import ADAPTERS, WEIGHTS, FormSettings, load_spec, parse_configuration
+from tests.test_runner import write_run_suite
+from tuning.forms import (
+    Form,
+    FormBuild,
+    FormSource,
+    FormUse,
+    form_inputs,
+    form_names,
+    get_form,
+    register_form,
+    registered_forms,
+    unregister_form,
+)
+from tuning.forms.base import ENGINE_KINDS
+from tuning.forms.gguf import GGUF_TYPES
+
+
+@pytest.mark.parametrize("form", registered_forms(), ids=lambda form: form.name)
+def test_every_form_holds_to_the_protocol(form: Form):
+    assert form.name.isidentifier() and form.name not in {*WEIGHTS, *ADAPTERS, "rag"}
+    assert callable(form.make) and callable(form.inputs) and callable(form.requirements)
+    chain = f"adapter+{form.name}" if form.merges else f"base+{form.name}"
+    assert parse_configuration(chain).forms == (form.name,)
+    assert form.merges is None or form.merges in ADAPTERS.values()
+    defaults = {f.name: f.default for f in fields(FormSettings)}
+    for setting, allowed in form.settings.items():
+        assert defaults[setting] in allowed  # a FormSettings field whose default the form accepts
+    assert set(form.excludes) <= set(form_names()) - {form.name}
+    assert bool(form.excludes) == bool(form.excludes_why)
+    assert (form.recipe is None) == (form.load_recipe is None)
+    if form.load_recipe:
+        assert isinstance(form.load_recipe(None, "quick"), dict)  # the defaults load
+    build = FormBuild(FormSource(Path("parent"), "p" * 64), {name: allowed[0] for name, allowed in form.settings.items()},
+                      recipe={}, suite=SimpleNamespace(name="s", fingerprint="f" * 64))
+    json.dumps(form.inputs(build))  # the cache key is canonical JSON
+    use = FormUse((parse_configuration(chain),), "tiny-random-llama")
+    assert all(isinstance(problem, str) and problem.startswith(chain) for problem in form.requirements(use))
+    assert form.gpu_only is None or form.gpu_only.strip()
+    assert form.engine in ENGINE_KINDS and (form.engine == "hf" or not form.vllm_servable)
+    assert all(isinstance(library, str) for library in form.libraries)
+
+
+def test_builtin_forms_keep_their_chain_order():
+    assert form_names() == ("merged", "pruned", "int8", "nf4", "gguf")
+
+
+def test_gguf_types_are_the_exporters():
+    from tuning.gguf_export import QUANT_TYPES
+
+    assert GGUF_TYPES == tuple(QUANT_TYPES)
+
+
+def test_a_taken_name_or_place_in_the_chain_is_refused():
+    with pytest.raises(ValueError, match="taken"):
+        register_form(Form(name="int8", order=999, make=copy_parent))
+    with pytest.raises(ValueError, match="taken by 'int8'"):
+        register_form(Form(name="int4", order=get_form("int8").order, make=copy_parent))
+    assert "int4" not in form_names()
+
+
+# What every builtin form's artifact was keyed by before the registry (tuning/forms.py at c02f2e1):
+# the same inputs must give the same hash, or every cached form is built again.
+PINNED_INPUTS = {
+    "merged": ({"adapter": "a" * 64, "settings": {}}, "078d74ca92f2de4441c9a75f3dfaa99c61d7b1c0b921174e6d027150fe544805"),
+    "pruned": ({"settings": {}, "prune": {"method": {"ratio": 0.25}, "seed": 3},
+                "suite": {"name": "tiny", "fingerprint": "s" * 64}},
+               "574baf04e69de08a769f5df814692c8269a226edf2b126faeb98d4cc9a586737"),
+    "int8": ({"settings": {"int8": "dynamic"}}, "2f6740fe55f0bff2febdfb887d850bbbeb7e19d5beb3c24d9768843add14db98"),
+    "nf4": ({"settings": {}}, "7e376e160cce723deb66931792d7edd301f92a22819ad7749adb64985e629746"),
+    "gguf": ({"settings": {"gguf_type": "f16"}, "gguf_source": "/models/smollm2.gguf"},
+             "47b32ba441d00da24334ba3e4167e8545d0a4323abf186b97057fe5dc34705a0"),
+}
+
+
+@pytest.mark.parametrize("name", PINNED_INPUTS)
+def test_each_builtin_form_keeps_its_cache_key(name):
+    merges = get_form(name).merges is not None
+    source = FormSource(Path("/tmp/forms-pin"), "p" * 64, adapter=Path("/a") if merges else None,
+                        adapter_fingerprint="a" * 64 if merges else None, gguf=Path("/models/smollm2.gguf"))
+    build = FormBuild(source, {"int8": "dynamic", "gguf_type": "f16"},
+                      recipe={"method": {"ratio": 0.25}, "seed": 3} if get_form(name).recipe else None,
+                      suite=SimpleNamespace(name="tiny", fingerprint="s" * 64))
+    pinned, key = PINNED_INPUTS[name]
+    expected = {"form": name, "parent": "p" * 64, "adapter": None, "prune": None, "suite": None, "gguf_source": None,
+                **pinned, "schema": 1}
+    inputs = form_inputs(name, build)
+    assert list(inputs) == ["form", "parent", "adapter", "settings", "prune", "suite", "gguf_source", "schema"]
+    assert inputs == expected and input_hash(inputs) == key
+
+
+# ----- a toy form: one definition and one registration --------------------------------------------
+
+def copy_parent(build: FormBuild, directory: Path) -> dict:
+    """The parent's model files, unchanged: a form that must score exactly like its parent."""
+    shutil.copytree(build.source.path, directory, dirs_exist_ok=True)
+    return {"copied_from": str(build.source.path)}
+
+
+@pytest.fixture
+def copy_form():
+    yield register_form(Form(name="copy", order=60, make=copy_parent))
+    unregister_form("copy")
+
+
+def test_a_new_form_is_run_paired_with_its_parent_and_served(copy_form, tmp_path, monkeypatch):
+    from cli.main import main
+    from harness.requests import GenerationRequest
+    from reports.parity import form_parities
+    from reports.summary import load_run_results
+    from serve.served import served_from_run
+    from stats.verdicts import IDENTICAL
+
+    monkeypatch.setenv("DOMAINBENCH_CACHE", str(tmp_path / "cache"))
+    suite = write_run_suite(tmp_path / "suite")
+    main(["run", "--name", "toy", "--suite", str(suite), "--model", "tiny-random-llama", "--device", "cpu",
+          "--dtype", "float32", "--profile", "quick", "--limit", "2", "--configurations", "base,base+copy",
+          "--output", str(tmp_path / "runs")])
+    run_dir = tmp_path / "runs" / "toy"
+
+    copied = json.loads((run_dir / "results" / "base+copy" / "perplexity.json").read_text())
+    assert copied["model"]["forms"] == ["copy"] and copied["model"]["parent"] == "base"
+    assert copied["cost"]["training"]["base+copy"]["form"] == "copy"
+    [parity] = form_parities(load_run_results(run_dir))
+    assert (parity.configuration, parity.parent) == ("base+copy", "base") and parity.changes
+    assert all(change.decision.verdict == IDENTICAL for change in parity.changes)
+    assert "### base+copy vs base" in (run_dir / "report.md").read_text()
+
+    served = served_from_run(run_dir, "base+copy", device="cpu")
+    assert served.about["fingerprint"] == copied["model"]["fingerprint"]
+    [answer] = served.engine.generate([GenerationRequest("Question: Which errno?\nAnswer:", max_new_tokens=4)])
+    assert isinstance(answer, str)
+
+
+def test_a_new_form_takes_its_place_in_the_chain(copy_form):
+    spec = load_spec(None, {"configurations": ["base+copy"]})
+    assert spec.configuration_names("quick") == ["base", "base+copy"]
+    with pytest.raises(DomainbenchError, match="forms apply in the order .* -> gguf -> copy"):
+        parse_configuration("copy+gguf")
