@@ -35,7 +35,7 @@ from engines.scoring import (
 from engines.stops import cut_at_stop
 from engines.tokens import prefix_token_id
 from harness.errors import DomainbenchError
-from harness.models import cpu_has_amx, load_tokenizer, model_fingerprint, resolve_model
+from harness.models import cpu_has_amx, load_tokenizer, model_fingerprint
 from harness.progress import counting_bar
 from harness.requests import (
     GenerationRequest,
@@ -366,7 +366,7 @@ def open_gguf(spec: str, options: EngineOptions):
     """The registry's opener for a `.gguf` file: llama.cpp in a process of its own (a native crash takes only it).
 
     The tokenizer is the one given, else the one saved beside the file (a run's gguf form keeps its
-    parent's), else the one `resolve_model` converts from the file itself.
+    parent's), else the one the file itself carries.
     """
     from engines.isolated import IsolatedEngine
 
@@ -380,8 +380,6 @@ def open_gguf(spec: str, options: EngineOptions):
 
 
 def gguf_tokenizer(path: Path):
-    """The Hugging Face tokenizer that belongs to a GGUF file: saved beside it, else converted from it."""
+    """The Hugging Face tokenizer that belongs to a GGUF file: saved beside it, else read from the file."""
     beside = path.parent
-    if (beside / "tokenizer_config.json").is_file():
-        return load_tokenizer(beside)
-    return load_tokenizer(resolve_model(str(path)))
+    return load_tokenizer(beside if (beside / "tokenizer_config.json").is_file() else path)

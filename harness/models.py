@@ -207,11 +207,15 @@ def _quantized_by(path: Path) -> str | None:
 
 
 def load_tokenizer(path: Path, *, trust_remote_code: bool = False):
-    """The tokenizer of a model dir, with a pad token guaranteed (the EOS token if it had none)."""
+    """The tokenizer of a model dir (or of a GGUF file, read from the file without converting its weights),
+    with a pad token guaranteed (the EOS token if it had none)."""
     from transformers import AutoTokenizer
 
+    path = Path(path)
+    where = {"gguf_file": path.name} if path.suffix == ".gguf" and path.is_file() else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path.parent if where else path, trust_remote_code=trust_remote_code,
+                                                  **where)
     except (OSError, ValueError) as exc:
         raise DomainbenchError(f"model {path}: cannot load tokenizer: {first_line(exc)}") from exc
     if tokenizer.pad_token is None:

@@ -148,3 +148,18 @@ def test_serve_serves_a_registered_engine(toy_model):
     with app_in_thread(create_app(served)) as url, httpx.Client(timeout=30) as http:
         body = http.post(f"{url}/completions", json={"prompt": "Hello", "max_tokens": 8}).json()
     assert body["choices"][0]["text"] == ToyEngine.answer
+
+
+@pytest.mark.slow
+def test_eval_of_a_gguf_file_runs_it_in_llama_cpp(tmp_path, monkeypatch):
+    """A .gguf model spec is llama.cpp's kind everywhere: eval scores it there, not a dequantized copy."""
+    from harness.models import gguf_origin
+
+    monkeypatch.setenv("DOMAINBENCH_CACHE", str(tmp_path / "cache"))
+    gguf = gguf_origin("smollm2-135m-instruct")
+    result = CliRunner().invoke(cli, ["eval", "--model", str(gguf), "--suite", "tiny", "--tasks", "errno-qa",
+                                      "--limit", "2", "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "out" / "results" / "base" / "errno-qa.json").read_text())
+    assert written["settings"]["dtype"] == "Q4_1"  # the file's own type: llama.cpp ran it
+    assert not (tmp_path / "cache" / "models").exists()  # nothing was converted for transformers
