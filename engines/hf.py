@@ -40,6 +40,7 @@ from engines.scoring import (
     ScoringRow,
     TokenizedRequests,
     head_logprobs,
+    head_reproduces_forward,
     left_padded,
     logprobs_from_logits,
     rolling_windows,
@@ -291,33 +292,11 @@ class HFEngine(TokenizedRequests):
         return self.model.get_output_embeddings()
 
     def _uses_head_only_scoring(self) -> bool:
-        """Whether decoder + output projection reproduce the model's own logits.
-
-        True for plain causal LMs and LoRA-wrapped ones. False when the full forward does more
-        than project hidden states (prefix tuning injects past key values; some models soft-cap
-        or scale logits); those fall back to `logits_to_keep`, which is exact but projects a
-        few padded positions too. Checked once on a short input.
-        """
+        """Whether decoder + output projection reproduce the model's own logits (engines/scoring.py), checked once."""
         if self._head_only_scoring is None:
-            self._head_only_scoring = self._head_matches_forward()
+            probe = [self.prefix_token_id, *self._encode(["The engine checks this."])[0]]
+            self._head_only_scoring = head_reproduces_forward(self.model, probe, self.device)
         return self._head_only_scoring
-
-    @torch.inference_mode()
-    def _head_matches_forward(self) -> bool:
-        try:
-            decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
-        except (AttributeError, NotImplementedError, ValueError):
-            return False
-        if decoder is None or head is None or decoder is self.model:
-            return False
-        probe = torch.tensor([[self.prefix_token_id, *self._encode(["The engine checks this."])[0]]],
-                             device=self.device)
-        try:
-            direct = head(decoder(input_ids=probe).last_hidden_state).float()
-        except (TypeError, RuntimeError):
-            return False
-        full = self.model(input_ids=probe).logits.float()
-        return direct.shape == full.shape and torch.allclose(direct, full, atol=1e-3, rtol=1e-3)
 
     @property
     def _pad_id(self) -> int:

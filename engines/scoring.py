@@ -153,3 +153,27 @@ def vocab_tiled_logprobs(hidden, head: torch.nn.Linear, targets, greedy: bool, *
         target_logit[here] = logits[here, targets[here] - start]
     is_argmax = best_index == targets if greedy else torch.zeros_like(targets, dtype=torch.bool)
     return target_logit - lse, is_argmax
+
+
+@torch.inference_mode()
+def head_reproduces_forward(model, probe_ids: list[int], device) -> bool:
+    """Whether decoder + output projection reproduce `model`'s own logits on a short probe.
+
+    True for plain causal LMs and LoRA-wrapped ones. False when the full forward does more than
+    project hidden states (prefix tuning injects past key values; some models soft-cap or scale
+    logits); those fall back to `logits_to_keep`, which is exact but projects a few padded
+    positions too.
+    """
+    try:
+        decoder, head = model.get_decoder(), model.get_output_embeddings()
+    except (AttributeError, NotImplementedError, ValueError):
+        return False
+    if decoder is None or head is None or decoder is model:
+        return False
+    probe = torch.tensor([probe_ids], device=device)
+    try:
+        direct = head(decoder(input_ids=probe).last_hidden_state).float()
+    except (TypeError, RuntimeError):
+        return False
+    full = model(input_ids=probe).logits.float()
+    return direct.shape == full.shape and torch.allclose(direct, full, atol=1e-3, rtol=1e-3)
