@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import sqlite3
 import threading
 import time
 from contextlib import ExitStack
@@ -173,6 +174,13 @@ def create_app(served: ServedModel, metrics: ServingMetrics | None = None, *, ap
         error_type = "NotFoundError" if kind == "model_not_found" else None
         return error_response(status, message, kind, error_type)
 
+    def record(trace: Trace) -> None:
+        """Store an answer's trace; a store that fails (disk full, say) costs the trace, counted, not the answer."""
+        try:
+            traces.record(trace)
+        except sqlite3.Error:
+            metrics.errors.labels("trace_not_recorded").inc()
+
     async def answer(request: Request, route: str, build) -> Response:
         accounting = ExitStack()
         outcome = accounting.enter_context(metrics.request(route))
@@ -222,8 +230,8 @@ def create_app(served: ServedModel, metrics: ServingMetrics | None = None, *, ap
                               completion_tokens=usage["completion_tokens"], seconds=seconds,
                               first_token_seconds=seconds)
             if traces is not None:
-                await run_in_threadpool(traces.record, answer_trace(served, route, body, response, usage, seconds,
-                                                                    streamed=False))
+                await run_in_threadpool(record, answer_trace(served, route, body, response, usage, seconds,
+                                                             streamed=False))
             return JSONResponse(response, headers={TRACE_HEADER: response["id"]})
         finally:
             if not streaming:  # a stream closes its own accounting when it ends
@@ -249,7 +257,7 @@ def create_app(served: ServedModel, metrics: ServingMetrics | None = None, *, ap
                                   completion_tokens=usage["completion_tokens"], seconds=seconds,
                                   first_token_seconds=first_text[0] if first_text else seconds)
                 if traces is not None:  # the stream's last chunk is out: recorded here, on the loop (one short commit)
-                    traces.record(answer_trace(served, route, body, {**response, "id": answer_id}, usage, seconds,
+                    record(answer_trace(served, route, body, {**response, "id": answer_id}, usage, seconds,
                                                streamed=True))
             accounting.close()
         return sse_events(served, body, first, events, chat=route == "chat_completions", receive=request.receive,
@@ -272,7 +280,8 @@ def create_app(served: ServedModel, metrics: ServingMetrics | None = None, *, ap
         `suite add-from-feedback` turns into a test example) and `comment` free text, both optional
         strings. A second rating of one answer replaces the first. Answered 200 with the stored rating
         only once it is committed; 400 for a wrong field (named), 404 `trace_not_found` for an id the
-        store does not hold, 413 past 64 KiB, 404 `feedback_off` when the server keeps no traces.
+        store does not hold, 413 past 64 KiB, 404 `feedback_off` when the server keeps no traces, 503
+        `feedback_not_stored` when the store failed to commit it.
         """
         with metrics.request("feedback") as outcome:
             try:
@@ -286,6 +295,9 @@ def create_app(served: ServedModel, metrics: ServingMetrics | None = None, *, ap
                 except UnknownTrace:
                     raise Refused(f"id: no answer {trace_id!r} in this server's traces", "trace_not_found",
                                   404) from None
+                except sqlite3.Error as exc:  # not acknowledged, so the client knows to send it again
+                    raise Refused(f"the rating was not stored ({exc}): retry later", "feedback_not_stored",
+                                  503) from None
             except Refused as exc:
                 outcome["status"] = exc.status
                 return refused(exc.status, str(exc), exc.kind)

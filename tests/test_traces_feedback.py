@@ -107,6 +107,16 @@ def test_bad_feedback_is_refused_with_one_reason_and_nothing_stored(tiny_engine,
     assert _rows(store.path, "SELECT count(*) FROM feedback") == [(0,)]
 
 
+def test_a_store_that_fails_costs_the_trace_counted_not_the_answer(tiny_engine, tmp_path):
+    store = TraceStore(tmp_path / "traces.sqlite")
+    client = _client(tiny_engine, store)
+    store.close()  # every write now fails
+    assert client.post(CHAT, json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}).status_code == 200
+    assert 'domainbench_request_errors_total{kind="trace_not_recorded"} 1.0' in client.get("/metrics").text
+    unstored = client.post("/v1/feedback", json={"id": "cmpl-1", "rating": "up"})
+    assert unstored.status_code == 503 and unstored.json()["error"]["code"] == "feedback_not_stored"
+
+
 def test_a_server_without_traces_says_it_takes_no_feedback(tiny_engine):
     refused = _client(tiny_engine, None).post("/v1/feedback", json={"id": "cmpl-1", "rating": "up"})
     assert refused.status_code == 404 and refused.json()["error"]["code"] == "feedback_off"
