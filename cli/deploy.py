@@ -283,8 +283,6 @@ def _watch_once(engine: OpenAIEngine, suite, baseline: list, baseline_dir: Path,
                 seed: int, db_path: Path, max_drop: dict[str, float], max_error_rate: float,
                 max_p95: float | None, metrics: MonitorMetrics, settings, traces: Path | None) -> bool:
     """One round: replay, store, publish, print the verdict; whether it passed."""
-    from serve.satisfaction import round_satisfaction, store_satisfaction
-
     from serve.monitor import (
         detectable_drops,
         is_first_round,
@@ -292,6 +290,7 @@ def _watch_once(engine: OpenAIEngine, suite, baseline: list, baseline_dir: Path,
         round_problems,
         store_round,
     )
+    from serve.satisfaction import round_satisfaction, store_satisfaction
 
     url, configuration = engine.client.endpoint.url, baseline[0].configuration
     parity = is_first_round(db_path, url, str(baseline_dir.resolve()), configuration)

@@ -1,8 +1,9 @@
 """The HTTP face of `domainbench serve`: OpenAI-compatible routes for a ServedModel.
 
 Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models, GET /v1/models/{id},
-GET /health, GET /metrics (serve.metrics), and with a trace store (serve.traces) POST /v1/feedback. What a request may ask and the answer's body
-are serve/completions.py's; streaming (server-sent events) is serve/stream.py's.
+GET /health, GET /metrics (serve.metrics), and POST /v1/feedback (ratings, kept with a trace store,
+serve.traces). What a request may ask and the answer's body are serve/completions.py's; streaming
+(server-sent events) is serve/stream.py's.
 Decoding is greedy only. `echo` with `logprobs` gives prompt log-probabilities (OpenAI's legacy
 format, what engines.openai_api and lm-evaluation-harness score log-likelihood with), so an
 `openai+http://…` eval against this server scores every task type.
@@ -41,9 +42,10 @@ from serve.completions import (
     chat_completion,
     check_greedy,
     completion,
+    response_id,
 )
 from serve.metrics import ServingMetrics
-from serve.stream import client_gone, error_body, response_id, sse_events, start_streaming
+from serve.stream import client_gone, error_body, sse_events, start_streaming
 from serve.traces import RATINGS, Trace, TraceStore, UnknownTrace, configuration_fingerprint
 
 if TYPE_CHECKING:
@@ -258,7 +260,7 @@ def create_app(served: ServedModel, metrics: ServingMetrics | None = None, *, ap
                                   first_token_seconds=first_text[0] if first_text else seconds)
                 if traces is not None:  # the stream's last chunk is out: recorded here, on the loop (one short commit)
                     record(answer_trace(served, route, body, {**response, "id": answer_id}, usage, seconds,
-                                               streamed=True))
+                                        streamed=True))
             accounting.close()
         return sse_events(served, body, first, events, chat=route == "chat_completions", receive=request.receive,
                           abandoned=abandoned, on_first_text=on_first_text, on_end=on_end, answer_id=answer_id)

@@ -14,7 +14,6 @@ import asyncio
 import json
 import threading
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 from engines.stops import StreamedAnswer
@@ -51,11 +50,6 @@ async def client_gone(receive) -> None:
     """Return once the client has disconnected (the request's body already read)."""
     while (await receive())["type"] != "http.disconnect":
         pass
-
-
-def response_id(chat: bool) -> str:
-    """A new answer's id, as OpenAI forms them (also its trace's id)."""
-    return f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
 
 
 async def sse_events(served: ServedModel, body: dict, first: tuple, events: asyncio.Queue, *, chat: bool,
