@@ -71,3 +71,27 @@ def test_each_round_rates_its_own_window_and_a_significant_drop_fails_it(tmp_pat
     quiet = _round(store.path, db)
     assert quiet.window.rated == 0 and quiet.ci is None and quiet.problems() == []
     assert "no ratings" in quiet.sentence()
+
+
+def test_the_monitor_publishes_the_windows_satisfaction_for_prometheus(tmp_path):
+    from report_runs import qa_result
+
+    from serve.metrics import MonitorMetrics
+    from serve.monitor import MonitorRound
+
+    store = TraceStore(tmp_path / "traces.sqlite")
+    _rate(store, 3, 1, 0)
+    metrics = MonitorMetrics(endpoint=KEY[0], baseline=KEY[1], configuration=KEY[2])
+    assert "domainbench_monitor_satisfaction_rate NaN" in _exposition(metrics)  # nothing watched yet
+    round_ = MonitorRound("now", [qa_result("served", "base", 4, n=4)], [], [], requests=4, errors=0,
+                          errors_by_kind={}, latency_p50_seconds=0.1, latency_p95_seconds=0.2)
+    metrics.observe(round_, [], round_satisfaction(store.path, tmp_path / "monitor.sqlite", key=KEY))
+    text = _exposition(metrics)
+    assert "domainbench_monitor_satisfaction_rate 0.75" in text and "domainbench_monitor_ratings 4.0" in text
+    assert "domainbench_monitor_satisfaction_dropped 0.0" in text
+
+
+def _exposition(metrics) -> str:
+    from prometheus_client import generate_latest
+
+    return generate_latest(metrics.registry).decode()
