@@ -202,3 +202,17 @@ def test_sigkill_mid_burst_loses_no_acknowledged_feedback_and_the_store_opens_cl
         stored = {row[0] for row in db.execute("SELECT trace_id FROM feedback WHERE rating = 'down'")}
         traced = {row[0] for row in db.execute("SELECT id FROM traces")}
     assert set(acknowledged) <= stored <= traced
+
+
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--trace-text"], "give --traces PATH too"),
+    (["--traces", "t.sqlite", "--no-scrub"], "it goes with --trace-text"),
+    (["--traces", "t.sqlite", "--engine", "llama.cpp"], "only the in-process engine records traces"),
+])
+def test_trace_options_that_do_not_fit_together_are_one_line_before_anything_loads(flags, says, capsys):
+    from cli.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--model", "tiny-random-llama", *flags])
+    error = capsys.readouterr().err.strip()
+    assert exit_info.value.code == 2 and says in error and error.count("\n") == 0
