@@ -220,12 +220,17 @@ def _loadtest_table(record: dict, results: list) -> Table:
               help="Expose the latest round (quality against the baseline, latency, error rate) and rounds by verdict "
                    "as Prometheus metrics on this port while watching.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address the metrics port binds.")
+@click.option("--traces", "traces_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="The trace store `serve --traces` writes: each round also reports the satisfaction rate of the "
+                   "ratings given since the last round, with its interval, and fails on a significant drop against "
+                   "the previous window or the first.")
 @gate_options
 def monitor_command(endpoint_spec: str, baseline_dir: Path, configuration: str, suite_spec: str | None,
                     task_names: str | None, sample: int | None, detect: float, seed: int, every: float | None,
                     once: bool, db_path: Path, max_error_rate: float, max_p95: float | None,
                     max_drop: tuple[str, ...], tokenizer_spec: str | None, concurrency: int, timeout: float,
-                    metrics_port: int | None, metrics_host: str, semantics: str, correction: str) -> None:
+                    metrics_port: int | None, metrics_host: str, traces_path: Path | None, semantics: str,
+                    correction: str) -> None:
     """Replay a seeded canary sample of BASELINE's examples on ENDPOINT; exit 1 when quality, errors or p95 fail."""
     from reports.compare import parse_max_drop
     from serve.metrics import MonitorMetrics
@@ -237,6 +242,10 @@ def monitor_command(endpoint_spec: str, baseline_dir: Path, configuration: str, 
     if (sample is not None and sample < 1) or (every is not None and every <= 0):
         raise DomainbenchError("--sample and --every: expected positive numbers")
     tolerances = parse_max_drop(max_drop)
+    if traces_path is not None:
+        from serve.traces import ratings_between
+
+        ratings_between(traces_path, 0, 0)  # a missing or foreign store is one line, before any work
     engine = _connect(endpoint_spec, None, concurrency=concurrency, timeout=timeout)
     try:
         baseline = baseline_results(baseline_dir, configuration, task_list(task_names))
@@ -252,7 +261,7 @@ def monitor_command(endpoint_spec: str, baseline_dir: Path, configuration: str, 
             while True:
                 if not _watch_once(engine, suite, baseline, baseline_dir, endpoint_spec, sample=sample, seed=seed,
                                    db_path=db_path, max_drop=tolerances, max_error_rate=max_error_rate,
-                                   max_p95=max_p95, metrics=metrics, settings=settings):
+                                   max_p95=max_p95, metrics=metrics, settings=settings, traces=traces_path):
                     sys.exit(1)
                 if once:
                     return
@@ -272,7 +281,7 @@ def _baseline_tokenizer(tokenizer_spec: str | None, baseline) -> object | None:
 
 def _watch_once(engine: OpenAIEngine, suite, baseline: list, baseline_dir: Path, endpoint_spec: str, *, sample: int,
                 seed: int, db_path: Path, max_drop: dict[str, float], max_error_rate: float,
-                max_p95: float | None, metrics: MonitorMetrics, settings) -> bool:
+                max_p95: float | None, metrics: MonitorMetrics, settings, traces: Path | None) -> bool:
     """One round: replay, store, publish, print the verdict; whether it passed."""
     from serve.monitor import (
         detectable_drops,
@@ -281,16 +290,23 @@ def _watch_once(engine: OpenAIEngine, suite, baseline: list, baseline_dir: Path,
         round_problems,
         store_round,
     )
+    from serve.satisfaction import round_satisfaction, store_satisfaction
 
     url, configuration = engine.client.endpoint.url, baseline[0].configuration
     parity = is_first_round(db_path, url, str(baseline_dir.resolve()), configuration)
     round_ = monitor_round(engine, suite, baseline, sample=sample, seed=seed, max_drop=max_drop,
                            endpoint_spec=endpoint_spec, settings=settings)
     problems = round_problems(round_, max_error_rate=max_error_rate, max_p95=max_p95)
-    store_round(db_path, round_, endpoint=url, served_model=engine.client.model_id,
-                baseline=str(baseline_dir.resolve()), configuration=configuration, sample=sample, seed=seed,
-                parity=parity, problems=problems)
-    metrics.observe(round_, problems)
+    key = (url, str(baseline_dir.resolve()), configuration)
+    satisfaction = (round_satisfaction(traces, db_path, key=key, correction=settings.correction, alpha=settings.alpha)
+                    if traces is not None else None)
+    problems += satisfaction.problems() if satisfaction else []
+    round_id = store_round(db_path, round_, endpoint=url, served_model=engine.client.model_id,
+                           baseline=str(baseline_dir.resolve()), configuration=configuration, sample=sample,
+                           seed=seed, parity=parity, problems=problems)
+    if satisfaction is not None:
+        store_satisfaction(db_path, round_id, satisfaction, key=key, traces=traces)
+    metrics.observe(round_, problems, satisfaction)
     from reports.changes import family_size
 
     kind = "parity check (first round): served vs offline" if parity else "canary round"
@@ -315,6 +331,8 @@ def _watch_once(engine: OpenAIEngine, suite, baseline: list, baseline_dir: Path,
     click.echo(f"requests {round_.requests}, errors {round_.errors} ({round_.error_rate:.1%}), latency p50 "
                f"{_seconds(round_.latency_p50_seconds)} s, p95 {_seconds(round_.latency_p95_seconds)} s; "
                f"stored in {db_path}")
+    if satisfaction is not None:
+        click.echo(satisfaction.sentence())
     click.echo("verdict: " + ("FAIL: " + "; ".join(problems) if problems else "pass"))
     return not problems
 

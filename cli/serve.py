@@ -9,6 +9,7 @@ import click
 
 from harness.errors import DomainbenchError
 from serve.completions import ServingLimits
+from serve.traces import DEFAULT_MAX_TRACES
 
 
 @click.command("serve")
@@ -33,18 +34,28 @@ from serve.completions import ServingLimits
                    "own OpenAI-compatible server, in this process's place (same PID; no /metrics). vllm: hand the "
                    "model dir (an adapter as the run's merged form; no rag, no gguf/int8/nf4) to `vllm serve` on a "
                    "CUDA GPU, likewise in this process's place (its own /metrics).")
+@click.option("--traces", "traces_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Record every answered request (id, time, configuration fingerprint, latency, tokens, finish "
+                   "reason) in this SQLite store, and take ratings on POST /v1/feedback.")
+@click.option("--trace-text", is_flag=True,
+              help="With --traces: keep the prompt and answer text too (e-mail addresses and phone numbers scrubbed).")
+@click.option("--no-scrub", is_flag=True, help="With --trace-text: keep the text exactly as sent, unscrubbed.")
+@click.option("--max-traces", type=click.IntRange(min=1), default=DEFAULT_MAX_TRACES, show_default=True,
+              help="With --traces: the newest traces kept; older ones go, their feedback with them.")
 def serve_command(run_dir: Path | None, configuration: str | None, model_spec: str | None, host: str, port: int,
                   api_key: str | None, max_concurrent: int, drain_seconds: float, device: str | None,
-                  dtype: str | None, engine_name: str) -> None:
+                  dtype: str | None, engine_name: str, traces_path: Path | None, trace_text: bool, no_scrub: bool,
+                  max_traces: int) -> None:
     """Serve what a run evaluated (or a model) as an OpenAI-compatible API with Prometheus metrics.
 
-    Endpoints: /v1/completions, /v1/chat/completions, /v1/models, /health, /metrics.
+    Endpoints: /v1/completions, /v1/chat/completions, /v1/models, /health, /metrics; with --traces, /v1/feedback.
     Greedy decoding only; concurrent requests are batched through the in-process engine, or
     `--engine llama.cpp` hands a GGUF to llama.cpp's own server, `--engine vllm` a model dir to vLLM.
     """
     from dataclasses import replace
 
     from serve.process import exposure_warning, listening_socket, serve
+    from serve.traces import TraceStore
     from serve.served import (
         gguf_to_serve,
         serve_with_llama_cpp,
@@ -61,6 +72,7 @@ def serve_command(run_dir: Path | None, configuration: str | None, model_spec: s
         raise DomainbenchError(f"serve {run_dir}: --configuration is required (which of the run's configurations)")
     if model_spec is not None and configuration is not None:
         raise DomainbenchError("serve: --configuration names a run's configuration; it goes with RUN_DIR, not --model")
+    _check_trace_options(engine_name, traces_path, trace_text, no_scrub)
     sock = listening_socket(host, port)  # a bad or busy port is refused before anything loads
     warning = exposure_warning(host, api_key)
     if warning:
@@ -80,8 +92,21 @@ def serve_command(run_dir: Path | None, configuration: str | None, model_spec: s
     served = (served_from_run(run_dir, configuration, device=device) if run_dir is not None
               else served_from_spec(model_spec, device=device, dtype=dtype))
     served.limits = replace(served.limits, max_concurrent=max_concurrent, drain_seconds=drain_seconds)
-    click.echo(f"serving {served.name} on http://{host}:{sock.getsockname()[1]}/v1 (metrics at /metrics)", err=True)
-    serve(served, sock, api_key=api_key)
+    traces = (TraceStore(traces_path, keep_text=trace_text, scrub=not no_scrub, max_traces=max_traces)
+              if traces_path is not None else None)
+    click.echo(f"serving {served.name} on http://{host}:{sock.getsockname()[1]}/v1 (metrics at /metrics"
+               + (f", traces in {traces_path}" if traces else "") + ")", err=True)
+    serve(served, sock, api_key=api_key, traces=traces)
+
+
+def _check_trace_options(engine_name: str, traces_path: Path | None, trace_text: bool, no_scrub: bool) -> None:
+    if traces_path is not None and engine_name != "in-process":
+        raise DomainbenchError(f"serve --traces: only the in-process engine records traces; --engine {engine_name} "
+                               "hands the port to another server")
+    if trace_text and traces_path is None:
+        raise DomainbenchError("serve --trace-text: keeps text in the trace store; give --traces PATH too")
+    if no_scrub and not trace_text:
+        raise DomainbenchError("serve --no-scrub: only text is scrubbed; it goes with --trace-text")
 
 
 COMMANDS: list = [serve_command]

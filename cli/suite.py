@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 from rich.console import Console
@@ -74,6 +75,34 @@ def validate_suite(path: str) -> None:
                                "in the corpus:\n" + "\n".join(map(str, unknown)))
     counts = ", ".join(f"{task.name} ({sum(task.settings()['splits'].values())} examples)" for task in loaded.tasks)
     click.echo(f"ok: suite {loaded.name}: {len(loaded.tasks)} tasks: {counts}")
+
+
+@suite_group.command("add-from-feedback")
+@click.argument("traces", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--suite", "suite_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="The suite directory to grow (not a builtin suite: copy it first).")
+@click.option("--task", "task_name", required=True, help="The QA task whose test split takes the new examples.")
+def add_from_feedback(traces: Path, suite_dir: Path, task_name: str) -> None:
+    """Turn answers rated "down" with a correction in TRACES (`serve --traces`) into test examples of a QA task.
+
+    Each carries its provenance (trace id, date); questions the suite already holds, or that its
+    leakage rules refuse, are skipped; suite.yaml's version goes up, so its fingerprint changes.
+    """
+    from serve.traces import corrected_answers
+    from tasks.feedback import add_from_feedback as grow_suite
+
+    answers, without_text = corrected_answers(traces)
+    outcome = grow_suite(suite_dir, task_name, answers)
+    for trace_id, reason in outcome.skipped:
+        click.echo(f"skipped {trace_id}: {reason}", err=True)
+    if without_text:
+        click.echo(f"skipped {without_text} corrected answer(s) whose question the store does not hold "
+                   "(served without --trace-text, or several prompts in one request)", err=True)
+    if not outcome.added:
+        click.echo(f"no new examples for {task_name}; suite unchanged")
+        return
+    click.echo(f"added {len(outcome.added)} example(s) to {task_name} ({outcome.test_file}); suite version "
+               f"{outcome.version}, fingerprint {outcome.fingerprint_before[:12]} -> {outcome.fingerprint_after[:12]}")
 
 
 COMMANDS = [suite_group]

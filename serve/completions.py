@@ -81,6 +81,11 @@ class Generated:
     finish_reason: str
 
 
+def response_id(chat: bool) -> str:
+    """A new answer's id, as OpenAI forms them (also its trace's id, when the server keeps traces)."""
+    return f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+
+
 def check_greedy(body: dict) -> None:
     """Refuse sampling: the engine decodes greedily, and a silently ignored temperature misleads."""
     for name, allowed in _GREEDY_DEFAULTS.items():
@@ -123,7 +128,7 @@ def completion(served: ServedModel, body: dict, on_token: TokenCallback | None =
                                                 echo=bool(body.get("echo")))
         choices.append(choice)
     usage = _usage(sum(len(p.ids) for p in prompts), sum(len(a.token_ids) for a in answers))
-    return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+    return {"id": response_id(chat=False), "object": "text_completion", "created": int(time.time()),
             "model": served.name, "choices": choices, "usage": usage}, usage
 
 
@@ -186,7 +191,7 @@ def chat_completion(served: ServedModel, body: dict, on_token: TokenCallback | N
     usage = _usage(prompt_tokens, len(answer.token_ids))
     choice = {"index": 0, "message": {"role": "assistant", "content": answer.text},
               "finish_reason": answer.finish_reason}
-    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+    return {"id": response_id(chat=True), "object": "chat.completion", "created": int(time.time()),
             "model": served.name, "choices": [choice], "usage": usage}, usage
 
 

@@ -25,9 +25,11 @@ from prometheus_client import (
 )
 
 from harness.errors import DomainbenchError
+from serve.traces import RATINGS
 
 if TYPE_CHECKING:
     from serve.monitor import MonitorRound
+    from serve.satisfaction import Satisfaction
 
 # CPU serving of a 135M model takes 0.1–10 s a request; the defaults stop at 10 s.
 _SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -61,6 +63,15 @@ class ServingMetrics:
                                registry=self.registry)
         self.errors = Counter("domainbench_request_errors", "Failed requests, by kind", ["kind"],
                               registry=self.registry)
+        self.feedback = Counter("domainbench_feedback", "User ratings received (POST /v1/feedback), by rating",
+                                ["rating"], registry=self.registry)
+        self.satisfaction = Gauge("domainbench_satisfaction_rate", "Share of the ratings received since the server "
+                                  "started that are \"up\" (NaN before the first); `monitor --traces` gives it "
+                                  "per window with an interval", registry=self.registry)
+        self.satisfaction.set(math.nan)
+        self._ratings = dict.fromkeys(RATINGS, 0)
+        for rating in RATINGS:  # both series exist from the start, so a rate() over them is defined
+            self.feedback.labels(rating)
 
     @contextmanager
     def request(self, route: str):
@@ -82,6 +93,12 @@ class ServingMetrics:
         self.time_to_first_token.labels(route).observe(first_token_seconds)
         if completion_tokens and seconds > 0:
             self.tokens_per_second.labels(route).observe(completion_tokens / seconds)
+
+    def rated(self, rating: str) -> None:
+        """Count one stored rating and update the satisfaction rate (called on the event loop: no lock)."""
+        self.feedback.labels(rating).inc()
+        self._ratings[rating] += 1
+        self.satisfaction.set(self._ratings[RATINGS[0]] / sum(self._ratings.values()))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -115,9 +132,18 @@ class MonitorMetrics:
                                  "round (NaN when no request was answered)", registry=self.registry)
         self.latency_p95 = Gauge("domainbench_monitor_latency_p95_seconds", "95th-percentile request latency of the "
                                  "latest round (NaN when no request was answered)", registry=self.registry)
+        self.ratings = Gauge("domainbench_monitor_ratings", "User ratings in the latest round's window (--traces)",
+                             registry=self.registry)
+        self.satisfaction = Gauge("domainbench_monitor_satisfaction_rate", "Share rated up in the latest round's "
+                                  "window (NaN without ratings)", registry=self.registry)
+        self.satisfaction_dropped = Gauge("domainbench_monitor_satisfaction_dropped", "1 when the latest window's "
+                                          "satisfaction dropped significantly against the previous or first window",
+                                          registry=self.registry)
+        self.satisfaction.set(math.nan)
 
-    def observe(self, round_: MonitorRound, problems: list[str]) -> None:
-        """Publish one round; series of a previous round that this one lacks are dropped."""
+    def observe(self, round_: MonitorRound, problems: list[str], satisfaction: Satisfaction | None = None) -> None:
+        """Publish one round (its users' satisfaction too, when watched); series of a previous round that this one
+        lacks are dropped."""
         self.rounds.labels("fail" if problems else "pass").inc()
         self.passed.set(0 if problems else 1)
         self.finished.set(time.time())
@@ -133,6 +159,11 @@ class MonitorMetrics:
         for gauge, seconds in ((self.latency_p50, round_.latency_p50_seconds),
                                (self.latency_p95, round_.latency_p95_seconds)):
             gauge.set(math.nan if seconds is None else seconds)
+        if satisfaction is not None:
+            window = satisfaction.window
+            self.ratings.set(window.rated)
+            self.satisfaction.set(math.nan if window.rate is None else window.rate)
+            self.satisfaction_dropped.set(1 if satisfaction.drops else 0)
 
     @contextmanager
     def exposed(self, host: str, port: int) -> Iterator[None]:

@@ -17,6 +17,7 @@ import uvicorn
 
 from harness.errors import DomainbenchError
 from serve.served import ServedModel, create_app
+from serve.traces import TraceStore
 
 # After generation stops at the drain deadline: time for the requests it stopped to be answered (503).
 _ANSWER_STOPPED_SECONDS = 5
@@ -56,20 +57,23 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
             "(set --api-key or DOMAINBENCH_API_KEY)")
 
 
-def serve(served: ServedModel, sock: socket.socket, *, api_key: str | None = None) -> None:
+def serve(served: ServedModel, sock: socket.socket, *, api_key: str | None = None,
+          traces: TraceStore | None = None) -> None:
     """Run the server on `sock` (listening_socket's) until SIGINT/SIGTERM, then drain and return.
 
     Draining: no new connections; open requests have `served.limits.drain_seconds` to finish, then
-    generation stops and what is left is answered 503; the port is released.
+    generation stops and what is left is answered 503; the port is released, the trace store closed.
     """
     drain_seconds = served.limits.drain_seconds
-    config = uvicorn.Config(create_app(served, api_key=api_key), log_level="warning",
+    config = uvicorn.Config(create_app(served, api_key=api_key, traces=traces), log_level="warning",
                             timeout_graceful_shutdown=drain_seconds + _ANSWER_STOPPED_SECONDS)
     try:
         DrainingServer(config, served).run(sockets=[sock])
     finally:
         served.stop_generating()
         sock.close()
+        if traces is not None:
+            traces.close()
 
 
 class DrainingServer(uvicorn.Server):

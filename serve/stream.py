@@ -14,7 +14,6 @@ import asyncio
 import json
 import threading
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 from engines.stops import StreamedAnswer
@@ -54,16 +53,17 @@ async def client_gone(receive) -> None:
 
 
 async def sse_events(served: ServedModel, body: dict, first: tuple, events: asyncio.Queue, *, chat: bool,
-                     receive, abandoned: threading.Event, on_first_text, on_end):
+                     receive, abandoned: threading.Event, on_first_text, on_end, answer_id: str):
     """OpenAI's server-sent events for a streamed request, a chunk as each piece of text becomes final.
 
-    `on_first_text()` marks the time to first token; `on_end(usage or None, exception or None)` closes
-    the request's accounting: Abandoned when the client went away (its generation is told to stop).
+    `on_first_text()` marks the time to first token; `on_end(usage or None, exception or None, response or None)`
+    closes the request's accounting: Abandoned when the client went away (its generation is told to stop).
+    Every chunk carries `answer_id`.
     """
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
     stops = stop_strings(body)
     answers: dict[int, StreamedAnswer] = {}
-    meta = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}",
+    meta = {"id": answer_id,
             "object": "chat.completion.chunk" if chat else "text_completion",
             "created": int(time.time()), "model": served.name}
     opened: set[int] = set()  # choices whose first chunk (the one naming the role) has gone
@@ -90,7 +90,7 @@ async def sse_events(served: ServedModel, body: dict, first: tuple, events: asyn
 
     watcher = asyncio.ensure_future(client_gone(receive))
     watcher.add_done_callback(lambda done: done.cancelled() or events.put_nowait(("gone",)))
-    event, usage, failure = first, None, None
+    event, usage, failure, response = first, None, None, None
     try:
         while event[0] == "token":
             _, index, token = event
@@ -122,7 +122,7 @@ async def sse_events(served: ServedModel, body: dict, first: tuple, events: asyn
             failure = Abandoned()
         if isinstance(failure, Abandoned):
             abandoned.set()
-        on_end(usage, failure)
+        on_end(usage, failure, response)
 
 
 def error_body(exc: Exception) -> dict:

@@ -52,6 +52,16 @@ def bootstrap_metrics(per_example_stats: Sequence | np.ndarray, statistics: dict
             for name, statistic in statistics.items()}
 
 
+def clopper_pearson(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Exact (Clopper–Pearson) interval of a share of `successes` in `n`: each tail at most (1 − confidence)/2, at any n."""
+    from scipy.stats import beta  # here: scipy.stats takes ~0.5 s to import, and `suite validate` imports this module
+
+    tail = (1 - confidence) / 2
+    low = 0.0 if successes == 0 else float(beta.ppf(tail, successes, n - successes + 1))
+    high = 1.0 if successes == n else float(beta.ppf(1 - tail, successes + 1, n - successes))
+    return low, high
+
+
 def resample_counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
     """(n_resamples, n) draw counts: row r says how often each example is in resample r.
 

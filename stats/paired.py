@@ -24,13 +24,13 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.stats import beta
 
 from stats.intervals import (
     CONFIDENCE,
     DEFAULT_BOOTSTRAP_SEED,
     DEFAULT_RESAMPLES,
     check_sample,
+    clopper_pearson,
     percentile_interval,
     resample_counts,
 )
@@ -114,15 +114,10 @@ def _exact_binary_bounds(a: np.ndarray, b: np.ndarray, confidence: float) -> tup
     Each share gets a Clopper–Pearson bound at 1 − (1 − confidence)/2, so both hold together with
     probability at least `confidence` (Bonferroni), at any n.
     """
-    n, tail = len(a), (1 - confidence) / 2
-    b_wins, a_wins = int(np.sum((b == 1) & (a == 0))), int(np.sum((a == 1) & (b == 0)))
-
-    def upper(k: int) -> float:
-        return 1.0 if k == n else float(beta.ppf(1 - tail, k + 1, n - k))
-
-    def lower(k: int) -> float:
-        return 0.0 if k == 0 else float(beta.ppf(tail, k, n - k + 1))
-    return lower(b_wins) - upper(a_wins), upper(b_wins) - lower(a_wins)
+    n = len(a)
+    b_low, b_high = clopper_pearson(int(np.sum((b == 1) & (a == 0))), n, confidence)
+    a_low, a_high = clopper_pearson(int(np.sum((a == 1) & (b == 0))), n, confidence)
+    return b_low - a_high, b_high - a_low
 
 
 def randomization_test(stats_a: Sequence | np.ndarray, stats_b: Sequence | np.ndarray, statistic: SumStatistic, *,

@@ -150,6 +150,18 @@ def check_leakage(name_or_path: str | Path) -> list[Leak]:
     return leaks
 
 
+def new_example_leaks(name_or_path: str | Path, task_name: str, examples: list[dict]) -> list[Leak]:
+    """The leaks `examples` would bring as new test examples of one task of a suite, by the suite's own rules."""
+    corpus, tasks = _suite_data(name_or_path)
+    task, splits = next((task, splits) for task, splits in tasks if task.get("name") == task_name)
+    leaks = task_leaks(task_name, task["type"], {**splits, "test": examples}, corpus)
+    if corpus:
+        knowledge_base = KnowledgeBase(corpus)
+        leaks.extend(retrieval_leaks(task_name, task["type"], rag_mode(task.get("rag"), task["type"]), examples,
+                                     knowledge_base))
+    return leaks
+
+
 def check_sources(name_or_path: str | Path) -> list[Leak]:
     """Every example of a suite naming a source document its corpus does not hold (none without a corpus)."""
     corpus, tasks = _suite_data(name_or_path)
