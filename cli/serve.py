@@ -55,7 +55,6 @@ def serve_command(run_dir: Path | None, configuration: str | None, model_spec: s
     from dataclasses import replace
 
     from serve.process import exposure_warning, listening_socket, serve
-    from serve.traces import TraceStore
     from serve.served import (
         gguf_to_serve,
         serve_with_llama_cpp,
@@ -65,6 +64,7 @@ def serve_command(run_dir: Path | None, configuration: str | None, model_spec: s
         vllm_executable,
         vllm_model,
     )
+    from serve.traces import TraceStore
 
     if (run_dir is None) == (model_spec is None):
         raise DomainbenchError("serve: give a RUN_DIR (with --configuration) or --model SPEC, not both")
