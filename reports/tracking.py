@@ -61,12 +61,13 @@ def tracking_uri(value: str | None) -> str:
         import mlflow  # noqa: F401  (only whether it imports)
     except ImportError:
         raise DomainbenchError("--mlflow: MLflow is not installed; pip install 'domainbench[mlflow]'") from None
-    uri = value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    if not value:
+        return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
     # The value is optional, so `compare --mlflow BASE NEW` would take BASE for it: a path is refused.
-    if not (_SCHEME.match(uri) or uri == "databricks"):
-        raise DomainbenchError(f"--mlflow {uri}: expected a tracking URI such as sqlite:///mlflow.db, file:./mlruns or "
-                               "http://HOST:5000 (the value is optional: write --mlflow=URI, or put --mlflow last)")
-    return uri
+    if not (_SCHEME.match(value) or value == "databricks"):
+        raise DomainbenchError(f"--mlflow {value}: expected a tracking URI such as sqlite:///mlflow.db, file:./mlruns "
+                               "or http://HOST:5000 (the value is optional: write --mlflow=URI, or put --mlflow last)")
+    return value
 
 
 def log_run(run_dir: Path, uri: str) -> str:
@@ -105,17 +106,13 @@ def log_comparison(comparison: Comparison, uri: str) -> str:
     with _tracking(uri) as client:
         name = f"compare {comparison.base_run} -> {comparison.new_run}"
         with _mlflow_run(client, _experiment(client, comparison.suite), name, kind="compare") as run_id:
-            settings = comparison.settings
-            params = {"base_run": comparison.base_run, "new_run": comparison.new_run, "suite": comparison.suite,
-                      "semantics": settings.semantics, "correction": settings.correction, "alpha": settings.alpha,
-                      "family_size": comparison.family_size,
-                      **{f"max_drop.{c.metric}": c.tolerance for c in comparison.changes}}
             gate = {"gate/regressions": len(comparison.regressions), "gate/undecided": len(comparison.undecided),
                     "gate/family_size": comparison.family_size, "gate/passed": int(not comparison.regressions)}
-            metrics = [*_metrics(gate)]
+            metrics = _metrics(gate)
             for change in comparison.changes:
-                metrics += _metrics(_change_figures(change), prefix=f"{change.configuration}/{change.task}/{change.metric}")
-            _log(client, run_id, params=params, metrics=metrics, tags={
+                key = f"{change.configuration}/{change.task}/{change.metric}"
+                metrics += _metrics(_change_figures(change), prefix=key)
+            _log(client, run_id, params=_comparison_params(comparison), metrics=metrics, tags={
                 "domainbench.headline": headline(comparison), "mlflow.note.content": markdown,
                 **{f"verdict.{c.configuration}/{c.task}/{c.metric}": _verdict(c) for c in comparison.changes}})
             client.log_text(run_id, markdown, "compare.md")
@@ -123,6 +120,13 @@ def log_comparison(comparison: Comparison, uri: str) -> str:
                                      "changes": [_change_record(c) for c in comparison.changes]}, "verdicts.json")
     _announce(uri, name, run_id)
     return run_id
+
+
+def _comparison_params(comparison: Comparison) -> dict:
+    settings = comparison.settings
+    return {"base_run": comparison.base_run, "new_run": comparison.new_run, "suite": comparison.suite,
+            "semantics": settings.semantics, "correction": settings.correction, "alpha": settings.alpha,
+            "family_size": comparison.family_size, **{f"max_drop.{c.metric}": c.tolerance for c in comparison.changes}}
 
 
 class CanaryRound(Protocol):
@@ -154,7 +158,8 @@ class MonitorTracking:
             metrics += _metrics(_change_figures(change, "baseline", "served"), prefix=f"{change.task}/{change.metric}",
                                 step=self.step)
         with _mlflow_errors(self.uri):
-            _log(self.client, self.run_id, metrics=metrics, tags={"domainbench.verdict": "fail" if problems else "pass"})
+            _log(self.client, self.run_id, metrics=metrics,
+                 tags={"domainbench.verdict": "fail" if problems else "pass"})
             self.client.log_dict(self.run_id, {"step": self.step, "started": round_.started, "parity_check": parity,
                                                "problems": problems, "notes": round_.notes,
                                                "changes": [_change_record(c) for c in round_.changes]},
@@ -206,7 +211,7 @@ def _configuration_params(results: list[ResultFile], resolved: dict) -> dict:
 
 
 def _recipes(result: ResultFile, resolved: dict) -> dict:
-    """`recipe.<strategy>.…` of every artifact in run.yaml this configuration's model, adapter or index was built as."""
+    """`recipe.<strategy>.…` of each run.yaml artifact this configuration's model, adapter or index was built as."""
     used = {result.model.get(key) for key in ("fingerprint", "adapter_fingerprint", "index_fingerprint")} - {None}
     recipe_files = (resolved.get("spec") or {}).get("recipes") or {}
     params = {}

@@ -60,10 +60,11 @@ def test_run_logs_params_every_metric_with_its_interval_and_the_report(store, tm
     for result in results:
         for name, cell in result.metrics.items():
             key = f"{result.task}/{name}"
-            assert (logged[key], logged[f"{key}/ci_low"], logged[f"{key}/ci_high"], logged[f"{key}/n"]) == pytest.approx(
-                (cell["value"], cell["ci_low"], cell["ci_high"], cell["n"]))
+            interval = (logged[key], logged[f"{key}/ci_low"], logged[f"{key}/ci_high"], logged[f"{key}/n"])
+            assert interval == pytest.approx((cell["value"], cell["ci_low"], cell["ci_high"], cell["n"]))
     assert logged["cost/eval_seconds_per_example"] > 0
-    assert artifact_text(client, parent.info.run_id, "report.md", tmp_path / "got") == (run_dir / "report.md").read_text()
+    report = artifact_text(client, parent.info.run_id, "report.md", tmp_path / "got")
+    assert report == (run_dir / "report.md").read_text()
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
         "report.md", "report.html", "summary.json", "summary.csv", "run.yaml", "plots"}
     assert "errno-qa: best" in parent.data.tags["mlflow.note.content"]  # the recommendations, as its description
@@ -171,3 +172,27 @@ def test_a_path_where_the_optional_uri_goes_is_refused(tmp_path, capsys):
         main(["compare", "--mlflow", str(base), str(new)])
     assert exit_info.value.code == 2
     assert "--mlflow=URI" in capsys.readouterr().err
+
+
+def test_each_configuration_logs_the_recipe_its_artifacts_were_trained_with(store, tmp_path):
+    """The recipe comes from the manifest of the run.yaml artifact whose fingerprint the configuration's model has."""
+    from harness.manifest import MANIFEST_FILE
+    from reports.run_report import write_report
+    from reports.tracking import log_run
+
+    uri, client = store
+    run_dir = standard_run(tmp_path / "nightly")
+    trained = tmp_path / "artifacts" / "full"
+    trained.mkdir(parents=True)
+    (trained / MANIFEST_FILE).write_text(json.dumps({"strategy": "full", "recipe": {"train": {"max_steps": 3}}}))
+    (run_dir / "run.yaml").write_text(json.dumps({  # JSON is YAML
+        "name": "nightly", "profile": "quick", "spec": {"recipes": {"full": "recipes/full.yaml"}},
+        "weights": {"finetuned": {"path": str(trained), "fingerprint": "m"}}}))
+    write_report(run_dir)
+    log_run(run_dir, uri)
+
+    runs = runs_of(client, "domainbench-manpages")
+    assert {"nightly", "base", "adapter", "rag"} <= runs.keys()
+    params = runs["adapter"].data.params
+    assert params["recipe.full.train.max_steps"] == "3" and params["recipe.full.file"] == "recipes/full.yaml"
+    assert runs["adapter"].data.tags["domainbench.best"] != "none"  # the report's ★ for adapter's QA scores
