@@ -143,10 +143,13 @@ class CanaryRound(Protocol):
 
 
 class MonitorTracking:
-    """An open MLflow run for one `monitor` watch; `observe` logs each round as the next step."""
+    """An open MLflow run for one `monitor` watch; `observe` logs each round as the next step.
 
-    def __init__(self, client, uri: str, run_id: str):
-        self.client, self.uri, self.run_id, self.step = client, uri, run_id, 0
+    MLflow's errors become DomainbenchErrors in `monitor_tracking`, whose block the rounds run in.
+    """
+
+    def __init__(self, client, run_id: str):
+        self.client, self.run_id, self.step = client, run_id, 0
 
     def observe(self, round_: CanaryRound, problems: list[str], *, parity: bool) -> None:
         figures = {"round/passed": int(not problems), "round/parity_check": int(parity),
@@ -157,13 +160,11 @@ class MonitorTracking:
         for change in round_.changes:
             metrics += _metrics(_change_figures(change, "baseline", "served"), prefix=f"{change.task}/{change.metric}",
                                 step=self.step)
-        with _mlflow_errors(self.uri):
-            _log(self.client, self.run_id, metrics=metrics,
-                 tags={"domainbench.verdict": "fail" if problems else "pass"})
-            self.client.log_dict(self.run_id, {"step": self.step, "started": round_.started, "parity_check": parity,
-                                               "problems": problems, "notes": round_.notes,
-                                               "changes": [_change_record(c) for c in round_.changes]},
-                                 f"rounds/{self.step:05d}.json")
+        _log(self.client, self.run_id, metrics=metrics, tags={"domainbench.verdict": "fail" if problems else "pass"})
+        self.client.log_dict(self.run_id, {"step": self.step, "started": round_.started, "parity_check": parity,
+                                           "problems": problems, "notes": round_.notes,
+                                           "changes": [_change_record(c) for c in round_.changes]},
+                             f"rounds/{self.step:05d}.json")
         self.step += 1
 
 
@@ -177,7 +178,7 @@ def monitor_tracking(uri: str, *, suite: str, endpoint: str, baseline: str, conf
             _log(client, run_id, params={"endpoint": endpoint, "baseline": baseline, "configuration": configuration,
                                          "suite": suite, **params})
             _announce(uri, name, run_id)
-            yield MonitorTracking(client, uri, run_id)
+            yield MonitorTracking(client, run_id)
 
 
 # --- what a run logs ---------------------------------------------------------------------------------
