@@ -15,11 +15,12 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.table import Table
 
-from cli.options import gate_options, gate_settings, task_list
+from cli.options import gate_options, gate_settings, mlflow_option, task_list
 from harness.errors import DomainbenchError
 
 if TYPE_CHECKING:
     from engines.openai_api import OpenAIEngine
+    from reports.tracking import MonitorTracking
     from serve.metrics import MonitorMetrics
 
 
@@ -225,12 +226,13 @@ def _loadtest_table(record: dict, results: list) -> Table:
                    "ratings given since the last round, with its interval, and fails on a significant drop against "
                    "the previous window or the first.")
 @gate_options
+@mlflow_option
 def monitor_command(endpoint_spec: str, baseline_dir: Path, configuration: str, suite_spec: str | None,
                     task_names: str | None, sample: int | None, detect: float, seed: int, every: float | None,
                     once: bool, db_path: Path, max_error_rate: float, max_p95: float | None,
                     max_drop: tuple[str, ...], tokenizer_spec: str | None, concurrency: int, timeout: float,
                     metrics_port: int | None, metrics_host: str, traces_path: Path | None, semantics: str,
-                    correction: str) -> None:
+                    correction: str, mlflow_uri: str | None) -> None:
     """Replay a seeded canary sample of BASELINE's examples on ENDPOINT; exit 1 when quality, errors or p95 fail."""
     from reports.compare import parse_max_drop
     from serve.metrics import MonitorMetrics
@@ -255,19 +257,36 @@ def monitor_command(endpoint_spec: str, baseline_dir: Path, configuration: str, 
         engine.tokenizer = _baseline_tokenizer(tokenizer_spec, baseline[0])
         metrics = MonitorMetrics(endpoint=engine.client.endpoint.url, baseline=str(baseline_dir.resolve()),
                                  configuration=configuration)
-        with metrics.exposed(metrics_host, metrics_port) if metrics_port is not None else nullcontext():
+        tracked = _tracked(mlflow_uri, suite.name, engine, baseline_dir, configuration, sample=sample, seed=seed,
+                           max_drop=tolerances, max_error_rate=max_error_rate, max_p95=max_p95, settings=settings)
+        with metrics.exposed(metrics_host, metrics_port) if metrics_port is not None else nullcontext(), \
+                tracked as tracking:
             if metrics_port is not None:
                 click.echo(f"metrics at http://{metrics_host}:{metrics_port}/metrics", err=True)
             while True:
                 if not _watch_once(engine, suite, baseline, baseline_dir, endpoint_spec, sample=sample, seed=seed,
                                    db_path=db_path, max_drop=tolerances, max_error_rate=max_error_rate,
-                                   max_p95=max_p95, metrics=metrics, settings=settings, traces=traces_path):
+                                   max_p95=max_p95, metrics=metrics, settings=settings, traces=traces_path,
+                                   tracking=tracking):
                     sys.exit(1)
                 if once:
                     return
                 time.sleep(every)
     finally:
         engine.close()
+
+
+def _tracked(mlflow_uri: str | None, suite: str, engine: OpenAIEngine, baseline_dir: Path, configuration: str, *,
+             max_drop: dict[str, float], settings, **watch):
+    """The MLflow run the rounds are logged to with --mlflow (the watch's settings as its parameters), else nothing."""
+    if mlflow_uri is None:
+        return nullcontext()
+    from reports.tracking import monitor_tracking
+
+    return monitor_tracking(mlflow_uri, suite=suite, endpoint=engine.client.endpoint.url,
+                            baseline=str(baseline_dir.resolve()), configuration=configuration,
+                            params={**watch, "semantics": settings.semantics, "correction": settings.correction,
+                                    **{f"max_drop.{metric}": drop for metric, drop in max_drop.items()}})
 
 
 def _baseline_tokenizer(tokenizer_spec: str | None, baseline) -> object | None:
@@ -281,7 +300,8 @@ def _baseline_tokenizer(tokenizer_spec: str | None, baseline) -> object | None:
 
 def _watch_once(engine: OpenAIEngine, suite, baseline: list, baseline_dir: Path, endpoint_spec: str, *, sample: int,
                 seed: int, db_path: Path, max_drop: dict[str, float], max_error_rate: float,
-                max_p95: float | None, metrics: MonitorMetrics, settings, traces: Path | None) -> bool:
+                max_p95: float | None, metrics: MonitorMetrics, settings, traces: Path | None,
+                tracking: MonitorTracking | None) -> bool:
     """One round: replay, store, publish, print the verdict; whether it passed."""
     from serve.monitor import (
         detectable_drops,
@@ -307,6 +327,8 @@ def _watch_once(engine: OpenAIEngine, suite, baseline: list, baseline_dir: Path,
     if satisfaction is not None:
         store_satisfaction(db_path, round_id, satisfaction, key=key, traces=traces)
     metrics.observe(round_, problems, satisfaction)
+    if tracking is not None:
+        tracking.observe(round_, problems, parity=parity)
     from reports.changes import family_size
 
     kind = "parity check (first round): served vs offline" if parity else "canary round"

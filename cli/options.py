@@ -39,3 +39,19 @@ def gate_settings(semantics: str, correction: str):
     from reports.changes import GateSettings
 
     return GateSettings(semantics=semantics, correction=correction)
+
+
+def mlflow_option(command):
+    """--mlflow [URI]: log what the command found to MLflow; a missing MLflow or a bad URI stops it before any work."""
+    def checked(ctx, param, value):
+        if value is None:
+            return None
+        from reports.tracking import tracking_uri
+
+        return tracking_uri(value)
+
+    return click.option(
+        "--mlflow", "mlflow_uri", is_flag=False, flag_value="", default=None, metavar="[URI]", callback=checked,
+        help="Log to MLflow (needs `pip install 'domainbench[mlflow]'`): the tracking URI, else $MLFLOW_TRACKING_URI, "
+             "else sqlite:///mlflow.db here (open it with `mlflow ui`). The value is optional: write --mlflow=URI "
+             "before positional arguments.")(command)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.options import gate_options, gate_settings
+from cli.options import gate_options, gate_settings, mlflow_option
 
 # The reports are imported inside each command: plotting pulls in matplotlib, which
 # `domainbench --help` and the other commands have no use for.
@@ -57,9 +57,10 @@ def rescore_command(run_dir: Path) -> None:
               help="Gate results with failed requests too, on the examples both runs scored (default: list them, "
                    "not gated).")
 @gate_options
+@mlflow_option
 def compare_command(base_run: Path, new_run: Path | None, forms: bool, max_drop: tuple[str, ...],
                     resamples: int, primary_only: bool, allow_incomplete: bool, semantics: str,
-                    correction: str) -> None:
+                    correction: str, mlflow_uri: str | None) -> None:
     """Gate NEW_RUN against BASE_RUN (or, with --forms, each form of BASE_RUN against its parent).
 
     A Markdown table naming the family size, the correction and the semantics. Exit codes: 0 pass,
@@ -85,6 +86,10 @@ def compare_command(base_run: Path, new_run: Path | None, forms: bool, max_drop:
                   else compare_runs(base_run, new_run, tolerances, n_resamples=resamples, settings=settings,
                                     primary_only=primary_only, allow_incomplete=allow_incomplete))
     click.echo(render_comparison(comparison), nl=False)
+    if mlflow_uri is not None:
+        from reports.tracking import log_comparison
+
+        log_comparison(comparison, mlflow_uri)
     if comparison.regressions:
         sys.exit(1)
     if comparison.undecided:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from cli.options import mlflow_option
 from run.spec import (
     DEFAULT_CONFIGURATIONS,
     FULL_PROFILE_CONFIGURATIONS,
@@ -32,8 +33,9 @@ from run.spec import (
 @click.option("--dtype", default=None, help="auto, float32, bfloat16, float16.")
 @click.option("--output", default=None, help="Parent directory of run dirs (default: runs).")
 @click.option("--trust-remote-code", is_flag=True, default=None, help="Allow model code from the model dir.")
+@mlflow_option
 def run_command(spec_file: Path | None, name, suite, model, configurations, profile, tasks, limit, num_fewshot,
-                seed, device, dtype, output, trust_remote_code) -> None:
+                seed, device, dtype, output, trust_remote_code, mlflow_uri) -> None:
     """Train, index and evaluate every configuration on every task; write the report.
 
     SPEC_FILE is an optional YAML run spec; flags override it. Interrupted and run again, the run
@@ -46,6 +48,10 @@ def run_command(spec_file: Path | None, name, suite, model, configurations, prof
                  "trust_remote_code": trust_remote_code,
                  "configurations": _names(configurations), "tasks": _names(tasks)}
     run_dir = run(load_spec(spec_file, overrides))
+    if mlflow_uri is not None:
+        from reports.tracking import log_run
+
+        log_run(run_dir, mlflow_uri)
     click.echo(f"report: {run_dir / 'report.html'}")
 
 

@@ -38,6 +38,8 @@ def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' tqdm bars follow the hub's
     os.environ.setdefault("TQDM_DISABLE", "1")  # the rest (GGUF de-quantisation) use tqdm directly
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # MLflow (`--mlflow`) logs each database migration and store step at INFO; read when it is imported.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     if "transformers" in sys.modules:  # already imported (tests drive the CLI in-process)
         from transformers.utils import logging as transformers_logging
 
