@@ -57,6 +57,17 @@ def exposure_warning(host: str, api_key: str | None) -> str | None:
             "(set --api-key or DOMAINBENCH_API_KEY)")
 
 
+def uvicorn_config(app, **settings) -> uvicorn.Config:
+    """uvicorn's settings for our app, leaving the process's logging as it is.
+
+    uvicorn's default `log_config` runs `logging.config.dictConfig`, which closes every handler the
+    process already has — absl's (imported by rouge-score) closes sys.stderr with it, after which
+    nothing can report an error. Without it, uvicorn's warnings reach stderr through logging's
+    last-resort handler.
+    """
+    return uvicorn.Config(app, log_config=None, log_level="warning", **settings)
+
+
 def serve(served: ServedModel, sock: socket.socket, *, api_key: str | None = None,
           traces: TraceStore | None = None) -> None:
     """Run the server on `sock` (listening_socket's) until SIGINT/SIGTERM, then drain and return.
@@ -65,7 +76,7 @@ def serve(served: ServedModel, sock: socket.socket, *, api_key: str | None = Non
     generation stops and what is left is answered 503; the port is released, the trace store closed.
     """
     drain_seconds = served.limits.drain_seconds
-    config = uvicorn.Config(create_app(served, api_key=api_key, traces=traces), log_level="warning",
+    config = uvicorn_config(create_app(served, api_key=api_key, traces=traces),
                             timeout_graceful_shutdown=drain_seconds + _ANSWER_STOPPED_SECONDS)
     try:
         DrainingServer(config, served).run(sockets=[sock])

@@ -102,8 +102,10 @@ def app_in_thread(app, seconds: float = 30.0):
 
     import uvicorn
 
+    from serve.process import uvicorn_config
+
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn_config(app, host="127.0.0.1", port=port))
     thread = threading.Thread(target=server.run, daemon=True, name="test-server")
     thread.start()
     deadline = time.monotonic() + seconds

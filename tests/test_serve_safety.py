@@ -230,14 +230,12 @@ def test_an_engine_that_answers_short_fails_that_batch_and_the_worker_lives_on(t
 
 
 def test_sigterm_drains_then_stops_generation_and_answers_503(tiny_tokenizer):
-    import uvicorn
-
-    from serve.process import DrainingServer
+    from serve.process import DrainingServer, uvicorn_config
 
     engine = _EndlessEngine(tiny_tokenizer)
     served = ServedModel("endless", engine, limits=ServingLimits(drain_seconds=1.0))
-    server = DrainingServer(uvicorn.Config(create_app(served), host="127.0.0.1", port=free_port(),
-                                           log_level="warning", timeout_graceful_shutdown=6), served)
+    server = DrainingServer(uvicorn_config(create_app(served), host="127.0.0.1", port=free_port(),
+                                           timeout_graceful_shutdown=6), served)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     assert _eventually(lambda: server.started)
@@ -305,3 +303,30 @@ def test_the_key_is_handed_to_vllm():
     command = vllm_command("vllm", Path("/m"), name="r/base", dtype="auto", host="127.0.0.1", port=8000, api_key="k")
     assert command[-2:] == ["--api-key", "k"]
     assert "--api-key" not in vllm_command("vllm", Path("/m"), name="r/base", dtype="auto", host="127.0.0.1", port=8000)
+
+
+def test_starting_the_server_leaves_the_process_logging_handlers_open():
+    """uvicorn's default logging setup closes every handler the process has (absl's closes sys.stderr)."""
+    import logging
+
+    from serve.process import uvicorn_config
+
+    class Recording(logging.Handler):
+        closed = False
+
+        def close(self):
+            self.closed = True
+            super().close()
+
+    def handler_closed_by(make_config) -> bool:
+        handler = Recording()
+        logging.getLogger("a-library").addHandler(handler)
+        try:
+            make_config()
+        finally:
+            logging.getLogger("a-library").removeHandler(handler)
+        return handler.closed
+
+    # (uvicorn.Config with its default log_config would close it, and pytest's own handlers with it.)
+    assert not handler_closed_by(lambda: uvicorn_config(lambda scope, receive, send: None))
+
