@@ -202,7 +202,7 @@ def round_problems(round_: MonitorRound, *, max_error_rate: float, max_p95: floa
 
 def is_first_round(db_path: Path, endpoint: str, baseline: str, configuration: str) -> bool:
     """Whether no round of this (endpoint, baseline, configuration) is stored yet: the parity check."""
-    with _connect(db_path) as db:
+    with connect(db_path) as db:
         found = db.execute("SELECT 1 FROM rounds WHERE endpoint = ? AND baseline = ? AND configuration = ? LIMIT 1",
                            (endpoint, baseline, configuration)).fetchone()
     return found is None
@@ -211,7 +211,7 @@ def is_first_round(db_path: Path, endpoint: str, baseline: str, configuration: s
 def store_round(db_path: Path, round_: MonitorRound, *, endpoint: str, served_model: str, baseline: str,
                 configuration: str, sample: int, seed: int, parity: bool, problems: list[str]) -> int:
     """Append one round and its per-metric changes to the SQLite time series; the round's id."""
-    with _connect(db_path) as db:
+    with connect(db_path) as db:
         cursor = db.execute(
             "INSERT INTO rounds (started, endpoint, served_model, baseline, configuration, sample, seed, requests, "
             "errors, error_rate, errors_by_kind, latency_p50_seconds, latency_p95_seconds, parity, passed, problems) "
@@ -230,13 +230,13 @@ def store_round(db_path: Path, round_: MonitorRound, *, endpoint: str, served_mo
 
 
 @contextlib.contextmanager
-def _connect(db_path: Path) -> Iterator[sqlite3.Connection]:
-    """A connection with the schema in place, committed when the block succeeds, then closed."""
+def connect(db_path: Path, schema: str = _SCHEMA) -> Iterator[sqlite3.Connection]:
+    """A connection to the monitor's file with `schema` in place, committed when the block succeeds, then closed."""
     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(db_path)
     try:
         with db:
-            db.executescript(_SCHEMA)
+            db.executescript(schema)
             yield db
     finally:
         db.close()

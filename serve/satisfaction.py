@@ -10,13 +10,11 @@ significant drop fails the round. Windows are kept beside the rounds in the moni
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from serve.monitor import connect
 from serve.traces import ratings_between
 from stats.intervals import clopper_pearson
 from stats.multiplicity import DEFAULT_CORRECTION, adjust
@@ -106,7 +104,7 @@ def store_satisfaction(db_path: Path, round_id: int, satisfaction: Satisfaction,
     """Keep the round's window beside its round, for the next round to be held to."""
     window = satisfaction.window
     low, high = satisfaction.ci or (None, None)
-    with _connect(db_path) as db:
+    with connect(db_path, _SCHEMA) as db:
         db.execute("INSERT INTO satisfaction (round_id, endpoint, baseline, configuration, traces, since, until, "
                    "satisfied, rated, ci_low, ci_high, p_previous, p_first, dropped) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -116,20 +114,8 @@ def store_satisfaction(db_path: Path, round_id: int, satisfaction: Satisfaction,
 
 
 def _windows(db_path: Path, key: tuple[str, str, str], traces: Path) -> list[Window]:
-    with _connect(db_path) as db:
+    with connect(db_path, _SCHEMA) as db:
         rows = db.execute("SELECT since, until, satisfied, rated FROM satisfaction WHERE endpoint = ? AND baseline = ? "
                           "AND configuration = ? AND traces = ? ORDER BY rowid",
                           (*key, str(Path(traces).resolve()))).fetchall()
     return [Window(*row) for row in rows]
-
-
-@contextlib.contextmanager
-def _connect(db_path: Path) -> Iterator[sqlite3.Connection]:
-    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-    db = sqlite3.connect(db_path)
-    try:
-        with db:
-            db.executescript(_SCHEMA)
-            yield db
-    finally:
-        db.close()
