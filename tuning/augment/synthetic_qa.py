@@ -14,7 +14,9 @@ from __future__ import annotations
 import random
 import re
 import textwrap
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from harness.requests import GenerationRequest
 from retrieval.matching import contains_phrase, normalized
@@ -23,6 +25,33 @@ from tuning.augment.report import AugmentReport
 from tuning.augment.settings import SyntheticQASettings
 
 Generate = Callable[[list[str]], list[str]]
+
+
+@dataclass
+class Generator:
+    """A synthetic-qa generator: what writes the pairs, what it is, where it runs, and what it has spent.
+
+    `fingerprint` enters the tuned artifact's cache key (another generator writes other pairs);
+    `count_tokens` (text -> tokens, None where the engine has no tokenizer) meters what it writes.
+    """
+
+    generate: Generate
+    fingerprint: str
+    device: str | None = None
+    count_tokens: Callable[[str], int] | None = None
+    usage: dict = field(default_factory=lambda: {"generation_seconds": 0.0, "prompts": 0, "generated_tokens": 0})
+
+    def metered(self, prompts: list[str]) -> list[str]:
+        """`generate(prompts)`, its time and the tokens it wrote added to `usage`."""
+        start = time.perf_counter()
+        outputs = self.generate(prompts)
+        self.usage["generation_seconds"] += time.perf_counter() - start
+        self.usage["prompts"] += len(prompts)
+        if self.count_tokens is None:
+            self.usage["generated_tokens"] = None
+        elif self.usage["generated_tokens"] is not None:
+            self.usage["generated_tokens"] += sum(map(self.count_tokens, outputs))
+        return outputs
 
 # The training layout of a synthetic pair: the builtin suites' QA template (Question: …\nAnswer:).
 TEMPLATE = "Question: {question}\nAnswer:"
