@@ -180,18 +180,22 @@ def _generator(spec: RunSpec, variant: str | None, recipe):
         return
     model = spec.generator(variant)
     click.echo(f"synthetic-qa ({variant}): generator {model}", err=True)
-    device = spec.device or default_device()
-    engine = open_engine(model, EngineOptions(device=None if is_endpoint(model) else device,
-                                              dtype=None if is_endpoint(model) else spec.dtype,
+    remote = is_endpoint(model)  # a server holds the model: no device or dtype of ours applies
+    device = "endpoint" if remote else spec.device or default_device()
+    engine = open_engine(model, EngineOptions(device=None if remote else device, dtype=None if remote else spec.dtype,
                                               trust_remote_code=spec.trust_remote_code))
     try:
-        tokenizer = getattr(engine, "tokenizer", None)
-        yield Generator(engine_generate(engine, recipe.augment.synthetic_qa), engine.fingerprint,
-                        device=model if is_endpoint(model) else device,
-                        count_tokens=(lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]))
-                        if tokenizer is not None else None)
+        yield Generator(engine_generate(engine, recipe.augment.synthetic_qa), engine.fingerprint, device=device,
+                        count_tokens=_token_counter(getattr(engine, "tokenizer", None)))
     finally:
         engine.close()
+
+
+def _token_counter(tokenizer):
+    """text -> its tokens under `tokenizer`; None without one (an endpoint that sent none)."""
+    if tokenizer is None:
+        return None
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def _augmentation_item(name: str, path: Path, cost: dict, input_hash: str) -> Artifact:

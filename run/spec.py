@@ -260,6 +260,9 @@ class RunSpec:
 
     def variant(self, name: str) -> dict:
         """A variant's definition: the spec's own, else the builtin one of that name."""
+        if name not in self.variants and name not in VARIANTS:
+            raise DomainbenchError(f"variant {name!r}: not defined (known: {', '.join(sorted({*VARIANTS, *self.variants}))};"
+                                   " define others under variants:)")
         return self.variants.get(name) or VARIANTS[name]
 
     def generator(self, variant: str) -> str:
@@ -408,8 +411,8 @@ def _validate(spec: RunSpec, source: str) -> None:
 def _validate_variants(spec: RunSpec, source: str) -> None:
     """Each variant a well-formed definition, and every variant a configuration names defined.
 
-    The augment fields themselves are the recipe's to check (run/preflight.py loads each variant's
-    recipe before anything trains).
+    The augment fields are checked by loading the recipe of each strategy a variant is used with,
+    under both profiles (run/preflight.py loads it again under the run's).
     """
     for name, definition in spec.variants.items():
         if not _VARIANT_NAME.match(name):
@@ -431,4 +434,8 @@ def _validate_variants(spec: RunSpec, source: str) -> None:
                                    "variants:)")
         for strategy, variant in spec.trained(configuration):
             for profile in ("quick", "full"):
-                spec.recipe(strategy, profile, variant, source=source)  # raises on a bad augment field
+                recipe = spec.recipe(strategy, profile, variant, source=source)  # raises on a bad augment field
+                if not recipe.augment.active:
+                    raise DomainbenchError(f"{source}: variants.{variant}: augment.method: a variant trains on "
+                                           "augmented data; name a method (reading-comprehension, perturb, "
+                                           "synthetic-qa)")

@@ -42,6 +42,8 @@ def test_bad_variant_names_are_refused(name, message):
      r"spec.yaml: variants.mine.*augment.method: 'paraphrase'"),
     ("configurations: [adapter@mine]\nvariants: {mine: {augment: {rate: 0.1}}}\n",
      r"spec.yaml: variants.mine: augment.rate: unknown field"),
+    ("configurations: [finetuned@mine]\nvariants: {mine: {augment: {seed: 3}}}\n",
+     r"spec.yaml: variants.mine: augment.method: a variant trains on augmented data"),
     ("variants: {mine: {recipe: x.yaml}}\n", r"spec.yaml: variants.mine.recipe: unknown variant field"),
     ("variants: {mine: {generator: 3}}\n", r"spec.yaml: variants.mine.generator: expected a model spec"),
     ("variants: {Mine: {}}\n", r"spec.yaml: variants.Mine: expected lower-case"),
