@@ -50,7 +50,8 @@ def rescore_command(run_dir: Path) -> None:
 @click.option("--forms", is_flag=True,
               help="Gate each deployable form of BASE_RUN (merged, pruned, int8, nf4, gguf) against its parent.")
 @click.option("--variants", is_flag=True,
-              help="Test each variant of BASE_RUN (adapter@rc, finetuned@synthetic-qa) against its plain configuration.")
+              help="Test each variant of BASE_RUN (adapter@rc, finetuned@synthetic-qa) against its plain "
+                   "configuration.")
 @click.option("--max-drop", multiple=True, metavar="METRIC=TOL",
               help="Tolerated drop of a metric (repeatable), e.g. --max-drop f1=0.01; default 0.")
 @click.option("--resamples", default=1000, show_default=True, help="Bootstrap resamples per interval.")

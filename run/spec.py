@@ -261,8 +261,8 @@ class RunSpec:
     def variant(self, name: str) -> dict:
         """A variant's definition: the spec's own, else the builtin one of that name."""
         if name not in self.variants and name not in VARIANTS:
-            raise DomainbenchError(f"variant {name!r}: not defined (known: {', '.join(sorted({*VARIANTS, *self.variants}))};"
-                                   " define others under variants:)")
+            known = ", ".join(sorted({*VARIANTS, *self.variants}))
+            raise DomainbenchError(f"variant {name!r}: not defined (known: {known}; define others under variants:)")
         return self.variants.get(name) or VARIANTS[name]
 
     def generator(self, variant: str) -> str:

@@ -75,8 +75,9 @@ def run_overrides(tmp_path, configurations: list[str]) -> dict:
             "recipes": tiny_recipes(tmp_path), "configurations": configurations}
 
 
-def test_a_variant_runs_beside_its_plain_strategy_with_its_costs_card_and_paired_test(tmp_path, monkeypatch):
+def test_a_variant_runs_beside_its_plain_strategy_with_its_costs_card_and_paired_test(tmp_path, monkeypatch, capsys):
     import run.runner as runner
+    from cli.main import main
     from reports.compare import compare_variants
     from serve.served import served_from_run
 
@@ -104,7 +105,8 @@ def test_a_variant_runs_beside_its_plain_strategy_with_its_costs_card_and_paired
     report = (run_dir / "report.md").read_text()
     assert "[lora@rc data card](artifacts/lora@rc/augmented-data.md)" in report
     assert "lora@rc data (augmentation: reading-comprehension, +" in report
-    assert '<a href="artifacts/lora@rc/augmented-data.md">lora@rc data card</a>' in (run_dir / "report.html").read_text()
+    html = (run_dir / "report.html").read_text()
+    assert '<a href="artifacts/lora@rc/augmented-data.md">lora@rc data card</a>' in html
 
     merged = json.loads((run_dir / "results" / "adapter@rc+merged" / "errno-qa.json").read_text())
     assert (merged["model"]["parent"], merged["model"]["variant_of"]) == ("adapter@rc", "adapter+merged")
@@ -118,6 +120,13 @@ def test_a_variant_runs_beside_its_plain_strategy_with_its_costs_card_and_paired
     comparison = compare_variants(run_dir, n_resamples=50)
     assert {change.configuration for change in comparison.changes} == {"adapter@rc vs adapter"}
     assert {change.task for change in comparison.changes} == {"errno-qa", "perplexity"}
+    try:
+        main(["compare", str(run_dir), "--variants", "--resamples", "50"])
+        code = 0
+    except SystemExit as exit_info:
+        code = exit_info.code
+    assert code in (0, 1, 3)   # a verdict, not a usage error (2)
+    assert "adapter@rc vs adapter" in capsys.readouterr().out
 
     artifacts = {name: (run_dir / "artifacts" / name).resolve() for name in ("lora", "lora@rc")}
     assert artifacts["lora"] != artifacts["lora@rc"]
@@ -150,7 +159,8 @@ def test_the_generator_fingerprint_is_part_of_the_cache_key(tmp_path, monkeypatc
 
     monkeypatch.setenv("DOMAINBENCH_CACHE", str(tmp_path / "cache"))
     suite = load_suite(str(write_run_suite(tmp_path / "suite")))
-    recipe = load_recipe("lora", config=tiny_recipes(tmp_path)["lora"], overrides={"augment": {"method": "synthetic-qa"}})
+    recipe = load_recipe("lora", config=tiny_recipes(tmp_path)["lora"],
+                         overrides={"augment": {"method": "synthetic-qa"}})
 
     def echo(prompts):  # the same pairs from both generators: only the fingerprint differs
         return [" Which errno means the file exists?\nA: EEXIST" for _ in prompts]

@@ -100,7 +100,8 @@ def tune_adapter(model_spec: str, suite, recipe: Recipe, *, output: Path | None 
     result = train(model, data.train, data.dev, recipe.train, work_dir=work_path(artifact),
                    pad_id=loaded.tokenizer.pad_token_id, resume=resume, description=f"{method} {model_spec}")
     manifest = manifest_for(strategy=recipe.strategy, kind="peft_adapter", key=key, inputs=inputs,
-                            recipe=recipe.as_dict(), result=result, model=model, augmentation_cost=data.augmentation_cost,
+                            recipe=recipe.as_dict(), result=result, model=model,
+                            augmentation_cost=data.augmentation_cost,
                             extra={"base_model_path": str(loaded.path),
                                    "load": "peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("
                                            "base_model_path), dir)"})
