@@ -75,6 +75,7 @@ def run_overrides(tmp_path, configurations: list[str]) -> dict:
             "recipes": tiny_recipes(tmp_path), "configurations": configurations}
 
 
+@pytest.mark.slow
 def test_a_variant_runs_beside_its_plain_strategy_with_its_costs_card_and_paired_test(tmp_path, monkeypatch, capsys):
     import run.runner as runner
     from cli.main import main
@@ -134,6 +135,7 @@ def test_a_variant_runs_beside_its_plain_strategy_with_its_costs_card_and_paired
     assert {name: (run_dir / "artifacts" / name).resolve() for name in artifacts} == artifacts
 
 
+@pytest.mark.slow
 def test_a_synthetic_qa_variant_opens_its_generator_and_itemises_its_tokens(tmp_path, monkeypatch):
     import run.runner as runner
 
@@ -151,6 +153,7 @@ def test_a_synthetic_qa_variant_opens_its_generator_and_itemises_its_tokens(tmp_
     assert "full@qa data (augmentation: synthetic-qa, generator on cpu wrote " in (run_dir / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_generator_fingerprint_is_part_of_the_cache_key(tmp_path, monkeypatch, tiny_model_dir):
     from tasks.suite import load_suite
     from tuning.augment.synthetic_qa import Generator
