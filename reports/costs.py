@@ -129,6 +129,8 @@ def _add_augmentation(item: CostItem, block: dict) -> None:
             item.tokens_per_second = tokens / seconds
         generated = "tokens not counted" if tokens is None else f"{tokens:,.0f} tokens"
         parts.append(f"generator on {generator.get('device') or '?'} wrote {generated} in {seconds or 0:.1f} s")
+        if _number(generator, "reused_outputs"):
+            parts.append(f"{generator['reused_outputs']:,} outputs reused from an earlier build")
     if added is not None:
         parts.append(f"{added:+,.0f} training tokens")
     item.detail = ", ".join(parts)

@@ -8,6 +8,8 @@ gets a symlink per artifact (`runs/<name>/artifacts/<strategy>`) so a reader fin
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -185,8 +187,11 @@ def _generator(spec: RunSpec, variant: str | None, recipe):
     engine = open_engine(model, EngineOptions(device=None if remote else device, dtype=None if remote else spec.dtype,
                                               trust_remote_code=spec.trust_remote_code))
     try:
-        yield Generator(engine_generate(engine, recipe.augment.synthetic_qa), engine.fingerprint, device=device,
-                        count_tokens=_token_counter(getattr(engine, "tokenizer", None)))
+        settings = recipe.augment.synthetic_qa
+        kept = hashlib.sha256(json.dumps([engine.fingerprint, settings.max_new_tokens]).encode()).hexdigest()
+        yield Generator(engine_generate(engine, settings), engine.fingerprint, device=device,
+                        count_tokens=_token_counter(getattr(engine, "tokenizer", None)),
+                        outputs_dir=cache_dir() / "synthetic-qa" / kept[:16])
     finally:
         engine.close()
 

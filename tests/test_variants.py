@@ -142,7 +142,8 @@ def test_a_synthetic_qa_variant_opens_its_generator_and_itemises_its_tokens(tmp_
     monkeypatch.setenv("DOMAINBENCH_CACHE", str(tmp_path / "cache"))
     spec = tmp_path / "spec.yaml"
     spec.write_text("variants: {qa: {augment: {method: synthetic-qa, synthetic_qa: {max_new_tokens: 8}}}}\n")
-    run_dir = runner.run(load_spec(spec, {**run_overrides(tmp_path, ["finetuned@qa"]), "tasks": ["perplexity"]}))
+    run_spec = load_spec(spec, {**run_overrides(tmp_path, ["finetuned@qa"]), "tasks": ["perplexity"]})
+    run_dir = runner.run(run_spec)
 
     costs = json.loads((run_dir / "results" / "finetuned@qa" / "perplexity.json").read_text())["cost"]["training"]
     generator = costs["full@qa data"]["generator"]
@@ -150,6 +151,14 @@ def test_a_synthetic_qa_variant_opens_its_generator_and_itemises_its_tokens(tmp_
     assert generator["generated_tokens"] > 0 and generator["generation_seconds"] > 0
     manifest = json.loads((run_dir / "artifacts" / "full@qa" / "domainbench_manifest.json").read_text())
     assert manifest["inputs"]["augment"]["generator"] == generator["fingerprint"]
+    trained = (run_dir / "artifacts" / "full@qa").resolve()
+
+    def must_not_generate(*args, **kwargs):
+        raise AssertionError("the generator wrote again what it had written")
+
+    monkeypatch.setattr("tuning.augment.synthetic_qa.GenerationRequest", must_not_generate)
+    runner.run(run_spec)  # the generator's outputs are kept: the same data, the same artifact
+    assert (run_dir / "artifacts" / "full@qa").resolve() == trained
     assert "full@qa data (augmentation: synthetic-qa, generator on cpu wrote " in (run_dir / "report.md").read_text()
 
 
