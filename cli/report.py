@@ -49,6 +49,9 @@ def rescore_command(run_dir: Path) -> None:
 @click.argument("new_run", type=_RUN_DIR, required=False)
 @click.option("--forms", is_flag=True,
               help="Gate each deployable form of BASE_RUN (merged, pruned, int8, nf4, gguf) against its parent.")
+@click.option("--variants", is_flag=True,
+              help="Test each variant of BASE_RUN (adapter@rc, finetuned@synthetic-qa) against its plain "
+                   "configuration.")
 @click.option("--max-drop", multiple=True, metavar="METRIC=TOL",
               help="Tolerated drop of a metric (repeatable), e.g. --max-drop f1=0.01; default 0.")
 @click.option("--resamples", default=1000, show_default=True, help="Bootstrap resamples per interval.")
@@ -58,10 +61,11 @@ def rescore_command(run_dir: Path) -> None:
                    "not gated).")
 @gate_options
 @mlflow_option
-def compare_command(base_run: Path, new_run: Path | None, forms: bool, max_drop: tuple[str, ...],
+def compare_command(base_run: Path, new_run: Path | None, forms: bool, variants: bool, max_drop: tuple[str, ...],
                     resamples: int, primary_only: bool, allow_incomplete: bool, semantics: str,
                     correction: str, mlflow_uri: str | None) -> None:
-    """Gate NEW_RUN against BASE_RUN (or, with --forms, each form of BASE_RUN against its parent).
+    """Gate NEW_RUN against BASE_RUN (or, with --forms, each form of BASE_RUN against its parent; with
+    --variants, each variant against its plain configuration).
 
     A Markdown table naming the family size, the correction and the semantics. Exit codes: 0 pass,
     1 a failing metric (a significant drop beyond tolerance; under non-inferiority, a metric not
@@ -72,19 +76,27 @@ def compare_command(base_run: Path, new_run: Path | None, forms: bool, max_drop:
     from reports.compare import (
         compare_forms,
         compare_runs,
+        compare_variants,
         parse_max_drop,
         render_comparison,
     )
 
-    if forms == (new_run is not None):
-        raise DomainbenchError("compare: give BASE_RUN and NEW_RUN, or one run with --forms")
-    if forms and primary_only:
-        raise DomainbenchError("compare: --primary-only applies to two runs, not --forms")
+    within = "--forms" if forms else "--variants" if variants else None
+    if forms and variants:
+        raise DomainbenchError("compare: --forms or --variants, not both")
+    if (within is not None) == (new_run is not None):
+        raise DomainbenchError("compare: give BASE_RUN and NEW_RUN, or one run with --forms or --variants")
+    if within and primary_only:
+        raise DomainbenchError(f"compare: --primary-only applies to two runs, not {within}")
     tolerances = parse_max_drop(max_drop)
     settings = gate_settings(semantics, correction)
-    comparison = (compare_forms(base_run, tolerances, n_resamples=resamples, settings=settings) if forms
-                  else compare_runs(base_run, new_run, tolerances, n_resamples=resamples, settings=settings,
-                                    primary_only=primary_only, allow_incomplete=allow_incomplete))
+    if forms:
+        comparison = compare_forms(base_run, tolerances, n_resamples=resamples, settings=settings)
+    elif variants:
+        comparison = compare_variants(base_run, tolerances, n_resamples=resamples, settings=settings)
+    else:
+        comparison = compare_runs(base_run, new_run, tolerances, n_resamples=resamples, settings=settings,
+                                  primary_only=primary_only, allow_incomplete=allow_incomplete)
     click.echo(render_comparison(comparison), nl=False)
     if mlflow_uri is not None:
         from reports.tracking import log_comparison

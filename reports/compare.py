@@ -128,6 +128,35 @@ def compare_forms(run_dir: Path, max_drop: dict[str, float] | None = None, *, n_
     return comparison
 
 
+def compare_variants(run_dir: Path, max_drop: dict[str, float] | None = None, *, n_resamples: int = 1000,
+                     seed: int = 0, settings: GateSettings | None = None) -> Comparison:
+    """Every variant of one run (`adapter@rc`) against its plain configuration (`adapter`), as one gate.
+
+    The same paired test as `compare_runs`, example by example on the run's shared test examples:
+    does augmenting the training data change the scores, and by how much?
+    """
+    results = load_run_results(run_dir)
+    max_drop = max_drop or {}
+    settings = settings or GateSettings()
+    by_key = {(r.configuration, r.task): r for r in results}
+    pairs = [(by_key[(r.model["variant_of"], r.task)], r) for r in results
+             if r.model.get("variant_of") and (r.model["variant_of"], r.task) in by_key]
+    if not pairs:
+        raise DomainbenchError(f"{run_dir}: no variant (e.g. adapter@rc) was evaluated beside its plain configuration")
+    _check_tolerances(max_drop, pairs)
+    _check_margins(max_drop, settings, pairs, primary_only=False)
+    name = run_name(run_dir, results)
+    comparison = Comparison(f"{name} (plain)", f"{name} (variants)", str(results[0].suite.get("name")), [],
+                            settings=settings)
+    for plain, variant in pairs:
+        changes = metric_changes(plain, variant, max_drop, comparison.notes, n_resamples, seed)
+        for change in changes:
+            change.configuration = f"{variant.configuration} vs {plain.configuration}"
+        comparison.changes += changes
+    decide_family(comparison.changes, settings)
+    return comparison
+
+
 def _same_suite(base_dir: Path, base: list[ResultFile], new_dir: Path, new: list[ResultFile]) -> str:
     base_suites = {r.suite.get("name") for r in base}
     new_suites = {r.suite.get("name") for r in new}

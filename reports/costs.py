@@ -1,8 +1,10 @@
 """What each configuration cost, itemised: every artifact it needs, and their total.
 
 The runner copies the cost block of every artifact a configuration used into each of its result
-files (`cost.training`, {artifact: block}): tuned weights, an adapter, an index, and for
-`distilled` also its teacher. A configuration's total sums the time and disk of its items; peak
+files (`cost.training`, {artifact: block}): tuned weights, an adapter, an index, for `distilled`
+also its teacher, and for a variant (`adapter@rc`) the making of its augmented training data —
+mining or generation time, the generator's tokens, the training tokens it added — with the path
+of its data card. A configuration's total sums the time and disk of its items; peak
 memory is per item, and the total shows the largest (items ran one after another, never at once);
 throughput is per item, in its own unit (tokens/s for training, chunks/s for an index), because a
 sum of tokens over a sum of seconds that include indexing means nothing.
@@ -16,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 MIB = 2**20
 INDEX = "index"
+AUGMENTATION = "augmentation"
 
 
 @dataclass
@@ -23,7 +26,7 @@ class CostItem:
     """One artifact a configuration needs, and what building it cost."""
 
     name: str                      # the artifact: "full", "distill", "lora", "index", …
-    purpose: str | None            # "weights", "adapter", "teacher" or "index"; None in older results
+    purpose: str | None            # "weights", "adapter", "teacher", "index" or "augmentation"; None in older results
     seconds: float | None = None
     tokens_per_second: float | None = None   # training items only
     chunks_per_second: float | None = None   # index items only
@@ -32,6 +35,8 @@ class CostItem:
     trainable_params: float | None = None
     total_params: float | None = None
     artifact_mb: float | None = None
+    detail: str | None = None                # what an augmentation did: method, tokens generated and added
+    data_card: str | None = None             # an augmentation's data card, relative to the run dir
 
     @property
     def is_index(self) -> bool:
@@ -39,7 +44,9 @@ class CostItem:
 
     @property
     def label(self) -> str:
-        return self.name if self.purpose in (None, self.name) else f"{self.name} ({self.purpose})"
+        if self.purpose in (None, self.name):
+            return self.name
+        return f"{self.name} ({self.purpose}: {self.detail})" if self.detail else f"{self.name} ({self.purpose})"
 
 
 @dataclass
@@ -79,6 +86,12 @@ def configuration_cost(configuration: str, results: list) -> ConfigurationCost:
     return cost
 
 
+def data_cards(costs: dict[str, ConfigurationCost]) -> list[tuple[str, CostItem]]:
+    """(configuration, augmentation item) for every item with a data card, in configuration order."""
+    return [(configuration, item) for configuration, cost in costs.items() for item in cost.items or ()
+            if item.data_card]
+
+
 def training_blocks(results: list) -> dict[str, dict] | None:
     """{artifact: cost block} as the runner recorded it for a configuration, None if it did not."""
     recorded = next((r.cost["training"] for r in results if isinstance(r.cost.get("training"), dict)), None)
@@ -98,9 +111,30 @@ def cost_item(name: str, block: dict) -> CostItem:
     item.peak_memory_kind = block.get("peak_memory_kind") if item.peak_memory_mb is not None else None
     if item.is_index:
         item.chunks_per_second = _number(block, "chunks_per_second")
+    elif purpose == AUGMENTATION:
+        _add_augmentation(item, block)
     else:
         item.tokens_per_second = _number(block, "tokens_per_second")
     return item
+
+
+def _add_augmentation(item: CostItem, block: dict) -> None:
+    """An augmentation's figures: the generator's tokens/s as its throughput, the rest in words."""
+    added = _number(block, "added_train_tokens")
+    parts = [str(block.get("method") or "augmented data")]
+    generator = block.get("generator") if isinstance(block.get("generator"), dict) else None
+    if generator is not None:
+        tokens, seconds = _number(generator, "generated_tokens"), _number(generator, "generation_seconds")
+        if tokens is not None and seconds:
+            item.tokens_per_second = tokens / seconds
+        generated = "tokens not counted" if tokens is None else f"{tokens:,.0f} tokens"
+        parts.append(f"generator on {generator.get('device') or '?'} wrote {generated} in {seconds or 0:.1f} s")
+        if _number(generator, "reused_outputs"):
+            parts.append(f"{generator['reused_outputs']:,} outputs reused from an earlier build")
+    if added is not None:
+        parts.append(f"{added:+,.0f} training tokens")
+    item.detail = ", ".join(parts)
+    item.data_card = block.get("data_card") if isinstance(block.get("data_card"), str) else None
 
 
 def _number(block: dict, key: str) -> float | None:

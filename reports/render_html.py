@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 from html import escape
+from urllib.parse import quote
 
+from reports.costs import data_cards
 from reports.crashes import CRASHED_HEADER, CRASHED_NOTE
 from reports.failures import DEGENERATE_THRESHOLD, NOT_CONVERGED, degenerate_callouts
 from reports.formatting import (
@@ -132,6 +134,18 @@ def cost_section(summary: RunSummary) -> str:
             "per item: tokens/s for training, chunks/s for an index.</p>\n" + table)
 
 
+def data_card_section(summary: RunSummary) -> str:
+    """Links to the data card of each variant's augmented training set; "" when no configuration has one."""
+    cards = data_cards(summary.costs)
+    if not cards:
+        return ""
+    items = "".join(f'<li><b>{escape(configuration)}</b>: <a href="{escape(quote(item.data_card, safe="/@"))}">'
+                    f"{escape(item.name)} card</a> ({escape(item.detail or '')})</li>"
+                    for configuration, item in cards)
+    return ("<h2>Augmented training data</h2>\n<p class='note'>What each variant's augmentation kept and dropped, "
+            f"and why:</p>\n<ul>{items}</ul>")
+
+
 def degenerate_section(summary: RunSummary) -> str:
     """Shares of empty, looping and unparseable predictions per task and configuration; "" if no task generates."""
     if not summary.degenerate:
@@ -228,5 +242,6 @@ def render_html(summary: RunSummary, plots: dict[str, list[tuple[str, bytes]]],
         *(task_section(summary, table, plots.get(table.task, [])) for table in summary.tables),
         *(section for section in (forms_section(summary), serving_section(summary), load_section(summary))
           if section),
-        cost_section(summary), examples_section(summary)])
+        cost_section(summary), *(section for section in (data_card_section(summary),) if section),
+        examples_section(summary)])
     return page(f"domainbench report: {summary.run}", body)

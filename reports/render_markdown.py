@@ -7,7 +7,9 @@ Markdown and HTML are not interpreted; names from specs go through `markdown_tex
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
+from reports.costs import data_cards
 from reports.crashes import CRASHED_HEADER, CRASHED_NOTE
 from reports.failures import (
     DEGENERATE_THRESHOLD,
@@ -127,6 +129,18 @@ def cost_section(summary: RunSummary) -> str:
             "for an index.\n\n" + table(list(COST_HEADER), rows))
 
 
+def data_card_section(summary: RunSummary) -> str:
+    """Links to the data card of each variant's augmented training set; "" when no configuration has one."""
+    cards = data_cards(summary.costs)
+    if not cards:
+        return ""
+    lines = ["## Augmented training data", "", "What each variant's augmentation kept and dropped, and why:", ""]
+    lines += [f"- **{markdown_text(configuration)}**: [{markdown_text(item.name)} card]"
+              f"({quote(item.data_card, safe='/@')}) ({markdown_text(item.detail or '')})"
+              for configuration, item in cards]
+    return "\n".join(lines) + "\n"
+
+
 def degenerate_section(summary: RunSummary) -> str:
     """Shares of empty, looping and unparseable predictions per task and configuration; "" if no task generates."""
     if not summary.degenerate:
@@ -217,5 +231,7 @@ def render_markdown(summary: RunSummary, plots: dict[str, list[tuple[str, str]]]
     lines += [task_section(summary, t, plots.get(t.task, [])) + "\n" for t in summary.tables]
     lines += [section for section in (forms_section(summary), serving_section(summary), load_section(summary))
               if section]
-    lines += [cost_section(summary), "", examples_section(summary), ""]
+    lines += [cost_section(summary), ""]
+    lines += [section for section in (data_card_section(summary),) if section]
+    lines += [examples_section(summary), ""]
     return "\n".join(lines)

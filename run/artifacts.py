@@ -7,15 +7,20 @@ gets a symlink per artifact (`runs/<name>/artifacts/<strategy>`) so a reader fin
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import click
 
+from engines.registry import is_endpoint
 from harness.manifest import read_manifest
-from harness.models import cache_dir, gguf_origin, model_fingerprint, resolve_model
+from harness.models import cache_dir, default_device, gguf_origin, model_fingerprint, resolve_model
 from run.spec import WEIGHTS, Configuration, RunSpec
+from tuning.augment.card import CARD_NAME
 
 
 @dataclass
@@ -35,14 +40,15 @@ class Artifact:
 
 def prepare_weights(spec: RunSpec, suite, configurations: list[Configuration], *, profile: str,
                     run_dir: Path) -> dict[str, Artifact]:
-    """`base` plus the tuned weights (`finetuned`, `distilled`) the configurations use."""
+    """`base` plus the tuned weights (`finetuned`, `distilled@rc`, …) the configurations use, by weights key."""
     base = resolve_model(spec.model)
     weights = {"base": Artifact("base", base, model_fingerprint(base))}
-    needed = {c.weights for c in configurations}
+    needed = {(c.weights, c.weights_key): None for c in configurations if WEIGHTS[c.weights] is not None}
     # The finetuned weights first: they are the distilled student's teacher.
-    for name in [name for name in WEIGHTS if name in needed and WEIGHTS[name] is not None]:
+    for name, key in sorted(needed, key=lambda pair: list(WEIGHTS).index(pair[0])):
         teacher = _distill_teacher(spec, suite, weights, profile=profile, run_dir=run_dir) if name == "distilled" else None
-        weights[name] = _tuned(WEIGHTS[name], spec, suite, profile=profile, run_dir=run_dir, teacher=teacher)
+        weights[key] = _tuned(WEIGHTS[name], spec, suite, profile=profile, run_dir=run_dir, teacher=teacher,
+                              variant=key.partition("@")[2] or None)
     return weights
 
 
@@ -63,9 +69,10 @@ def _distill_teacher(spec: RunSpec, suite, weights: dict[str, Artifact], *, prof
 
 def prepare_adapters(spec: RunSpec, suite, configurations: list[Configuration], *, profile: str,
                      run_dir: Path) -> dict[str, Artifact]:
-    """The PEFT adapters (trained on the base weights) the configurations use, by strategy."""
-    strategies = dict.fromkeys(c.adapter for c in configurations if c.adapter)
-    return {strategy: _tuned(strategy, spec, suite, profile=profile, run_dir=run_dir) for strategy in strategies}
+    """The PEFT adapters (trained on the base weights) the configurations use, by adapter key (`lora`, `lora@rc`)."""
+    keys = dict.fromkeys((c.adapter, c.adapter_key) for c in configurations if c.adapter)
+    return {key: _tuned(strategy, spec, suite, profile=profile, run_dir=run_dir, variant=key.partition("@")[2] or None)
+            for strategy, key in keys}
 
 
 def prepare_index(spec: RunSpec, suite, *, profile: str, run_dir: Path) -> Artifact:
@@ -106,8 +113,8 @@ def prepare_forms(spec: RunSpec, suite, configurations: list[Configuration], wei
 
     forms: dict[str, Artifact] = {}
     for configuration in configurations:
-        parent = weights[configuration.weights]
-        adapter = adapters.get(configuration.adapter) if configuration.adapter else None
+        parent = weights[configuration.weights_key]
+        adapter = adapters.get(configuration.adapter_key) if configuration.adapter else None
         for depth, name in enumerate(configuration.forms, start=1):
             key = chain_key(configuration, depth)
             if key not in forms:
@@ -142,18 +149,68 @@ def _form_recipe(spec: RunSpec, form, profile: str) -> dict | None:
 
 
 def _tuned(strategy: str, spec: RunSpec, suite, *, profile: str, run_dir: Path,
-           teacher: Artifact | None = None) -> Artifact:
+           teacher: Artifact | None = None, variant: str | None = None) -> Artifact:
+    """The strategy's artifact (`lora`, or `lora@rc` for a variant), trained or found in the cache."""
     from tuning.artifact import convergence
     from tuning.strategies import tune
 
-    click.echo(f"tuning: {strategy} ({profile} profile)", err=True)
-    recipe = spec.recipes.get(strategy)
-    path = tune(strategy, spec.model, suite, config=Path(recipe) if recipe else None, profile=profile,
-                teacher=teacher.path if teacher else None)
-    _link(run_dir, strategy, path)
+    name = f"{strategy}@{variant}" if variant else strategy
+    click.echo(f"tuning: {name} ({profile} profile)", err=True)
+    recipe = spec.recipe(strategy, profile, variant)
+    with _generator(spec, variant, recipe) as generator:
+        path = tune(strategy, spec.model, suite, recipe=recipe, teacher=teacher.path if teacher else None,
+                    generator=generator)
+    _link(run_dir, name, path)
     manifest = read_manifest(path)
     cost = {**manifest.get("cost", {}), "convergence": convergence(manifest)}
-    return Artifact(strategy, path, model_fingerprint(path), cost, built_from=[teacher] if teacher else [])
+    augmentation = cost.pop("augmentation", None)
+    built_from = [teacher] if teacher else []
+    if augmentation is not None:
+        built_from.append(_augmentation_item(name, path, augmentation, manifest["input_hash"]))
+    return Artifact(name, path, model_fingerprint(path), cost, built_from=built_from)
+
+
+@contextlib.contextmanager
+def _generator(spec: RunSpec, variant: str | None, recipe):
+    """The synthetic-qa generator of `variant` (its model opened on the run's device, closed after), else None."""
+    from engines.registry import EngineOptions, open_engine
+    from tuning.augment.settings import SYNTHETIC_QA
+    from tuning.augment.synthetic_qa import Generator, engine_generate
+
+    if recipe.augment.method != SYNTHETIC_QA:
+        yield None
+        return
+    model = spec.generator(variant)
+    click.echo(f"synthetic-qa ({variant}): generator {model}", err=True)
+    remote = is_endpoint(model)  # a server holds the model: no device or dtype of ours applies
+    device = "endpoint" if remote else spec.device or default_device()
+    engine = open_engine(model, EngineOptions(device=None if remote else device, dtype=None if remote else spec.dtype,
+                                              trust_remote_code=spec.trust_remote_code))
+    try:
+        settings = recipe.augment.synthetic_qa
+        kept = hashlib.sha256(json.dumps([engine.fingerprint, settings.max_new_tokens]).encode()).hexdigest()
+        yield Generator(engine_generate(engine, settings), engine.fingerprint, device=device,
+                        count_tokens=_token_counter(getattr(engine, "tokenizer", None)),
+                        outputs_dir=cache_dir() / "synthetic-qa" / kept[:16])
+    finally:
+        engine.close()
+
+
+def _token_counter(tokenizer):
+    """text -> its tokens under `tokenizer`; None without one (an endpoint that sent none)."""
+    if tokenizer is None:
+        return None
+    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _augmentation_item(name: str, path: Path, cost: dict, input_hash: str) -> Artifact:
+    """An augmented artifact's data making as an item of its own: what it took and its data card.
+
+    The card's path is the run dir's (`artifacts/<name>/augmented-data.md`, through the artifact's
+    link), so a report links it relatively.
+    """
+    return Artifact(f"{name} data", path / CARD_NAME, input_hash,
+                    {**cost, "purpose": "augmentation", "data_card": f"artifacts/{name}/{CARD_NAME}"})
 
 
 def _link(run_dir: Path, name: str, target: Path) -> None:

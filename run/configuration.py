@@ -54,7 +54,7 @@ class OpenedConfiguration:
 
 def load_key(configuration: Configuration) -> str:
     """What a configuration loads: its form (a merged adapter is inside it), else its weights."""
-    return configuration.model_key if configuration.forms else configuration.weights
+    return configuration.model_key if configuration.forms else configuration.weights_key
 
 
 def open_model(model_key: str, prepared: Prepared, spec: RunSpec, *, progress: bool = True) -> Engine:
@@ -150,8 +150,8 @@ def configuration_from_run(run_dir: Path, configuration: str, *, device: str | N
         index=artifacts({"index": resolved["index"]})["index"] if resolved.get("index") else None,
         limit=resolved.get("limit_per_task"), rag_context_tokens=PROFILE_RAG_CONTEXT_TOKENS[resolved["profile"]],
         device=device or resolved["device"], dtype=spec.dtype or "auto")
-    model_artifact = prepared.forms.get(config.model_key) or prepared.weights[config.weights]
-    adapter = prepared.adapters[config.adapter] if config.adapter and not config.forms else None
+    model_artifact = prepared.forms.get(config.model_key) or prepared.weights[config.weights_key]
+    adapter = prepared.adapters[config.adapter_key] if config.adapter and not config.forms else None
     # Every artifact is fingerprinted again from what is on disk, before anything loads.
     fingerprints = {"fingerprint": check_unchanged(model_artifact, is_form=config.model_key in prepared.forms),
                     "adapter_fingerprint": check_unchanged(adapter, is_form=False) if adapter else None,

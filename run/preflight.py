@@ -28,6 +28,7 @@ def check_run(spec: RunSpec, suite, configurations: list[Configuration], profile
                 *_failure(check_device, spec.device),
                 *_failure(parse_dtype, spec.dtype, spec.device or default_device()),
                 *_tuning_problems(spec, suite, configurations, profile, corpus),
+                *_variant_problems(spec, suite, configurations, profile),
                 *_rag_problems(spec, suite, configurations, corpus),
                 *_form_problems(spec, configurations, profile)]
     if problems:
@@ -120,6 +121,44 @@ def _strategy_users(configurations: list[Configuration]) -> dict[str, list[str]]
             if strategy is not None:
                 users.setdefault(strategy, []).append(configuration.name)
     return users
+
+
+def _variant_problems(spec: RunSpec, suite, configurations: list[Configuration], profile: str) -> list[str]:
+    """Each variant's recipe under this profile, the corpus its augmentation reads, and its generator's model."""
+    from tuning.augment.settings import SYNTHETIC_QA
+
+    problems = []
+    trained = dict.fromkeys((pair, c.name) for c in configurations if c.variant for pair in spec.trained(c)
+                            if pair[1] is not None)
+    for (strategy, variant), name in trained:
+        try:
+            recipe = spec.recipe(strategy, profile, variant)
+        except DomainbenchError as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        if recipe.augment.reads_corpus and suite.corpus is None:
+            problems.append(f"{name}: {recipe.augment.method} reads the suite's corpus, but {_suite_yaml(suite)} "
+                            "names none")
+        if recipe.augment.method == SYNTHETIC_QA:
+            problems += [f"{name}: the synthetic-qa generator {spec.generator(variant)!r} cannot be opened: {why}"
+                         for why in _failure(check_generator, spec.generator(variant))]
+    return problems
+
+
+def check_generator(model: str) -> None:
+    """Refuse a generator model spec that names nothing here: an unknown model or dir, a missing GGUF file.
+
+    An endpoint is not called before the run: whether its server is up is known only when it is asked.
+    """
+    from engines.registry import is_endpoint, is_gguf_file
+
+    if is_endpoint(model):
+        return
+    if is_gguf_file(model):
+        if not Path(model).expanduser().is_file():
+            raise DomainbenchError(f"{model}: no such GGUF file")
+        return
+    resolve_model(model)
 
 
 def _load_recipe(spec: RunSpec, strategy: str, profile: str):

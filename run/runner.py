@@ -129,8 +129,8 @@ def _evaluate_model(model_key: str, by_adapter: dict, pending: dict, spec: RunSp
 
 def _evaluate_configuration(spec, suite, configuration, tasks, engine, prepared: Prepared, *, run_dir):
     rag = rag_augmenter(prepared, engine, spec) if configuration.rag else None
-    adapter = prepared.adapters[configuration.adapter] if configuration.adapter else None
-    model_artifact = prepared.forms.get(configuration.model_key) or prepared.weights[configuration.weights]
+    adapter = prepared.adapters[configuration.adapter_key] if configuration.adapter else None
+    model_artifact = prepared.forms.get(configuration.model_key) or prepared.weights[configuration.weights_key]
     for task in tasks:
         if configuration.rag and task.rag == "off" and _copy_retrieval_free_result(configuration, task, prepared, spec,
                                                                                  run_dir=run_dir):
@@ -147,6 +147,8 @@ def _evaluate_configuration(spec, suite, configuration, tasks, engine, prepared:
         record.model["adapter_fingerprint"] = adapter.fingerprint if adapter else None
         record.model["forms"] = list(configuration.forms)
         record.model["parent"] = configuration.parent
+        record.model["variant"] = configuration.variant
+        record.model["variant_of"] = configuration.plain
         record.model["index_fingerprint"] = prepared.index.fingerprint if configuration.rag else None
         write_result(result_path(run_dir, configuration.name, task.name), record)
 
@@ -207,8 +209,8 @@ def _grouped(configurations: list[Configuration]) -> dict[str, dict[str | None, 
 def _input_key(configuration: Configuration, task, prepared: Prepared, spec: RunSpec) -> str:
     """Hash of everything a result depends on: reuse a result only when this matches."""
     parts = {
-        "weights": prepared.weights[configuration.weights].fingerprint,
-        "adapter": prepared.adapters[configuration.adapter].fingerprint if configuration.adapter else None,
+        "weights": prepared.weights[configuration.weights_key].fingerprint,
+        "adapter": prepared.adapters[configuration.adapter_key].fingerprint if configuration.adapter else None,
         "form": prepared.forms[configuration.model_key].fingerprint if configuration.forms else None,
         "index": prepared.index.fingerprint if configuration.rag else None,
         "rag": ([spec.rag.k, prepared.rag_context_tokens, task.rag, spec.rag.retrieval] if configuration.rag
@@ -264,19 +266,21 @@ def _training_cost(configuration: Configuration, prepared: Prepared) -> dict:
     """The cost block of every artifact this configuration needed, by artifact name, each with its purpose.
 
     Itemised, never blended: a distilled model's block sits beside its teacher's, an adapter's
-    beside the index's, so a report can add what adds up and keep apart what does not (tok/s).
+    beside the index's, a variant's beside the making of its augmented data, so a report can add
+    what adds up and keep apart what does not (tok/s).
     """
-    used = [(prepared.weights[configuration.weights], "weights")]
+    used = [(prepared.weights[configuration.weights_key], "weights")]
     if configuration.adapter:
-        used.append((prepared.adapters[configuration.adapter], "adapter"))
+        used.append((prepared.adapters[configuration.adapter_key], "adapter"))
     for depth in range(1, len(configuration.forms) + 1):
         used.append((prepared.forms[chain_key(configuration, depth)], "form"))
     if configuration.rag:
         used.append((prepared.index, "index"))
     blocks = {}
     for artifact, purpose in used:
-        for teacher in artifact.built_from if purpose != "form" else ():  # a form's parents are listed already
-            blocks[teacher.name] = {**teacher.cost, "purpose": "teacher"}
+        for dependency in artifact.built_from if purpose != "form" else ():  # a form's parents are listed already
+            # A tuned artifact is built from its teacher, or from its augmented data (whose block says so).
+            blocks[dependency.name] = {"purpose": "teacher", **dependency.cost}
         if artifact.cost:
             blocks[artifact.name] = {**artifact.cost, "purpose": purpose}
     return blocks

@@ -3,11 +3,14 @@
 A spec is a YAML file and/or CLI flags (flags win). Every field has a default, so
 `domainbench run` alone compares the default configurations of the builtin model on the builtin
 suite. Configurations compose: `adapter+rag` is the base weights with the LoRA adapter and
-retrieval; see `parse_configuration`.
+retrieval; see `parse_configuration`. A tuned part may name a variant of its strategy — the same
+strategy trained on augmented data — after `@`: `adapter@rc`, `finetuned@synthetic-qa+rag`,
+`adapter@rc+merged`; see `VARIANTS` and a spec's `variants:` block.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import UnionType
@@ -37,6 +40,18 @@ ADAPTER_TITLES = {"lora": "LoRA", "prefix": "prefix"}
 # the configuration without its last form.
 PROFILES = ("auto", "quick", "full")
 
+# The variants every run knows: each trains its strategy with the recipe's `augment:` section set
+# like this (tuning/augment). A spec's `variants:` block adds its own or redefines these.
+VARIANTS = {
+    "rc": {"augment": {"method": "reading-comprehension"}},
+    "perturb": {"augment": {"method": "perturb"}},
+    "synthetic-qa": {"augment": {"method": "synthetic-qa"}},
+}
+# What a variant may set: recipe overrides of the `augment:` section, and the synthetic-qa
+# generator (a model spec; the run's model when not given).
+VARIANT_FIELDS = {"augment": dict, "generator": str}
+_VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+
 # Per-task example limits by profile: `quick` fits a 2-core CPU, `full` is every test example.
 PROFILE_LIMITS = {"quick": 48, "full": None}
 # Tokens of retrieved passages a RAG prompt may carry: on a CPU every token of context costs
@@ -53,17 +68,36 @@ class Configuration:
     adapter: str | None = None
     rag: bool = False
     forms: tuple[str, ...] = ()
+    variant: str | None = None       # the variant of the tuned part (weights or adapter): `rc` of `adapter@rc`
 
     @property
     def model_key(self) -> str:
-        """What the model is, without retrieval: `finetuned`, `adapter`, `adapter+merged+int8`.
+        """What the model is, without retrieval: `finetuned`, `adapter@rc`, `adapter+merged+int8`.
 
         Configurations with one model key run the very same model (with or without retrieval).
         """
         adapter = {"lora": "adapter"}.get(self.adapter, self.adapter)
-        parts = [part for part in (self.weights if self.weights != "base" or not adapter else None,
-                                   adapter) if part]
-        return "+".join([*parts, *self.forms]) or "base"
+        weights = self.weights if self.weights != "base" or not adapter else None
+        parts = [_with_variant(weights, self.variant if not adapter else None),
+                 _with_variant(adapter, self.variant)]
+        return "+".join([part for part in parts if part] + list(self.forms)) or "base"
+
+    @property
+    def weights_key(self) -> str:
+        """The weights' artifact: `base`, `finetuned`, `finetuned@rc` (a variant on an adapter leaves them plain)."""
+        return _with_variant(self.weights, None if self.adapter else self.variant)
+
+    @property
+    def adapter_key(self) -> str | None:
+        """The adapter's artifact: its strategy, with the variant (`lora@rc`); None without an adapter."""
+        return _with_variant(self.adapter, self.variant) if self.adapter else None
+
+    @property
+    def plain(self) -> str | None:
+        """The configuration this one is a variant of (`adapter+merged` for `adapter@rc+merged`), or None."""
+        if self.variant is None:
+            return None
+        return "+".join(part.split("@")[0] for part in self.name.split("+"))
 
     @property
     def parent(self) -> str | None:
@@ -80,10 +114,21 @@ class Configuration:
         return any(get_form(form).merges for form in self.forms)
 
 
+def _with_variant(part: str | None, variant: str | None) -> str | None:
+    return f"{part}@{variant}" if part and variant else part
+
+
 def parse_configuration(name: str) -> Configuration:
-    """`base`, `rag`, `adapter`, `prefix`, `finetuned`, `distilled`, forms, or parts joined by `+`."""
-    weights, adapter, rag, forms = None, None, False, []
+    """`base`, `rag`, `adapter`, `prefix`, `finetuned`, `distilled`, forms, or parts joined by `+`.
+
+    A tuned part (tuned weights or an adapter) may carry a variant: `adapter@rc`. Which variants
+    exist is the spec's business (RunSpec checks them); here only the syntax is.
+    """
+    weights, adapter, rag, forms, variant = None, None, False, [], None
     for part in name.strip().split("+"):
+        part, at, named = part.partition("@")
+        if at:
+            variant = _variant_of(name, part, named, variant)
         if part in WEIGHTS:
             if weights is not None:
                 raise DomainbenchError(f"configuration {name!r}: names two sets of weights ({weights}, {part})")
@@ -107,7 +152,23 @@ def parse_configuration(name: str) -> Configuration:
         # Adapters are trained on the base weights; on other weights they would be out of place.
         raise DomainbenchError(f"configuration {name!r}: adapters apply to the base weights only, not {weights}")
     _check_forms(name, adapter, forms)
-    return Configuration(name=name, weights=weights or "base", adapter=adapter, rag=rag, forms=tuple(forms))
+    if variant is not None and adapter is None and weights in (None, "base"):
+        raise DomainbenchError(f"configuration {name!r}: a variant names how a strategy trains; base has none")
+    return Configuration(name=name, weights=weights or "base", adapter=adapter, rag=rag, forms=tuple(forms),
+                         variant=variant)
+
+
+def _variant_of(name: str, part: str, variant: str, earlier: str | None) -> str:
+    """The variant `part@variant` names, refused on a part that is not trained or when a second one is named."""
+    if part not in ADAPTERS and WEIGHTS.get(part) is None:
+        raise DomainbenchError(f"configuration {name!r}: {part}@{variant}: a variant goes on a trained part "
+                               f"({', '.join([*(w for w, s in WEIGHTS.items() if s), *ADAPTERS])}), e.g. adapter@rc")
+    if earlier is not None:
+        raise DomainbenchError(f"configuration {name!r}: names two variants ({earlier}, {variant})")
+    if not _VARIANT_NAME.match(variant):
+        raise DomainbenchError(f"configuration {name!r}: variant {variant!r}: expected lower-case letters, digits, "
+                               "'-' and '_' (e.g. adapter@rc)")
+    return variant
 
 
 def _check_forms(name: str, adapter: str | None, forms: list[str]) -> None:
@@ -173,6 +234,8 @@ class RunSpec:
     forms: FormSettings = field(default_factory=FormSettings)
     # Optional recipe YAML per strategy (full, lora, prefix, distill, prune); defaults otherwise.
     recipes: dict[str, str] = field(default_factory=dict)
+    # Variants of strategies beside VARIANTS: name -> {augment: {...recipe augment fields}, generator: spec}.
+    variants: dict[str, dict] = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
@@ -194,6 +257,42 @@ class RunSpec:
 
     def parsed_configurations(self, profile: str) -> list[Configuration]:
         return [parse_configuration(name) for name in self.configuration_names(profile)]
+
+    def variant(self, name: str) -> dict:
+        """A variant's definition: the spec's own, else the builtin one of that name."""
+        if name not in self.variants and name not in VARIANTS:
+            known = ", ".join(sorted({*VARIANTS, *self.variants}))
+            raise DomainbenchError(f"variant {name!r}: not defined (known: {known}; define others under variants:)")
+        return self.variants.get(name) or VARIANTS[name]
+
+    def generator(self, variant: str) -> str:
+        """The model spec that writes a synthetic-qa variant's pairs: the variant's, else the run's model."""
+        return self.variant(variant).get("generator") or self.model
+
+    def recipe(self, strategy: str, profile: str, variant: str | None = None, *, source: str = "run spec"):
+        """The strategy's recipe for this run (recipes.<strategy> or the defaults), with `variant`'s overrides.
+
+        `source` (the spec file) is named with the variant's field in errors.
+        """
+        from tuning.recipe import load_recipe
+
+        path = self.recipes.get(strategy)
+        overrides, where = None, ""
+        if variant is not None:
+            overrides = {"augment": self.variant(variant).get("augment", {})}
+            where = (f"{source}: variants.{variant}" if variant in self.variants
+                     else f"the builtin variant {variant}")
+        return load_recipe(strategy, config=Path(path) if path else None, profile=profile, overrides=overrides,
+                           overrides_from=where)
+
+    def trained(self, configuration: Configuration) -> list[tuple[str, str | None]]:
+        """(strategy, variant) of each artifact `configuration` trains: its weights' and its adapter's."""
+        found = []
+        if WEIGHTS[configuration.weights] is not None:
+            found.append((WEIGHTS[configuration.weights], None if configuration.adapter else configuration.variant))
+        if configuration.adapter:
+            found.append((configuration.adapter, configuration.variant))
+        return found
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -302,7 +401,41 @@ def _validate(spec: RunSpec, source: str) -> None:
             value = getattr(spec.forms, setting)
             if value not in allowed:
                 raise DomainbenchError(f"{source}: forms.{setting}: {value!r} is not one of {', '.join(allowed)}")
+    _validate_variants(spec, source)
     if not spec.name or spec.name.startswith(".") or any(sep in spec.name for sep in ("/", "\\", "\0")):
         # `..` or `a/b` would put the run's reports outside OUTPUT/, `.` into OUTPUT itself.
         raise DomainbenchError(f"{source}: name: {spec.name!r} must be a plain directory name "
                                "(no '/' or '\\', not starting with '.')")
+
+
+def _validate_variants(spec: RunSpec, source: str) -> None:
+    """Each variant a well-formed definition, and every variant a configuration names defined.
+
+    The augment fields are checked by loading the recipe of each strategy a variant is used with,
+    under both profiles (run/preflight.py loads it again under the run's).
+    """
+    for name, definition in spec.variants.items():
+        if not _VARIANT_NAME.match(name):
+            raise DomainbenchError(f"{source}: variants.{name}: expected lower-case letters, digits, '-' and '_'")
+        for key, value in definition.items():
+            if key not in VARIANT_FIELDS:
+                raise DomainbenchError(f"{source}: variants.{name}.{key}: unknown variant field "
+                                       f"(known: {', '.join(VARIANT_FIELDS)})")
+            if not isinstance(value, VARIANT_FIELDS[key]):
+                raise DomainbenchError(f"{source}: variants.{name}.{key}: expected a "
+                                       f"{'mapping' if VARIANT_FIELDS[key] is dict else 'model spec'}, got {value!r}")
+    known = sorted({*VARIANTS, *spec.variants})
+    for configuration in spec.parsed_configurations("full"):
+        if configuration.variant is None:
+            continue
+        if configuration.variant not in known:
+            raise DomainbenchError(f"{source}: configurations: {configuration.name}: unknown variant "
+                                   f"{configuration.variant!r} (known: {', '.join(known)}; define others under "
+                                   "variants:)")
+        for strategy, variant in spec.trained(configuration):
+            for profile in ("quick", "full"):
+                recipe = spec.recipe(strategy, profile, variant, source=source)  # raises on a bad augment field
+                if not recipe.augment.active:
+                    raise DomainbenchError(f"{source}: variants.{variant}: augment.method: a variant trains on "
+                                           "augmented data; name a method (reading-comprehension, perturb, "
+                                           "synthetic-qa)")

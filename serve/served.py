@@ -234,7 +234,7 @@ def _vllm_model_of_run(run_dir: Path, configuration: str) -> tuple[Path, str, st
         raise DomainbenchError(f"run {run_dir}: did not evaluate configuration {configuration!r}")
     forms = resolved.get("forms") or {}
     if not (config.forms or config.adapter):
-        key, block = config.weights, resolved["weights"][config.weights]
+        key, block = config.weights_key, resolved["weights"][config.weights_key]
     else:  # an adapter beside the weights is served as the run's merged form of it
         key = config.model_key if config.forms else f"{config.model_key}+merged"
         block = forms.get(key)

@@ -44,9 +44,13 @@ def publish(artifact: Path, save, manifest: dict) -> Path:
     return artifact
 
 
-def publish_model(artifact: Path, model, tokenizer, manifest: dict) -> Path:
-    """Publish a trained model or adapter with its tokenizer; under DDP only the main process writes."""
+def publish_model(artifact: Path, model, tokenizer, manifest: dict, *, augmentation=None) -> Path:
+    """Publish a trained model or adapter with its tokenizer; under DDP only the main process writes.
+
+    `augmentation` (the training data's AugmentReport, if augmented) is written beside it as its data card.
+    """
     from engines.distributed import is_main_process
+    from tuning.augment.card import write_data_card
 
     if not is_main_process():
         return Path(artifact)
@@ -55,6 +59,8 @@ def publish_model(artifact: Path, model, tokenizer, manifest: dict) -> Path:
         model.save_pretrained(directory)
         tokenizer.save_pretrained(directory)
         canonical_adapter_config(directory)
+        if augmentation is not None:
+            write_data_card(augmentation, directory)
 
     return publish(artifact, save, manifest)
 
@@ -76,10 +82,26 @@ def canonical_adapter_config(directory: Path) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def augmentation_inputs(augment, generator=None) -> dict:
+    """What an augmented recipe adds to an artifact's inputs: its augmentation key, with the synthetic-qa
+    generator's fingerprint; {} for a plain recipe, whose hash stays what it was before augmentation."""
+    from tuning.augment.settings import augmentation_key
+
+    key = augmentation_key(augment, generator.fingerprint if generator else None)
+    return {"augment": key} if key else {}
+
+
 def manifest_for(*, strategy: str, kind: str, key: str, inputs: dict, recipe: dict, result, model,
-                 extra: dict | None = None) -> dict:
-    """The manifest: how the artifact was made, what it cost, and how its dev loss moved."""
+                 extra: dict | None = None, augmentation_cost: dict | None = None) -> dict:
+    """The manifest: how the artifact was made, what it cost, and how its dev loss moved.
+
+    `augmentation_cost` (tuning.data.augmentation_cost) joins the cost block, outside the inputs:
+    timings differ from build to build and must not change the cache key.
+    """
     state = result.state
+    cost = training_cost(result, model)
+    if augmentation_cost:
+        cost["augmentation"] = augmentation_cost
     return {
         "schema_version": SCHEMA_VERSION,
         "strategy": strategy,
@@ -87,7 +109,7 @@ def manifest_for(*, strategy: str, kind: str, key: str, inputs: dict, recipe: di
         "input_hash": key,
         "inputs": inputs,
         "recipe": recipe,
-        "cost": training_cost(result, model),
+        "cost": cost,
         "quality": {"dev_loss_before": state.dev_loss_before,
                     "dev_loss_after": state.best_dev_loss if state.dev_losses else None,
                     "dev_losses": state.dev_losses, "steps": state.step, "stopped_early": state.stopped_early,

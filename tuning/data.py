@@ -12,7 +12,8 @@ import gzip
 import hashlib
 import json
 import random
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ from tuning.loss import IGNORE_INDEX
 if TYPE_CHECKING:
     from tuning.augment.report import AugmentReport
     from tuning.augment.settings import AugmentConfig
-    from tuning.augment.synthetic_qa import Generate
+    from tuning.augment.synthetic_qa import Generator
 
 TRAINABLE_SPLITS = ("train", "dev")
 
@@ -186,19 +187,21 @@ class TrainingData:
     dev: list[dict]
     summary: dict          # per split: examples, labelled tokens, fingerprint; `augment`: the AugmentReport's dict
     augmentation: AugmentReport | None = None
+    # What augmenting cost (seconds, tokens): for the manifest's cost block, never its inputs.
+    augmentation_cost: dict = field(default_factory=dict)
 
 
 def training_data(config, tokenizer, suite, *, seed: int, augment: AugmentConfig | None = None,
-                  generate: Generate | None = None) -> TrainingData:
+                  generator: Generator | None = None) -> TrainingData:
     """Train and dev examples for a recipe's `data` section (a DataConfig) from a loaded suite.
 
     `augment` (the recipe's AugmentConfig) transforms the train split only: dev stays plain, so
     the early-stopping loss of a plain and an augmented variant measure the same thing.
-    `generate` is the synthetic-qa generator (tuning.augment.synthetic_qa.Generate).
+    `generator` writes synthetic-qa's pairs (tuning.augment.synthetic_qa.Generator).
     """
     shares = {name: share for name, share in config.mixture.items() if share > 0}
     augmenting = augment is not None and augment.active
-    splits, report = {}, None
+    splits, report, cost = {}, None, {}
     for split, limit in (("train", config.max_train_examples), ("dev", config.max_dev_examples)):
         augmented = augmenting and split == "train"
         records = []
@@ -209,7 +212,11 @@ def training_data(config, tokenizer, suite, *, seed: int, augment: AugmentConfig
         if augmented:
             from tuning.augment.apply import augment_train_split
 
-            result = augment_train_split(augment, suite, corpus=records, task_names=config.tasks, generate=generate)
+            start = time.perf_counter()
+            result = augment_train_split(augment, suite, corpus=records, task_names=config.tasks,
+                                         generate=generator.metered if generator else None)
+            cost = augmentation_cost(augment.method, time.perf_counter() - start, tokenizer,
+                                     texts=(texts, result.texts), pairs=result.pairs, generator=generator)
             texts, pairs, report = result.texts, pairs + result.pairs, result.report
         sources = {}
         if "cpt" in shares:
@@ -222,4 +229,24 @@ def training_data(config, tokenizer, suite, *, seed: int, augment: AugmentConfig
                        "fingerprint": examples_fingerprint(examples)} for split, examples in splits.items()}
     if report is not None:
         summary["augment"] = report.as_dict()
-    return TrainingData(train=splits["train"], dev=splits["dev"], summary=summary, augmentation=report)
+    return TrainingData(train=splits["train"], dev=splits["dev"], summary=summary, augmentation=report,
+                        augmentation_cost=cost)
+
+
+def augmentation_cost(method: str, seconds: float, tokenizer, *, texts: tuple[list[str], list[str]],
+                      pairs: list[tuple[str, str]], generator: Generator | None) -> dict:
+    """What an augmentation spent and added: its wall time (mining, or generation and filtering), the
+    tokens it added to the train pool (before the mixture samples from it) and, for synthetic-qa,
+    the generator's time, tokens and device.
+    """
+    before, after = texts
+    added = _tokens(tokenizer, after) - _tokens(tokenizer, before) if after is not before else 0
+    added += _tokens(tokenizer, [prompt + completion for prompt, completion in pairs])
+    cost = {"method": method, "wall_seconds": seconds, "added_train_tokens": added}
+    if generator is not None:
+        cost["generator"] = {**generator.usage, "fingerprint": generator.fingerprint, "device": generator.device}
+    return cost
+
+
+def _tokens(tokenizer, texts: list[str]) -> int:
+    return sum(map(len, tokenizer(texts, add_special_tokens=False)["input_ids"])) if texts else 0

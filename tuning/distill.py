@@ -21,11 +21,13 @@ from harness.manifest import input_hash, reusable
 from harness.models import load_model
 from tuning.artifact import (
     artifact_path,
+    augmentation_inputs,
     directory_bytes,
     manifest_for,
     publish_model,
     work_path,
 )
+from tuning.augment.synthetic_qa import Generator
 from tuning.batches import collate
 from tuning.data import training_data
 from tuning.loop import final_hidden, mean_dev_loss, train, transformer_layers, unwrap
@@ -36,11 +38,12 @@ _LAYER_INDEX = re.compile(r"\.layers\.(\d+)\.")
 
 
 def tune_distill(model_spec: str, suite, recipe: Recipe, *, output: Path | None = None, resume: bool = False,
-                 teacher: Path | None = None) -> Path:
+                 teacher: Path | None = None, generator: Generator | None = None) -> Path:
     """Distil a student from the recipe's teacher; returns the student's model dir.
 
     `teacher` is the finetuned model dir to use when the recipe's teacher is `finetuned` (the
     runner passes the one it evaluates); without it the default full recipe makes one.
+    `generator` writes the pairs of a synthetic-qa augmentation (tuning/augment/synthetic_qa.py).
     """
     method = recipe.method
     teacher_spec = str(teacher) if teacher is not None and method["teacher"] == "finetuned" else (
@@ -52,11 +55,12 @@ def tune_distill(model_spec: str, suite, recipe: Recipe, *, output: Path | None 
         student_model = load_model(method["student"], device="cpu", dtype="float32")
         check_same_tokenizer(teacher, student_model)
         student, student_spec = student_model.model, method["student"]
-    data = training_data(recipe.data, teacher.tokenizer, suite, seed=recipe.seed, augment=recipe.augment)
+    data = training_data(recipe.data, teacher.tokenizer, suite, seed=recipe.seed, augment=recipe.augment,
+                         generator=generator)
     inputs = {"strategy": "distill", "base_model": {"spec": model_spec},
               "teacher": {"spec": method["teacher"], "fingerprint": teacher.fingerprint}, "student": student_spec,
               "suite": {"name": suite.name, "fingerprint": suite.fingerprint}, "data": data.summary,
-              "recipe": recipe.as_dict()}
+              "recipe": recipe.as_dict(), **augmentation_inputs(recipe.augment, generator)}
     key = input_hash(inputs)
     artifact = artifact_path("distill", key, output)
     if reusable(artifact, key):
@@ -76,10 +80,10 @@ def tune_distill(model_spec: str, suite, recipe: Recipe, *, output: Path | None 
                   "dev_ce_student": mean_dev_loss(student, data.dev, recipe.train, pad_id),
                   "dev_ce_teacher": mean_dev_loss(teacher.model, data.dev, recipe.train, pad_id)}
     manifest = manifest_for(strategy="distill", kind="model", key=key, inputs=inputs, recipe=recipe.as_dict(),
-                            result=result, model=student,
+                            result=result, model=student, augmentation_cost=data.augmentation_cost,
                             extra={"student_vs_teacher": comparison,
                                    "load": "harness.models.load_model(dir) or AutoModelForCausalLM.from_pretrained(dir)"})
-    return publish_model(artifact, student, teacher.tokenizer, manifest)
+    return publish_model(artifact, student, teacher.tokenizer, manifest, augmentation=data.augmentation)
 
 
 def student_from_teacher(teacher: torch.nn.Module, keep_layers) -> torch.nn.Module:

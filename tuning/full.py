@@ -14,22 +14,29 @@ from harness.manifest import input_hash, reusable
 from harness.models import load_model
 from tuning.artifact import (
     artifact_path,
+    augmentation_inputs,
     manifest_for,
     publish_model,
     work_path,
 )
+from tuning.augment.synthetic_qa import Generator
 from tuning.data import training_data
 from tuning.loop import train, transformer_layers
 from tuning.recipe import Recipe
 
 
-def tune_full(model_spec: str, suite, recipe: Recipe, *, output: Path | None = None, resume: bool = False) -> Path:
-    """Fine-tune `model_spec` on `suite` (a loaded Suite) per `recipe`; returns the artifact dir."""
+def tune_full(model_spec: str, suite, recipe: Recipe, *, output: Path | None = None, resume: bool = False,
+              generator: Generator | None = None) -> Path:
+    """Fine-tune `model_spec` on `suite` (a loaded Suite) per `recipe`; returns the artifact dir.
+
+    `generator` writes the pairs of a synthetic-qa augmentation (tuning/augment/synthetic_qa.py).
+    """
     loaded = load_model(model_spec, device="cpu", dtype="float32")
-    data = training_data(recipe.data, loaded.tokenizer, suite, seed=recipe.seed, augment=recipe.augment)
+    data = training_data(recipe.data, loaded.tokenizer, suite, seed=recipe.seed, augment=recipe.augment,
+                         generator=generator)
     inputs = {"strategy": "full", "base_model": {"spec": model_spec, "fingerprint": loaded.fingerprint},
               "suite": {"name": suite.name, "fingerprint": suite.fingerprint}, "data": data.summary,
-              "recipe": recipe.as_dict()}
+              "recipe": recipe.as_dict(), **augmentation_inputs(recipe.augment, generator)}
     key = input_hash(inputs)
     artifact = artifact_path("full", key, output)
     if reusable(artifact, key):
@@ -39,9 +46,9 @@ def tune_full(model_spec: str, suite, recipe: Recipe, *, output: Path | None = N
     result = train(model, data.train, data.dev, recipe.train, work_dir=work_path(artifact),
                    pad_id=loaded.tokenizer.pad_token_id, resume=resume, description=f"full {model_spec}")
     manifest = manifest_for(strategy="full", kind="model", key=key, inputs=inputs, recipe=recipe.as_dict(),
-                            result=result, model=model,
+                            result=result, model=model, augmentation_cost=data.augmentation_cost,
                             extra={"load": "harness.models.load_model(dir) or AutoModelForCausalLM.from_pretrained(dir)"})
-    return publish_model(artifact, model, loaded.tokenizer, manifest)
+    return publish_model(artifact, model, loaded.tokenizer, manifest, augmentation=data.augmentation)
 
 
 def freeze(model: torch.nn.Module, *, embeddings: bool, bottom_layers: int) -> None:

@@ -17,10 +17,12 @@ from harness.manifest import input_hash, reusable
 from harness.models import load_model
 from tuning.artifact import (
     artifact_path,
+    augmentation_inputs,
     manifest_for,
     publish_model,
     work_path,
 )
+from tuning.augment.synthetic_qa import Generator
 from tuning.data import training_data
 from tuning.loop import train
 from tuning.recipe import Recipe
@@ -69,8 +71,11 @@ def check_target_modules(model: torch.nn.Module, targets, *, field: str) -> None
 
 
 def tune_adapter(model_spec: str, suite, recipe: Recipe, *, output: Path | None = None,
-                 resume: bool = False) -> Path:
-    """Train the adapter of `recipe.method.adapter` on `model_spec`; returns the adapter dir."""
+                 resume: bool = False, generator: Generator | None = None) -> Path:
+    """Train the adapter of `recipe.method.adapter` on `model_spec`; returns the adapter dir.
+
+    `generator` writes the pairs of a synthetic-qa augmentation (tuning/augment/synthetic_qa.py).
+    """
     from accelerate.utils import set_seed
     from peft import get_peft_model
 
@@ -81,10 +86,11 @@ def tune_adapter(model_spec: str, suite, recipe: Recipe, *, output: Path | None 
                                "checkpointing (peft issue 869); set it to false")
     loaded = load_model(model_spec, device="cpu", dtype="float32")
     config = peft_config(adapter, loaded.model)
-    data = training_data(recipe.data, loaded.tokenizer, suite, seed=recipe.seed, augment=recipe.augment)
+    data = training_data(recipe.data, loaded.tokenizer, suite, seed=recipe.seed, augment=recipe.augment,
+                         generator=generator)
     inputs = {"strategy": recipe.strategy, "base_model": {"spec": model_spec, "fingerprint": loaded.fingerprint},
               "suite": {"name": suite.name, "fingerprint": suite.fingerprint}, "data": data.summary,
-              "recipe": recipe.as_dict()}
+              "recipe": recipe.as_dict(), **augmentation_inputs(recipe.augment, generator)}
     key = input_hash(inputs)
     artifact = artifact_path(recipe.strategy, key, output)
     if reusable(artifact, key):
@@ -95,7 +101,8 @@ def tune_adapter(model_spec: str, suite, recipe: Recipe, *, output: Path | None 
                    pad_id=loaded.tokenizer.pad_token_id, resume=resume, description=f"{method} {model_spec}")
     manifest = manifest_for(strategy=recipe.strategy, kind="peft_adapter", key=key, inputs=inputs,
                             recipe=recipe.as_dict(), result=result, model=model,
+                            augmentation_cost=data.augmentation_cost,
                             extra={"base_model_path": str(loaded.path),
                                    "load": "peft.PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("
                                            "base_model_path), dir)"})
-    return publish_model(artifact, model, loaded.tokenizer, manifest)
+    return publish_model(artifact, model, loaded.tokenizer, manifest, augmentation=data.augmentation)

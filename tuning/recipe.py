@@ -85,11 +85,12 @@ class Recipe:
 
 
 def load_recipe(strategy: str, *, config: Path | None = None, profile: str | None = None,
-                overrides: dict | None = None) -> Recipe:
+                overrides: dict | None = None, overrides_from: str = "overrides") -> Recipe:
     """The strategy's defaults and their profile, then `config` and its own profile, then `overrides`.
 
     A user's file wins over the builtin profile: a run spec's `recipes: {lora: my-lora.yaml}` that
-    sets a learning rate trains with it under the quick profile too.
+    sets a learning rate trains with it under the quick profile too. `overrides_from` names where
+    the overrides were written (a run spec's variant), for the error messages.
     """
     if strategy not in STRATEGIES:
         raise DomainbenchError(f"strategy {strategy!r}: expected one of {', '.join(STRATEGIES)}")
@@ -109,9 +110,11 @@ def load_recipe(strategy: str, *, config: Path | None = None, profile: str | Non
         _merge(resolved, user, defaults, where=str(config))
         if profile is not None and isinstance(user_profiles, dict) and profile in user_profiles:
             _merge(resolved, user_profiles[profile], defaults, where=f"{config} profiles.{profile}")
+    where = str(config or defaults_file)
     if overrides:
-        _merge(resolved, overrides, defaults, where="overrides")
-    return _build(resolved, profile, where=str(config or defaults_file))
+        _merge(resolved, overrides, defaults, where=overrides_from)
+        where = f"{where} with {overrides_from}"
+    return _build(resolved, profile, where=where)
 
 
 def _read_yaml(path: Path) -> dict:

@@ -11,11 +11,17 @@ builtin model, a local dir, an `openai+http` endpoint — can be behind it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 import re
 import textwrap
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from harness.atomic import write_atomic
 from harness.requests import GenerationRequest
 from retrieval.matching import contains_phrase, normalized
 from tuning.augment.overlap import TestOverlap
@@ -23,6 +29,47 @@ from tuning.augment.report import AugmentReport
 from tuning.augment.settings import SyntheticQASettings
 
 Generate = Callable[[list[str]], list[str]]
+
+
+@dataclass
+class Generator:
+    """A synthetic-qa generator: what writes the pairs, what it is, where it runs, and what it has spent.
+
+    `fingerprint` enters the tuned artifact's cache key (another generator writes other pairs);
+    `count_tokens` (text -> tokens, None where the engine has no tokenizer) meters what it writes.
+    `outputs_dir`, when given, keeps what it wrote for each list of prompts: the training data is
+    built before the artifact's cache key is known, so without it every rerun would generate again
+    (minutes on a CPU), and an endpoint that samples would write other pairs and retrain the artifact.
+    The directory must be one per generator and generation setting.
+    """
+
+    generate: Generate
+    fingerprint: str
+    device: str | None = None
+    count_tokens: Callable[[str], int] | None = None
+    outputs_dir: Path | None = None
+    usage: dict = field(default_factory=lambda: {"generation_seconds": 0.0, "prompts": 0, "generated_tokens": 0,
+                                                 "reused_outputs": 0})
+
+    def metered(self, prompts: list[str]) -> list[str]:
+        """`generate(prompts)` (or what it wrote for them before), its time and the tokens it wrote added to `usage`."""
+        kept = self.outputs_dir / f"{hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:32]}.json" \
+            if self.outputs_dir else None
+        if kept is not None and kept.is_file():
+            self.usage["reused_outputs"] += len(prompts)
+            return json.loads(kept.read_text(encoding="utf-8"))
+        start = time.perf_counter()
+        outputs = self.generate(prompts)
+        self.usage["generation_seconds"] += time.perf_counter() - start
+        self.usage["prompts"] += len(prompts)
+        if self.count_tokens is None:
+            self.usage["generated_tokens"] = None
+        elif self.usage["generated_tokens"] is not None:
+            self.usage["generated_tokens"] += sum(map(self.count_tokens, outputs))
+        if kept is not None:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(kept, json.dumps(outputs))
+        return outputs
 
 # The training layout of a synthetic pair: the builtin suites' QA template (Question: …\nAnswer:).
 TEMPLATE = "Question: {question}\nAnswer:"
