@@ -5,18 +5,18 @@ A spec is a YAML file and/or CLI flags (flags win). Every field has a default, s
 suite. Configurations compose: `adapter+rag` is the base weights with the LoRA adapter and
 retrieval; see `parse_configuration`. A tuned part may name a variant of its strategy — the same
 strategy trained on augmented data — after `@`: `adapter@rc`, `finetuned@synthetic-qa+rag`,
-`adapter@rc+merged`; see `VARIANTS` and a spec's `variants:` block.
+`adapter@rc+merged`; see run/variants.py and a spec's `variants:` block.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from harness.errors import DomainbenchError
+from run.variants import VARIANT_NAME, VARIANTS, validate_variants
 from tasks.datafiles import read_yaml
 from tuning.forms import form_names, get_form, registered_forms
 
@@ -39,18 +39,6 @@ ADAPTER_TITLES = {"lora": "LoRA", "prefix": "prefix"}
 # declares its place in a chain and what it composes with. Each is reported beside its parent:
 # the configuration without its last form.
 PROFILES = ("auto", "quick", "full")
-
-# The variants every run knows: each trains its strategy with the recipe's `augment:` section set
-# like this (tuning/augment). A spec's `variants:` block adds its own or redefines these.
-VARIANTS = {
-    "rc": {"augment": {"method": "reading-comprehension"}},
-    "perturb": {"augment": {"method": "perturb"}},
-    "synthetic-qa": {"augment": {"method": "synthetic-qa"}},
-}
-# What a variant may set: recipe overrides of the `augment:` section, and the synthetic-qa
-# generator (a model spec; the run's model when not given).
-VARIANT_FIELDS = {"augment": dict, "generator": str}
-_VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 
 # Per-task example limits by profile: `quick` fits a 2-core CPU, `full` is every test example.
 PROFILE_LIMITS = {"quick": 48, "full": None}
@@ -165,7 +153,7 @@ def _variant_of(name: str, part: str, variant: str, earlier: str | None) -> str:
                                f"({', '.join([*(w for w, s in WEIGHTS.items() if s), *ADAPTERS])}), e.g. adapter@rc")
     if earlier is not None:
         raise DomainbenchError(f"configuration {name!r}: names two variants ({earlier}, {variant})")
-    if not _VARIANT_NAME.match(variant):
+    if not VARIANT_NAME.match(variant):
         raise DomainbenchError(f"configuration {name!r}: variant {variant!r}: expected lower-case letters, digits, "
                                "'-' and '_' (e.g. adapter@rc)")
     return variant
@@ -401,41 +389,8 @@ def _validate(spec: RunSpec, source: str) -> None:
             value = getattr(spec.forms, setting)
             if value not in allowed:
                 raise DomainbenchError(f"{source}: forms.{setting}: {value!r} is not one of {', '.join(allowed)}")
-    _validate_variants(spec, source)
+    validate_variants(spec, source)
     if not spec.name or spec.name.startswith(".") or any(sep in spec.name for sep in ("/", "\\", "\0")):
         # `..` or `a/b` would put the run's reports outside OUTPUT/, `.` into OUTPUT itself.
         raise DomainbenchError(f"{source}: name: {spec.name!r} must be a plain directory name "
                                "(no '/' or '\\', not starting with '.')")
-
-
-def _validate_variants(spec: RunSpec, source: str) -> None:
-    """Each variant a well-formed definition, and every variant a configuration names defined.
-
-    The augment fields are checked by loading the recipe of each strategy a variant is used with,
-    under both profiles (run/preflight.py loads it again under the run's).
-    """
-    for name, definition in spec.variants.items():
-        if not _VARIANT_NAME.match(name):
-            raise DomainbenchError(f"{source}: variants.{name}: expected lower-case letters, digits, '-' and '_'")
-        for key, value in definition.items():
-            if key not in VARIANT_FIELDS:
-                raise DomainbenchError(f"{source}: variants.{name}.{key}: unknown variant field "
-                                       f"(known: {', '.join(VARIANT_FIELDS)})")
-            if not isinstance(value, VARIANT_FIELDS[key]):
-                raise DomainbenchError(f"{source}: variants.{name}.{key}: expected a "
-                                       f"{'mapping' if VARIANT_FIELDS[key] is dict else 'model spec'}, got {value!r}")
-    known = sorted({*VARIANTS, *spec.variants})
-    for configuration in spec.parsed_configurations("full"):
-        if configuration.variant is None:
-            continue
-        if configuration.variant not in known:
-            raise DomainbenchError(f"{source}: configurations: {configuration.name}: unknown variant "
-                                   f"{configuration.variant!r} (known: {', '.join(known)}; define others under "
-                                   "variants:)")
-        for strategy, variant in spec.trained(configuration):
-            for profile in ("quick", "full"):
-                recipe = spec.recipe(strategy, profile, variant, source=source)  # raises on a bad augment field
-                if not recipe.augment.active:
-                    raise DomainbenchError(f"{source}: variants.{variant}: augment.method: a variant trains on "
-                                           "augmented data; name a method (reading-comprehension, perturb, "
-                                           "synthetic-qa)")
