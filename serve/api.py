@@ -49,7 +49,7 @@ from serve.stream import client_gone, error_body, sse_events, start_streaming
 from serve.traces import RATINGS, Trace, TraceStore, UnknownTrace, configuration_fingerprint
 
 if TYPE_CHECKING:
-    from serve.served import ServedModel
+    from serve.model import ServedModel
 
 CLIENT_CLOSED_REQUEST = 499  # nginx's status for a request whose client went away first
 TRACE_HEADER = "X-Trace-Id"

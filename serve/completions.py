@@ -22,12 +22,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from harness.requests import GenerationRequest, TokenCallback
 
-if TYPE_CHECKING:
-    from serve.served import ServedModel
+# Abandoned, ShuttingDown and ServingLimits are the served model's; importers of this module keep them here too.
+from serve.model import Abandoned, ServedModel, ServingLimits, ShuttingDown  # noqa: F401
 
 MAX_LOGPROBS = 5
 # Greedy decoding is all the engine does: these values (OpenAI's defaults) are accepted, others refused.
@@ -44,24 +43,6 @@ class Refused(Exception):
     def __init__(self, message: str, kind: str = "invalid_request", status: int = 400):
         super().__init__(message)
         self.kind, self.status = kind, status
-
-
-class Abandoned(Exception):
-    """The client went away before its answer: its generation stopped (or never started)."""
-
-
-class ShuttingDown(Exception):
-    """The server stopped generating: its drain deadline passed with the request unanswered."""
-
-
-@dataclass(frozen=True)
-class ServingLimits:
-    """What one server takes: beyond each limit a request is refused, the limit named."""
-
-    max_prompts: int = 64  # prompts in one completions request
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_concurrent: int = 64  # requests in flight, waiting ones included: the next is answered 429
-    drain_seconds: float = 30.0  # on SIGTERM/SIGINT, how long open requests have before generation stops
 
 
 @dataclass(frozen=True)

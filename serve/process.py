@@ -16,7 +16,8 @@ from contextlib import contextmanager
 import uvicorn
 
 from harness.errors import DomainbenchError
-from serve.served import ServedModel, create_app
+from serve.api import create_app
+from serve.model import ServedModel
 from serve.traces import TraceStore
 
 # After generation stops at the drain deadline: time for the requests it stopped to be answered (503).

@@ -20,7 +20,7 @@ from engines.stops import StreamedAnswer
 from serve.completions import Abandoned, stop_strings
 
 if TYPE_CHECKING:
-    from serve.served import ServedModel
+    from serve.model import ServedModel
 
 
 def start_streaming(served: ServedModel, body: dict, build, abandoned: threading.Event) -> asyncio.Queue:

@@ -18,7 +18,8 @@ from engines.hf import HFEngine
 from engines.openai_api import NotScorable, OpenAIEngine
 from harness.requests import GenerationRequest, LoglikelihoodRequest
 from reports.schema import load_result, result_path
-from serve.served import ServedModel, create_app
+from serve.api import create_app
+from serve.model import ServedModel
 
 
 @pytest.fixture

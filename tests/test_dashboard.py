@@ -13,8 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from servers import free_port
 
 from engines.hf import HFEngine
+from serve.api import create_app
 from serve.metrics import MonitorMetrics
-from serve.served import ServedModel, create_app
+from serve.model import ServedModel
 
 DASHBOARD = Path(__file__).parent.parent / "deploy" / "grafana" / "domainbench.json"
 # Grafana's own variables, as Grafana substitutes them before Prometheus sees a query.

@@ -141,7 +141,8 @@ def test_run_evaluates_a_registered_engine(toy_model, tmp_path, monkeypatch):
 
 
 def test_serve_serves_a_registered_engine(toy_model):
-    from serve.served import create_app, served_from_spec
+    from serve.api import create_app
+    from serve.served import served_from_spec
 
     served = served_from_spec(str(toy_model))
     assert served.about["engine"] == "ToyEngine"

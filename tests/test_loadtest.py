@@ -118,7 +118,8 @@ def tiny_endpoint(tiny_model, tiny_tokenizer):
     from servers import app_in_thread
 
     from engines.hf import HFEngine
-    from serve.served import ServedModel, create_app
+    from serve.api import create_app
+    from serve.model import ServedModel
 
     engine = HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
     with app_in_thread(create_app(ServedModel("tiny", engine, about={"configuration": "base",

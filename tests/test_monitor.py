@@ -147,7 +147,8 @@ def test_the_monitor_exposes_each_rounds_figures_to_prometheus_while_it_watches(
     from servers import app_in_thread
 
     from engines.hf import HFEngine
-    from serve.served import ServedModel, create_app
+    from serve.api import create_app
+    from serve.model import ServedModel
 
     engine = HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
     port = free_port()

@@ -294,7 +294,8 @@ def test_a_server_started_with_an_api_key_is_reached_with_openai_api_key(tiny_mo
     from servers import app_in_thread
 
     from engines.hf import HFEngine
-    from serve.served import ServedModel, create_app
+    from serve.api import create_app
+    from serve.model import ServedModel
 
     served = ServedModel("tiny", HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False))
     with app_in_thread(create_app(served, api_key="s3cret")) as url:

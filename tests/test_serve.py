@@ -19,8 +19,9 @@ from fastapi.testclient import TestClient
 from engines.hf import HFEngine
 from engines.stops import cut_at_stop
 from harness.requests import GenerationRequest, LoglikelihoodRequest
+from serve.api import create_app
 from serve.metrics import ServingMetrics
-from serve.served import ServedModel, create_app
+from serve.model import ServedModel
 from tests.servers import STOP_SECONDS, app_in_thread, start_serve, stop_serve
 
 

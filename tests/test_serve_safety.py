@@ -14,9 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engines.hf import HFEngine
+from serve.api import create_app
 from serve.completions import ServingLimits, token_pieces
 from serve.metrics import ServingMetrics
-from serve.served import ServedModel, create_app
+from serve.model import ServedModel
 from tests.servers import app_in_thread, free_port
 
 

@@ -30,7 +30,8 @@ def tiny_engine(tiny_model, tiny_tokenizer):
 
 
 def _client(engine, store: TraceStore | None) -> TestClient:
-    from serve.served import ServedModel, create_app
+    from serve.api import create_app
+    from serve.model import ServedModel
 
     return TestClient(create_app(ServedModel("tiny", engine, about={"fingerprint": "f1"}), traces=store))
 

@@ -102,7 +102,8 @@ def test_monitor_logs_each_round_as_a_step_of_one_mlflow_run(store, tiny_model, 
     from servers import app_in_thread
 
     from engines.hf import HFEngine
-    from serve.served import ServedModel, create_app
+    from serve.api import create_app
+    from serve.model import ServedModel
 
     uri, client = store
     engine = HFEngine(tiny_model, tiny_tokenizer, device="cpu", progress=False)
