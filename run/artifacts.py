@@ -18,8 +18,8 @@ import click
 
 from engines.registry import is_endpoint
 from harness.manifest import read_manifest
-from harness.models import cache_dir, default_device, gguf_origin, model_fingerprint, resolve_model
-from run.spec import WEIGHTS, Configuration, RunSpec
+from harness.models import cache_dir, default_device, gguf_origin, model_fingerprint, parse_dtype, resolve_model
+from run.spec import PROFILE_LIMITS, PROFILE_RAG_CONTEXT_TOKENS, WEIGHTS, Configuration, RunSpec
 from tuning.augment.card import CARD_NAME
 
 
@@ -36,6 +36,35 @@ class Artifact:
     fingerprint: str
     cost: dict = field(default_factory=dict)
     built_from: list["Artifact"] = field(default_factory=list)
+
+
+@dataclass
+class Prepared:
+    """Everything a run's configurations are built from, each with its fingerprint."""
+
+    weights: dict[str, Artifact]
+    adapters: dict[str, Artifact]
+    forms: dict[str, Artifact]        # by model key: `adapter+merged`, `base+gguf`, …
+    index: Artifact | None
+    limit: int | None
+    rag_context_tokens: int
+    device: str
+    dtype: str                        # the dtype the weights are evaluated in, resolved for `device`
+
+
+def prepare(spec: RunSpec, suite, configurations: list[Configuration], *, profile: str, device: str,
+            run_dir: Path) -> Prepared:
+    """Every artifact the configurations need (built, or found in the cache) and the settings they run under."""
+    weights = prepare_weights(spec, suite, configurations, profile=profile, run_dir=run_dir)
+    adapters = prepare_adapters(spec, suite, configurations, profile=profile, run_dir=run_dir)
+    needs_index = any(c.rag for c in configurations)
+    return Prepared(
+        weights=weights, adapters=adapters,
+        forms=prepare_forms(spec, suite, configurations, weights, adapters, profile=profile, run_dir=run_dir),
+        index=prepare_index(spec, suite, profile=profile, run_dir=run_dir) if needs_index else None,
+        limit=spec.limit if spec.limit is not None else PROFILE_LIMITS[profile],
+        rag_context_tokens=PROFILE_RAG_CONTEXT_TOKENS[profile],
+        device=device, dtype=str(parse_dtype(spec.dtype, device)).removeprefix("torch."))
 
 
 def prepare_weights(spec: RunSpec, suite, configurations: list[Configuration], *, profile: str,

@@ -21,22 +21,8 @@ from engines.base import Engine
 from engines.registry import EngineOptions, engine_kind, open_engine
 from harness.errors import DomainbenchError
 from harness.models import detach_adapter, model_fingerprint, with_adapter
-from run.artifacts import Artifact
+from run.artifacts import Artifact, Prepared
 from run.spec import PROFILE_RAG_CONTEXT_TOKENS, Configuration, FormSettings, RagSettings, RunSpec, parse_configuration
-
-
-@dataclass
-class Prepared:
-    """Everything a run's configurations are built from, each with its fingerprint."""
-
-    weights: dict[str, Artifact]
-    adapters: dict[str, Artifact]
-    forms: dict[str, Artifact]        # by model key: `adapter+merged`, `base+gguf`, …
-    index: Artifact | None
-    limit: int | None
-    rag_context_tokens: int
-    device: str
-    dtype: str                        # the dtype the weights are evaluated in, resolved for `device`
 
 
 @dataclass

@@ -132,8 +132,8 @@ def test_run_evaluates_every_configuration_then_resumes(tmp_path, monkeypatch):
 
 
 def test_a_result_is_reused_only_for_the_device_and_dtype_it_was_computed_with(tmp_path):
-    from run.artifacts import Artifact
-    from run.runner import Prepared, _input_key
+    from run.artifacts import Artifact, Prepared
+    from run.evaluations import input_key
     from tasks.suite import load_suite
 
     task = load_suite("tiny").tasks[0]
@@ -143,7 +143,7 @@ def test_a_result_is_reused_only_for_the_device_and_dtype_it_was_computed_with(t
     def key(device, dtype):
         prepared = Prepared(weights=weights, adapters={}, forms={}, index=None, limit=16, rag_context_tokens=448,
                             device=device, dtype=dtype)
-        return _input_key(parse_configuration("base"), task, prepared, spec)
+        return input_key(parse_configuration("base"), task, prepared, spec)
 
     assert key("cpu", "float32") != key("cpu", "bfloat16")
     assert key("cpu", "bfloat16") != key("cuda", "bfloat16")
@@ -154,20 +154,20 @@ def test_a_result_is_reused_only_under_the_code_and_resolved_settings_it_was_com
     import dataclasses
 
     import harness
-    import run.runner as runner
-    from run.artifacts import Artifact
+    import run.evaluations as evaluations
+    from run.artifacts import Artifact, Prepared
     from tasks.registry import task_module
     from tasks.suite import load_suite
 
     task = load_suite("tiny").tasks[0]
     spec = load_spec(None, {})
-    prepared = runner.Prepared(weights={"base": Artifact("base", tmp_path, "f" * 64)},
-                               adapters={"lora": Artifact("lora", tmp_path, "d" * 64)},
-                               forms={"base+gguf": Artifact("base+gguf", tmp_path, "e" * 64)}, index=None, limit=16,
-                               rag_context_tokens=448, device="cpu", dtype="float32")
+    prepared = Prepared(weights={"base": Artifact("base", tmp_path, "f" * 64)},
+                        adapters={"lora": Artifact("lora", tmp_path, "d" * 64)},
+                        forms={"base+gguf": Artifact("base+gguf", tmp_path, "e" * 64)}, index=None, limit=16,
+                        rag_context_tokens=448, device="cpu", dtype="float32")
 
     def key(configuration="base", task=task):
-        return runner._input_key(parse_configuration(configuration), task, prepared, spec)
+        return evaluations.input_key(parse_configuration(configuration), task, prepared, spec)
 
     before, before_adapter, before_gguf = key(), key("adapter"), key("base+gguf")
     # A default from the code (the suite.yaml entry, hence the task fingerprint, is unchanged).
@@ -180,11 +180,11 @@ def test_a_result_is_reused_only_under_the_code_and_resolved_settings_it_was_com
     monkeypatch.setattr(harness, "__version__", "9.9.9")
     assert key() != before
     monkeypatch.undo()
-    installed = runner._installed_version
+    installed = evaluations._installed_version
     for library, configuration, previous in (("torch", "base", before), ("transformers", "base", before),
                                              ("peft", "adapter", before_adapter),
                                              ("llama-cpp-python", "base+gguf", before_gguf)):
-        monkeypatch.setattr(runner, "_installed_version", lambda name, library=library: (
+        monkeypatch.setattr(evaluations, "_installed_version", lambda name, library=library: (
             "99.0" if name == library else installed(name)))
         assert key(configuration) != previous, library
     assert key("base") == before  # neither PEFT nor llama.cpp computes the plain model's scores
