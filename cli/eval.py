@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import click
 from rich.console import Console
@@ -14,12 +12,10 @@ from rich.table import Table
 
 from cli.options import task_list
 from harness.errors import DomainbenchError
-from reports.formatting import slug
-from tasks.evaluate import DEFAULT_FEWSHOT_SEED, TaskResult, evaluate_task
-from tasks.suite import load_suite
+from tasks.evaluate import DEFAULT_FEWSHOT_SEED, TaskResult
 
-if TYPE_CHECKING:
-    from engines.openai_api import OpenAIEngine
+# The retrieval modes of retrieval/bm25.py, repeated so `--help` imports no FAISS (a test holds them equal).
+RETRIEVAL_MODES = ("hybrid", "dense", "lexical")
 
 # `eval`'s exit code when results were written but some examples are missing (their requests failed).
 INCOMPLETE_EXIT = 3
@@ -50,6 +46,8 @@ INCOMPLETE_EXIT = 3
 @click.option("--rag-index", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="An index dir from `domainbench index build`: retrieve passages into every prompt.")
 @click.option("--rag-k", type=int, default=4, show_default=True, help="Passages retrieved per example.")
+@click.option("--retrieval", type=click.Choice(RETRIEVAL_MODES), default="hybrid", show_default=True,
+              help="With --rag-index: hybrid (BM25 + dense, as a run's +rag), dense or lexical rankings.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model dir.")
 @click.option("--tokenizer", "tokenizer_spec", default=None,
               help="With an endpoint: a model spec whose tokenizer the server's model uses (chat template, BOS, "
@@ -60,139 +58,50 @@ INCOMPLETE_EXIT = 3
 def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split: str, limit: int | None,
                  num_fewshot: int | None, seed: int, device: str | None, dtype: str, batch_tokens: int | None,
                  output_dir: Path | None, configuration: str | None, adapter: Path | None, rag_index: Path | None,
-                 rag_k: int, trust_remote_code: bool, tokenizer_spec: str | None, concurrency: int,
+                 rag_k: int, retrieval: str, trust_remote_code: bool, tokenizer_spec: str | None, concurrency: int,
                  timeout: float) -> None:
     """Evaluate MODEL on SUITE; write one result file per task and print metrics with 95% intervals."""
     from engines.registry import EngineOptions, engine_kind
+    from run.model_eval import EvalSettings, eval_endpoint, eval_local
 
-    configuration = _configuration_label(configuration, adapter=adapter, rag_index=rag_index)
+    settings = EvalSettings(split=split, limit=limit, num_fewshot=num_fewshot, seed=seed, output_dir=output_dir,
+                            configuration=_configuration_label(configuration, adapter=adapter, rag_index=rag_index),
+                            rag_index=rag_index, rag_k=rag_k, rag_mode=retrieval)
     kind = engine_kind(model_spec)
-    if kind.remote:
-        if adapter or device or batch_tokens:
-            raise DomainbenchError("--adapter, --device and --batch-tokens do not apply to an endpoint: "
-                                   "the server holds the model")
-        # Connect before anything else: a server that is down costs one line, not a suite load.
-        engine = kind.open(model_spec, EngineOptions(concurrency=concurrency, timeout=timeout))
-        try:
-            _eval_endpoint(engine, suite_spec, task_names, split=split, limit=limit, num_fewshot=num_fewshot,
-                           seed=seed, output_dir=output_dir, configuration=configuration, rag_index=rag_index,
-                           rag_k=rag_k, tokenizer_spec=tokenizer_spec, model_spec=model_spec,
-                           trust_remote_code=trust_remote_code)
-        finally:
-            engine.close()
+    if not kind.remote:
+        if tokenizer_spec:
+            raise DomainbenchError("--tokenizer applies to an endpoint only: a local model brings its own")
+        outcome = eval_local(model_spec, suite_spec, task_list(task_names), settings=settings, options=EngineOptions(
+            device=device, dtype=dtype, trust_remote_code=trust_remote_code, max_batch_tokens=batch_tokens,
+            adapter=adapter))
+        _show(outcome)
         return
-    if tokenizer_spec:
-        raise DomainbenchError("--tokenizer applies to an endpoint only: a local model brings its own")
-    _eval_local(model_spec, suite_spec, task_names, split=split, limit=limit, num_fewshot=num_fewshot, seed=seed,
-                output_dir=output_dir, configuration=configuration, rag_index=rag_index, rag_k=rag_k,
-                options=EngineOptions(device=device, dtype=dtype, trust_remote_code=trust_remote_code,
-                                      max_batch_tokens=batch_tokens, adapter=adapter))
-
-
-def _eval_local(model_spec: str, suite_spec: str, task_names: str | None, *, split: str, limit: int | None,
-                num_fewshot: int | None, seed: int, output_dir: Path | None, configuration: str,
-                rag_index: Path | None, rag_k: int, options) -> None:
-    """`eval` of a model this process runs (an HF model, a GGUF file): every process of a launcher takes part."""
-    import dataclasses
-
-    from engines.distributed import init_from_launcher, is_main_process, launched_world_size, local_device
-    from reports.schema import result_file, result_path, write_result
-    from run.configuration import configuration_from_spec
-    from run.preflight import check_device
-
-    check_device(options.device)
-    # Under torchrun / accelerate launch every process runs this command: the engine shards the
-    # requests across them and gathers the results; the main process writes.
-    init_from_launcher()
-    if options.device is None and launched_world_size() > 1:
-        options = dataclasses.replace(options, device=local_device())
-    suite = load_suite(suite_spec)
-    tasks = suite.select(task_list(task_names))
-    output_dir = output_dir or Path("runs") / f"{suite.name}-{slug(Path(model_spec).name or model_spec, fallback='model')}"
-    opened = configuration_from_spec(model_spec, options, rag_index=rag_index, rag_k=rag_k)
-    results = []
+    if adapter or device or batch_tokens:
+        raise DomainbenchError("--adapter, --device and --batch-tokens do not apply to an endpoint: "
+                               "the server holds the model")
+    # Connect before anything else: a server that is down costs one line, not a suite load.
+    engine = kind.open(model_spec, EngineOptions(concurrency=concurrency, timeout=timeout))
     try:
-        for task in tasks:
-            result = evaluate_task(task, opened.engine, split=split, limit=limit, num_fewshot=num_fewshot, seed=seed,
-                                   rag=opened.augmenter)
-            results.append(result)
-            if not is_main_process():
-                continue
-            record = result_file(result, run=output_dir.name, configuration=configuration, suite=suite,
-                                 model_spec=model_spec, model_fingerprint=opened.about["fingerprint"],
-                                 adapter=str(options.adapter) if options.adapter else None)
-            path = write_result(result_path(output_dir, configuration, task.name), record)
-            click.echo(f"wrote {path}", err=True)
+        outcome = eval_endpoint(engine, suite_spec, task_list(task_names), settings, model_spec=model_spec,
+                                tokenizer_spec=tokenizer_spec, trust_remote_code=trust_remote_code)
     finally:
-        opened.close()
-    if not is_main_process():
-        return
-    Console(width=None if sys.stdout.isatty() else 200).print(metrics_table(results, title=(
-        f"{configuration}: {model_spec} on {suite.name} ({split})")))
-
-
-def _eval_endpoint(engine: OpenAIEngine, suite_spec: str, task_names: str | None, *, split: str, limit: int | None,
-                   num_fewshot: int | None, seed: int, output_dir: Path | None, configuration: str,
-                   rag_index: Path | None, rag_k: int, tokenizer_spec: str | None, model_spec: str,
-                   trust_remote_code: bool) -> None:
-    """`eval` against an OpenAI-compatible server: failed requests are recorded, not fatal.
-
-    Examples whose log-likelihood requests failed are left out of the metrics and listed; failed
-    generations score as wrong answers. A task the endpoint cannot score (no prompt log-probs) is
-    reported and the others still run; the command then ends with a one-line error naming them.
-    """
-    from engines.openai_api import NotScorable
-    from harness.models import load_tokenizer, resolve_model
-    from reports.schema import result_file, result_path, write_result
-    from run.configuration import augmenter_for_index
-    from run.endpoint_results import with_request_errors
-
-    suite = load_suite(suite_spec)
-    tasks = suite.select(task_list(task_names))
-    if tokenizer_spec:
-        engine.tokenizer = load_tokenizer(resolve_model(tokenizer_spec), trust_remote_code=trust_remote_code)
-    if rag_index and engine.tokenizer is None:
-        raise DomainbenchError("--rag-index with an endpoint needs --tokenizer (passages are budgeted in tokens)")
-    rag = augmenter_for_index(rag_index, engine, rag_k) if rag_index else None
-    client = engine.client
-    host = urlsplit(client.endpoint.url).netloc.replace(":", "-")
-    output_dir = output_dir or Path("runs") / f"{suite.name}-{slug(host, fallback='endpoint')}"
-    results, not_scorable, unanswered = [], [], []
-    for task in tasks:
-        before = (len(client.errors), client.requests_made, len(client.latencies))
-        try:
-            result = evaluate_task(task, engine, split=split, limit=limit, num_fewshot=num_fewshot, seed=seed, rag=rag)
-        except NotScorable as exc:
-            click.echo(f"{task.name}: not scorable: {exc}", err=True)
-            not_scorable.append(task.name)
-            continue
-        result = with_request_errors(result, client, *before)
-        if result is None:
-            unanswered.append(task.name)
-            continue
-        results.append(result)
-        record = result_file(result, run=output_dir.name, configuration=configuration, suite=suite,
-                             model_spec=model_spec, model_fingerprint=client.fingerprint)
-        record.model.update(endpoint=client.endpoint.url, served_model=client.model_id, tokenizer=tokenizer_spec)
-        path = write_result(result_path(output_dir, configuration, task.name), record)
-        click.echo(f"wrote {path}", err=True)
-    if client.errors:
-        kinds = ", ".join(f"{kind} {n}" for kind, n in client.error_counts().items())
-        click.echo(f"{len(client.errors)} of {client.requests_made} requests to {client.endpoint.url} failed "
-                   f"({kinds}); recorded in the result files", err=True)
-    Console(width=None if sys.stdout.isatty() else 200).print(metrics_table(results, title=(
-        f"{configuration}: {client.endpoint.url} ({client.model_id}) on {suite.name} ({split})")))
-    problems = ([f"not scorable on this endpoint (no usable prompt log-probabilities): {', '.join(not_scorable)}"]
-                if not_scorable else [])
-    problems += [f"every request failed: {', '.join(unanswered)}"] if unanswered else []
-    if problems:
-        raise DomainbenchError(f"endpoint {client.endpoint.url}: {'; '.join(problems)}")
-    incomplete = {result.task.name: len(result.failed) for result in results if result.failed}
-    if incomplete:
-        left_out = ", ".join(f"{task} ({n} examples left out: their requests failed)" for task, n in incomplete.items())
+        engine.close()
+    _show(outcome)
+    if outcome.problems:
+        raise DomainbenchError(f"endpoint {engine.client.endpoint.url}: {'; '.join(outcome.problems)}")
+    if outcome.incomplete:
+        left_out = ", ".join(f"{task} ({n} examples left out: their requests failed)"
+                             for task, n in outcome.incomplete.items())
         click.echo(f"incomplete: {left_out}; `compare` and the report's ★ leave these results out unless told "
                    "otherwise", err=True)
         sys.exit(INCOMPLETE_EXIT)
+
+
+def _show(outcome) -> None:
+    """The metrics table on standard output (nothing in the other processes of a launcher)."""
+    if outcome is not None:
+        Console(width=None if sys.stdout.isatty() else 200).print(metrics_table(outcome.results,
+                                                                                title=outcome.title))
 
 
 def metrics_table(results: list[TaskResult], *, title: str) -> Table:

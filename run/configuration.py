@@ -72,19 +72,16 @@ def detach(engine: Engine) -> None:
 
 
 def rag_augmenter(prepared: Prepared, engine: Engine, spec: RunSpec):
-    """The run's retrieval in front of `engine`: its index, mode and k, within its context budget."""
-    from retrieval.bm25 import HybridRetriever
-    from retrieval.rag import RagAugmenter
-
-    budget = min(prepared.rag_context_tokens, engine.max_length // 2)
-    retriever = HybridRetriever.load(prepared.index.path, mode=spec.rag.retrieval)
-    return RagAugmenter(retriever, engine.tokenizer, k=spec.rag.k, context_budget_tokens=budget)
+    """The run's retrieval in front of `engine`: its index, mode and k, within the profile's context budget."""
+    return augmenter_for_index(prepared.index.path, engine, spec.rag.k, mode=spec.rag.retrieval,
+                               budget_tokens=prepared.rag_context_tokens)
 
 
 # ----- from a model spec -------------------------------------------------------------------------
 
 def configuration_from_spec(model_spec: str, options: EngineOptions | None = None, *, name: str | None = None,
-                            rag_index: Path | None = None, rag_k: int = 4) -> OpenedConfiguration:
+                            rag_index: Path | None = None, rag_k: int = 4,
+                            rag_mode: str = RagSettings.retrieval) -> OpenedConfiguration:
     """Any model spec the engine registry knows, with `options.adapter` on it and `rag_index` in front if given."""
     options = options or EngineOptions()
     if options.adapter is not None:
@@ -94,7 +91,7 @@ def configuration_from_spec(model_spec: str, options: EngineOptions | None = Non
     kind = engine_kind(model_spec)
     engine = kind.open(model_spec, options)
     try:
-        augmenter = augmenter_for_index(rag_index, engine, rag_k) if rag_index else None
+        augmenter = augmenter_for_index(rag_index, engine, rag_k, mode=rag_mode) if rag_index else None
     except BaseException:
         engine.close()
         raise
@@ -103,14 +100,17 @@ def configuration_from_spec(model_spec: str, options: EngineOptions | None = Non
     return OpenedConfiguration(name or model_spec, engine, augmenter, about)
 
 
-def augmenter_for_index(index: Path, engine: Engine, k: int):
-    """Retrieval over the index dir `index` (from `domainbench index build`) in front of `engine`."""
+def augmenter_for_index(index: Path, engine: Engine, k: int, *, mode: str = RagSettings.retrieval,
+                        budget_tokens: int | None = None):
+    """Retrieval over the index dir `index` in front of `engine`: k passages ranked by `mode` (a run's
+    `rag.retrieval`; hybrid by default), within `budget_tokens` and never over half the model's context."""
+    from retrieval.bm25 import HybridRetriever
     from retrieval.rag import RagAugmenter
-    from retrieval.retriever import Retriever
 
     if engine.tokenizer is None:
         raise DomainbenchError("retrieval with an endpoint needs its tokenizer (passages are budgeted in tokens)")
-    return RagAugmenter(Retriever.load(index), engine.tokenizer, k=k, context_budget_tokens=engine.max_length // 2)
+    budget = engine.max_length // 2 if budget_tokens is None else min(budget_tokens, engine.max_length // 2)
+    return RagAugmenter(HybridRetriever.load(index, mode=mode), engine.tokenizer, k=k, context_budget_tokens=budget)
 
 
 # ----- from a finished run -----------------------------------------------------------------------

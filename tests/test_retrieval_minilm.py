@@ -83,3 +83,22 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == f"error: {tmp_path / 'empty'}: the corpus is empty (no document with text)\n"
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flags, mode", [([], "hybrid"), (["--retrieval", "dense"], "dense")])
+def test_eval_retrieves_as_a_run_does_hybrid_unless_told(index_dir, tmp_path, flags, mode):
+    from reports.schema import load_result, result_path
+
+    main(["eval", "--model", "tiny-random-llama", "--suite", "tiny", "--tasks", "errno-qa", "--limit", "2",
+          "--device", "cpu", "--rag-index", str(index_dir), "--output", str(tmp_path), *flags])
+    result = load_result(result_path(tmp_path, "base+rag", "errno-qa"))
+    assert result.settings["rag"]["retrieval"] == mode
+    assert result.settings["rag"]["index_fingerprint"] == Retriever.load(index_dir).index.manifest["input_hash"]
+    assert all(example["retrieved"] for example in result.examples)
+
+
+def test_eval_offers_the_retrieval_modes_a_run_has():
+    from cli.eval import RETRIEVAL_MODES
+    from retrieval.bm25 import RETRIEVAL_MODES as RUN_MODES
+
+    assert RETRIEVAL_MODES == RUN_MODES
