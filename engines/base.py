@@ -25,11 +25,16 @@ class Engine(Protocol):
     `tokenizer` is the model's Hugging Face tokenizer (None for an endpoint given none: prompts then
     go to the server as they are); `max_length` is the context in tokens; `tokens_processed` counts
     prompt and generated tokens since the engine opened (what tokens/s is computed from).
+    `fingerprint` names what the answers come from, as its opener knows it: the weights' (a model
+    dir's or a GGUF file's, `harness.models.model_fingerprint`), or the endpoint URL and the model
+    it serves; None for an engine built around weights already in memory (a run records the
+    fingerprints of its weights and adapter itself).
     """
 
     tokenizer: object | None
     max_length: int
     progress: bool
+    fingerprint: str | None
 
     @property
     def tokens_processed(self) -> int: ...

@@ -64,6 +64,8 @@ DEFAULT_MAX_LENGTH = 2048
 class HFEngine(TokenizedRequests):
     """Runs the three request types on one model and tokenizer."""
 
+    fingerprint: str | None = None  # set by the registry's opener, which knows the source
+
     def __init__(self, model, tokenizer, *, device: str | None = None, max_length: int | None = None,
                  max_batch_tokens: int | None = None, max_generation_batch: int | None = None,
                  static_cache: bool = False, share_contexts: bool = True, progress: bool = True):

@@ -38,6 +38,8 @@ class EngineCrashed(DomainbenchError):
 class IsolatedEngine(TokenizedRequests):
     """The engine `build(*args, **kwargs)` makes, run in a child process; `name` says what runs there (llama.cpp)."""
 
+    fingerprint: str | None = None  # set by the registry's opener, which knows the source
+
     def __init__(self, build, *args, name: str, **kwargs):
         self.name = name
         context = multiprocessing.get_context("spawn")

@@ -53,6 +53,8 @@ _LOGPROB_CHUNK_BYTES = 1 << 23
 class LlamaCppEngine(TokenizedRequests):
     """Runs the three request types on a GGUF file through llama.cpp, tokenized by `tokenizer`."""
 
+    fingerprint: str | None = None  # set by the registry's opener, which knows the source
+
     def __init__(self, gguf_path: str | Path, tokenizer, *, max_length: int | None = None,
                  max_batch_tokens: int | None = None, n_threads: int | None = None, n_gpu_layers: int = 0,
                  progress: bool = True):

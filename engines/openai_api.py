@@ -78,6 +78,8 @@ class _ProbeFailed(Exception):
 class OpenAIEngine:
     """Runs the three request types on an OpenAI-compatible server, `concurrency` requests at a time."""
 
+    fingerprint: str | None = None  # the endpoint URL and served model (EndpointClient.fingerprint)
+
     def __init__(self, endpoint: Endpoint | str, tokenizer=None, *, concurrency: int = 8, timeout: float = 60.0,
                  retries: int = 3, backoff: float = 0.5, max_length: int | None = None, progress: bool = True):
         """Connects at once (a one-line DomainbenchError where the server is down). tokenizer: the served
@@ -87,6 +89,7 @@ class OpenAIEngine:
         if spec is None:
             raise DomainbenchError(f"model {endpoint}: not an endpoint spec (openai+http://HOST:PORT/v1)")
         self.client = EndpointClient(spec, concurrency=concurrency, timeout=timeout, retries=retries, backoff=backoff)
+        self.fingerprint = self.client.fingerprint
         self.tokenizer = tokenizer
         self.progress = progress
         self.device = "endpoint"
@@ -351,7 +354,5 @@ def _prefix_text(tokenizer) -> str:
 
 def open_endpoint(spec: str, options: EngineOptions) -> OpenAIEngine:
     """The registry's opener for `openai+http://…` and `openai-chat+http://…`: connects at once."""
-    engine = OpenAIEngine(spec, options.tokenizer, concurrency=options.concurrency, timeout=options.timeout,
-                          progress=options.progress)
-    engine.fingerprint = engine.client.fingerprint
-    return engine
+    return OpenAIEngine(spec, options.tokenizer, concurrency=options.concurrency, timeout=options.timeout,
+                        progress=options.progress)

@@ -95,7 +95,7 @@ def configuration_from_spec(model_spec: str, options: EngineOptions | None = Non
     except BaseException:
         engine.close()
         raise
-    about = {"model_spec": model_spec, "engine": kind.name, "fingerprint": getattr(engine, "fingerprint", None),
+    about = {"model_spec": model_spec, "engine": kind.name, "fingerprint": engine.fingerprint,
              "adapter_fingerprint": model_fingerprint(options.adapter) if options.adapter else None}
     return OpenedConfiguration(name or model_spec, engine, augmenter, about)
 

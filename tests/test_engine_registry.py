@@ -93,7 +93,8 @@ def test_engines_as_opened_are_engines(tiny_model, tiny_tokenizer, fake_server, 
                                                                                                EngineOptions())]
     server = fake_server(lambda body: completion(" Paris"))
     opened.append(engine_kind(f"openai+{server.url}").open(f"openai+{server.url}", EngineOptions(progress=False)))
-    assert all(isinstance(engine, Engine) for engine in opened)
+    assert all(isinstance(engine, Engine) for engine in opened)  # data members too: tokenizer, fingerprint, …
+    assert opened[1].fingerprint == "toy-v1" and len(opened[2].fingerprint) == 64  # as their openers know them
     opened[-1].close()
 
 
