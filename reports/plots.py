@@ -10,7 +10,8 @@ matplotlib.use("Agg")  # reports are rendered on headless machines and in CI
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen before pyplot loads)
 
-from reports.summary import RunSummary, TaskTable  # noqa: E402
+from reports.summary import RunSummary  # noqa: E402
+from reports.tables import TaskTable  # noqa: E402
 from tasks.pairing import higher_is_better  # noqa: E402
 
 _DPI = 100

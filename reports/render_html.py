@@ -31,7 +31,8 @@ from reports.parity import (
     savings_rows,
     serving_row,
 )
-from reports.summary import CHEAPEST_NOTE, RunSummary, TaskTable
+from reports.summary import CHEAPEST_NOTE, RunSummary
+from reports.tables import TaskTable
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }

@@ -35,7 +35,8 @@ from reports.parity import (
     savings_rows,
     serving_row,
 )
-from reports.summary import CHEAPEST_NOTE, RunSummary, TaskTable
+from reports.summary import CHEAPEST_NOTE, RunSummary
+from reports.tables import TaskTable
 
 MAX_PREDICTION_CHARS = 300
 LOAD_NOTE = ("Measured by `domainbench loadtest` on the endpoint serving each configuration: streamed completions of "

@@ -8,16 +8,12 @@ best but are among the "others"; a result with failed requests is never starred.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from reports.changes import incompleteness
 from reports.schema import ResultFile
+from reports.tables import TaskTable
 from stats.multiplicity import DEFAULT_CORRECTION
 from stats.verdicts import beats_every_other, significant_in_family
 from tasks.pairing import higher_is_better, paired_differences
-
-if TYPE_CHECKING:
-    from reports.summary import TaskTable
 
 
 def mark_best(tables: list[TaskTable], by_task: dict[str, dict[str, ResultFile]], ranked: list[str], *,

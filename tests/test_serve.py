@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 
 import httpx
