@@ -71,3 +71,24 @@ def test_a_new_module_with_a_wrong_arrow_breaks_its_contract(tree, module, line,
     assert re.search(re.escape(contract) + r"\s*BROKEN", result.stdout), result.stdout
     source, target = module.removesuffix(".py").replace("/", "."), line.split()[1]
     assert f"{source} -> {target}" in result.stdout
+
+
+# (an existing module, an import appended to it that closes a circle, the contract that must break)
+CIRCLES = [
+    ("reports/tables.py", "from reports.summary import RunSummary", "the modules of reports form no import circle"),
+    ("tasks/spec.py", "from tasks.suite import Suite", "the modules of tasks form no import circle"),
+    ("serve/model.py", "from serve.api import create_app", "the modules of serve form no import circle"),
+]
+
+
+@pytest.mark.parametrize(("module", "line", "contract"), CIRCLES, ids=[c[0] for c in CIRCLES])
+def test_an_import_that_closes_a_circle_among_siblings_breaks_its_contract(tree, module, line, contract):
+    path = tree / module
+    original = path.read_text()
+    path.write_text(f"{original}\n{line}  # planted: closes a circle\n")
+    try:
+        result = _lint(tree)
+    finally:
+        path.write_text(original)
+    assert result.returncode != 0
+    assert re.search(re.escape(contract) + r"\s*BROKEN", result.stdout), result.stdout
