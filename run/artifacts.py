@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
@@ -154,7 +154,7 @@ def prepare_forms(spec: RunSpec, suite, configurations: list[Configuration], wei
                                     adapter=merged.path if merged else None,
                                     adapter_fingerprint=merged.fingerprint if merged else None,
                                     gguf=gguf_origin(spec.model) if parent.name == "base" else None)
-                path, manifest = build_form(name, source, settings=asdict(spec.forms), suite=suite,
+                path, manifest = build_form(name, source, settings=dict(spec.forms), suite=suite,
                                             recipe=_form_recipe(spec, form, profile))
                 _link(run_dir, key, path)
                 forms[key] = Artifact(key, path, form_fingerprint(path), {**manifest["cost"], "form": name},

@@ -22,7 +22,7 @@ from engines.registry import EngineOptions, engine_kind, open_engine
 from harness.errors import DomainbenchError
 from harness.models import detach_adapter, model_fingerprint, with_adapter
 from run.artifacts import Artifact, Prepared
-from run.spec import PROFILE_RAG_CONTEXT_TOKENS, Configuration, FormSettings, RagSettings, RunSpec, parse_configuration
+from run.spec import PROFILE_RAG_CONTEXT_TOKENS, Configuration, RagSettings, RunSpec, parse_configuration
 
 
 @dataclass
@@ -123,8 +123,8 @@ def configuration_from_run(run_dir: Path, configuration: str, *, device: str | N
         raise DomainbenchError(f"run {run_dir}: did not evaluate configuration {configuration!r} "
                                f"(it has {', '.join(resolved['configurations'])})")
     values = dict(resolved["spec"])
-    rag, forms = RagSettings(**values.pop("rag")), FormSettings(**values.pop("forms"))
-    spec = RunSpec(**values, rag=rag, forms=forms)
+    rag = RagSettings(**values.pop("rag"))
+    spec = RunSpec(**values, rag=rag)
     config = parse_configuration(configuration)
 
     def artifacts(block: dict | None) -> dict[str, Artifact]:

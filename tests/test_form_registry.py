@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import fields
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,7 +11,7 @@ import pytest
 
 from harness.errors import DomainbenchError
 from harness.manifest import input_hash
-from run.spec import ADAPTERS, WEIGHTS, FormSettings, load_spec, parse_configuration
+from run.spec import ADAPTERS, WEIGHTS, load_spec, parse_configuration
 from tests.test_runner import write_run_suite
 from tuning.forms import (
     Form,
@@ -37,15 +36,14 @@ def test_every_form_holds_to_the_protocol(form: Form):
     chain = f"adapter+{form.name}" if form.merges else f"base+{form.name}"
     assert parse_configuration(chain).forms == (form.name,)
     assert form.merges is None or form.merges in ADAPTERS.values()
-    defaults = {f.name: f.default for f in fields(FormSettings)}
-    for setting, allowed in form.settings.items():
-        assert defaults[setting] in allowed  # a FormSettings field whose default the form accepts
+    for setting in form.settings.values():
+        assert setting.default in setting.allowed
     assert set(form.excludes) <= set(form_names()) - {form.name}
     assert bool(form.excludes) == bool(form.excludes_why)
     assert (form.recipe is None) == (form.load_recipe is None)
     if form.load_recipe:
         assert isinstance(form.load_recipe(None, "quick"), dict)  # the defaults load
-    build = FormBuild(FormSource(Path("parent"), "p" * 64), {name: allowed[0] for name, allowed in form.settings.items()},
+    build = FormBuild(FormSource(Path("parent"), "p" * 64), {name: setting.allowed[0] for name, setting in form.settings.items()},
                       recipe={}, suite=SimpleNamespace(name="s", fingerprint="f" * 64))
     json.dumps(form.inputs(build))  # the cache key is canonical JSON
     use = FormUse((parse_configuration(chain),), "tiny-random-llama")
@@ -151,3 +149,25 @@ def test_a_new_form_takes_its_place_in_the_chain(copy_form):
     assert spec.configuration_names("quick") == ["base", "base+copy"]
     with pytest.raises(DomainbenchError, match="forms apply in the order .* -> gguf -> copy"):
         parse_configuration("copy+gguf")
+
+
+def test_a_new_form_declares_its_own_setting_in_its_one_file(tmp_path):
+    from tuning.forms import FormSetting, form_inputs
+
+    spec_file = tmp_path / "spec.yaml"
+    register_form(Form(name="copy", order=60, make=copy_parent,
+                       settings={"copy_mode": FormSetting("plain", ("plain", "verbatim"))}))
+    try:
+        assert load_spec(None, {}).forms["copy_mode"] == "plain"  # its default, where the spec says nothing
+        spec_file.write_text("forms: {copy_mode: verbatim}\n")
+        assert load_spec(spec_file, {}).forms == {"gguf_type": "q8_0", "int8": "weight-only", "copy_mode": "verbatim"}
+        build = FormBuild(FormSource(Path("parent"), "p" * 64), load_spec(spec_file, {}).forms)
+        assert form_inputs("copy", build)["settings"] == {"copy_mode": "verbatim"}  # in its cache key
+        spec_file.write_text("forms: {copy_mode: fast}\n")
+        with pytest.raises(DomainbenchError, match=r"forms.copy_mode: 'fast' is not one of plain, verbatim"):
+            load_spec(spec_file, {})
+    finally:
+        unregister_form("copy")
+    spec_file.write_text("forms: {copy_mode: verbatim}\n")
+    with pytest.raises(DomainbenchError, match=r"forms.copy_mode: unknown run spec field \(known: forms.gguf_type"):
+        load_spec(spec_file, {})

@@ -10,10 +10,12 @@ from tuning.forms import gguf, int8, merged, nf4, pruned  # noqa: F401 — each 
 from tuning.forms.base import (
     Form,
     FormBuild,
+    FormSetting,
     FormSource,
     FormUse,
     chain_engine,
     form_names,
+    form_setting_defaults,
     get_form,
     register_form,
     registered_forms,
@@ -22,6 +24,6 @@ from tuning.forms.base import (
 from tuning.forms.build import build_form, form_fingerprint, form_inputs, form_model_path, model_bytes
 from tuning.forms.gguf import GGUF_FILE
 
-__all__ = ["GGUF_FILE", "Form", "FormBuild", "FormSource", "FormUse", "build_form", "chain_engine", "form_fingerprint",
-           "form_inputs", "form_model_path", "form_names", "get_form", "model_bytes", "register_form",
-           "registered_forms", "unregister_form"]
+__all__ = ["GGUF_FILE", "Form", "FormBuild", "FormSetting", "FormSource", "FormUse", "build_form", "chain_engine",
+           "form_fingerprint", "form_inputs", "form_model_path", "form_names", "form_setting_defaults", "get_form",
+           "model_bytes", "register_form", "registered_forms", "unregister_form"]

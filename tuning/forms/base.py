@@ -59,13 +59,21 @@ class FormUse:
 
 
 @dataclass(frozen=True)
+class FormSetting:
+    """One `forms:` setting of a run spec: its value when the spec says nothing, and the values allowed."""
+
+    default: str
+    allowed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Form:
     """A deployable form of a model, as every room that handles forms reads it.
 
     name: the configuration part (`adapter+merged+int8`).
     order: its place in a chain; a configuration names its forms in ascending order.
     make: writes the form of `build.source` into the directory and returns details for its manifest.
-    settings: the `forms:` settings it reads, each with its allowed values; they enter its cache key.
+    settings: the `forms:` settings it reads (`FormSetting`: default, allowed values); they enter its cache key.
     inputs: what else it is made from (a recipe, the suite), entered in its cache key.
     merges: the adapter strategy it folds into the weights (`lora` for merged); a chain with an
         adapter starts with such a form, and only such a form takes one.
@@ -82,7 +90,7 @@ class Form:
     name: str
     order: int
     make: Callable[[FormBuild, Path], dict]
-    settings: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    settings: dict[str, FormSetting] = field(default_factory=dict)
     inputs: Callable[[FormBuild], dict] = lambda build: {}
     merges: str | None = None
     excludes: tuple[str, ...] = ()
@@ -121,6 +129,11 @@ def get_form(name: str) -> Form:
 def registered_forms() -> list[Form]:
     """Every registered form, in chain order."""
     return sorted(_FORMS.values(), key=lambda form: form.order)
+
+
+def form_setting_defaults() -> dict[str, str]:
+    """Every registered form's `forms:` settings with their defaults: a run spec's `forms` when it names none."""
+    return {name: setting.default for form in registered_forms() for name, setting in form.settings.items()}
 
 
 def form_names() -> tuple[str, ...]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.models import gguf_origin, load_tokenizer, resolve_model
-from tuning.forms.base import Form, FormBuild, FormUse, importable, register_form
+from tuning.forms.base import Form, FormBuild, FormSetting, FormUse, importable, register_form
 
 GGUF_FILE = "model.gguf"
 # tuning.gguf_export.QUANT_TYPES' names; importing that module here would load torch with the registry.
@@ -56,7 +56,7 @@ def _export_problems(use: FormUse) -> list[str]:
     return []
 
 
-GGUF = register_form(Form(name="gguf", order=50, make=make_gguf, settings={"gguf_type": GGUF_TYPES},
+GGUF = register_form(Form(name="gguf", order=50, make=make_gguf, settings={"gguf_type": FormSetting("q8_0", GGUF_TYPES)},
                           inputs=gguf_inputs, excludes=("int8", "nf4"),
                           excludes_why="gguf carries its own quantization (settings forms.gguf_type); "
                                        "it does not stack on int8 or nf4",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tuning.forms.base import Form, FormBuild, FormUse, importable, register_form
+from tuning.forms.base import Form, FormBuild, FormSetting, FormUse, importable, register_form
 from tuning.quantize import INT8_CONFIGS
 
 
@@ -21,6 +21,6 @@ def int8_requirements(use: FormUse) -> list[str]:
     return [f"{use.names}: int8 needs torchao (pip install torchao; make setup installs it)"]
 
 
-INT8 = register_form(Form(name="int8", order=30, make=make_int8, settings={"int8": tuple(INT8_CONFIGS)},
+INT8 = register_form(Form(name="int8", order=30, make=make_int8, settings={"int8": FormSetting("weight-only", tuple(INT8_CONFIGS))},
                           excludes=("nf4",), excludes_why="int8 and nf4 are two quantizations; name one",
                           requirements=int8_requirements))
