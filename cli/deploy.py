@@ -24,21 +24,6 @@ if TYPE_CHECKING:
     from serve.metrics import MonitorMetrics
 
 
-def _connect(endpoint_spec: str, tokenizer_spec: str | None, **options) -> OpenAIEngine:
-    """The engine on ENDPOINT, connected before any work (a server that is down is one line, exit 2)."""
-    from engines.registry import EngineOptions, engine_kind
-    from harness.models import load_tokenizer, resolve_model
-    from run.configuration import configuration_from_spec
-
-    if not engine_kind(endpoint_spec).remote:
-        raise DomainbenchError(f"ENDPOINT {endpoint_spec}: expected openai+http://HOST:PORT/v1 or openai-chat+http://… "
-                               "(optionally #MODEL)")
-    engine = configuration_from_spec(endpoint_spec, EngineOptions(progress=False, **options)).engine
-    if tokenizer_spec:
-        engine.tokenizer = load_tokenizer(resolve_model(tokenizer_spec))
-    return engine
-
-
 def _levels(value: str) -> list[int]:
     try:
         levels = [int(part) for part in value.split(",") if part.strip()]
@@ -100,13 +85,8 @@ def loadtest_command(ctx: click.Context, endpoint_spec: str, suite_spec: str, ta
                      n_warmup: int, max_tokens: int, tokenizer_spec: str | None, timeout: float, out_path: Path | None,
                      run_dir: Path | None, configuration: str | None) -> None:
     """Replay SUITE's generation prompts on ENDPOINT at each concurrency or rate; latency, TTFT, throughput, errors."""
-    from serve.loadtest import (
-        loadtest_record,
-        run_level,
-        run_rate_level,
-        suite_prompts,
-        write_loadtest,
-    )
+    from serve.loadtest import loadtest_record, run_levels, suite_prompts, write_loadtest
+    from serve.watch import connect_endpoint
     from tasks.suite import load_suite
 
     if rate_levels is not None and ctx.get_parameter_source("concurrency_levels") is not ParameterSource.DEFAULT:
@@ -115,7 +95,7 @@ def loadtest_command(ctx: click.Context, endpoint_spec: str, suite_spec: str, ta
     if n_requests < 1 or max_tokens < 1 or n_warmup < 0:
         raise DomainbenchError("--requests and --max-tokens: expected positive numbers; --warmup: 0 or more")
     attached = _attached_path(run_dir, configuration, out_path)
-    engine = _connect(endpoint_spec, tokenizer_spec, timeout=timeout)
+    engine = connect_endpoint(endpoint_spec, tokenizer_spec, timeout=timeout)
     try:
         _check_serves(engine, configuration)
         suite = load_suite(suite_spec)
@@ -124,20 +104,8 @@ def loadtest_command(ctx: click.Context, endpoint_spec: str, suite_spec: str, ta
         if not prompts:
             raise DomainbenchError(f"suite {suite.name}: no generation prompts in "
                                    f"{', '.join(tasks) if tasks else 'any task'} to replay")
-        results = []
-        target = (engine.client.endpoint, engine.client.model_id, prompts)
-        if n_warmup:
-            click.echo(f"warm-up: {n_warmup} streamed requests, not counted", err=True)
-            run_level(*target, concurrency=1, n_requests=n_warmup, max_tokens=max_tokens, timeout=timeout)
-        for level in levels:
-            if rate_levels is None:
-                click.echo(f"concurrency {level}: {n_requests} streamed requests", err=True)
-                results.append(run_level(*target, concurrency=level, n_requests=n_requests, max_tokens=max_tokens,
-                                         timeout=timeout))
-            else:
-                click.echo(f"rate {level:g}/s ({arrivals}): {n_requests} streamed requests", err=True)
-                results.append(run_rate_level(*target, rate=level, arrivals=arrivals, n_requests=n_requests,
-                                              max_tokens=max_tokens, timeout=timeout, seed=seed))
+        results = run_levels(engine, prompts, levels, open_loop=rate_levels is not None, arrivals=arrivals, seed=seed,
+                             n_requests=n_requests, n_warmup=n_warmup, max_tokens=max_tokens, timeout=timeout)
         record = loadtest_record(engine, suite.name, tasks, max_tokens, results, configuration=configuration,
                                  arrival_seed=None if rate_levels is None else seed, warmup_requests=n_warmup)
     finally:
@@ -237,6 +205,7 @@ def monitor_command(endpoint_spec: str, baseline_dir: Path, configuration: str, 
     from reports.compare import parse_max_drop
     from serve.metrics import MonitorMetrics
     from serve.monitor import baseline_results, canary_size
+    from serve.watch import Watch, baseline_tokenizer, connect_endpoint
     from tasks.suite import load_suite
 
     if once == (every is not None):
@@ -248,15 +217,17 @@ def monitor_command(endpoint_spec: str, baseline_dir: Path, configuration: str, 
         from serve.traces import ratings_between
 
         ratings_between(traces_path, 0, 0)  # a missing or foreign store is one line, before any work
-    engine = _connect(endpoint_spec, None, concurrency=concurrency, timeout=timeout)
+    engine = connect_endpoint(endpoint_spec, concurrency=concurrency, timeout=timeout)
     try:
         baseline = baseline_results(baseline_dir, configuration, task_list(task_names))
         suite = load_suite(suite_spec or baseline[0].suite["name"])
         sample = sample or canary_size(baseline, detect)
         settings = gate_settings(semantics, correction)
-        engine.tokenizer = _baseline_tokenizer(tokenizer_spec, baseline[0])
+        engine.tokenizer = baseline_tokenizer(tokenizer_spec, baseline[0])
         metrics = MonitorMetrics(endpoint=engine.client.endpoint.url, baseline=str(baseline_dir.resolve()),
                                  configuration=configuration)
+        watch = Watch(baseline_dir, endpoint_spec, sample=sample, seed=seed, db_path=db_path, max_drop=tolerances,
+                      max_error_rate=max_error_rate, max_p95=max_p95, settings=settings, traces=traces_path)
         tracked = _tracked(mlflow_uri, suite.name, engine, baseline_dir, configuration, sample=sample, seed=seed,
                            max_drop=tolerances, max_error_rate=max_error_rate, max_p95=max_p95, settings=settings)
         with metrics.exposed(metrics_host, metrics_port) if metrics_port is not None else nullcontext(), \
@@ -264,10 +235,7 @@ def monitor_command(endpoint_spec: str, baseline_dir: Path, configuration: str, 
             if metrics_port is not None:
                 click.echo(f"metrics at http://{metrics_host}:{metrics_port}/metrics", err=True)
             while True:
-                if not _watch_once(engine, suite, baseline, baseline_dir, endpoint_spec, sample=sample, seed=seed,
-                                   db_path=db_path, max_drop=tolerances, max_error_rate=max_error_rate,
-                                   max_p95=max_p95, metrics=metrics, settings=settings, traces=traces_path,
-                                   tracking=tracking):
+                if not _watch_once(engine, suite, baseline, watch, metrics=metrics, tracking=tracking):
                     sys.exit(1)
                 if once:
                     return
@@ -289,49 +257,20 @@ def _tracked(mlflow_uri: str | None, suite: str, engine: OpenAIEngine, baseline_
                                     **{f"max_drop.{metric}": drop for metric, drop in max_drop.items()}})
 
 
-def _baseline_tokenizer(tokenizer_spec: str | None, baseline) -> object | None:
-    """The tokenizer named, else the one the baseline's endpoint eval named, else the baseline model's own."""
-    from harness.models import load_tokenizer, resolve_model
-
-    spec = tokenizer_spec or (baseline.model.get("tokenizer") if baseline.model.get("endpoint")
-                              else baseline.model.get("spec"))
-    return load_tokenizer(resolve_model(spec)) if spec else None
-
-
-def _watch_once(engine: OpenAIEngine, suite, baseline: list, baseline_dir: Path, endpoint_spec: str, *, sample: int,
-                seed: int, db_path: Path, max_drop: dict[str, float], max_error_rate: float,
-                max_p95: float | None, metrics: MonitorMetrics, settings, traces: Path | None,
+def _watch_once(engine: OpenAIEngine, suite, baseline: list, watch, *, metrics: MonitorMetrics,
                 tracking: MonitorTracking | None) -> bool:
-    """One round: replay, store, publish, print the verdict; whether it passed."""
-    from serve.monitor import (
-        detectable_drops,
-        is_first_round,
-        monitor_round,
-        round_problems,
-        store_round,
-    )
-    from serve.satisfaction import round_satisfaction, store_satisfaction
+    """One round (serve/watch.py), its findings printed; whether it passed."""
+    from serve.watch import watch_round
 
-    url, configuration = engine.client.endpoint.url, baseline[0].configuration
-    parity = is_first_round(db_path, url, str(baseline_dir.resolve()), configuration)
-    round_ = monitor_round(engine, suite, baseline, sample=sample, seed=seed, max_drop=max_drop,
-                           endpoint_spec=endpoint_spec, settings=settings)
-    problems = round_problems(round_, max_error_rate=max_error_rate, max_p95=max_p95)
-    key = (url, str(baseline_dir.resolve()), configuration)
-    satisfaction = (round_satisfaction(traces, db_path, key=key, correction=settings.correction, alpha=settings.alpha)
-                    if traces is not None else None)
-    problems += satisfaction.problems() if satisfaction else []
-    round_id = store_round(db_path, round_, endpoint=url, served_model=engine.client.model_id,
-                           baseline=str(baseline_dir.resolve()), configuration=configuration, sample=sample,
-                           seed=seed, parity=parity, problems=problems)
-    if satisfaction is not None:
-        store_satisfaction(db_path, round_id, satisfaction, key=key, traces=traces)
-    metrics.observe(round_, problems, satisfaction)
-    if tracking is not None:
-        tracking.observe(round_, problems, parity=parity)
-    from reports.changes import family_size
+    watched = watch_round(engine, suite, baseline, watch, metrics=metrics, tracking=tracking)
+    _console().print(_round_table(watched, engine.client.endpoint.url, watch.baseline_dir, baseline[0].configuration))
+    _print_round_lines(watched, watch, baseline)
+    return watched.passed
 
-    kind = "parity check (first round): served vs offline" if parity else "canary round"
+
+def _round_table(watched, url: str, baseline_dir: Path, configuration: str) -> Table:
+    round_ = watched.round
+    kind = "parity check (first round): served vs offline" if watched.parity else "canary round"
     table = Table(title=f"{kind} — {url} against {baseline_dir} ({configuration}), {round_.started}")
     for column in ("task", "metric", "n (differ)", "baseline", "served", "difference", "p", "p adj.", "verdict"):
         table.add_column(column, justify="left" if column in ("task", "metric", "verdict") else "right")
@@ -343,20 +282,27 @@ def _watch_once(engine: OpenAIEngine, suite, baseline: list, baseline_dir: Path,
                       f"{change.p_adjusted:.3g}" if change.p_adjusted is not None else "-",
                       f"{change.verdict} ({change.decision.reason})" if change.decision and change.decision.reason
                       else change.verdict)
-    _console().print(table)
-    click.echo(settings.sentence(family_size(round_.changes)))
-    for task, (metric, drop) in detectable_drops(baseline, sample).items():
-        click.echo(f"{task}: at n = {sample} a drop in {metric} smaller than about {drop:.3g} would be detected less "
-                   "than 80% of the time")
+    return table
+
+
+def _print_round_lines(watched, watch, baseline: list) -> None:
+    """The gate's sentence, what the sample could detect, the round's figures, satisfaction and the verdict."""
+    from reports.changes import family_size
+    from serve.monitor import detectable_drops
+
+    round_ = watched.round
+    click.echo(watch.settings.sentence(family_size(round_.changes)))
+    for task, (metric, drop) in detectable_drops(baseline, watch.sample).items():
+        click.echo(f"{task}: at n = {watch.sample} a drop in {metric} smaller than about {drop:.3g} would be "
+                   "detected less than 80% of the time")
     for note in round_.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"requests {round_.requests}, errors {round_.errors} ({round_.error_rate:.1%}), latency p50 "
                f"{_seconds(round_.latency_p50_seconds)} s, p95 {_seconds(round_.latency_p95_seconds)} s; "
-               f"stored in {db_path}")
-    if satisfaction is not None:
-        click.echo(satisfaction.sentence())
-    click.echo("verdict: " + ("FAIL: " + "; ".join(problems) if problems else "pass"))
-    return not problems
+               f"stored in {watch.db_path}")
+    if watched.satisfaction is not None:
+        click.echo(watched.satisfaction.sentence())
+    click.echo("verdict: " + ("FAIL: " + "; ".join(watched.problems) if watched.problems else "pass"))
 
 
 COMMANDS = [loadtest_command, monitor_command]

@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import click
 import httpx
 
 from engines.endpoint import Endpoint, auth_headers
@@ -116,6 +117,27 @@ def run_level(endpoint: Endpoint, model: str, prompts: list[str], *, concurrency
         done = list(pool.map(lambda prompt: stream_completion(client, endpoint, model, prompt, max_tokens), chosen))
         seconds = time.perf_counter() - started
     return summarize_level(concurrency, done, seconds)
+
+
+def run_levels(engine: OpenAIEngine, prompts: list[str], levels: list[float], *, open_loop: bool, arrivals: str,
+               seed: int, n_requests: int, n_warmup: int, max_tokens: int, timeout: float) -> list[LoadLevel]:
+    """The warm-up (left out of every figure), then each level in turn: a concurrency (closed loop) or,
+    with `open_loop`, a rate per second."""
+    target = (engine.client.endpoint, engine.client.model_id, prompts)
+    if n_warmup:
+        click.echo(f"warm-up: {n_warmup} streamed requests, not counted", err=True)
+        run_level(*target, concurrency=1, n_requests=n_warmup, max_tokens=max_tokens, timeout=timeout)
+    results = []
+    for level in levels:
+        if not open_loop:
+            click.echo(f"concurrency {level}: {n_requests} streamed requests", err=True)
+            results.append(run_level(*target, concurrency=int(level), n_requests=n_requests, max_tokens=max_tokens,
+                                     timeout=timeout))
+        else:
+            click.echo(f"rate {level:g}/s ({arrivals}): {n_requests} streamed requests", err=True)
+            results.append(run_rate_level(*target, rate=level, arrivals=arrivals, n_requests=n_requests,
+                                          max_tokens=max_tokens, timeout=timeout, seed=seed))
+    return results
 
 
 def arrival_offsets(n_requests: int, rate: float, arrivals: str, seed: int) -> list[float]:
