@@ -43,6 +43,7 @@ from engines.endpoint import (
 from engines.registry import EngineOptions
 from engines.scoring import rolling_windows
 from engines.stops import cut_at_stop
+from engines.tokens import count_tokens
 from harness.errors import DomainbenchError
 from harness.progress import counting_bar
 from harness.requests import (
@@ -291,7 +292,7 @@ class OpenAIEngine:
     def _count_tokens(self, text: str) -> int:
         if self.tokenizer is None:
             return 0
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return count_tokens(self.tokenizer, text)
 
     def _keep_last_tokens(self, text: str, n: int) -> str:
         """`text` cut from the left to its last `n` tokens, as `HFEngine` cuts ids (needs the tokenizer)."""

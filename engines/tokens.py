@@ -22,6 +22,11 @@ def prefix_token_id(tokenizer) -> int:
     raise DomainbenchError("tokenizer has neither a BOS nor an EOS token to condition the first token on")
 
 
+def count_tokens(tokenizer, texts: str | list[str]) -> int:
+    """How many tokens `texts` (one text, or all of several) are, without the tokenizer's special tokens."""
+    return sum(map(len, encode(tokenizer, [texts] if isinstance(texts, str) else texts)))
+
+
 def encode(tokenizer, texts: list[str]) -> list[list[int]]:
     """Token ids of each text, without the tokenizer's own special tokens (the prefix rule adds one)."""
     if not texts:

@@ -16,6 +16,7 @@ never cut: when it alone exceeds the budget it is returned without passages.
 
 from __future__ import annotations
 
+from engines.tokens import count_tokens
 from harness.errors import DomainbenchError
 from retrieval.chunking import compact_whitespace
 from retrieval.matching import Exclusion
@@ -110,7 +111,7 @@ class RagAugmenter:
         return text[:offsets[max_tokens - 1][1]].rstrip(), max_tokens
 
     def _count(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return count_tokens(self.tokenizer, text)
 
 
 def water_fill(lengths: list[int], budget: int) -> list[int]:

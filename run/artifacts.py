@@ -219,17 +219,10 @@ def _generator(spec: RunSpec, variant: str | None, recipe):
         settings = recipe.augment.synthetic_qa
         kept = hashlib.sha256(json.dumps([engine.fingerprint, settings.max_new_tokens]).encode()).hexdigest()
         yield Generator(engine_generate(engine, settings), engine.fingerprint, device=device,
-                        count_tokens=_token_counter(getattr(engine, "tokenizer", None)),
+                        tokenizer=engine.tokenizer,
                         outputs_dir=cache_dir() / "synthetic-qa" / kept[:16])
     finally:
         engine.close()
-
-
-def _token_counter(tokenizer):
-    """text -> its tokens under `tokenizer`; None without one (an endpoint that sent none)."""
-    if tokenizer is None:
-        return None
-    return lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def _augmentation_item(name: str, path: Path, cost: dict, input_hash: str) -> Artifact:

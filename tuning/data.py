@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engines.tokens import encode_pairs, prefix_token_id
+from engines.tokens import count_tokens, encode_pairs, prefix_token_id
 from harness.errors import DomainbenchError
 from tuning.loss import IGNORE_INDEX
 
@@ -240,13 +240,10 @@ def augmentation_cost(method: str, seconds: float, tokenizer, *, texts: tuple[li
     the generator's time, tokens and device.
     """
     before, after = texts
-    added = _tokens(tokenizer, after) - _tokens(tokenizer, before) if after is not before else 0
-    added += _tokens(tokenizer, [prompt + completion for prompt, completion in pairs])
+    added = count_tokens(tokenizer, after) - count_tokens(tokenizer, before) if after is not before else 0
+    added += count_tokens(tokenizer, [prompt + completion for prompt, completion in pairs])
     cost = {"method": method, "wall_seconds": seconds, "added_train_tokens": added}
     if generator is not None:
         cost["generator"] = {**generator.usage, "fingerprint": generator.fingerprint, "device": generator.device}
     return cost
 
-
-def _tokens(tokenizer, texts: list[str]) -> int:
-    return sum(map(len, tokenizer(texts, add_special_tokens=False)["input_ids"])) if texts else 0

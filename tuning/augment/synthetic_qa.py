@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engines.tokens import count_tokens
 from harness.atomic import write_atomic
 from harness.requests import GenerationRequest
 from retrieval.matching import contains_phrase, normalized
@@ -36,7 +37,7 @@ class Generator:
     """A synthetic-qa generator: what writes the pairs, what it is, where it runs, and what it has spent.
 
     `fingerprint` enters the tuned artifact's cache key (another generator writes other pairs);
-    `count_tokens` (text -> tokens, None where the engine has no tokenizer) meters what it writes.
+    `tokenizer` (the generator model's; None for an endpoint given none) meters the tokens it writes.
     `outputs_dir`, when given, keeps what it wrote for each list of prompts: the training data is
     built before the artifact's cache key is known, so without it every rerun would generate again
     (minutes on a CPU), and an endpoint that samples would write other pairs and retrain the artifact.
@@ -46,7 +47,7 @@ class Generator:
     generate: Generate
     fingerprint: str
     device: str | None = None
-    count_tokens: Callable[[str], int] | None = None
+    tokenizer: object | None = None
     outputs_dir: Path | None = None
     usage: dict = field(default_factory=lambda: {"generation_seconds": 0.0, "prompts": 0, "generated_tokens": 0,
                                                  "reused_outputs": 0})
@@ -62,10 +63,10 @@ class Generator:
         outputs = self.generate(prompts)
         self.usage["generation_seconds"] += time.perf_counter() - start
         self.usage["prompts"] += len(prompts)
-        if self.count_tokens is None:
+        if self.tokenizer is None:
             self.usage["generated_tokens"] = None
         elif self.usage["generated_tokens"] is not None:
-            self.usage["generated_tokens"] += sum(map(self.count_tokens, outputs))
+            self.usage["generated_tokens"] += count_tokens(self.tokenizer, outputs)
         if kept is not None:
             kept.parent.mkdir(parents=True, exist_ok=True)
             write_atomic(kept, json.dumps(outputs))
