@@ -76,13 +76,15 @@ def _when(seconds: float) -> str:
 
 
 def round_satisfaction(traces: Path, db_path: Path, *, key: tuple[str, str, str], correction: str = DEFAULT_CORRECTION,
-                       alpha: float = ALPHA, until: float | None = None) -> Satisfaction:
+                       alpha: float = ALPHA, until: float | None = None, served: str | None = None) -> Satisfaction:
     """This round's window of the trace store `traces`, held to the earlier windows stored for `key`
-    (endpoint, baseline, configuration) in the monitor's file `db_path`."""
+    (endpoint, baseline, configuration) in the monitor's file `db_path`. With `served` (the
+    configuration fingerprint the endpoint reports) only the ratings of that configuration's answers
+    count; earlier windows stay what they were, so a redeploy is held to the model before it."""
     earlier = _windows(db_path, key, traces)
     since = earlier[-1].until if earlier else 0.0
     until = time.time() if until is None else until
-    window = Window(since, until, *ratings_between(traces, since, until))
+    window = Window(since, until, *ratings_between(traces, since, until, served=served))
     rated = [w for w in earlier if w.rated]
     against = {"previous": rated[-1], "first": rated[0]} if rated else {}
     if len(rated) == 1:

@@ -169,11 +169,18 @@ def _reading(path: Path) -> Iterator[sqlite3.Connection]:
         db.close()
 
 
-def ratings_between(path: Path, since: float, until: float) -> tuple[int, int]:
-    """(satisfied, rated): answers whose latest rating was given in (since, until]."""
+def ratings_between(path: Path, since: float, until: float, *, served: str | None = None) -> tuple[int, int]:
+    """(satisfied, rated): answers whose latest rating was given in (since, until]; with `served` (a
+    configuration fingerprint) only the answers that configuration gave: a rating given after a
+    redeploy to an answer of the model before it is not the new model's."""
+    query = ("SELECT coalesce(sum(f.rating = ?), 0), count(*) FROM feedback f JOIN traces t ON t.id = f.trace_id "
+             "WHERE f.rated_at > ? AND f.rated_at <= ?")
+    arguments = [RATINGS[0], since, until]
+    if served is not None:
+        query += " AND t.configuration_fingerprint = ?"
+        arguments.append(served)
     with _reading(path) as db:
-        up, rated = db.execute("SELECT coalesce(sum(rating = ?), 0), count(*) FROM feedback "
-                               "WHERE rated_at > ? AND rated_at <= ?", (RATINGS[0], since, until)).fetchone()
+        up, rated = db.execute(query, arguments).fetchone()
     return int(up), int(rated)
 
 

@@ -17,6 +17,7 @@ from reports.schema import ResultFile
 from serve.metrics import MonitorMetrics
 from serve.monitor import MonitorRound, is_first_round, monitor_round, round_problems, store_round
 from serve.satisfaction import Satisfaction, round_satisfaction, store_satisfaction
+from serve.traces import configuration_fingerprint
 from tasks.suite import Suite
 
 
@@ -85,7 +86,9 @@ def watch_round(engine, suite: Suite, baseline: list[ResultFile], watch: Watch, 
     problems = round_problems(round_, max_error_rate=watch.max_error_rate, max_p95=watch.max_p95)
     key = (url, baseline_path, configuration)
     satisfaction = (round_satisfaction(watch.traces, watch.db_path, key=key, correction=watch.settings.correction,
-                                       alpha=watch.settings.alpha) if watch.traces is not None else None)
+                                       alpha=watch.settings.alpha,
+                                       served=configuration_fingerprint(engine.client.model_info))
+                    if watch.traces is not None else None)
     problems += satisfaction.problems() if satisfaction else []
     round_id = store_round(watch.db_path, round_, endpoint=url, served_model=engine.client.model_id,
                            baseline=baseline_path, configuration=configuration, sample=watch.sample, seed=watch.seed,

@@ -95,3 +95,19 @@ def _exposition(metrics) -> str:
     from prometheus_client import generate_latest
 
     return generate_latest(metrics.registry).decode()
+
+
+def test_a_window_counts_only_the_ratings_of_the_configuration_served(tmp_path):
+    """After a redeploy into the same trace store, a late rating of the old model's answer is not the new one's."""
+    from serve.traces import configuration_fingerprint
+
+    old, new = (configuration_fingerprint({"fingerprint": digit * 64}) for digit in "ab")
+    store = TraceStore(tmp_path / "traces.sqlite")
+    for k, (served, rating) in enumerate([(old, "down")] * 5 + [(new, "up")] * 3 + [(new, "down")]):
+        store.record(Trace(f"cmpl-{k}", "completions", "tiny", served, 0.1, 1, 1, ["stop"], False))
+        store.add_feedback(f"cmpl-{k}", rating)
+    db = tmp_path / "monitor.sqlite"
+    found = round_satisfaction(store.path, db, key=KEY, until=time.time(), served=new)
+    assert (found.window.satisfied, found.window.rated) == (3, 4)
+    everything = round_satisfaction(store.path, db, key=KEY, until=time.time())
+    assert (everything.window.satisfied, everything.window.rated) == (3, 9)
