@@ -14,7 +14,8 @@ from cli.options import task_list
 from harness.errors import DomainbenchError
 from tasks.evaluate import DEFAULT_FEWSHOT_SEED, TaskResult
 
-# The retrieval modes of retrieval/bm25.py, repeated so `--help` imports no FAISS (a test holds them equal).
+# The retrieval modes of retrieval/bm25.py, the default first, repeated so `--help` imports no FAISS
+# (a test holds them equal).
 RETRIEVAL_MODES = ("hybrid", "dense", "lexical")
 
 # `eval`'s exit code when results were written but some examples are missing (their requests failed).
@@ -46,8 +47,8 @@ INCOMPLETE_EXIT = 3
 @click.option("--rag-index", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="An index dir from `domainbench index build`: retrieve passages into every prompt.")
 @click.option("--rag-k", type=int, default=4, show_default=True, help="Passages retrieved per example.")
-@click.option("--retrieval", type=click.Choice(RETRIEVAL_MODES), default="hybrid", show_default=True,
-              help="With --rag-index: hybrid (BM25 + dense, as a run's +rag), dense or lexical rankings.")
+@click.option("--retrieval", type=click.Choice(RETRIEVAL_MODES), default=None,
+              help="With --rag-index: hybrid (BM25 + dense, as a run's +rag; the default), dense or lexical rankings.")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model dir.")
 @click.option("--tokenizer", "tokenizer_spec", default=None,
               help="With an endpoint: a model spec whose tokenizer the server's model uses (chat template, BOS, "
@@ -64,9 +65,11 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
     from engines.registry import EngineOptions, engine_kind
     from run.model_eval import EvalSettings, eval_endpoint, eval_local
 
+    if retrieval is not None and rag_index is None:
+        raise DomainbenchError("--retrieval applies with --rag-index only: it says how passages are ranked")
     settings = EvalSettings(split=split, limit=limit, num_fewshot=num_fewshot, seed=seed, output_dir=output_dir,
                             configuration=_configuration_label(configuration, adapter=adapter, rag_index=rag_index),
-                            rag_index=rag_index, rag_k=rag_k, rag_mode=retrieval)
+                            rag_index=rag_index, rag_k=rag_k, rag_mode=retrieval or RETRIEVAL_MODES[0])
     kind = engine_kind(model_spec)
     if not kind.remote:
         if tokenizer_spec:

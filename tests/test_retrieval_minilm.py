@@ -99,6 +99,16 @@ def test_eval_retrieves_as_a_run_does_hybrid_unless_told(index_dir, tmp_path, fl
 
 def test_eval_offers_the_retrieval_modes_a_run_has():
     from cli.eval import RETRIEVAL_MODES
+    from retrieval.bm25 import DEFAULT_MODE
     from retrieval.bm25 import RETRIEVAL_MODES as RUN_MODES
 
-    assert RETRIEVAL_MODES == RUN_MODES
+    assert RETRIEVAL_MODES == RUN_MODES and RETRIEVAL_MODES[0] == DEFAULT_MODE
+
+
+def test_eval_refuses_a_retrieval_mode_without_an_index(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["eval", "--model", "tiny-random-llama", "--suite", "tiny", "--retrieval", "dense",
+              "--output", str(tmp_path / "run")])
+    assert exited.value.code == 2
+    assert "--retrieval applies with --rag-index only" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
