@@ -31,6 +31,25 @@ PASSAGE_SEPARATOR = "\n\n"
 MIN_PASSAGE_TOKENS = 16
 
 
+def rag_settings_problems(*, retrieval: str, kind: str, encoder: str) -> list[str]:
+    """A run spec's `rag:` settings this room cannot honour, one line each, found without loading a model."""
+    from retrieval.bm25 import RETRIEVAL_MODES
+    from retrieval.embedding import resolve_encoder
+    from retrieval.index import INDEX_KINDS
+
+    problems = []
+    if retrieval not in RETRIEVAL_MODES:
+        problems.append(f"rag.retrieval: {retrieval!r} is not a retrieval mode (expected one of "
+                        f"{', '.join(RETRIEVAL_MODES)})")
+    if kind not in INDEX_KINDS:
+        problems.append(f"rag.kind: {kind!r} is not an index kind (expected one of {', '.join(INDEX_KINDS)})")
+    try:
+        resolve_encoder(encoder)  # finds the encoder's directory without loading the model
+    except DomainbenchError as exc:
+        problems.append(f"rag.encoder: {exc}")
+    return problems
+
+
 class RagAugmenter:
     """Prepend the k chunks retrieved for a query to a prompt, fitting `context_budget_tokens`."""
 

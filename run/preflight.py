@@ -169,51 +169,24 @@ def _load_recipe(spec: RunSpec, strategy: str, profile: str):
 
 
 def _training_data_problems(spec: RunSpec, suite, strategy: str, recipe, names: list[str], corpus) -> list[str]:
-    """What `tuning.data.training_data` will read for this recipe, checked against the suite."""
-    from tuning.data import TRAINABLE_SPLITS
+    """What tuning will read for this recipe, checked by tuning/data.py against the suite."""
+    from tuning.data import data_problems
 
-    recipe_file = spec.recipes.get(strategy) or f"the default {strategy} recipe"
-    who = f"{', '.join(names)}: tuning {strategy}"
-    shares = {source for source, share in recipe.data.mixture.items() if share > 0}
-    problems = []
-    if "cpt" in shares:
-        why = f"{who} trains on the corpus (data.mixture.cpt in {recipe_file})"
-        if suite.corpus is None:
-            problems.append(f"{why}, but {_suite_yaml(suite)} names no corpus")
-        else:
-            splits, unreadable = corpus()
-            problems += unreadable or [f"{why}, but corpus {suite.corpus} has no {split!r} records"
-                                       for split in TRAINABLE_SPLITS if split not in splits]
-    if "sft" in shares:
-        try:
-            tasks = suite.select(recipe.data.tasks or None)
-        except DomainbenchError as exc:
-            return [*problems, f"{recipe_file}: data.tasks: {exc}"]
-        why = f"{who} trains on task examples (data.mixture.sft in {recipe_file})"
-        problems += [f"{why}, but no task of {_suite_yaml(suite)} has a {split} split"
-                     for split in TRAINABLE_SPLITS if not any(split in task.examples for task in tasks)]
-    return problems
+    return data_problems(recipe.data, suite, who=f"{', '.join(names)}: tuning {strategy}",
+                         recipe_file=spec.recipes.get(strategy) or f"the default {strategy} recipe",
+                         corpus_splits=corpus)
 
 
 # ----- retrieval ---------------------------------------------------------------------------------
 
 def _rag_problems(spec: RunSpec, suite, configurations: list[Configuration], corpus) -> list[str]:
-    from retrieval.bm25 import RETRIEVAL_MODES
-    from retrieval.embedding import resolve_encoder
-    from retrieval.index import INDEX_KINDS
+    from retrieval.rag import rag_settings_problems
     from tasks.rag_policy import check_rag_ready
 
     names = [c.name for c in configurations if c.rag]
     if not names:
         return []
-    problems = []
-    if spec.rag.retrieval not in RETRIEVAL_MODES:
-        problems.append(f"rag.retrieval: {spec.rag.retrieval!r} is not a retrieval mode (expected one of "
-                        f"{', '.join(RETRIEVAL_MODES)})")
-    if spec.rag.kind not in INDEX_KINDS:
-        problems.append(f"rag.kind: {spec.rag.kind!r} is not an index kind (expected one of {', '.join(INDEX_KINDS)})")
-    # resolve_encoder finds the encoder's directory without loading the model.
-    problems += [f"rag.encoder: {message}" for message in _failure(resolve_encoder, spec.rag.encoder)]
+    problems = rag_settings_problems(retrieval=spec.rag.retrieval, kind=spec.rag.kind, encoder=spec.rag.encoder)
     if suite.corpus is None:
         problems.append(f"{', '.join(names)}: retrieval needs a knowledge base, but {_suite_yaml(suite)} names no corpus")
     else:

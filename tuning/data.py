@@ -13,6 +13,7 @@ import hashlib
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,36 @@ if TYPE_CHECKING:
     from tuning.augment.synthetic_qa import Generator
 
 TRAINABLE_SPLITS = ("train", "dev")
+
+
+def data_problems(config, suite, *, who: str, recipe_file: str,
+                  corpus_splits: Callable[[], tuple[set, list[str]]]) -> list[str]:
+    """What `training_data` will read for the data block `config` (a recipe's), checked against `suite`
+    before anything trains: one line per problem, each starting with `who` or the recipe file.
+
+    `corpus_splits()` reads the suite's corpus once for every check that asks: its record splits and
+    its problems.
+    """
+    suite_yaml = Path(suite.path) / "suite.yaml"
+    shares = {source for source, share in config.mixture.items() if share > 0}
+    problems = []
+    if "cpt" in shares:
+        why = f"{who} trains on the corpus (data.mixture.cpt in {recipe_file})"
+        if suite.corpus is None:
+            problems.append(f"{why}, but {suite_yaml} names no corpus")
+        else:
+            splits, unreadable = corpus_splits()
+            problems += unreadable or [f"{why}, but corpus {suite.corpus} has no {split!r} records"
+                                       for split in TRAINABLE_SPLITS if split not in splits]
+    if "sft" in shares:
+        try:
+            tasks = suite.select(config.tasks or None)
+        except DomainbenchError as exc:
+            return [*problems, f"{recipe_file}: data.tasks: {exc}"]
+        why = f"{who} trains on task examples (data.mixture.sft in {recipe_file})"
+        problems += [f"{why}, but no task of {suite_yaml} has a {split} split"
+                     for split in TRAINABLE_SPLITS if not any(split in task.examples for task in tasks)]
+    return problems
 
 
 def check_split(split: str, *, what: str) -> None:
