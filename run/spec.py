@@ -18,7 +18,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 from harness.errors import DomainbenchError
 from run.variants import VARIANT_NAME, VARIANTS, validate_variants
 from tasks.datafiles import read_yaml
-from tuning.forms import form_names, form_setting_defaults, get_form, registered_forms
+from tuning.forms import checked_form_settings, form_names, form_setting_defaults, get_form, registered_forms
 
 DEFAULT_CONFIGURATIONS = ("base", "rag", "adapter", "finetuned")
 # The full profile compares these too; on the quick profile they are asked for by name. That
@@ -288,7 +288,7 @@ def load_spec(path: str | Path | None, overrides: dict[str, Any]) -> RunSpec:
     values.update({key: value for key, value in overrides.items() if value is not None})
     source = str(path) if path else "command line"
     rag = _settings(values.pop("rag", None), RagSettings, source, "rag")
-    forms = _form_settings(values.pop("forms", None), source)
+    forms = checked_form_settings(values.pop("forms", None), source)
     _check_fields(values, RunSpec, source)
     spec = RunSpec(**values, rag=rag, forms=forms)
     _validate(spec, source)
@@ -305,22 +305,6 @@ def _settings(value: Any, cls: type, source: str, key: str):
         raise DomainbenchError(f"{source}: {key}: expected a mapping of {', '.join(_field_types(cls))}")
     _check_fields(value, cls, source, prefix=f"{key}.")
     return cls(**value)
-
-
-def _form_settings(value: Any, source: str) -> dict[str, str]:
-    """`forms:` with the defaults every registered form declares filled in; a key no form reads is refused."""
-    settings = form_setting_defaults()
-    if value is None:
-        return settings
-    if not isinstance(value, dict):
-        raise DomainbenchError(f"{source}: forms: expected a mapping of {', '.join(settings)}")
-    for key, chosen in value.items():
-        if key not in settings:
-            raise DomainbenchError(f"{source}: forms.{key}: unknown run spec field "
-                                   f"(known: {', '.join('forms.' + name for name in sorted(settings))})")
-        if not isinstance(chosen, str):
-            raise DomainbenchError(f"{source}: forms.{key}: expected str, got {chosen!r}")
-    return {**settings, **value}
 
 
 def resolve_profile(spec: RunSpec, device: str) -> str:
@@ -394,11 +378,6 @@ def _validate(spec: RunSpec, source: str) -> None:
     unknown = sorted(set(spec.recipes) - set(strategies))
     if unknown:
         raise DomainbenchError(f"{source}: recipes: {unknown[0]}: not a tuning strategy ({', '.join(strategies)})")
-    for form in registered_forms():
-        for name, setting in form.settings.items():
-            value = spec.forms[name]
-            if value not in setting.allowed:
-                raise DomainbenchError(f"{source}: forms.{name}: {value!r} is not one of {', '.join(setting.allowed)}")
     validate_variants(spec, source)
     if not spec.name or spec.name.startswith(".") or any(sep in spec.name for sep in ("/", "\\", "\0")):
         # `..` or `a/b` would put the run's reports outside OUTPUT/, `.` into OUTPUT itself.

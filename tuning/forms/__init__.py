@@ -14,6 +14,7 @@ from tuning.forms.base import (
     FormSource,
     FormUse,
     chain_engine,
+    checked_form_settings,
     form_names,
     form_setting_defaults,
     get_form,
@@ -25,5 +26,5 @@ from tuning.forms.build import build_form, form_fingerprint, form_inputs, form_m
 from tuning.forms.gguf import GGUF_FILE
 
 __all__ = ["GGUF_FILE", "Form", "FormBuild", "FormSetting", "FormSource", "FormUse", "build_form", "chain_engine",
-           "form_fingerprint", "form_inputs", "form_model_path", "form_names", "form_setting_defaults", "get_form",
+           "checked_form_settings", "form_fingerprint", "form_inputs", "form_model_path", "form_names", "form_setting_defaults", "get_form",
            "model_bytes", "register_form", "registered_forms", "unregister_form"]

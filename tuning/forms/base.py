@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.errors import DomainbenchError
+
 ENGINE_KINDS = ("hf", "llama.cpp")
 
 
@@ -134,6 +136,29 @@ def registered_forms() -> list[Form]:
 def form_setting_defaults() -> dict[str, str]:
     """Every registered form's `forms:` settings with their defaults: a run spec's `forms` when it names none."""
     return {name: setting.default for form in registered_forms() for name, setting in form.settings.items()}
+
+
+def checked_form_settings(value, source: str) -> dict[str, str]:
+    """A run spec's `forms:` block (None: absent) with every registered form's defaults filled in;
+    a key no form reads, or a value its form does not allow, is refused naming `source` and the field."""
+    settings = form_setting_defaults()
+    if value is None:
+        return settings
+    if not isinstance(value, dict):
+        raise DomainbenchError(f"{source}: forms: expected a mapping of {', '.join(settings)}")
+    for key, chosen in value.items():
+        if key not in settings:
+            raise DomainbenchError(f"{source}: forms.{key}: unknown run spec field "
+                                   f"(known: {', '.join('forms.' + name for name in sorted(settings))})")
+        if not isinstance(chosen, str):
+            raise DomainbenchError(f"{source}: forms.{key}: expected str, got {chosen!r}")
+    settings.update(value)
+    for form in registered_forms():
+        for name, setting in form.settings.items():
+            if settings[name] not in setting.allowed:
+                raise DomainbenchError(f"{source}: forms.{name}: {settings[name]!r} is not one of "
+                                       f"{', '.join(setting.allowed)}")
+    return settings
 
 
 def form_names() -> tuple[str, ...]:
