@@ -64,6 +64,7 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
     """Evaluate MODEL on SUITE; write one result file per task and print metrics with 95% intervals."""
     from engines.registry import EngineOptions, engine_kind
     from run.model_eval import EvalSettings, eval_endpoint, eval_local
+    from serve.watch import connect_endpoint
 
     if retrieval is not None and rag_index is None:
         raise DomainbenchError("--retrieval applies with --rag-index only: it says how passages are ranked")
@@ -83,10 +84,11 @@ def eval_command(model_spec: str, suite_spec: str, task_names: str | None, split
         raise DomainbenchError("--adapter, --device and --batch-tokens do not apply to an endpoint: "
                                "the server holds the model")
     # Connect before anything else: a server that is down costs one line, not a suite load.
-    engine = kind.open(model_spec, EngineOptions(concurrency=concurrency, timeout=timeout))
+    engine = connect_endpoint(model_spec, tokenizer_spec, trust_remote_code=trust_remote_code,
+                              concurrency=concurrency, timeout=timeout, progress=True)
     try:
         outcome = eval_endpoint(engine, suite_spec, task_list(task_names), settings, model_spec=model_spec,
-                                tokenizer_spec=tokenizer_spec, trust_remote_code=trust_remote_code)
+                                tokenizer_spec=tokenizer_spec)
     finally:
         engine.close()
     _show(outcome)

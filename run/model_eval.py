@@ -88,22 +88,20 @@ def eval_local(model_spec: str, suite_spec: str, task_names: list[str] | None, o
 
 
 def eval_endpoint(engine, suite_spec: str, task_names: list[str] | None, settings: EvalSettings, *,
-                  model_spec: str, tokenizer_spec: str | None = None, trust_remote_code: bool = False) -> EvalOutcome:
+                  model_spec: str, tokenizer_spec: str | None = None) -> EvalOutcome:
     """Evaluate an OpenAI-compatible server: failed requests are recorded, not fatal.
 
     Examples whose log-likelihood requests failed are left out of the metrics and listed; failed
     generations score as wrong answers. A task the endpoint cannot score (no prompt log-probs) is
-    reported and the others still run; the outcome's problems name them.
+    reported and the others still run; the outcome's problems name them. `tokenizer_spec` is recorded
+    beside the results (the engine carries its tokenizer already: serve.watch.connect_endpoint).
     """
     from engines.openai_api import NotScorable
-    from harness.models import load_tokenizer, resolve_model
     from run.configuration import augmenter_for_index
     from run.endpoint_results import with_request_errors
 
     suite = load_suite(suite_spec)
     tasks = suite.select(task_names)
-    if tokenizer_spec:
-        engine.tokenizer = load_tokenizer(resolve_model(tokenizer_spec), trust_remote_code=trust_remote_code)
     if settings.rag_index and engine.tokenizer is None:
         raise DomainbenchError("--rag-index with an endpoint needs --tokenizer (passages are budgeted in tokens)")
     rag = (augmenter_for_index(settings.rag_index, engine, settings.rag_k, mode=settings.rag_mode)

@@ -21,8 +21,10 @@ from serve.traces import configuration_fingerprint
 from tasks.suite import Suite
 
 
-def connect_endpoint(endpoint_spec: str, tokenizer_spec: str | None = None, **options):
-    """The engine on ENDPOINT, connected before any work (a server that is down is one line, exit 2)."""
+def connect_endpoint(endpoint_spec: str, tokenizer_spec: str | None = None, *, trust_remote_code: bool = False,
+                     **options):
+    """The engine on ENDPOINT, connected before any work (a server that is down is one line, exit 2), with
+    the tokenizer of `tokenizer_spec` (a model spec whose tokenizer the served model uses) if given."""
     from engines.registry import EngineOptions, engine_kind
     from harness.models import load_tokenizer, resolve_model
     from run.configuration import configuration_from_spec
@@ -30,9 +32,9 @@ def connect_endpoint(endpoint_spec: str, tokenizer_spec: str | None = None, **op
     if not engine_kind(endpoint_spec).remote:
         raise DomainbenchError(f"ENDPOINT {endpoint_spec}: expected openai+http://HOST:PORT/v1 or openai-chat+http://… "
                                "(optionally #MODEL)")
-    engine = configuration_from_spec(endpoint_spec, EngineOptions(progress=False, **options)).engine
+    engine = configuration_from_spec(endpoint_spec, EngineOptions(**{"progress": False, **options})).engine
     if tokenizer_spec:
-        engine.tokenizer = load_tokenizer(resolve_model(tokenizer_spec))
+        engine.tokenizer = load_tokenizer(resolve_model(tokenizer_spec), trust_remote_code=trust_remote_code)
     return engine
 
 
