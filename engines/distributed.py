@@ -27,6 +27,18 @@ def init_from_launcher() -> None:
         dist.init_process_group(backend=backend)
 
 
+def leave_launcher_group() -> None:
+    """Wait for every rank, then leave the launcher's process group (no-op outside one).
+
+    A rank that exits with the group still open can die at interpreter exit while the backend's
+    threads run ("terminate called without an active exception", SIGABRT), failing the whole launch
+    after its work was done; the barrier also keeps the other ranks until the main one has written.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def rank_and_world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()

@@ -57,7 +57,13 @@ def eval_local(model_spec: str, suite_spec: str, task_names: list[str] | None, o
 
     None in the other processes of a launcher (they have nothing to show).
     """
-    from engines.distributed import init_from_launcher, is_main_process, launched_world_size, local_device
+    from engines.distributed import (
+        init_from_launcher,
+        is_main_process,
+        launched_world_size,
+        leave_launcher_group,
+        local_device,
+    )
     from run.configuration import configuration_from_spec
     from run.preflight import check_device
 
@@ -72,17 +78,18 @@ def eval_local(model_spec: str, suite_spec: str, task_names: list[str] | None, o
     store = ResultStore(settings.output_dir or default_output(suite, Path(model_spec).name or model_spec))
     opened = configuration_from_spec(model_spec, options, rag_index=settings.rag_index, rag_k=settings.rag_k,
                                      rag_mode=settings.rag_mode)
-    results = []
+    results, main = [], is_main_process()
     try:
         for task in tasks:
             result = _evaluate(task, opened.engine, settings, rag=opened.augmenter)
             results.append(result)
-            if is_main_process():
+            if main:
                 _save(store, _record(result, store, suite, settings, model_spec, opened.about["fingerprint"],
                                      adapter=str(options.adapter) if options.adapter else None))
     finally:
         opened.close()
-    if not is_main_process():
+    leave_launcher_group()
+    if not main:
         return None
     return EvalOutcome(results, f"{settings.configuration}: {model_spec} on {suite.name} ({settings.split})")
 

@@ -3,7 +3,7 @@
 import json
 import sys
 
-from engines.distributed import init_from_launcher, is_main_process, rank_and_world
+from engines.distributed import init_from_launcher, is_main_process, leave_launcher_group, rank_and_world
 from engines.hf import HFEngine
 from harness.requests import GenerationRequest, LoglikelihoodRequest, RollingRequest
 from harness.tiny import build_tiny_model, build_tiny_tokenizer
@@ -30,3 +30,4 @@ if __name__ == "__main__":
     if is_main_process():
         with open(sys.argv[1], "w") as handle:
             json.dump(results, handle)
+    leave_launcher_group()
