@@ -5,7 +5,9 @@
 the size and sha256 of every other file in the directory. A rerun hashes its own inputs and
 reuses the directory whose manifest holds the same hash and whose files still match it; anything
 else — a different hash, no manifest, one that does not read, a truncated or altered file — means
-build it again.
+build it again. The code is one of those inputs: `code_versions` names the versions of domainbench
+and of the libraries that compute the artifact, so an upgrade builds it again rather than reusing
+what older code made.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import click
@@ -26,6 +29,20 @@ MANIFEST_FILE = "domainbench_manifest.json"
 def input_hash(inputs: dict) -> str:
     """sha256 of the canonical JSON of everything an artifact is made from."""
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def code_versions(*distributions: str) -> dict[str, str | None]:
+    """domainbench's version and each installed distribution's (None where it is not installed)."""
+    from harness import __version__
+
+    return {"domainbench": __version__, **{name: installed_version(name) for name in distributions}}
+
+
+def installed_version(distribution: str) -> str | None:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
 
 
 def read_manifest(directory: str | Path) -> dict:

@@ -140,12 +140,8 @@ def _wrong(field: str, expected: str, value) -> str:
     return f"{field}: expected {expected}, got {shown}"
 
 
-def software_versions() -> dict[str, str]:
+def software_versions() -> dict[str, str | None]:
     """Versions that can change a number: domainbench, torch, transformers, Python."""
-    import torch
-    import transformers
+    from harness.manifest import code_versions
 
-    from harness import __version__
-
-    return {"domainbench": __version__, "torch": str(torch.__version__), "transformers": transformers.__version__,
-            "python": platform.python_version()}
+    return {**code_versions("torch", "transformers"), "python": platform.python_version()}

@@ -25,6 +25,7 @@ from harness.atomic import staged_dir
 from harness.errors import DomainbenchError
 from harness.manifest import (
     MANIFEST_FILE,
+    code_versions,
     damaged_files,
     file_sha256,
     input_hash,
@@ -91,7 +92,9 @@ def build_index(documents: list[Document], out_dir: str | Path, *, encoder: str 
     # The dtype is an input: bf16 and fp32 vectors differ slightly, and queries must match the index.
     inputs = {"encoder": {"spec": spec, "fingerprint": fingerprint, "dtype": dtype},
               "chunking": chunking.as_dict(), "corpus": {"fingerprint": corpus_fingerprint(documents)},
-              "index": {"kind": kind, "params": params}}
+              "index": {"kind": kind, "params": params},
+              # The code that chunks, embeds and indexes: an upgrade builds the index again.
+              "code": code_versions("faiss-cpu", "sentence-transformers", "torch", "transformers")}
     key = input_hash(inputs)
     existing = reusable(out_dir, key)
     # Same inputs in an older manifest format: `load_index` would refuse it, so build it again.
@@ -117,7 +120,7 @@ def build_index(documents: list[Document], out_dir: str | Path, *, encoder: str 
         "encode_seconds": round(encode_seconds, 3),
         "chunks_per_second": round(len(chunks) / max(encode_seconds, 1e-9), 1),
         "recall_vs_exact": recall,
-        "versions": _versions(),
+        "versions": inputs["code"],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     manifest["build_seconds"] = round(time.perf_counter() - started, 3)
@@ -265,10 +268,3 @@ def _check_budget(chunking: ChunkingSettings, encoder_max_tokens: int, encoder: 
     if chunking.max_tokens > encoder_max_tokens - 16:
         raise DomainbenchError(f"chunk size {chunking.max_tokens}: encoder {encoder} reads at most "
                                f"{encoder_max_tokens} tokens; use at most {encoder_max_tokens - 16}")
-
-
-def _versions() -> dict:
-    import faiss
-    import sentence_transformers
-
-    return {"faiss": faiss.__version__, "sentence_transformers": sentence_transformers.__version__}

@@ -14,8 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 
+from harness.manifest import code_versions
 from run.artifacts import Prepared, chain_key
 from run.spec import Configuration, RunSpec, parse_configuration
 from tasks.registry import task_module
@@ -68,7 +68,7 @@ def input_key(configuration: Configuration, task: TaskSpec, prepared: Prepared, 
         # scoring rule changes results as surely as an edited suite.yaml.
         "task_settings": {name: value for name, value in task.settings().items() if name != "splits"},
         "scoring": task_module(task.type).scoring_settings(task),
-        "code": code_versions(configuration),
+        "code": scoring_code(configuration),
         "limit": prepared.limit, "num_fewshot": spec.num_fewshot, "seed": spec.seed,
         # What the scores were computed with, not what was asked: an fp32 CPU result is not a bf16 GPU one.
         "device": _device_kind(prepared.device), "dtype": prepared.dtype,
@@ -76,22 +76,14 @@ def input_key(configuration: Configuration, task: TaskSpec, prepared: Prepared, 
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def code_versions(configuration: Configuration) -> dict[str, str | None]:
+def scoring_code(configuration: Configuration) -> dict[str, str | None]:
     """domainbench's version and those of the libraries that compute this configuration's scores."""
-    from harness import __version__
     from tuning.forms import get_form
 
     libraries = ["torch", "transformers"]
     libraries += ["peft"] if configuration.adapter else []
     libraries += [library for form in configuration.forms for library in get_form(form).libraries]
-    return {"domainbench": __version__, **{library: _installed_version(library) for library in libraries}}
-
-
-def _installed_version(distribution: str) -> str | None:
-    try:
-        return version(distribution)
-    except PackageNotFoundError:
-        return None
+    return code_versions(*libraries)
 
 
 def _device_kind(device: str) -> str:

@@ -35,8 +35,8 @@ import httpx
 
 from engines.endpoint import Endpoint, auth_headers
 from engines.openai_api import OpenAIEngine
-from harness import __version__
 from harness.atomic import write_atomic
+from harness.manifest import code_versions
 from reports.load_tests import LoadLevel
 from stats.descriptive import percentile
 
@@ -249,7 +249,7 @@ def loadtest_record(engine: OpenAIEngine, suite_name: str, tasks: list[str] | No
         "warmup_requests": warmup_requests,
         "levels": [asdict(level) for level in levels],
         "machine": {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0], "platform": platform.platform()},
-        "versions": {"domainbench": __version__, "httpx": httpx.__version__, "python": platform.python_version()},
+        "versions": {**code_versions("httpx"), "python": platform.python_version()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

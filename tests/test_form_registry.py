@@ -26,6 +26,7 @@ from tuning.forms import (
     unregister_form,
 )
 from tuning.forms.base import ENGINE_KINDS
+from tuning.artifact import TRAINING_CODE
 from tuning.forms.gguf import GGUF_TYPES
 
 
@@ -71,22 +72,28 @@ def test_a_taken_name_or_place_in_the_chain_is_refused():
     assert "int4" not in form_names()
 
 
-# What every builtin form's artifact was keyed by before the registry (tuning/forms.py at c02f2e1):
-# the same inputs must give the same hash, or every cached form is built again.
+# What every builtin form's artifact is keyed by (before the registry, tuning/forms.py at c02f2e1, without
+# the code versions and the pruned form's training code): a refactor must keep the hash, or every cached
+# form is built again. The versions are pinned too, so the hash is this machine's and any other's.
 PINNED_INPUTS = {
-    "merged": ({"adapter": "a" * 64, "settings": {}}, "078d74ca92f2de4441c9a75f3dfaa99c61d7b1c0b921174e6d027150fe544805"),
+    "merged": ({"adapter": "a" * 64, "settings": {}}, "d81218ccece454fc38f2cb11dc6cc82a816348227cde71df2057ac6f5f1a4617"),
     "pruned": ({"settings": {}, "prune": {"method": {"ratio": 0.25}, "seed": 3},
-                "suite": {"name": "tiny", "fingerprint": "s" * 64}},
-               "574baf04e69de08a769f5df814692c8269a226edf2b126faeb98d4cc9a586737"),
-    "int8": ({"settings": {"int8": "dynamic"}}, "2f6740fe55f0bff2febdfb887d850bbbeb7e19d5beb3c24d9768843add14db98"),
-    "nf4": ({"settings": {}}, "7e376e160cce723deb66931792d7edd301f92a22819ad7749adb64985e629746"),
-    "gguf": ({"settings": {"gguf_type": "f16"}, "gguf_source": "/models/smollm2.gguf"},
-             "47b32ba441d00da24334ba3e4167e8545d0a4323abf186b97057fe5dc34705a0"),
+                "suite": {"name": "tiny", "fingerprint": "s" * 64}, "training": None}, "bbede59ba21ad9cc39b03d781035885a4667bf3ceea2cbb7c8b1b930bfcea426"),
+    "int8": ({"settings": {"int8": "dynamic"}}, "6da8947ff6e18e78a6cbb4e4f3bed0814e188252ec42b4b8bd05a973f97136fe"),
+    "nf4": ({"settings": {}}, "53391ce27f20a76875fbb7335f6fe84a6f83f1acfad0c940b1c262f0b6bb46f4"),
+    "gguf": ({"settings": {"gguf_type": "f16"}, "gguf_source": "/models/smollm2.gguf"}, "5ee8fe4e895fec1d4a58e19b9f7cdb669a16698b0eadba2c00a1500dc578c5fa"),
 }
+PINNED_LIBRARIES = {"merged": ["peft"], "pruned": [], "int8": ["torchao"], "nf4": ["bitsandbytes"],
+                    "gguf": ["llama-cpp-python", "gguf"]}
 
 
 @pytest.mark.parametrize("name", PINNED_INPUTS)
-def test_each_builtin_form_keeps_its_cache_key(name):
+def test_each_builtin_form_keeps_its_cache_key(name, monkeypatch):
+    import harness
+    import harness.manifest
+
+    monkeypatch.setattr(harness, "__version__", "0.1.0")
+    monkeypatch.setattr(harness.manifest, "installed_version", lambda distribution: f"{distribution}-1.0")
     merges = get_form(name).merges is not None
     source = FormSource(Path("/tmp/forms-pin"), "p" * 64, adapter=Path("/a") if merges else None,
                         adapter_fingerprint="a" * 64 if merges else None, gguf=Path("/models/smollm2.gguf"))
@@ -94,11 +101,29 @@ def test_each_builtin_form_keeps_its_cache_key(name):
                       recipe={"method": {"ratio": 0.25}, "seed": 3} if get_form(name).recipe else None,
                       suite=SimpleNamespace(name="tiny", fingerprint="s" * 64))
     pinned, key = PINNED_INPUTS[name]
+    code = {"domainbench": "0.1.0", **{library: f"{library}-1.0"
+                                       for library in ["torch", "transformers", *PINNED_LIBRARIES[name]]}}
     expected = {"form": name, "parent": "p" * 64, "adapter": None, "prune": None, "suite": None, "gguf_source": None,
-                **pinned, "schema": 1}
+                **pinned, "schema": 1, "code": code}
     inputs = form_inputs(name, build)
-    assert list(inputs) == ["form", "parent", "adapter", "settings", "prune", "suite", "gguf_source", "schema"]
+    assert list(inputs) == ["form", "parent", "adapter", "settings", "prune", "suite", "gguf_source",
+                            *(["training"] if name == "pruned" else []), "schema", "code"]
     assert inputs == expected and input_hash(inputs) == key
+
+
+def test_a_form_is_made_again_when_the_code_that_makes_it_changes(monkeypatch):
+    import harness.manifest
+
+    build = FormBuild(FormSource(Path("/tmp/forms-pin"), "p" * 64), {"int8": "dynamic"})
+    before = input_hash(form_inputs("int8", build))
+    installed = harness.manifest.installed_version
+    monkeypatch.setattr(harness.manifest, "installed_version",
+                        lambda name: "99.0" if name == "torchao" else installed(name))
+    assert input_hash(form_inputs("int8", build)) != before
+    healing = FormBuild(FormSource(Path("/tmp/forms-pin"), "p" * 64), {},
+                        recipe={"method": {"ratio": 0.25, "heal_steps": 4}, "seed": 3},
+                        suite=SimpleNamespace(name="tiny", fingerprint="s" * 64))
+    assert form_inputs("pruned", healing)["training"] == TRAINING_CODE
 
 
 # ----- a toy form: one definition and one registration --------------------------------------------

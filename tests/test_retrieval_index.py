@@ -72,17 +72,23 @@ def test_unchanged_inputs_reuse_the_index(built, encoder):
     assert result.reused and (built / INDEX_FILE).stat().st_mtime_ns == stamp
 
 
-@pytest.mark.parametrize("change", ["corpus", "chunking", "encoder", "kind"])
-def test_a_changed_input_rebuilds_the_index(built, encoder, change):
+@pytest.mark.parametrize("change", ["corpus", "chunking", "encoder", "kind", "faiss upgrade"])
+def test_a_changed_input_rebuilds_the_index(built, encoder, change, monkeypatch):
+    import harness.manifest
+
     documents, kwargs = sample_documents(), {"encoder": encoder}
+    installed = harness.manifest.installed_version
     if change == "corpus":
         documents.append(Document(doc_id="new.2", text="NAME\n       new - a new page"))
     elif change == "chunking":
         kwargs["chunking"] = ChunkingSettings(max_tokens=64, overlap_tokens=8)
     elif change == "encoder":
         kwargs["encoder"] = fake_encoder(encoder.tokenizer, salt=1)
-    else:
+    elif change == "kind":
         kwargs["kind"] = "hnsw"
+    else:
+        monkeypatch.setattr(harness.manifest, "installed_version",
+                            lambda name: "99.0" if name == "faiss-cpu" else installed(name))
     before = json.loads((built / MANIFEST_FILE).read_text())["input_hash"]
     result = build_index(documents, built, **kwargs)
     assert not result.reused and result.manifest["input_hash"] != before

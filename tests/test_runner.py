@@ -154,6 +154,7 @@ def test_a_result_is_reused_only_under_the_code_and_resolved_settings_it_was_com
     import dataclasses
 
     import harness
+    import harness.manifest as manifest
     import run.evaluations as evaluations
     from run.artifacts import Artifact, Prepared
     from tasks.registry import task_module
@@ -163,13 +164,14 @@ def test_a_result_is_reused_only_under_the_code_and_resolved_settings_it_was_com
     spec = load_spec(None, {})
     prepared = Prepared(weights={"base": Artifact("base", tmp_path, "f" * 64)},
                         adapters={"lora": Artifact("lora", tmp_path, "d" * 64)},
-                        forms={"base+gguf": Artifact("base+gguf", tmp_path, "e" * 64)}, index=None, limit=16,
+                        forms={"base+gguf": Artifact("base+gguf", tmp_path, "e" * 64),
+                               "base+int8": Artifact("base+int8", tmp_path, "c" * 64)}, index=None, limit=16,
                         rag_context_tokens=448, device="cpu", dtype="float32")
 
     def key(configuration="base", task=task):
         return evaluations.input_key(parse_configuration(configuration), task, prepared, spec)
 
-    before, before_adapter, before_gguf = key(), key("adapter"), key("base+gguf")
+    before, before_adapter, before_gguf, before_int8 = key(), key("adapter"), key("base+gguf"), key("base+int8")
     # A default from the code (the suite.yaml entry, hence the task fingerprint, is unchanged).
     assert key(task=dataclasses.replace(task, template=task.template + " ")) != before
     assert key(task=dataclasses.replace(task, generation={**(task.generation or {}), "stop": ["\n\n"]})) != before
@@ -180,14 +182,15 @@ def test_a_result_is_reused_only_under_the_code_and_resolved_settings_it_was_com
     monkeypatch.setattr(harness, "__version__", "9.9.9")
     assert key() != before
     monkeypatch.undo()
-    installed = evaluations._installed_version
+    installed = manifest.installed_version
     for library, configuration, previous in (("torch", "base", before), ("transformers", "base", before),
                                              ("peft", "adapter", before_adapter),
-                                             ("llama-cpp-python", "base+gguf", before_gguf)):
-        monkeypatch.setattr(evaluations, "_installed_version", lambda name, library=library: (
+                                             ("llama-cpp-python", "base+gguf", before_gguf),
+                                             ("torchao", "base+int8", before_int8)):
+        monkeypatch.setattr(manifest, "installed_version", lambda name, library=library: (
             "99.0" if name == library else installed(name)))
         assert key(configuration) != previous, library
-    assert key("base") == before  # neither PEFT nor llama.cpp computes the plain model's scores
+    assert key("base") == before  # neither PEFT, llama.cpp nor torchao computes the plain model's scores
 
 
 def test_default_configurations_follow_the_profile():

@@ -48,6 +48,7 @@ def test_lora_adapter_loads_with_plain_peft_and_changes_outputs(tiny_model_dir, 
     artifact = tune_adapter(str(tiny_model_dir), suite, _recipe("lora"), output=tmp_path / "lora")
     manifest = read_manifest(artifact)
     assert (artifact / "adapter_config.json").is_file() and manifest["kind"] == "peft_adapter"
+    assert manifest["inputs"]["code"]["peft"] is not None  # a PEFT upgrade trains the adapter again
     assert 0 < manifest["cost"]["trainable_parameters"] < manifest["cost"]["total_parameters"]
     assert manifest["quality"]["dev_loss_after"] < manifest["quality"]["dev_loss_before"]
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -120,6 +121,26 @@ def test_full_artifact_loads_with_load_model_and_is_reused_when_unchanged(tiny_m
     stamp = (artifact / MANIFEST_FILE).stat().st_mtime_ns
     assert tune_full(str(tiny_model_dir), suite, recipe, output=tmp_path / "full") == artifact
     assert (artifact / MANIFEST_FILE).stat().st_mtime_ns == stamp
+
+
+def test_a_tuned_artifact_is_trained_again_when_the_code_that_trains_it_changes(tiny_model_dir, suite, tmp_path,
+                                                                              monkeypatch):
+    import harness.manifest
+    import tuning.artifact
+    from tuning.full import tune_full
+
+    recipe, output = _recipe("full"), tmp_path / "full"
+    first = read_manifest(tune_full(str(tiny_model_dir), suite, recipe, output=output))
+    assert first["inputs"]["code"]["training"] == tuning.artifact.TRAINING_CODE
+    monkeypatch.setattr(tuning.artifact, "TRAINING_CODE", tuning.artifact.TRAINING_CODE + 1)  # a fix to the loop
+    retrained = read_manifest(tune_full(str(tiny_model_dir), suite, recipe, output=output))
+    assert retrained["input_hash"] != first["input_hash"] and retrained["created"] >= first["created"]
+    installed = harness.manifest.installed_version
+    monkeypatch.setattr(harness.manifest, "installed_version",
+                        lambda name: "99.0" if name == "transformers" else installed(name))
+    upgraded = read_manifest(tune_full(str(tiny_model_dir), suite, recipe, output=output))
+    assert upgraded["input_hash"] not in (first["input_hash"], retrained["input_hash"])
+    assert upgraded["inputs"]["code"]["transformers"] == "99.0"
 
 
 def test_distilled_student_has_half_the_layers_and_trains(tmp_path, suite):

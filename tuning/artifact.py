@@ -13,14 +13,19 @@ import json
 import math
 import shutil
 import time
-from importlib import metadata
 from pathlib import Path
 
 from harness.atomic import staged_dir
-from harness.manifest import write_manifest
+from harness.manifest import code_versions, write_manifest
 from harness.models import cache_dir
 
 SCHEMA_VERSION = 1
+
+# Part of every tuned artifact's cache key. Bump it with a change in tuning/ that changes what a
+# recipe trains — the loop, the loss, the data a recipe reads, batching, freezing, a strategy's set-up —
+# so artifacts the old code trained are trained again instead of reused. A change that trains the
+# same weights (a refactor, a message) leaves it.
+TRAINING_CODE = 1
 
 
 def artifact_path(strategy: str, key: str, output: Path | None = None) -> Path:
@@ -82,6 +87,11 @@ def canonical_adapter_config(directory: Path) -> None:
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def training_code(*libraries: str) -> dict[str, str | int | None]:
+    """What trains an artifact: domainbench's training code and the libraries it runs on (its cache key holds it)."""
+    return {**code_versions("torch", "transformers", *libraries), "training": TRAINING_CODE}
+
+
 def augmentation_inputs(augment, generator=None) -> dict:
     """What an augmented recipe adds to an artifact's inputs: its augmentation key, with the synthetic-qa
     generator's fingerprint; {} for a plain recipe, whose hash stays what it was before augmentation."""
@@ -114,7 +124,7 @@ def manifest_for(*, strategy: str, kind: str, key: str, inputs: dict, recipe: di
                     "dev_loss_after": state.best_dev_loss if state.dev_losses else None,
                     "dev_losses": state.dev_losses, "steps": state.step, "stopped_early": state.stopped_early,
                     "train_loss_curve": state.losses},
-        "versions": _versions(),
+        "versions": code_versions("torch", "transformers", "peft", "accelerate"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **(extra or {}),
     }
@@ -168,13 +178,3 @@ def training_cost(result, model) -> dict:
 
 def directory_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
-
-
-def _versions() -> dict:
-    versions = {}
-    for package in ("domainbench", "torch", "transformers", "peft", "accelerate"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions

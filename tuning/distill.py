@@ -25,6 +25,7 @@ from tuning.artifact import (
     directory_bytes,
     manifest_for,
     publish_model,
+    training_code,
     work_path,
 )
 from tuning.augment.synthetic_qa import Generator
@@ -60,7 +61,8 @@ def tune_distill(model_spec: str, suite, recipe: Recipe, *, output: Path | None 
     inputs = {"strategy": "distill", "base_model": {"spec": model_spec},
               "teacher": {"spec": method["teacher"], "fingerprint": teacher.fingerprint}, "student": student_spec,
               "suite": {"name": suite.name, "fingerprint": suite.fingerprint}, "data": data.summary,
-              "recipe": recipe.as_dict(), **augmentation_inputs(recipe.augment, generator)}
+              "recipe": recipe.as_dict(), **augmentation_inputs(recipe.augment, generator),
+              "code": training_code()}
     key = input_hash(inputs)
     artifact = artifact_path("distill", key, output)
     if reusable(artifact, key):

@@ -17,6 +17,7 @@ from tuning.artifact import (
     augmentation_inputs,
     manifest_for,
     publish_model,
+    training_code,
     work_path,
 )
 from tuning.augment.synthetic_qa import Generator
@@ -36,7 +37,8 @@ def tune_full(model_spec: str, suite, recipe: Recipe, *, output: Path | None = N
                          generator=generator)
     inputs = {"strategy": "full", "base_model": {"spec": model_spec, "fingerprint": loaded.fingerprint},
               "suite": {"name": suite.name, "fingerprint": suite.fingerprint}, "data": data.summary,
-              "recipe": recipe.as_dict(), **augmentation_inputs(recipe.augment, generator)}
+              "recipe": recipe.as_dict(), **augmentation_inputs(recipe.augment, generator),
+              "code": training_code()}
     key = input_hash(inputs)
     artifact = artifact_path("full", key, output)
     if reusable(artifact, key):

@@ -20,6 +20,7 @@ from tuning.artifact import (
     augmentation_inputs,
     manifest_for,
     publish_model,
+    training_code,
     work_path,
 )
 from tuning.augment.synthetic_qa import Generator
@@ -90,7 +91,8 @@ def tune_adapter(model_spec: str, suite, recipe: Recipe, *, output: Path | None 
                          generator=generator)
     inputs = {"strategy": recipe.strategy, "base_model": {"spec": model_spec, "fingerprint": loaded.fingerprint},
               "suite": {"name": suite.name, "fingerprint": suite.fingerprint}, "data": data.summary,
-              "recipe": recipe.as_dict(), **augmentation_inputs(recipe.augment, generator)}
+              "recipe": recipe.as_dict(), **augmentation_inputs(recipe.augment, generator),
+              "code": training_code("peft")}
     key = input_hash(inputs)
     artifact = artifact_path(recipe.strategy, key, output)
     if reusable(artifact, key):

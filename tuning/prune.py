@@ -18,7 +18,6 @@ import copy
 import dataclasses
 import shutil
 import time
-from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -27,9 +26,9 @@ import yaml
 from engines.tokens import prefix_token_id
 from harness.atomic import staged_dir
 from harness.errors import DomainbenchError
-from harness.manifest import input_hash, reusable, write_manifest
+from harness.manifest import code_versions, input_hash, reusable, write_manifest
 from harness.models import first_line, load_model
-from tuning.artifact import SCHEMA_VERSION, work_path
+from tuning.artifact import SCHEMA_VERSION, training_code, work_path
 from tuning.batches import collate
 from tuning.data import (
     corpus_texts,
@@ -127,7 +126,7 @@ def prune_model(model_dir: Path, out_dir: Path, recipe: dict, *, calibration_tex
         raise DomainbenchError("method.heal_steps: healing trains on a suite's train split; none was given")
     loaded = load_model(str(model_dir), device=device, dtype="float32")
     calibration = calibration_examples(calibration_texts, loaded.tokenizer, method["calibration_seq_len"])
-    inputs = {"form": "pruned", "model": {"fingerprint": loaded.fingerprint}, "recipe": recipe,
+    inputs = {"form": "pruned", "model": {"fingerprint": loaded.fingerprint}, "recipe": recipe, "code": training_code(),
               "calibration": {"texts": len(calibration), "tokens": sum(len(e["input_ids"]) for e in calibration),
                               "fingerprint": examples_fingerprint(calibration)}}
     healing = _healing_plan(recipe, loaded.tokenizer, suite) if method["heal_steps"] else None
@@ -157,7 +156,7 @@ def prune_model(model_dir: Path, out_dir: Path, recipe: dict, *, calibration_tex
                  "parameters_before": parameters_before, "parameters_after": _parameters(model),
                  "weight_bytes_before": weight_bytes(model_dir)},
         "heal": heal_record,
-        "versions": {package: metadata.version(package) for package in ("torch", "transformers")},
+        "versions": code_versions("torch", "transformers"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "load": "harness.models.load_model(dir) or AutoModelForCausalLM.from_pretrained(dir)",
     }

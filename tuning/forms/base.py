@@ -86,7 +86,8 @@ class Form:
     gpu_only: why only a CUDA GPU runs it, or None (any device).
     vllm_servable: whether the artifact is a plain Hugging Face dir vLLM serves as evaluated.
     engine: which engine runs the artifact: `hf` (a model dir) or `llama.cpp` (a GGUF file).
-    libraries: distributions computing its scores, whose versions enter a result's input key.
+    libraries: distributions that make or run it; their versions enter its cache key and the input key of
+        every result computed with it (a torchao upgrade builds the int8 form again and re-scores it).
     """
 
     name: str

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from harness.atomic import staged_dir
-from harness.manifest import input_hash, read_manifest, reusable, write_manifest
+from harness.manifest import code_versions, input_hash, read_manifest, reusable, write_manifest
 from harness.models import cache_dir, model_fingerprint
 from tuning.forms.base import FormBuild, FormSource, get_form
 from tuning.forms.gguf import GGUF_FILE
@@ -53,7 +53,9 @@ def form_inputs(form: str, build: FormBuild) -> dict:
             # apply): dropping them would change the hash of every cached artifact.
             "prune": None, "suite": None, "gguf_source": None,
             **declared.inputs(build),
-            "schema": SCHEMA_VERSION}
+            "schema": SCHEMA_VERSION,
+            # The code that makes it: a torchao or gguf upgrade makes the form again.
+            "code": code_versions("torch", "transformers", *declared.libraries)}
 
 
 def form_model_path(artifact: Path) -> Path:

@@ -60,4 +60,4 @@ GGUF = register_form(Form(name="gguf", order=50, make=make_gguf, settings={"gguf
                           inputs=gguf_inputs, excludes=("int8", "nf4"),
                           excludes_why="gguf carries its own quantization (settings forms.gguf_type); "
                                        "it does not stack on int8 or nf4",
-                          requirements=gguf_requirements, engine="llama.cpp", libraries=("llama-cpp-python",)))
+                          requirements=gguf_requirements, engine="llama.cpp", libraries=("llama-cpp-python", "gguf")))

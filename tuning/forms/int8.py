@@ -23,4 +23,4 @@ def int8_requirements(use: FormUse) -> list[str]:
 
 INT8 = register_form(Form(name="int8", order=30, make=make_int8, settings={"int8": FormSetting("weight-only", tuple(INT8_CONFIGS))},
                           excludes=("nf4",), excludes_why="int8 and nf4 are two quantizations; name one",
-                          requirements=int8_requirements))
+                          requirements=int8_requirements, libraries=("torchao",)))

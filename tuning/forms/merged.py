@@ -28,4 +28,5 @@ def make_merged(build: FormBuild, directory: Path) -> dict:
     return {"merged_adapter": str(source.adapter)}
 
 
-MERGED = register_form(Form(name="merged", order=10, make=make_merged, merges="lora", vllm_servable=True))
+MERGED = register_form(Form(name="merged", order=10, make=make_merged, merges="lora", vllm_servable=True,
+                           libraries=("peft",)))

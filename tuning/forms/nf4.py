@@ -20,4 +20,4 @@ def nf4_requirements(use: FormUse) -> list[str]:
 
 
 NF4 = register_form(Form(name="nf4", order=40, make=make_nf4, requirements=nf4_requirements,
-                         gpu_only="bitsandbytes 4-bit kernels"))
+                         gpu_only="bitsandbytes 4-bit kernels", libraries=("bitsandbytes",)))

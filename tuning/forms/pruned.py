@@ -21,7 +21,12 @@ def make_pruned(build: FormBuild, directory: Path) -> dict:
 
 
 def pruned_inputs(build: FormBuild) -> dict:
-    return {"prune": build.recipe, "suite": {"name": build.suite.name, "fingerprint": build.suite.fingerprint}}
+    from tuning.artifact import TRAINING_CODE
+
+    heals = build.recipe.get("method", {}).get("heal_steps")
+    # Healing trains the pruned model with the tuning loop: its code is part of what the form is made from.
+    return {"prune": build.recipe, "suite": {"name": build.suite.name, "fingerprint": build.suite.fingerprint},
+            "training": TRAINING_CODE if heals else None}
 
 
 def load_pruned_recipe(path: Path | None, profile: str) -> dict:
