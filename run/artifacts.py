@@ -87,11 +87,7 @@ def _distill_teacher(spec: RunSpec, suite, weights: dict[str, Artifact], *, prof
 
     Trained here (with the run's `full` recipe) when the run does not evaluate `finetuned` itself.
     """
-    from tuning.recipe import load_recipe
-
-    recipe = spec.recipes.get("distill")
-    method = load_recipe("distill", config=Path(recipe) if recipe else None, profile=profile).method
-    if method["teacher"] != "finetuned":
+    if spec.recipe("distill", profile).method["teacher"] != "finetuned":
         return None
     return weights.get("finetuned") or _tuned("full", spec, suite, profile=profile, run_dir=run_dir)
 
@@ -155,7 +151,7 @@ def prepare_forms(spec: RunSpec, suite, configurations: list[Configuration], wei
                                     adapter_fingerprint=merged.fingerprint if merged else None,
                                     gguf=gguf_origin(spec.model) if parent.name == "base" else None)
                 path, manifest = build_form(name, source, settings=dict(spec.forms), suite=suite,
-                                            recipe=_form_recipe(spec, form, profile))
+                                            recipe=spec.form_recipe(form, profile))
                 _link(run_dir, key, path)
                 forms[key] = Artifact(key, path, form_fingerprint(path), {**manifest["cost"], "form": name},
                                       built_from=[parent, *([merged] if merged else [])])
@@ -167,14 +163,6 @@ def chain_key(configuration: Configuration, depth: int) -> str:
     """The model key of `configuration`'s chain up to its `depth`-th form."""
     parts = configuration.model_key.split("+")  # the forms are its last parts, in order
     return "+".join(parts[:len(parts) - (len(configuration.forms) - depth)])
-
-
-def _form_recipe(spec: RunSpec, form, profile: str) -> dict | None:
-    """The form's recipe (pruned: recipes.prune, or the defaults) for this profile; None for a form without one."""
-    if form.recipe is None:
-        return None
-    path = spec.recipes.get(form.recipe)
-    return form.load_recipe(Path(path) if path else None, profile)
 
 
 def _tuned(strategy: str, spec: RunSpec, suite, *, profile: str, run_dir: Path,

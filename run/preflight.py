@@ -99,14 +99,14 @@ def _tuning_problems(spec: RunSpec, suite, configurations: list[Configuration], 
     recipes, problems = {}, []
     for strategy in strategies:
         try:
-            recipes[strategy] = _load_recipe(spec, strategy, profile)
+            recipes[strategy] = spec.recipe(strategy, profile)
         except DomainbenchError as exc:
             problems.append(str(exc))
     if "distill" in users and _teacher_is_finetuned(recipes.get("distill")):
         # The teacher is the run's `finetuned` weights: the full strategy trains (and reads data) for it too.
         users.setdefault("full", []).extend(users["distill"])
         if "full" not in strategies:
-            recipes["full"] = _load_recipe(spec, "full", profile)  # the defaults: no user file to fail
+            recipes["full"] = spec.recipe("full", profile)  # the defaults: no user file to fail
     for strategy, names in users.items():
         if strategy in recipes:
             problems += _training_data_problems(spec, suite, strategy, recipes[strategy], names, corpus)
@@ -161,13 +161,6 @@ def check_generator(model: str) -> None:
     resolve_model(model)
 
 
-def _load_recipe(spec: RunSpec, strategy: str, profile: str):
-    from tuning.recipe import load_recipe
-
-    path = spec.recipes.get(strategy)
-    return load_recipe(strategy, config=Path(path) if path else None, profile=profile)
-
-
 def _training_data_problems(spec: RunSpec, suite, strategy: str, recipe, names: list[str], corpus) -> list[str]:
     """What tuning will read for this recipe, checked by tuning/data.py against the suite."""
     from tuning.data import data_problems
@@ -207,9 +200,7 @@ def _form_problems(spec: RunSpec, configurations: list[Configuration], profile: 
         use = FormUse(tuple(c for c in configurations if form.name in c.forms), spec.model)
         if not use.configurations:
             continue
-        if form.recipe:
-            recipe = spec.recipes.get(form.recipe)
-            problems += _failure(form.load_recipe, Path(recipe) if recipe else None, profile)
+        problems += _failure(spec.form_recipe, form, profile)
         if form.gpu_only and not device.startswith("cuda"):
             # Its libraries are beside the point on a machine that cannot run it at all.
             problems.append(f"{use.names}: {form.name} needs a CUDA GPU ({form.gpu_only}); "

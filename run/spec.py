@@ -267,6 +267,13 @@ class RunSpec:
         return load_recipe(strategy, config=Path(path) if path else None, profile=profile, overrides=overrides,
                            overrides_from=where)
 
+    def form_recipe(self, form, profile: str) -> dict | None:
+        """`form`'s recipe for this run (`recipes.prune` for pruned, or the defaults); None for a form without one."""
+        if form.recipe is None:
+            return None
+        path = self.recipes.get(form.recipe)
+        return form.load_recipe(Path(path) if path else None, profile)
+
     def trained(self, configuration: Configuration) -> list[tuple[str, str | None]]:
         """(strategy, variant) of each artifact `configuration` trains: its weights' and its adapter's."""
         found = []
