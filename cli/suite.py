@@ -81,12 +81,16 @@ def validate_suite(path: str) -> None:
 @click.argument("traces", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--suite", "suite_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="The suite directory to grow (not a builtin suite: copy it first).")
-@click.option("--task", "task_name", required=True, help="The QA task whose test split takes the new examples.")
+@click.option("--task", "task_name", required=True, help="The task whose test split takes the new examples (QA, NER, classification or "
+                   "summarization).")
 def add_from_feedback(traces: Path, suite_dir: Path, task_name: str) -> None:
-    """Turn answers rated "down" with a correction in TRACES (`serve --traces`) into test examples of a QA task.
+    """Turn answers rated "down" with a correction in TRACES (`serve --traces`) into test examples of a task.
 
-    Each carries its provenance (trace id, date); questions the suite already holds, or that its
-    leakage rules refuse, are skipped; suite.yaml's version goes up, so its fingerprint changes.
+    The user's input (a question, text or document) with the correction as its gold: an answer, a
+    summary, a label (its name or verbaliser), `TYPE: span` lines. Each carries its provenance
+    (trace id, date); inputs the suite already holds, corrections the task type cannot take as gold
+    and examples its leakage rules refuse are skipped; suite.yaml's version goes up, so its
+    fingerprint changes.
     """
     from serve.traces import corrected_answers
     from tasks.feedback import add_from_feedback as grow_suite
@@ -96,7 +100,7 @@ def add_from_feedback(traces: Path, suite_dir: Path, task_name: str) -> None:
     for trace_id, reason in outcome.skipped:
         click.echo(f"skipped {trace_id}: {reason}", err=True)
     if without_text:
-        click.echo(f"skipped {without_text} corrected answer(s) whose question the store does not hold "
+        click.echo(f"skipped {without_text} corrected answer(s) whose prompt the store does not hold "
                    "(served without --trace-text, or several prompts in one request)", err=True)
     if not outcome.added:
         click.echo(f"no new examples for {task_name}; suite unchanged")

@@ -26,6 +26,7 @@ METRICS = {"accuracy": SHARE, "accuracy_norm": SHARE, "macro_f1": SHARE}
 HEADLINE_METRICS = ("accuracy",)
 DEFAULT_RAG = "exclude-source"  # the label comes with the source page (its section)
 QUOTABLE_REFERENCE = None
+FEEDBACK_INPUT = "text"
 
 # Rows: correct, correct_norm, then tp, fp, fn of each label in turn (macro F1 from summed counts).
 _CORRECT, _CORRECT_NORM, _FIRST_COUNT = range(3)
@@ -110,3 +111,12 @@ def scoring_settings(task: TaskSpec) -> dict:
     return {"scoring": "log-likelihood of each label's verbaliser", "labels": dict(task.labels),
             "accuracy_norm": "log-likelihood per character of the verbaliser",
             "macro_f1": "over labels present in gold or predictions"}
+
+
+def example_from_correction(task: TaskSpec, text: str, correction: str) -> dict:
+    """The label a correction names, by its name or its verbaliser (`3` or `library function`), case aside."""
+    wanted = correction.strip().lower()
+    for label, verbaliser in task.labels.items():
+        if wanted in (str(label).lower(), verbaliser.strip().lower()):
+            return {"text": text, "label": label}
+    raise ValueError(f"{correction.strip()!r} is not one of the task's labels ({', '.join(task.labels)})")

@@ -3,13 +3,17 @@
     answers, _ = serve.traces.corrected_answers(Path("traces.sqlite"))
     outcome = add_from_feedback("suites/ops", "errno-qa", answers)
 
-Each corrected answer becomes one example of a QA task's test split: the user's question (taken out
-of the task's prompt template when the client sent the prompt in that form), the correction as its
-answer, and where it came from under `feedback` (trace id, the date it was rated, the answer that was
-rated down, the served configuration's fingerprint). A question the task already holds in any split
-(or that an earlier correction added) is skipped, and so is one the suite's leakage rules
-(tasks.leakage) refuse; the rest are appended to the task's test file and suite.yaml's version goes
-up, so the suite's fingerprint changes and the next `compare` is gated on them.
+Each corrected answer becomes one example of a task's test split: the user's input — the question
+of a QA task, the text of a classification or NER task, the document of a summarization task (its
+type's FEEDBACK_INPUT), taken out of the task's prompt template when the client sent the prompt in
+that form — with the correction as its gold, in the type's own terms (`example_from_correction`: a
+QA answer, a summary, a label named by its key or verbaliser, `TYPE: span` lines found in the text),
+and where it came from under `feedback` (trace id, the date it was rated, the answer that was rated
+down, the served configuration's fingerprint). An input the task already holds in any split (or
+that an earlier correction added) is skipped, and so is a correction the type cannot take as gold
+or one the suite's leakage rules (tasks.leakage) refuse; the rest are appended to the task's test
+file and suite.yaml's version goes up, so the suite's fingerprint changes and the next `compare`
+is gated on them.
 
 This room does not read the trace store (serve/ owns it): callers pass the answers in.
 """
@@ -28,10 +32,10 @@ from harness.errors import DomainbenchError
 from retrieval.matching import normalized
 from tasks.leakage import new_example_leaks
 from tasks.prompts import template_fields
+from tasks.registry import TASK_TYPES, task_module
 from tasks.suite import load_suite
 from tasks.suite_files import SUITES_DIR, suite_file
 
-FEEDBACK_TASK_TYPES = ("qa",)
 _VERSION_LINE = re.compile(r"^version:[ \t]*(\d+)[ \t]*$", re.MULTILINE)
 
 
@@ -60,10 +64,10 @@ class FeedbackOutcome:
     test_file: Path = field(default_factory=Path)
 
 
-def question_from_prompt(template: str, prompt: str) -> str:
-    """The `{question}` a prompt was made from with `template` (the last one, after any few-shot exemplars);
+def input_from_prompt(template: str, field: str, prompt: str) -> str:
+    """The `{field}` a prompt was made from with `template` (the last one, after any few-shot exemplars);
     the prompt itself when it is not in the template's form."""
-    if template_fields(template) != {"question"}:
+    if template_fields(template) != {field}:
         return prompt.strip()
     parts = list(string.Formatter().parse(template))
     prefix = parts[0][0]
@@ -75,15 +79,14 @@ def question_from_prompt(template: str, prompt: str) -> str:
     return text[start:len(text) - len(suffix)].strip()
 
 
-def feedback_example(answer: CorrectedAnswer, question: str) -> dict:
-    """One test example from a corrected answer, with its provenance."""
+def feedback_example(answer: CorrectedAnswer, fields: dict) -> dict:
+    """One test example from a corrected answer (`fields`: its input and gold), with its provenance."""
     rated = datetime.fromtimestamp(answer.rated_at, tz=timezone.utc).date().isoformat()
     provenance = {"trace_id": answer.trace_id, "rated": rated, "rated_answer": answer.answer,
                   "configuration_fingerprint": answer.configuration_fingerprint}
     if answer.comment:
         provenance["comment"] = answer.comment
-    return {"id": f"feedback-{answer.trace_id}", "question": question, "answers": [answer.correction.strip()],
-            "feedback": provenance}
+    return {"id": f"feedback-{answer.trace_id}", **fields, "feedback": provenance}
 
 
 def add_from_feedback(suite_path: str | Path, task_name: str, answers: list[CorrectedAnswer]) -> FeedbackOutcome:
@@ -92,24 +95,33 @@ def add_from_feedback(suite_path: str | Path, task_name: str, answers: list[Corr
     if suite.path.resolve().is_relative_to(SUITES_DIR.resolve()):
         raise DomainbenchError(f"suite {suite.name} is builtin: copy its directory and add examples to the copy")
     (task,) = suite.select([task_name])
-    if task.type not in FEEDBACK_TASK_TYPES:
-        raise DomainbenchError(f"{task.name}: a {task.type} task; corrections become examples of a "
-                               f"{' or '.join(FEEDBACK_TASK_TYPES)} task (question → corrected answer)")
+    module = task_module(task.type)
+    field = module.FEEDBACK_INPUT
+    if field is None:
+        takers = ", ".join(name for name in TASK_TYPES if task_module(name).FEEDBACK_INPUT)
+        raise DomainbenchError(f"{task.name}: a {task.type} task; a user's input and correction make an example "
+                               f"of a {takers} task, not of this type")
     test_file = task.data["test"]
     if not test_file.name.endswith(".jsonl"):
         raise DomainbenchError(f"{task.name}: its test file {test_file.name} is not plain JSONL; the examples "
                                "carry their provenance as nested fields, which only JSONL holds")
-    seen = {normalized(example["question"]) for examples in task.examples.values() for example in examples}
+    seen = {normalized(example[field]) for examples in task.examples.values() for example in examples}
     candidates, skipped = [], []
     for answer in answers:
-        question = question_from_prompt(task.template, answer.prompt)
-        if not question or not answer.correction.strip():
-            skipped.append((answer.trace_id, "no question in the prompt" if not question else "an empty correction"))
-        elif normalized(question) in seen:
-            skipped.append((answer.trace_id, "the question is already in the suite"))
-        else:
-            seen.add(normalized(question))
-            candidates.append(feedback_example(answer, question))
+        text = input_from_prompt(task.template, field, answer.prompt)
+        if not text or not answer.correction.strip():
+            skipped.append((answer.trace_id, f"no {field} in the prompt" if not text else "an empty correction"))
+            continue
+        if normalized(text) in seen:
+            skipped.append((answer.trace_id, f"the {field} is already in the suite"))
+            continue
+        try:
+            fields = module.example_from_correction(task, text, answer.correction.strip())
+        except ValueError as why:
+            skipped.append((answer.trace_id, f"the correction: {why}"))
+            continue
+        seen.add(normalized(text))
+        candidates.append(feedback_example(answer, fields))
     leaks = {leak.example_id: leak.reason for leak in new_example_leaks(suite_file(suite_path), task.name, candidates)}
     skipped += [(example["feedback"]["trace_id"], f"leaks: {leaks[example['id']]}")
                 for example in candidates if example["id"] in leaks]

@@ -19,7 +19,7 @@ from harness.requests import LoglikelihoodRequest
 from stats.statistic import Statistic, mean_of
 from tasks.records import ExampleRecord
 from tasks.spec import TaskSpec
-from tasks.task_type import SHARE, bootstrap_aggregate, template_training_pair
+from tasks.task_type import SHARE, bootstrap_aggregate, takes_no_corrections, template_training_pair
 
 REQUIRED_FIELDS = ("text", "choices", "answer")
 DEFAULT_TEMPLATE = "{text}"
@@ -29,6 +29,7 @@ METRICS = {"accuracy": SHARE, "accuracy_norm": SHARE}
 HEADLINE_METRICS = ("accuracy",)
 DEFAULT_RAG = "exclude-source"  # the answer comes with the source document
 QUOTABLE_REFERENCE = None
+FEEDBACK_INPUT = None
 
 _CORRECT, _CORRECT_NORM = range(2)
 
@@ -109,3 +110,6 @@ def rescore_record(task: TaskSpec, record: ExampleRecord) -> ExampleRecord:
 def scoring_settings(task: TaskSpec) -> dict:
     return {"scoring": "log-likelihood of each choice followed by the example's suffix",
             "accuracy_norm": "log-likelihood per character of choice + suffix"}
+
+
+example_from_correction = takes_no_corrections  # a user's text alone is not an example of this type

@@ -31,7 +31,9 @@ METRICS = {"precision": SHARE, "recall": SHARE, "f1": SHARE, "f1_per_type": SHAR
 HEADLINE_METRICS = ("f1",)
 DEFAULT_RAG = "exclude-source"  # the entities come with the source page
 QUOTABLE_REFERENCE = None
+FEEDBACK_INPUT = "text"
 NO_ENTITIES = "none"
+
 
 # "TYPE: span", tolerating list bullets ("- ", "* ", "1. ") and "=" or "-" for the colon.
 _ENTITY_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])?\s*([A-Za-z][\w .-]*?)\s*(?::|=|\s-\s)\s*(.*?)\s*$")
@@ -193,3 +195,16 @@ def scoring_settings(task: TaskSpec) -> dict:
 
 def _in_order(entities: list[dict]) -> list[dict]:
     return sorted(entities, key=lambda e: (e["start"], e["end"]))
+
+
+def example_from_correction(task: TaskSpec, text: str, correction: str) -> dict:
+    """The entities a correction names as `TYPE: span` lines (the form the model answers in), each found in `text`."""
+    entities = parse_entities(correction, text, task.labels)
+    if not entities and correction.strip().lower() != NO_ENTITIES:
+        raise ValueError(f"no `TYPE: span` line (or {NO_ENTITIES!r}) in the correction")
+    for entity in entities:
+        if entity["type"] not in task.labels:
+            raise ValueError(f"{entity['type']!r} is not in the label set ({', '.join(task.labels)})")
+        if entity["start"] is None:
+            raise ValueError(f"{entity['text']!r} is not in the text")
+    return {"text": text, "entities": [{key: entity[key] for key in ("type", "start", "end")} for entity in entities]}

@@ -18,7 +18,7 @@ from stats.statistic import Statistic, SumStatistic
 from tasks.prompts import render
 from tasks.records import ExampleRecord
 from tasks.spec import TaskSpec
-from tasks.task_type import LOSS, bootstrap_aggregate, nonempty_string_problems
+from tasks.task_type import LOSS, bootstrap_aggregate, nonempty_string_problems, takes_no_corrections
 
 REQUIRED_FIELDS = ("text",)
 DEFAULT_TEMPLATE = "{text}"
@@ -28,6 +28,7 @@ METRICS = {"token_perplexity": LOSS, "word_perplexity": LOSS, "bits_per_byte": L
 HEADLINE_METRICS = ("word_perplexity", "token_perplexity", "bits_per_byte")
 DEFAULT_RAG = "off"  # the text is scored as it is: retrieval does not apply
 QUOTABLE_REFERENCE = None
+FEEDBACK_INPUT = None
 STATISTICS = ("logprob", "n_tokens", "n_words", "n_bytes")
 
 _LOGPROB, _TOKENS, _WORDS, _BYTES = range(4)
@@ -96,3 +97,6 @@ def scoring_settings(task: TaskSpec) -> dict:
     return {"loglikelihood": "rolling, every token once, first token conditioned on BOS (else EOS)",
             "weighting": "corpus: total log-likelihood / total tokens, words or UTF-8 bytes",
             "words": r"len(re.split(r'\s+', text))"}
+
+
+example_from_correction = takes_no_corrections  # a user's text alone is not an example of this type

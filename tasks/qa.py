@@ -28,6 +28,7 @@ METRICS = {"exact_match": SHARE, "f1": SHARE, "answer_containment": SHARE}
 HEADLINE_METRICS = ("f1", "exact_match")
 DEFAULT_RAG = "on"  # knowledge QA: finding the page that holds the answer is the task
 QUOTABLE_REFERENCE = None
+FEEDBACK_INPUT = "question"
 
 
 def check_example(task: TaskSpec, example: dict) -> list[tuple[str, str]]:
@@ -81,3 +82,7 @@ rescore_record = rescore_from_prediction(score_prediction)
 def scoring_settings(task: TaskSpec) -> dict:
     return {"normalization": "SQuAD v1.1 normalize_answer", "references": "max over answers",
             "answer_containment": "a normalised answer appears in the normalised prediction as whole tokens"}
+
+
+def example_from_correction(task: TaskSpec, text: str, correction: str) -> dict:
+    return {"question": text, "answers": [correction]}

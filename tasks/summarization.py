@@ -33,6 +33,7 @@ METRICS = {**dict.fromkeys(ROUGE_TYPES, SHARE), "bleu": PERCENT}
 HEADLINE_METRICS = ("rougeL", "bleu")
 DEFAULT_RAG = "exclude-source"  # the summary comes with the source page (its NAME line)
 QUOTABLE_REFERENCE = "summary"
+FEEDBACK_INPUT = "document"
 
 
 def check_example(task: TaskSpec, example: dict) -> list[tuple[str, str]]:
@@ -79,3 +80,7 @@ rescore_record = rescore_from_prediction(score_prediction)
 def scoring_settings(task: TaskSpec) -> dict:
     return {"rouge": "rouge-score, use_stemmer=True, F-measure averaged over examples",
             "bleu_signature": bleu_signature()}
+
+
+def example_from_correction(task: TaskSpec, text: str, correction: str) -> dict:
+    return {"document": text, "summary": correction}

@@ -52,6 +52,7 @@ class TaskType(Protocol):
     HEADLINE_METRICS: tuple[str, ...]      # what a recommendation is made on: the first of these a result reports
     DEFAULT_RAG: str                       # what retrieval may show an example when suite.yaml says nothing
     QUOTABLE_REFERENCE: str | None         # the field of a free-text label a passage could quote (None: no such label)
+    FEEDBACK_INPUT: str | None             # the field a served user's text fills, for corrections (None: takes none)
 
     def check_example(self, task: TaskSpec, example: dict) -> list[tuple[str, str]]:
         """(field, problem) pairs of an example this type cannot score; [] when it is fine."""
@@ -82,6 +83,10 @@ class TaskType(Protocol):
 
     def scoring_settings(self, task: TaskSpec) -> dict:
         """How this type scores, recorded in every result file."""
+
+    def example_from_correction(self, task: TaskSpec, text: str, correction: str) -> dict:
+        """A test example's fields from a user's `text` (its FEEDBACK_INPUT) and the `correction` they gave as
+        its gold; ValueError saying why when the correction cannot be this type's gold."""
 
 
 def missing_members(module) -> list[str]:
@@ -123,6 +128,11 @@ def bootstrap_aggregate(metric_statistics: Callable[[TaskSpec, list[ExampleRecor
     def aggregate(task: TaskSpec, records: list[ExampleRecord]) -> dict[str, Metric]:
         return bootstrap_metrics(*metric_statistics(task, records))
     return aggregate
+
+
+def takes_no_corrections(task: TaskSpec, text: str, correction: str) -> dict:
+    """`example_from_correction` of a type whose gold a user's correction cannot give (FEEDBACK_INPUT None)."""
+    raise ValueError(f"a {task.type} task's gold is not a user's correction")
 
 
 def rescore_from_prediction(score_prediction: Callable[[str, Any, Any], ExampleRecord]
