@@ -74,7 +74,7 @@ def _console() -> Console:
               help="A model spec whose chat template the prompts go through, as with `eval --tokenizer`.")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per request.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Result file (default: runs/loadtest-<suite>-<host>.json).")
+              help="Result file, replaced if it exists (default: a new runs/loadtest-<suite>-<host>-<time>.json).")
 @click.option("--run", "run_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Attach the result to this run (RUN/serving/<configuration>.json), shown by its report and "
                    "the leaderboard beside quality; needs --configuration.")
@@ -110,10 +110,21 @@ def loadtest_command(ctx: click.Context, endpoint_spec: str, suite_spec: str, ta
                                  arrival_seed=None if rate_levels is None else seed, warmup_requests=n_warmup)
     finally:
         engine.close()
-    host = urlsplit(record["endpoint"]).netloc.replace(":", "-")
-    path = write_loadtest(attached or out_path or Path("runs") / f"loadtest-{suite.name}-{host}.json", record)
+    path = write_loadtest(attached or out_path or _new_loadtest_path(suite.name, record["endpoint"]), record)
     click.echo(f"wrote {path}" + (f" (shown by `domainbench report {run_dir}`)" if attached else ""), err=True)
     _console().print(_loadtest_table(record, results))
+
+
+def _new_loadtest_path(suite: str, endpoint: str) -> Path:
+    """runs/loadtest-<suite>-<host>-<time>.json, a name no earlier load test has: a rerun keeps the figures it is
+    compared with."""
+    host = urlsplit(endpoint).netloc.replace(":", "-")
+    stem = f"loadtest-{suite}-{host}-{time.strftime('%Y%m%dT%H%M%S')}"
+    path, copy = Path("runs") / f"{stem}.json", 1
+    while path.exists():
+        copy += 1
+        path = path.with_name(f"{stem}-{copy}.json")
+    return path
 
 
 def _attached_path(run_dir: Path | None, configuration: str | None, out_path: Path | None) -> Path | None:

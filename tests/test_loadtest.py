@@ -147,6 +147,15 @@ def test_a_load_test_attached_to_a_run_is_what_its_report_shows(tiny_endpoint, t
     assert record["endpoint"] in report and "| 2 in flight | 2 |" in report
 
 
+def test_a_load_test_without_out_never_replaces_an_earlier_one(tiny_endpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        main(["loadtest", tiny_endpoint, "--suite", "tiny", "--tasks", "errno-qa", "--concurrency", "1",
+              "--requests", "1", "--max-tokens", "2", "--tokenizer", "tiny-random-llama", "--timeout", "30"])
+    written = sorted((tmp_path / "runs").glob("loadtest-tiny-127.0.0.1-*.json"))
+    assert len(written) == 2 and all(json.loads(path.read_text())["levels"] for path in written)
+
+
 def test_rate_levels_send_on_schedule_whatever_the_server_does(tiny_endpoint, tmp_path, capsys):
     out = tmp_path / "loadtest.json"
     main(["loadtest", tiny_endpoint, "--suite", "tiny", "--tasks", "errno-qa", "--rate", "2,8", "--arrivals",
