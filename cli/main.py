@@ -27,6 +27,7 @@ def cli(ctx: click.Context, debug: bool, verbose: bool) -> None:
 def _register_commands() -> None:
     # Each area owns one module of commands; importing here keeps `domainbench --help` complete.
     from cli import (
+        cache,
         deploy,
         index,
         models,
@@ -40,7 +41,8 @@ def _register_commands() -> None:
     )
     from cli import eval as eval_commands
 
-    for module in (run, models, suite, suite_build, suite_new, eval_commands, report, index, tune, serve, deploy):
+    for module in (run, models, suite, suite_build, suite_new, eval_commands, report, index, tune, serve, deploy,
+                   cache):
         for command in module.COMMANDS:
             cli.add_command(command)
 
