@@ -46,7 +46,11 @@ def list_cache(runs_roots: tuple[Path, ...]) -> None:
 @click.option("--yes", is_flag=True, help="Remove them (without it, only say what would go).")
 def prune_cache(runs_roots: tuple[Path, ...], yes: bool) -> None:
     """Remove entries no run here will reuse — made by other code, or without a readable manifest — unless a
-    run dir links to them."""
+    run dir links to them.
+
+    "Other code" is another installation's too: where two environments share one cache (DOMAINBENCH_CACHE),
+    prune from the one whose entries should stay, or look at `cache list` first.
+    """
     from run.cache import cache_entries, remove_entries
 
     entries = cache_entries(list(runs_roots))
