@@ -95,9 +95,7 @@ def add_from_feedback(suite_path: str | Path, task_name: str, answers: list[Corr
     if suite.path.resolve().is_relative_to(SUITES_DIR.resolve()):
         raise DomainbenchError(f"suite {suite.name} is builtin: copy its directory and add examples to the copy")
     (task,) = suite.select([task_name])
-    module = task_module(task.type)
-    field = module.FEEDBACK_INPUT
-    if field is None:
+    if task_module(task.type).FEEDBACK_INPUT is None:
         takers = ", ".join(name for name in TASK_TYPES if task_module(name).FEEDBACK_INPUT)
         raise DomainbenchError(f"{task.name}: a {task.type} task; a user's input and correction make an example "
                                f"of a {takers} task, not of this type")
@@ -105,6 +103,23 @@ def add_from_feedback(suite_path: str | Path, task_name: str, answers: list[Corr
     if not test_file.name.endswith(".jsonl"):
         raise DomainbenchError(f"{task.name}: its test file {test_file.name} is not plain JSONL; the examples "
                                "carry their provenance as nested fields, which only JSONL holds")
+    candidates, skipped = _candidates(task, answers)
+    leaks = {leak.example_id: leak.reason for leak in new_example_leaks(suite_file(suite_path), task.name, candidates)}
+    skipped += [(example["feedback"]["trace_id"], f"leaks: {leaks[example['id']]}")
+                for example in candidates if example["id"] in leaks]
+    added = [example for example in candidates if example["id"] not in leaks]
+    version = suite.version
+    if added:
+        _append_examples(test_file, added)
+        version = _bump_version(suite_file(suite_path))
+    grown = load_suite(suite_path)  # every problem of the grown suite, as `suite validate` reports it
+    return FeedbackOutcome(added, skipped, suite.fingerprint, grown.fingerprint, version, test_file)
+
+
+def _candidates(task, answers: list[CorrectedAnswer]) -> tuple[list[dict], list[tuple[str, str]]]:
+    """The examples the answers make for `task` (an input once, and new to the task), and each skipped one with why."""
+    module = task_module(task.type)
+    field = module.FEEDBACK_INPUT
     seen = {normalized(example[field]) for examples in task.examples.values() for example in examples}
     candidates, skipped = [], []
     for answer in answers:
@@ -122,16 +137,7 @@ def add_from_feedback(suite_path: str | Path, task_name: str, answers: list[Corr
             continue
         seen.add(normalized(text))
         candidates.append(feedback_example(answer, fields))
-    leaks = {leak.example_id: leak.reason for leak in new_example_leaks(suite_file(suite_path), task.name, candidates)}
-    skipped += [(example["feedback"]["trace_id"], f"leaks: {leaks[example['id']]}")
-                for example in candidates if example["id"] in leaks]
-    added = [example for example in candidates if example["id"] not in leaks]
-    version = suite.version
-    if added:
-        _append_examples(test_file, added)
-        version = _bump_version(suite_file(suite_path))
-    grown = load_suite(suite_path)  # every problem of the grown suite, as `suite validate` reports it
-    return FeedbackOutcome(added, skipped, suite.fingerprint, grown.fingerprint, version, test_file)
+    return candidates, skipped
 
 
 def _append_examples(test_file: Path, examples: list[dict]) -> None:
