@@ -120,7 +120,6 @@ def build_index(documents: list[Document], out_dir: str | Path, *, encoder: str 
         "encode_seconds": round(encode_seconds, 3),
         "chunks_per_second": round(len(chunks) / max(encode_seconds, 1e-9), 1),
         "recall_vs_exact": recall,
-        "versions": inputs["code"],
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     manifest["build_seconds"] = round(time.perf_counter() - started, 3)

@@ -22,6 +22,7 @@ from pathlib import Path
 from harness.errors import DomainbenchError
 from harness.manifest import installed_version, read_manifest
 from harness.models import cache_dir
+from tuning.artifact import directory_bytes
 
 CACHED_KINDS = ("artifacts", "forms", "indexes")
 
@@ -53,7 +54,7 @@ def cache_entries(runs_roots: list[Path], root: Path | None = None) -> list[Cach
             if not path.is_dir() or path.is_symlink() or path.name.endswith(".work") or path.name.startswith("."):
                 continue  # checkpoints to resume from, and staging dirs a build is writing
             manifest = _manifest(path)
-            entries.append(CacheEntry(kind, path, _bytes(path), manifest.get("created") if manifest else None,
+            entries.append(CacheEntry(kind, path, directory_bytes(path), manifest.get("created") if manifest else None,
                                       why_stale(manifest), tuple(links.get(path.resolve(), ()))))
     return entries
 
@@ -73,7 +74,7 @@ def why_stale(manifest: dict | None) -> str | None:
 def current_version(name: str) -> str | int | None:
     """The version of `name` a new key holds: domainbench's, tuning's TRAINING_CODE, or a distribution's."""
     from harness import __version__
-    from tuning.artifact import TRAINING_CODE
+    from tuning.artifact import TRAINING_CODE  # read at each call: a change to it makes entries stale
 
     if name == "domainbench":
         return __version__
@@ -109,6 +110,3 @@ def _manifest(path: Path) -> dict | None:
     except (DomainbenchError, OSError):
         return None
 
-
-def _bytes(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
